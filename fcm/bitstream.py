@@ -1,0 +1,310 @@
+"""The fcm container: a versioned, self-describing bitstream (format described in ``docs/bitstream.md``).
+
+``write(header, payload) -> bytes`` and ``read(data) -> (header, payload)``. A decoder needs nothing but these bytes
+and the model weights: model and split names, the weights tag, the integer side information of the split, tensor
+shapes, the packing layout, the quantization ranges, the bit depth, the codec's name and parameters and its exact
+output (extradata and packets) are all inside.
+
+Every problem with the input — truncation, corruption (CRC-32 mismatch), a wrong magic, a future version, fields out
+of range — raises :class:`fcm.errors.BitstreamError` naming it. Lengths and counts are checked against the bytes
+that remain before anything is allocated, so garbage can neither exhaust memory nor loop.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from fcm.codecs.base import CodecParams, EncodedFrames
+from fcm.errors import BitstreamError, FcmError
+from fcm.packing.layout import MAX_DIM, Layout, TensorPlacement
+from fcm.packing.packer import RANGE_MODES, RangeMode
+from fcm.packing.quantize import SUPPORTED_BIT_DEPTHS, QuantRange
+
+MAGIC = b"FCM\x1a"
+VERSION = 1
+_PREAMBLE = struct.Struct("<4sBI")  # magic, version, body length
+_CRC = struct.Struct("<I")
+MAX_STRING = 255
+MAX_TENSORS = 64
+MAX_META = 32
+MAX_FRAMES = 1 << 20
+_RATE_CONTROLS = ("cqp", "crf")
+_GOPS = ("intra", "lowdelay")
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything in an fcm bitstream except the codec payload."""
+
+    model: str
+    split: str
+    weights_tag: str
+    meta: dict[str, tuple[int, ...]]
+    layout: Layout
+    bit_depth: int
+    range_mode: RangeMode
+    ranges: tuple[tuple[QuantRange, ...], ...]
+    codec: str
+    params: CodecParams
+    #: free-form ``(key, value)`` strings for provenance (e.g. the fcm version); not needed to decode
+    notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.ranges)
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def uint(self, v: int) -> None:  # LEB128
+        if v < 0:
+            raise ValueError(f"cannot write negative {v} as unsigned")
+        while True:
+            byte = v & 0x7F
+            v >>= 7
+            if v:
+                self.buf.append(byte | 0x80)
+            else:
+                self.buf.append(byte)
+                return
+
+    def sint(self, v: int) -> None:  # zig-zag
+        self.uint((v << 1) if v >= 0 else ((-v) << 1) - 1)
+
+    def f32(self, v: float) -> None:
+        self.buf += struct.pack("<f", v)
+
+    def raw(self, b: bytes) -> None:
+        self.uint(len(b))
+        self.buf += b
+
+    def string(self, s: str) -> None:
+        b = s.encode("utf-8")
+        if len(b) > MAX_STRING:
+            raise ValueError(f"string too long for the bitstream ({len(b)} > {MAX_STRING} bytes): {s[:40]!r}…")
+        self.raw(b)
+
+    def choice(self, value: str, options: tuple[str, ...]) -> None:
+        self.uint(options.index(value))
+
+
+def write(header: Header, payload: EncodedFrames) -> bytes:
+    """Serialize ``header`` and the codec ``payload`` into one fcm bitstream."""
+    if payload.codec != header.codec:
+        raise ValueError(f"payload was made by {payload.codec!r} but the header names {header.codec!r}")
+    lay = header.layout
+    if (payload.width, payload.height, payload.bit_depth, payload.num_frames) != (
+        lay.frame_width,
+        lay.frame_height,
+        header.bit_depth,
+        header.num_frames,
+    ):
+        raise ValueError("payload frame size, bit depth or count disagrees with the header")
+    w = _Writer()
+    w.string(header.model)
+    w.string(header.split)
+    w.string(header.weights_tag)
+    w.uint(len(header.meta))
+    for key, values in header.meta.items():
+        w.string(key)
+        w.uint(len(values))
+        for v in values:
+            w.sint(int(v))
+    w.uint(header.bit_depth)
+    w.choice(header.range_mode, RANGE_MODES)
+    w.uint(lay.frame_height)
+    w.uint(lay.frame_width)
+    w.uint(len(lay.placements))
+    for p in lay.placements:
+        w.string(p.name)
+        for v in (p.channels, p.height, p.width, p.cols, p.top):
+            w.uint(v)
+    w.uint(header.num_frames)
+    for frame_ranges in header.ranges:
+        for r in frame_ranges:
+            w.f32(r.lo)
+            w.f32(r.hi)
+    w.string(header.codec)
+    params = header.params
+    w.sint(params.qp)
+    w.choice(params.rate_control, _RATE_CONTROLS)
+    w.choice(params.gop, _GOPS)
+    w.string(params.preset or "")
+    _write_pairs(w, params.options)
+    _write_pairs(w, header.notes)
+    w.raw(payload.extradata)
+    w.uint(len(payload.packets))
+    for packet in payload.packets:
+        w.raw(packet)
+    body = bytes(w.buf)
+    head = _PREAMBLE.pack(MAGIC, VERSION, len(body))
+    return head + body + _CRC.pack(zlib.crc32(head + body))
+
+
+def _write_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...]) -> None:
+    w.uint(len(pairs))
+    for k, v in pairs:
+        w.string(k)
+        w.string(v)
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def uint(self, what: str, limit: int | None = None) -> int:
+        v = shift = 0
+        while True:
+            if self.pos >= len(self.data):
+                raise BitstreamError(f"truncated: ran out of bytes reading {what}")
+            byte = self.data[self.pos]
+            self.pos += 1
+            v |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise BitstreamError(f"corrupt: integer {what} is too long")
+        if limit is not None and v > limit:
+            raise BitstreamError(f"corrupt: {what} = {v} exceeds its limit {limit}")
+        return v
+
+    def sint(self, what: str) -> int:
+        v = self.uint(what)
+        return (v >> 1) if not v & 1 else -((v + 1) >> 1)
+
+    def count(self, what: str, limit: int, min_bytes_each: int = 1) -> int:
+        n = self.uint(what, limit)
+        if n * min_bytes_each > self.remaining():
+            raise BitstreamError(f"truncated: {what} = {n} needs more bytes than remain ({self.remaining()})")
+        return n
+
+    def f32(self, what: str) -> float:
+        if self.remaining() < 4:
+            raise BitstreamError(f"truncated: ran out of bytes reading {what}")
+        (v,) = struct.unpack_from("<f", self.data, self.pos)
+        self.pos += 4
+        return v
+
+    def raw(self, what: str) -> bytes:
+        n = self.uint(f"length of {what}")
+        if n > self.remaining():
+            raise BitstreamError(f"truncated: {what} needs {n} bytes, {self.remaining()} remain")
+        b = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return bytes(b)
+
+    def string(self, what: str) -> str:
+        n = self.uint(f"length of {what}", MAX_STRING)
+        if n > self.remaining():
+            raise BitstreamError(f"truncated: {what} needs {n} bytes, {self.remaining()} remain")
+        b = self.data[self.pos : self.pos + n]
+        self.pos += n
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BitstreamError(f"corrupt: {what} is not valid UTF-8") from None
+
+    def choice(self, what: str, options: tuple[str, ...]) -> str:
+        i = self.uint(what)
+        if i >= len(options):
+            raise BitstreamError(f"corrupt: {what} index {i} is not one of {options}")
+        return options[i]
+
+
+def read(data: bytes) -> tuple[Header, EncodedFrames]:
+    """Parse an fcm bitstream. Raises :class:`BitstreamError` for any invalid input."""
+    return _parse(data)
+
+
+def _parse(data: bytes) -> tuple[Header, EncodedFrames]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _PREAMBLE.size:
+        raise BitstreamError(f"truncated: {len(data)} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
+    magic, version, body_len = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise BitstreamError(f"bad magic {magic!r}: not an fcm bitstream (expected {MAGIC!r})")
+    if version > VERSION:
+        raise BitstreamError(f"unsupported version {version}: this fcm reads version {VERSION} and older")
+    if version < 1:
+        raise BitstreamError(f"corrupt: invalid version {version}")
+    end = _PREAMBLE.size + body_len
+    if len(data) < end + _CRC.size:
+        raise BitstreamError(f"truncated: header says {end + _CRC.size} bytes, got {len(data)}")
+    if len(data) > end + _CRC.size:
+        raise BitstreamError(f"corrupt: {len(data) - end - _CRC.size} unexpected bytes after the end of the stream")
+    (crc,) = _CRC.unpack_from(data, end)
+    if zlib.crc32(data[:end]) != crc:
+        raise BitstreamError("checksum mismatch: the bitstream is corrupted")
+    r = _Reader(data[:end])
+    r.pos = _PREAMBLE.size
+    try:
+        header, payload = _parse_body(r)
+    except BitstreamError:
+        raise
+    except (FcmError, ValueError) as e:  # dataclass validation (Layout, QuantRange, CodecParams)
+        raise BitstreamError(f"corrupt: {e}") from e
+    if r.remaining():
+        raise BitstreamError(f"corrupt: {r.remaining()} unparsed bytes at the end of the body")
+    return header, payload
+
+
+def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
+    model = r.string("model name")
+    split = r.string("split name")
+    weights_tag = r.string("weights tag")
+    meta: dict[str, tuple[int, ...]] = {}
+    for _ in range(r.count("meta entry count", MAX_META, 2)):
+        key = r.string("meta key")
+        values = tuple(r.sint(f"meta {key}") for _ in range(r.count(f"meta {key} length", 16)))
+        meta[key] = values
+    bit_depth = r.uint("bit depth", 64)
+    if bit_depth not in SUPPORTED_BIT_DEPTHS:
+        raise BitstreamError(f"corrupt: bit depth {bit_depth} is not one of {SUPPORTED_BIT_DEPTHS}")
+    range_mode = r.choice("range mode", RANGE_MODES)
+    frame_height = r.uint("frame height", MAX_DIM)
+    frame_width = r.uint("frame width", MAX_DIM)
+    placements = []
+    for _ in range(r.count("tensor count", MAX_TENSORS, 6)):
+        name = r.string("tensor name")
+        c, h, w, cols, top = (r.uint(f"tensor {name} {f}", MAX_DIM) for f in ("channels", "height", "width", "cols", "top"))
+        placements.append(TensorPlacement(name, c, h, w, cols, top))
+    layout = Layout(tuple(placements), frame_height, frame_width)  # validates the geometry
+    per_frame = 1 if range_mode == "frame" else len(placements)
+    num_frames = r.count("frame count", MAX_FRAMES, 8 * per_frame)
+    ranges = tuple(
+        tuple(QuantRange(r.f32("range low"), r.f32("range high")) for _ in range(per_frame)) for _ in range(num_frames)
+    )
+    codec = r.string("codec name")
+    qp = r.sint("qp")
+    rate_control = r.choice("rate control", _RATE_CONTROLS)
+    gop = r.choice("GOP structure", _GOPS)
+    preset = r.string("preset") or None
+    options = _read_pairs(r, "codec option")
+    notes = _read_pairs(r, "note")
+    params = CodecParams(qp, rate_control, gop, preset, options)  # type: ignore[arg-type]
+    extradata = r.raw("codec extradata")
+    packets = tuple(r.raw("packet") for _ in range(r.count("packet count", MAX_FRAMES * 4, 1)))
+    header = Header(model, split, weights_tag, meta, layout, bit_depth, range_mode, ranges, codec, params, notes)  # type: ignore[arg-type]
+    payload = EncodedFrames(codec, frame_width, frame_height, bit_depth, num_frames, extradata, packets)
+    return header, payload
+
+
+def _read_pairs(r: _Reader, what: str) -> tuple[tuple[str, str], ...]:
+    return tuple((r.string(f"{what} key"), r.string(f"{what} value")) for _ in range(r.count(f"{what} count", 64, 2)))

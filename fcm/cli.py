@@ -1,0 +1,246 @@
+"""The ``fcm`` command line. Library errors become one-line messages and exit code 2; nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from fcm.errors import FcmError
+
+DEFAULT_IMAGE = "skimage:chelsea"
+
+
+def _params(args: argparse.Namespace) -> Any:
+    from fcm.codecs import CodecParams
+
+    return CodecParams(qp=args.qp, rate_control=args.rate_control, gop=args.gop, preset=args.preset)
+
+
+def _add_codec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codec", default="x265", help="inner codec (see `fcm codecs`); default x265")
+    p.add_argument("--qp", type=int, default=32, help="codec quantizer (x264/x265 0–51); default 32")
+    p.add_argument("--rate-control", choices=("cqp", "crf"), default="cqp", help="constant QP (default) or CRF+AQ")
+    p.add_argument("--gop", choices=("intra", "lowdelay"), default="intra")
+    p.add_argument("--preset", default=None, help="encoder speed preset (codec default if omitted)")
+    p.add_argument("--bit-depth", type=int, default=None, help="packing bit depth (default: the codec's highest)")
+    p.add_argument("--range-mode", choices=("frame", "tensor"), default="frame", help="quantization range per frame/tensor")
+
+
+def _add_model_args(p: argparse.ArgumentParser, with_split: bool = True) -> None:
+    if with_split:
+        p.add_argument("--model", default="efficientnet_lite0", help="split model (see `fcm models`)")
+        p.add_argument("--split", default=None, help="split point (default: the model's default split)")
+    p.add_argument("--weights", default=None, help="local weights file (default: bundled weights, else random)")
+    p.add_argument("--sha256", default=None, help="expected sha256 (or prefix) of --weights")
+
+
+def _encode(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm import pipeline
+    from fcm.images import load_image
+    from fcm.models import get_model
+
+    image = load_image(args.image)
+    model = get_model(args.model, args.split, args.weights, args.sha256)
+    result = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
+    out = Path(args.output) if args.output else Path(Path(str(args.image).split(":")[-1]).stem + ".fcm")
+    out.write_bytes(result.bitstream)
+    return {
+        "output": str(out),
+        "bytes": len(result.bitstream),
+        "bits": result.num_bits,
+        "bpp": round(result.bpp, 6),
+        "frame": f"{result.header.layout.frame_width}x{result.header.layout.frame_height}",
+        "encode_seconds": {"front": result.front_s, "pack": result.pack_s, "codec": result.codec_s},
+    }
+
+
+def _decode(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm import pipeline
+
+    data = _read_file(args.bitstream)
+    features, header, codec_s, unpack_s = pipeline.decode_features(data)
+    model = pipeline.load_model_for(header, args.weights, args.sha256)
+    result = pipeline.decode(data, model)
+    return {
+        "model": header.model,
+        "split": header.split,
+        "task": model.task,
+        "result": model.describe(result.output, args.top_k)[0],
+        "decode_seconds": {"codec": result.codec_s, "unpack": result.unpack_s, "back": result.back_s},
+    }
+
+
+def _read_file(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    return p.read_bytes()
+
+
+def _info(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm import bitstream
+
+    data = _read_file(args.bitstream)
+    header, payload = bitstream.read(data)
+    h, w = header.meta.get("input_size", (0, 0))
+    lay = header.layout
+    info: dict[str, Any] = {
+        "format_version": bitstream.VERSION,
+        "model": header.model,
+        "split": header.split,
+        "weights": header.weights_tag,
+        "meta": {k: list(v) for k, v in header.meta.items()},
+        "tensors": [
+            {"name": p.name, "shape": [p.channels, p.height, p.width], "grid": [p.rows, p.cols], "top": p.top}
+            for p in lay.placements
+        ],
+        "frames": header.num_frames,
+        "frame_size": [lay.frame_width, lay.frame_height],
+        "bit_depth": header.bit_depth,
+        "range_mode": header.range_mode,
+        "ranges": [[[r.lo, r.hi] for r in fr] for fr in header.ranges],
+        "codec": header.codec,
+        "codec_params": {
+            "qp": header.params.qp,
+            "rate_control": header.params.rate_control,
+            "gop": header.params.gop,
+            "preset": header.params.preset,
+            "options": dict(header.params.options),
+        },
+        "notes": dict(header.notes),
+        "bytes": {"total": len(data), "codec_payload": payload.num_bytes, "container": len(data) - payload.num_bytes},
+        "packets": len(payload.packets),
+    }
+    if h and w:
+        info["input_pixels"] = h * w
+        info["bpp"] = round(8 * len(data) / (h * w), 6)
+    return info
+
+
+def _models(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm.models import MODELS, get_model
+
+    if args.nodes:
+        from fcm.models.fx_split import node_names
+
+        model = get_model(args.nodes)
+        net = getattr(model, "net", None)
+        if net is None:
+            raise FcmError(f"model {args.nodes!r} is not split by graph node")
+        return {"model": args.nodes, "nodes": node_names(net)}
+    out = {}
+    for name in MODELS.names():
+        entry = MODELS.get(name)
+        out[name] = {
+            "task": entry.task,
+            "description": entry.description,
+            "default_split": entry.default_split,
+            "splits": {
+                s.split: [{"name": t.name, "channels": t.channels, "stride": t.stride} for t in s.tensors]
+                for s in entry.split_specs()
+            },
+            "any_graph_node": entry.any_node,
+        }
+    return out
+
+
+def _codecs(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm.codecs import codec_names, get_codec
+
+    out = {}
+    for name in codec_names():
+        c = get_codec(name)
+        out[name] = {
+            "bit_depths": list(c.bit_depths),
+            "qp_range": list(c.qp_range),
+            "lossless": c.lossless,
+            "block_qp_offsets": c.supports_block_qp_offsets,
+        }
+    return out
+
+
+def _demo(args: argparse.Namespace) -> dict[str, Any]:
+    """Encode and decode the bundled photo, and compare with uncompressed inference."""
+    from fcm import pipeline
+    from fcm.images import load_image
+    from fcm.models import get_model
+
+    image = load_image(args.image)
+    model = get_model(args.model, args.split, args.weights, args.sha256)
+    enc = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
+    dec = pipeline.decode(enc.bitstream, model)
+    reference = model.full(model.prepare(image))
+    return {
+        "image": args.image,
+        "model": f"{model.name}/{model.split}",
+        "codec": f"{args.codec} qp={args.qp}",
+        "bytes": len(enc.bitstream),
+        "bpp": round(enc.bpp, 5),
+        "decoded": model.describe(dec.output, 3)[0],
+        "uncompressed": model.describe(reference, 3)[0],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fcm import __version__
+
+    parser = argparse.ArgumentParser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
+    parser.add_argument("--version", action="version", version=f"fcm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="run the edge half on an image and write an .fcm bitstream")
+    p.add_argument("image", help="image file, or skimage:NAME for a bundled photo (e.g. skimage:chelsea)")
+    p.add_argument("-o", "--output", default=None, help="output .fcm file (default: IMAGE_STEM.fcm)")
+    _add_model_args(p)
+    _add_codec_args(p)
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("decode", help="decode an .fcm bitstream and print the task result as JSON")
+    p.add_argument("bitstream")
+    p.add_argument("--top-k", type=int, default=5)
+    _add_model_args(p, with_split=False)
+    p.set_defaults(func=_decode)
+
+    p = sub.add_parser("info", help="print an .fcm bitstream's header, sizes and bits per pixel")
+    p.add_argument("bitstream")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("models", help="list models and their split points")
+    p.add_argument("--nodes", metavar="MODEL", default=None, help="list every graph node of MODEL usable as a split")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("codecs", help="list inner codecs")
+    p.set_defaults(func=_codecs)
+
+    p = sub.add_parser("demo", help="encode+decode a bundled photo and compare with uncompressed inference")
+    p.add_argument("image", nargs="?", default=DEFAULT_IMAGE)
+    _add_model_args(p)
+    _add_codec_args(p)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            result = args.func(args)
+    except (FcmError, OSError) as e:
+        print(f"fcm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fcm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if result is not None:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The inner-codec interface: monochrome frames in, bytes out, and back.
+
+A codec is a small object with a name; it encodes a stack of monochrome frames (``uint16`` samples of a given bit
+depth, shape ``(N, H, W)``) at a QP and returns an :class:`EncodedFrames` value holding exactly the bytes the real
+encoder produced (codec extradata and one byte string per packet). ``decode`` gives the frames back. Nothing here
+knows about features, models or the fcm container: :mod:`fcm.bitstream` stores an :class:`EncodedFrames` verbatim.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+RateControl = Literal["cqp", "crf"]
+GopStructure = Literal["intra", "lowdelay"]
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """How to run an encoder.
+
+    Attributes:
+        qp: the codec's own quantizer value (x264/x265: 0–51; SVT-AV1 and VP9: 0–63). With ``rate_control="crf"``
+            it is the CRF value instead.
+        rate_control: ``"cqp"`` (constant QP, adaptive quantization off: the default, what FCM anchors use) or
+            ``"crf"`` (constant rate factor with adaptive quantization on; per-block QP offsets only take effect
+            there).
+        gop: ``"intra"`` (every frame an intra frame) or ``"lowdelay"`` (one intra frame, then P frames, no B).
+        preset: encoder speed preset (``None``: the codec's default).
+        options: extra encoder options as ``(key, value)`` pairs, passed through verbatim.
+    """
+
+    qp: int
+    rate_control: RateControl = "cqp"
+    gop: GopStructure = "intra"
+    preset: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.rate_control not in ("cqp", "crf"):
+            raise ValueError(f"rate_control must be 'cqp' or 'crf', not {self.rate_control!r}")
+        if self.gop not in ("intra", "lowdelay"):
+            raise ValueError(f"gop must be 'intra' or 'lowdelay', not {self.gop!r}")
+
+
+@dataclass(frozen=True)
+class EncodedFrames:
+    """The real output of an encoder: what travels in the fcm bitstream's payload.
+
+    Attributes:
+        codec: name of the codec that made it (a key of the codec registry).
+        width, height, bit_depth, num_frames: the frames it decodes to.
+        extradata: codec global header bytes (may be empty).
+        packets: one byte string per encoded packet, in decode order.
+    """
+
+    codec: str
+    width: int
+    height: int
+    bit_depth: int
+    num_frames: int
+    extradata: bytes = b""
+    packets: tuple[bytes, ...] = field(default_factory=tuple)
+
+    @property
+    def num_bytes(self) -> int:
+        """Bytes of codec output (extradata + packets), without any container overhead."""
+        return len(self.extradata) + sum(len(p) for p in self.packets)
+
+
+class Codec(ABC):
+    """An inner codec for monochrome frames.
+
+    Subclasses state what they support through the class attributes below and implement ``encode``/``decode``.
+    ``decode(encode(frames, ...))`` must return an array of the same shape and dtype as ``frames``; a lossless
+    codec returns it bit-exactly.
+    """
+
+    #: registry name, e.g. ``"x265"``
+    name: str = ""
+    #: bit depths this codec accepts for monochrome frames
+    bit_depths: tuple[int, ...] = (8,)
+    #: inclusive range of valid ``CodecParams.qp`` values
+    qp_range: tuple[int, int] = (0, 51)
+    #: whether ``encode`` honours ``block_qp_offsets``
+    supports_block_qp_offsets: bool = False
+    #: True when decode(encode(x)) == x exactly
+    lossless: bool = False
+
+    @property
+    def default_bit_depth(self) -> int:
+        return max(self.bit_depths)
+
+    @abstractmethod
+    def encode(
+        self,
+        frames: np.ndarray,
+        bit_depth: int,
+        params: CodecParams,
+        block_qp_offsets: np.ndarray | None = None,
+    ) -> EncodedFrames:
+        """Encode ``frames`` (``uint16``, shape ``(N, H, W)``, values < 2**bit_depth).
+
+        ``block_qp_offsets``, when given, is an ``(N, ceil(H/B), ceil(W/B))`` integer array of per-block QP offsets
+        (B is the codec's block size); codecs that do not support it raise :class:`fcm.errors.CodecError`.
+        """
+
+    @abstractmethod
+    def decode(self, encoded: EncodedFrames) -> np.ndarray:
+        """Decode to ``uint16`` frames of shape ``(num_frames, height, width)``.
+
+        Raises :class:`fcm.errors.CodecError` when the payload cannot be decoded or decodes to something other
+        than the declared frames.
+        """
+
+    def check_params(self, bit_depth: int, params: CodecParams) -> None:
+        """Raise :class:`fcm.errors.CodecError` naming the problem if this codec cannot run with these values."""
+        from fcm.errors import CodecError
+
+        if bit_depth not in self.bit_depths:
+            raise CodecError(
+                f"codec {self.name!r} does not support {bit_depth}-bit frames; supported: "
+                f"{', '.join(map(str, self.bit_depths))}"
+            )
+        lo, hi = self.qp_range
+        if not lo <= params.qp <= hi:
+            raise CodecError(f"codec {self.name!r} takes QP in [{lo}, {hi}], got {params.qp}")

@@ -1,0 +1,41 @@
+"""Typed exceptions raised by fcm's library code.
+
+Library code raises these; only :mod:`fcm.cli` turns them into exit codes and one-line messages.
+"""
+
+from __future__ import annotations
+
+
+class FcmError(Exception):
+    """Base class of every error fcm raises on purpose."""
+
+
+class UnknownNameError(FcmError, KeyError):
+    """A name (model, split, codec, dataset, …) is not registered; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(FcmError, ValueError):
+    """A configuration value (YAML file, CLI argument, constructor argument) is invalid."""
+
+
+class ShapeError(FcmError, ValueError):
+    """Tensors or frames do not have the shape the layout or split spec says."""
+
+
+class CodecError(FcmError):
+    """An inner codec failed to encode or decode, or does not support what was asked of it."""
+
+
+class WeightsError(FcmError):
+    """Model weights are missing, fail their checksum, or do not fit the architecture."""
+
+
+class BitstreamError(FcmError, ValueError):
+    """An fcm bitstream is truncated, corrupted, of the wrong kind, or of an unsupported version.
+
+    This is the one exception :func:`fcm.bitstream.read` (and therefore every decoder entry point) raises for bad
+    input; the message names the problem (e.g. ``"bad magic"``, ``"checksum mismatch"``, ``"truncated"``).
+    """

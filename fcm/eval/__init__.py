@@ -1,0 +1,1 @@
+"""Evaluation of coded features: rate–accuracy metrics such as Bjøntegaard deltas."""

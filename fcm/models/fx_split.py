@@ -1,0 +1,106 @@
+"""Split any traceable torchvision classifier at a named graph node (torch.fx).
+
+``split_at(model, "layer2")`` returns the edge half (input → the node's output) and the cloud half (that output →
+logits) as ``torch.fx.GraphModule``s sharing the model's parameters. Node names are those of torchvision's
+``get_graph_node_names`` (the names ``create_feature_extractor`` accepts); a module name such as ``layer2`` means the
+module's last node. A node is a valid cut only when everything after it depends on the input through that node
+alone (no skip connection jumps over it); otherwise the error names a node that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import get_close_matches
+
+import torch
+from torch import fx, nn
+
+from fcm.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class GraphSplit:
+    front: fx.GraphModule
+    back: fx.GraphModule
+    node: str
+
+
+def node_names(model: nn.Module) -> list[str]:
+    """Valid split-node names (eval-mode graph) of ``model``."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    return list(get_graph_node_names(model)[1])
+
+
+def _trace(model: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
+    from torchvision.models.feature_extraction import NodePathTracer
+
+    tracer = NodePathTracer()
+    graph = tracer.trace(model.eval())
+    return graph, tracer.node_to_qualname
+
+
+def _resolve(name: str, graph: fx.Graph, qualnames: dict[fx.Node, str]) -> fx.Node:
+    matches = [n for n in graph.nodes if n in qualnames and (qualnames[n] == name or qualnames[n].startswith(name + "."))]
+    if not matches:
+        known = sorted(set(qualnames.values()))
+        modules = {q.rsplit(".", i)[0] for q in known for i in range(q.count(".") + 1)}
+        near = get_close_matches(name, sorted(modules), n=5)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise UnknownNameError(
+            f"no node {name!r} in {len(known)} graph nodes{hint} (valid names: {', '.join(known[:40])}"
+            f"{', …' if len(known) > 40 else ''})"
+        )
+    return matches[-1]
+
+
+def split_at(model: nn.Module, node_name: str) -> GraphSplit:
+    """Cut ``model`` after node ``node_name``; see the module docstring."""
+    graph, qualnames = _trace(model)
+    cut = _resolve(node_name, graph, qualnames)
+    output = next(n for n in graph.nodes if n.op == "output")
+
+    # nodes the output needs, walking back but not through the cut
+    needed: set[fx.Node] = set()
+    stack = [output]
+    while stack:
+        node = stack.pop()
+        if node in needed or node is cut:
+            continue
+        if node.op == "placeholder":
+            users = [qualnames.get(u, u.name) for u in node.users]
+            raise UnknownNameError(
+                f"node {node_name!r} is not a clean cut: the part after it also reads the model input "
+                f"(through {users[:3]}); a skip connection jumps over it. Choose a node that every later path "
+                "passes through, such as a block's output"
+            )
+        needed.add(node)
+        stack.extend(node.all_input_nodes)
+    # everything needed must come after the cut, else a skip connection jumps over it
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    early = [n for n in needed if order[n] < order[cut] and n.op not in ("get_attr",)]
+    if early:
+        raise UnknownNameError(
+            f"node {node_name!r} is not a clean cut: {qualnames.get(early[0], early[0].name)!r} before it is "
+            "used after it (a skip connection jumps over the cut)"
+        )
+
+    back_graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {cut: back_graph.placeholder("features")}
+    for node in graph.nodes:
+        if node in needed:
+            env[node] = back_graph.node_copy(node, lambda n: env[n])
+    back_graph.lint()
+
+    front_graph = fx.Graph()
+    fenv: dict[fx.Node, fx.Node] = {}
+    for node in graph.nodes:
+        fenv[node] = front_graph.node_copy(node, lambda n: fenv[n])
+        if node is cut:
+            break
+    front_graph.output(fenv[cut])
+    root = model.eval()
+    front = fx.GraphModule(root, front_graph)
+    front.graph.eliminate_dead_code()
+    front.recompile()
+    return GraphSplit(front, fx.GraphModule(root, back_graph), node_name)

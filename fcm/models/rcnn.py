@@ -1,0 +1,157 @@
+"""torchvision Faster R-CNN and Mask R-CNN (ResNet-50 FPN), split after the FPN.
+
+Split ``fpn``: the edge runs the resize/normalise transform, the ResNet-50 body and the FPN, and sends P2–P5
+(256 channels each, strides 4–32). P6 is never coded: the cloud recomputes it from P5 exactly as torchvision's
+``LastLevelMaxPool`` does (max-pool, kernel 1, stride 2), then runs the RPN, the RoI heads and the postprocess that
+maps boxes (and masks) back to the original image size. The resized and padded sizes travel as ``Features.meta``.
+
+Weights come from a local file (nothing is downloaded): e.g. torchvision's ``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``
+whose name carries its sha256 prefix, checked on load. Without weights the model is randomly initialised, which is
+only good for tests and timing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fcm.errors import ShapeError, UnknownNameError
+from fcm.models.base import Features, SplitSpec, TensorSpec, check_image
+from fcm.models.weights import load_into, load_state_dict
+
+FPN_LEVELS = (("p2", "0", 4), ("p3", "1", 8), ("p4", "2", 16), ("p5", "3", 32))
+SPLITS = ("fpn",)
+
+
+def coco_categories() -> tuple[str, ...]:
+    from torchvision.models._meta import _COCO_CATEGORIES  # 91 entries, index = COCO category id
+
+    return tuple(_COCO_CATEGORIES)
+
+
+class _RCNNSplit:
+    """Shared implementation; subclasses name the torchvision builder and the task."""
+
+    builder_name = ""
+
+    def __init__(
+        self,
+        split: str = "fpn",
+        weights: str | Path | None = None,
+        sha256: str | None = None,
+        min_size: int = 800,
+        max_size: int = 1333,
+        box_score_thresh: float = 0.05,
+    ) -> None:
+        if split not in SPLITS:
+            raise UnknownNameError(f"unknown split {split!r} of {self.name}; known: {', '.join(SPLITS)}")
+        from torchvision.models import detection
+
+        builder = getattr(detection, self.builder_name)
+        net = builder(
+            weights=None,
+            weights_backbone=None,
+            num_classes=91,
+            min_size=min_size,
+            max_size=max_size,
+            box_score_thresh=box_score_thresh,
+        )
+        tag = "random"
+        if weights is not None:
+            state, digest = load_state_dict(weights, sha256)
+            load_into(net, state, str(weights))
+            tag = digest[:16]
+        super().__init__(split, weights_tag=tag)  # type: ignore[call-arg]
+        self.net = net.eval()
+        self.categories = coco_categories()
+        self._spec = SplitSpec(
+            self.name,
+            split,
+            tuple(TensorSpec(name, 256, stride) for name, _, stride in FPN_LEVELS),
+            "FPN outputs P2–P5; P6 is recomputed from P5 in the cloud",
+        )
+
+    @classmethod
+    def split_specs(cls) -> list[SplitSpec]:
+        return [SplitSpec(cls.name, "fpn", tuple(TensorSpec(n, 256, s) for n, _, s in FPN_LEVELS))]
+
+    @property
+    def spec(self) -> SplitSpec:
+        return self._spec
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        arr = check_image(image)
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255.0
+
+    @torch.no_grad()
+    def front(self, inputs: torch.Tensor) -> Features:
+        if inputs.ndim != 4 or inputs.shape[0] != 1:
+            raise ShapeError(f"{self.name} front takes one image as a 1×3×H×W tensor, got {tuple(inputs.shape)}")
+        original = tuple(int(s) for s in inputs.shape[-2:])
+        images, _ = self.net.transform(list(inputs))
+        body = self.net.backbone(images.tensors)
+        tensors = OrderedDict((name, body[key]) for name, key, _ in FPN_LEVELS)
+        meta = {
+            "original_size": original,
+            "image_size": tuple(int(s) for s in images.image_sizes[0]),
+            "batch_size": tuple(int(s) for s in images.tensors.shape[-2:]),
+        }
+        return Features(tensors, meta)
+
+    @torch.no_grad()
+    def back(self, features: Features) -> Any:
+        from torchvision.models.detection.image_list import ImageList
+
+        features.check(self.spec)
+        try:
+            original = tuple(features.meta["original_size"])
+            image_size = tuple(features.meta["image_size"])
+            batch_h, batch_w = features.meta["batch_size"]
+        except (KeyError, ValueError) as e:
+            raise ShapeError(f"{self.name} back needs meta original_size, image_size, batch_size: {e}") from e
+        fpn = OrderedDict((key, features.tensors[name]) for name, key, _ in FPN_LEVELS)
+        fpn["pool"] = F.max_pool2d(fpn["3"], kernel_size=1, stride=2, padding=0)  # P6, as LastLevelMaxPool
+        n = next(iter(fpn.values())).shape[0]
+        # the RPN's anchor generator only reads the padded batch size: a zero-stride view costs no memory
+        images = ImageList(torch.zeros(()).expand(n, 3, batch_h, batch_w), [image_size] * n)
+        proposals, _ = self.net.rpn(images, fpn)
+        detections, _ = self.net.roi_heads(fpn, proposals, images.image_sizes)
+        return self.net.transform.postprocess(detections, images.image_sizes, [original] * n)
+
+    @torch.no_grad()
+    def full(self, inputs: torch.Tensor) -> Any:
+        return self.net(list(inputs))
+
+    def describe(self, output: Any, top_k: int = 100) -> list[dict[str, Any]]:
+        records = []
+        for det in output:
+            items = []
+            for box, label, score in list(zip(det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist()))[
+                :top_k
+            ]:
+                label_name = self.categories[label] if label < len(self.categories) else str(label)
+                items.append(
+                    {"label_id": label, "label": label_name, "score": round(score, 5), "box_xyxy": [round(v, 2) for v in box]}
+                )
+            records.append({"detections": items})
+        return records
+
+
+from fcm.models.base import SplitModel  # noqa: E402  (kept below the mixin for readability)
+
+
+class FasterRCNNSplit(_RCNNSplit, SplitModel):
+    name = "faster_rcnn_r50_fpn"
+    task = "detection"
+    builder_name = "fasterrcnn_resnet50_fpn"
+
+
+class MaskRCNNSplit(_RCNNSplit, SplitModel):
+    name = "mask_rcnn_r50_fpn"
+    task = "instance_segmentation"
+    builder_name = "maskrcnn_resnet50_fpn"

@@ -1,0 +1,166 @@
+"""The edge and cloud drivers: image → bitstream (``encode``) and bitstream → task output (``decode``).
+
+These are the only functions that know the whole chain; each stage they call knows only its own job::
+
+    image → model.front → Features → Packer.pack → frames → Codec.encode → bitstream.write
+    bitstream.read → Codec.decode → frames → unpack → Features → model.back → task output
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcm import bitstream
+from fcm.bitstream import Header
+from fcm.codecs import Codec, CodecParams, get_codec
+from fcm.errors import BitstreamError, CodecError, ShapeError
+from fcm.models import Features, SplitModel, get_model
+from fcm.packing import PackedFrames, Packer, RangeMode, unpack
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """An encoded input: the bitstream, its header, and how long each edge stage took (seconds)."""
+
+    bitstream: bytes
+    header: Header
+    input_pixels: int
+    front_s: float
+    pack_s: float
+    codec_s: float
+
+    @property
+    def num_bits(self) -> int:
+        """Every bit of the fcm bitstream: preamble, header, side information, codec payload and checksum."""
+        return 8 * len(self.bitstream)
+
+    @property
+    def bpp(self) -> float:
+        return self.num_bits / self.input_pixels
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """A decoded bitstream: the task output, the reconstructed features, and the cloud stage times (seconds)."""
+
+    output: Any
+    features: Features
+    header: Header
+    codec_s: float
+    unpack_s: float
+    back_s: float
+
+
+def resolve_codec(codec: str | Codec) -> Codec:
+    return get_codec(codec) if isinstance(codec, str) else codec
+
+
+def encode(
+    image: np.ndarray,
+    model: SplitModel,
+    codec: str | Codec,
+    params: CodecParams,
+    bit_depth: int | None = None,
+    range_mode: RangeMode = "frame",
+) -> EncodeResult:
+    """Run the edge half on one RGB ``uint8`` image and code its features into an fcm bitstream.
+
+    ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265).
+    """
+    from fcm import __version__
+
+    codec = resolve_codec(codec)
+    depth = codec.default_bit_depth if bit_depth is None else bit_depth
+    codec.check_params(depth, params)
+    t0 = time.perf_counter()
+    inputs = model.prepare(image)
+    features = model.front(inputs)
+    features.check(model.spec)
+    t1 = time.perf_counter()
+    packed = Packer(depth, range_mode).pack(features.tensors)
+    t2 = time.perf_counter()
+    payload = codec.encode(packed.frames, depth, params)
+    t3 = time.perf_counter()
+    meta = {"input_size": (int(image.shape[0]), int(image.shape[1])), **features.meta}
+    header = Header(
+        model=model.name,
+        split=model.split,
+        weights_tag=model.weights_tag,
+        meta=meta,
+        layout=packed.layout,
+        bit_depth=depth,
+        range_mode=packed.range_mode,
+        ranges=packed.ranges,
+        codec=codec.name,
+        params=params,
+        notes=(("fcm", __version__),),
+    )
+    data = bitstream.write(header, payload)
+    pixels = int(image.shape[0]) * int(image.shape[1])
+    return EncodeResult(data, header, pixels, t1 - t0, t2 - t1, t3 - t2)
+
+
+def load_model_for(
+    header: Header, weights: str | Path | None = None, sha256: str | None = None, **options: Any
+) -> SplitModel:
+    """Build the model a bitstream names, warning when its weights differ from the encoder's."""
+    model = get_model(header.model, header.split, weights, sha256, **options)
+    if model.weights_tag != header.weights_tag:
+        warnings.warn(
+            f"bitstream was encoded with {header.model} weights {header.weights_tag}, decoding with "
+            f"{model.weights_tag}: the result may be meaningless",
+            stacklevel=2,
+        )
+    return model
+
+
+def decode_features(data: bytes) -> tuple[Features, Header, float, float]:
+    """Bitstream → reconstructed features (no model needed). Returns ``(features, header, codec_s, unpack_s)``.
+
+    Raises :class:`BitstreamError` for any invalid input, including a payload the codec cannot decode.
+    """
+    header, payload = bitstream.read(data)
+    try:
+        codec = get_codec(header.codec)
+    except KeyError as e:
+        raise BitstreamError(f"bitstream names codec {header.codec!r}, which this fcm does not have") from e
+    t0 = time.perf_counter()
+    try:
+        frames = codec.decode(payload)
+    except CodecError as e:
+        raise BitstreamError(f"codec payload does not decode: {e}") from e
+    t1 = time.perf_counter()
+    try:
+        packed = PackedFrames(frames, header.layout, header.bit_depth, header.range_mode, header.ranges)
+    except ShapeError as e:
+        raise BitstreamError(f"decoded frames do not match the header: {e}") from e
+    tensors = unpack(packed)
+    t2 = time.perf_counter()
+    return Features(tensors, dict(header.meta)), header, t1 - t0, t2 - t1
+
+
+def decode(data: bytes, model: SplitModel | None = None, weights: str | Path | None = None) -> DecodeResult:
+    """Decode an fcm bitstream and run the cloud half. ``model`` defaults to the one the bitstream names."""
+    features, header, codec_s, unpack_s = decode_features(data)
+    if model is None:
+        model = load_model_for(header, weights)
+    elif (model.name, model.split) != (header.model, header.split):
+        raise BitstreamError(
+            f"bitstream is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
+        )
+    t0 = time.perf_counter()
+    try:
+        features.check(model.spec)
+    except ShapeError as e:
+        raise BitstreamError(f"bitstream tensors do not match split {model.name}/{model.split}: {e}") from e
+    with torch.no_grad():
+        output = model.back(features)
+    back_s = time.perf_counter() - t0
+    return DecodeResult(output, features, header, codec_s, unpack_s, back_s)
