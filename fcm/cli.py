@@ -185,6 +185,23 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm.eval.config import SweepConfig
+    from fcm.eval.run import run_and_report
+
+    overrides = {"output": args.output} if args.output else {}
+    if args.limit:
+        overrides["limit"] = args.limit
+    cfg = SweepConfig.from_yaml(args.config, overrides)
+    return run_and_report(cfg, jobs=args.jobs, progress=not args.no_progress)
+
+
+def _report(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm.eval.run import report_folder
+
+    return report_folder(Path(args.results), anchor=args.anchor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fcm import __version__
 
@@ -215,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("codecs", help="list inner codecs")
     p.set_defaults(func=_codecs)
+
+    p = sub.add_parser("sweep", help="run (or resume) a rate–accuracy sweep from a YAML config, then report")
+    p.add_argument("config", help="sweep YAML (e.g. configs/quickstart.yaml)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (inputs run in parallel)")
+    p.add_argument("--output", default=None, help="override the config's output folder")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("report", help="(re)write summary.csv, report.json, report.md and RD plots of a results folder")
+    p.add_argument("results", help="a sweep's output folder")
+    p.add_argument("--anchor", default=None, help="BD-rate anchor curve, pipeline/codec (default: from the sweep)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("demo", help="encode+decode a bundled photo and compare with uncompressed inference")
     p.add_argument("image", nargs="?", default=DEFAULT_IMAGE)

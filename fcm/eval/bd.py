@@ -247,3 +247,16 @@ def compare(
     else:
         note = "; ".join(f"{k}: {v}" for k, v in errors.items())
     return BDResult(values["bd_rate"], values["bd_accuracy"], anchor_name, test_name, note)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The operating points no cheaper point matches: sorted by rate, each strictly more accurate than all before.
+
+    A point that costs more bits without gaining accuracy would never be chosen, and it breaks the strict
+    monotonicity BD-rate interpolation needs (e.g. a top-1 agreement that saturates at 100 % for several QPs).
+    """
+    front: list[tuple[float, float]] = []
+    for rate, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or acc > front[-1][1]:
+            front.append((rate, acc))
+    return front

@@ -1,0 +1,72 @@
+"""Inner codecs: monochrome frames in, the real codec's bytes out (see :mod:`fcm.codecs.base`).
+
+Registry of codecs by name (``get_codec("x265")``). Registered here:
+
+* ``x265``, ``x264``, ``svtav1``, ``vp9``, ``ffv1``: in-process FFmpeg encoders via PyAV
+  (:mod:`fcm.codecs.pyav_codecs`);
+* ``x265-cli``: Debian's ``x265`` binary driven by :class:`fcm.codecs.external.ExternalCodec`; templates for VTM,
+  VVenC and HM are built with :func:`fcm.codecs.external.external_codec`, and can be registered with
+  :func:`register_codec`.
+
+Registrant contract: a registered object is a zero-argument callable (usually the codec class) returning a fresh
+:class:`Codec` whose ``name`` equals the registered name, which is also what its :class:`EncodedFrames` carry in
+``codec``. The codec must honour the :class:`Codec` contract: ``decode(encode(x))`` has the shape and dtype of
+``x`` (bit-exact when ``lossless``); ``encode`` is deterministic (same input and params, same bytes, on any
+machine); both raise :class:`fcm.errors.CodecError` (never another exception type) for unsupported settings and bad
+payloads; ``bit_depths``, ``qp_range``, ``supports_block_qp_offsets`` and ``lossless`` state the truth. Importing the
+module that defines a codec must stay cheap: import heavy libraries (``av``) inside methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fcm.codecs.base import Codec, CodecParams, EncodedFrames
+from fcm.codecs.external import ExternalCodec, external_codec, x265_cli
+from fcm.codecs.pyav_codecs import X264, X265, Ffv1, SvtAv1, Vp9
+from fcm.registry import Registry
+
+__all__ = [
+    "Codec",
+    "CodecParams",
+    "EncodedFrames",
+    "ExternalCodec",
+    "codec_names",
+    "external_codec",
+    "get_codec",
+    "register_codec",
+]
+
+CodecFactory = Callable[[], Codec]
+
+_CODECS: Registry[CodecFactory] = Registry("codec")
+
+
+def register_codec(name: str, factory: CodecFactory) -> None:
+    """Register ``factory`` (a zero-argument callable returning a :class:`Codec` named ``name``).
+
+    Raises ValueError if ``name`` is taken.
+    """
+    _CODECS.add(name, factory)
+
+
+def get_codec(name: str) -> Codec:
+    """A new instance of the codec registered as ``name``.
+
+    Raises :class:`fcm.errors.UnknownNameError` (listing the known names) for an unknown name.
+    """
+    codec = _CODECS.get(name)()
+    if codec.name != name:  # a broken registrant would otherwise mislabel its payloads
+        raise ValueError(f"codec registered as {name!r} calls itself {codec.name!r}")
+    return codec
+
+
+def codec_names() -> list[str]:
+    """Sorted names of the registered codecs."""
+    return _CODECS.names()
+
+
+for _cls in (X265, X264, SvtAv1, Vp9, Ffv1):
+    register_codec(_cls.name, _cls)
+register_codec("x265-cli", x265_cli)
+del _cls

@@ -1,0 +1,386 @@
+"""Inner codecs that run user-supplied encoder/decoder binaries (VTM, VVenC, HM, the x265 CLI, …).
+
+:class:`ExternalCodec` writes the frames as a raw planar YUV file (4:0:0, or 4:2:0 with flat mid-grey chroma;
+one byte per sample at 8 bits, little-endian 16-bit words above) into a fresh temporary directory, runs the encoder
+from a command template, and keeps the bitstream file it writes, byte for byte, as a single packet. Decoding runs a
+decoder template that writes raw YUV, or decodes the bitstream in process with a PyAV decoder (``"hevc"``,
+``"vvc"``; FFmpeg's parser splits the Annex-B stream).
+
+Command templates are split like a shell would (:func:`shlex.split`, no shell is run) and each word is then filled
+with :meth:`str.format` placeholders:
+
+``{input}`` ``{output}``
+    paths of the file the command reads and the one it must write
+``{width}`` ``{height}`` ``{frames}`` ``{fps}``
+    frame size, number of frames, a nominal frame rate (25)
+``{bit_depth}`` ``{depth_suffix}``
+    sample bit depth; ``""`` at 8 bits and ``"_10"`` at 10 (for format names such as VVenC's ``yuv420_10``)
+``{chroma}``
+    ``"400"`` or ``"420"``: the raw input's chroma format
+``{qp}`` ``{gop}`` ``{intra_period}``
+    the QP; ``"intra"`` or ``"lowdelay"``; ``1`` for all-intra, ``-1`` (one intra frame only) for low delay
+``{preset}``
+    ``CodecParams.preset``, or the codec's ``default_preset``
+any name in ``variables``
+    e.g. ``{config}`` for the path of a VTM/HM configuration file
+
+``CodecParams.options`` become extra encoder arguments, each ``(key, value)`` formatted with ``option_template``
+(default ``"--{key} {value}"``). Only ``rate_control="cqp"`` is supported and per-block QP offsets are not.
+
+Ready-made: :func:`x265_cli` (registered as ``"x265-cli"``; Debian's ``x265`` binary, decoded with PyAV's HEVC
+decoder) and, through :func:`external_codec`, templates for VTM (``EncoderApp``/``DecoderApp``), VVenC
+(``vvencapp``/``vvdecapp``) and HM (``TAppEncoder``/``TAppDecoder``). Only the x265 one is tested here: the
+other binaries are not installed; check their templates against your build's ``--help``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from fcm.codecs.base import Codec, CodecParams, EncodedFrames
+from fcm.codecs.pyav_codecs import _check_frames, _check_payload_bounds, decode_bitstream
+from fcm.errors import CodecError, ConfigError
+
+__all__ = ["ExternalCodec", "ExternalTemplate", "TEMPLATES", "external_codec", "x265_cli"]
+
+Chroma = Literal["400", "420"]
+
+_FPS = 25
+_STDERR_TAIL = 2000
+
+
+@dataclass(frozen=True)
+class ExternalTemplate:
+    """A named set of defaults for :class:`ExternalCodec` (see :data:`TEMPLATES`)."""
+
+    encoder_cmd: str
+    decoder_cmd: str | None = None
+    pyav_decoder: str | None = None
+    input_chroma: Chroma = "400"
+    decoded_chroma: Chroma = "400"
+    default_preset: str | None = None
+    option_template: str = "--{key} {value}"
+    tested: bool = False
+    notes: str = ""
+
+
+class ExternalCodec(Codec):
+    """An inner codec running external binaries from command templates (see the module docstring).
+
+    Args:
+        name: registry/payload name of this codec.
+        encoder_cmd: encoder command template; must write the bitstream to ``{output}``.
+        decoder_cmd: decoder command template reading ``{input}`` (the bitstream) and writing raw planar YUV of the
+            declared size and bit depth to ``{output}``; or None to decode with ``pyav_decoder``.
+        pyav_decoder: FFmpeg decoder name for in-process decoding (e.g. ``"hevc"``, ``"vvc"``).
+        input_chroma: ``"400"`` (luma only) or ``"420"`` (neutral chroma) raw input for the encoder.
+        decoded_chroma: chroma format of the raw file ``decoder_cmd`` writes; only its luma is returned.
+        bit_depths: accepted bit depths.
+        qp_range: accepted QP range.
+        default_preset: value of ``{preset}`` when ``CodecParams.preset`` is None.
+        variables: extra placeholder values, e.g. ``{"config": "/opt/vtm/cfg/encoder_intra_vtm.cfg"}``; the
+            built-in placeholders take precedence over same-named entries.
+        option_template: how one ``CodecParams.options`` pair becomes encoder arguments.
+        timeout_s: wall-clock limit for each encoder/decoder run.
+
+    Raises :class:`ConfigError` for an unusable configuration (no decoder, unknown chroma format).
+    """
+
+    lossless = False
+    supports_block_qp_offsets = False
+
+    def __init__(
+        self,
+        name: str,
+        encoder_cmd: str,
+        decoder_cmd: str | None = None,
+        pyav_decoder: str | None = None,
+        *,
+        input_chroma: Chroma = "400",
+        decoded_chroma: Chroma = "400",
+        bit_depths: tuple[int, ...] = (8, 10),
+        qp_range: tuple[int, int] = (0, 51),
+        default_preset: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        option_template: str = "--{key} {value}",
+        timeout_s: float = 3600.0,
+    ) -> None:
+        if not name:
+            raise ConfigError("an external codec needs a name")
+        if (decoder_cmd is None) == (pyav_decoder is None):
+            raise ConfigError(f"external codec {name!r}: give exactly one of decoder_cmd and pyav_decoder")
+        for label, chroma in (("input_chroma", input_chroma), ("decoded_chroma", decoded_chroma)):
+            if chroma not in ("400", "420"):
+                raise ConfigError(f"external codec {name!r}: {label} must be '400' or '420', not {chroma!r}")
+        if any(b not in range(8, 17) for b in bit_depths) or not bit_depths:
+            raise ConfigError(f"external codec {name!r}: bit depths must be within 8..16, got {bit_depths}")
+        self.name = name
+        self.encoder_cmd = encoder_cmd
+        self.decoder_cmd = decoder_cmd
+        self.pyav_decoder = pyav_decoder
+        self.input_chroma: Chroma = input_chroma
+        self.decoded_chroma: Chroma = decoded_chroma
+        self.bit_depths = tuple(bit_depths)
+        self.qp_range = qp_range
+        self.default_preset = default_preset
+        self.variables = dict(variables or {})
+        self.option_template = option_template
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"ExternalCodec(name={self.name!r}, encoder_cmd={self.encoder_cmd!r})"
+
+    # -- command handling ---------------------------------------------------------------------------------------------
+
+    def _placeholders(self, width: int, height: int, frames: int, bit_depth: int, params: CodecParams | None,
+                      input_path: Path, output_path: Path) -> dict[str, str]:
+        values = {
+            "input": str(input_path),
+            "output": str(output_path),
+            "width": str(width),
+            "height": str(height),
+            "frames": str(frames),
+            "fps": str(_FPS),
+            "bit_depth": str(bit_depth),
+            "depth_suffix": "" if bit_depth == 8 else f"_{bit_depth}",
+            "chroma": self.input_chroma,
+        }
+        if params is not None:
+            preset = params.preset if params.preset is not None else self.default_preset
+            values |= {
+                "qp": str(params.qp),
+                "gop": params.gop,
+                "intra_period": "1" if params.gop == "intra" else "-1",
+                "preset": preset or "",
+            }
+        return self.variables | values
+
+    def _command(self, template: str, values: Mapping[str, str], extra: Sequence[tuple[str, str]] = ()) -> list[str]:
+        try:
+            words = [word.format_map(values) for word in shlex.split(template)]
+            for key, value in extra:
+                words += shlex.split(self.option_template.format(key=key, value=value))
+        except KeyError as exc:
+            raise CodecError(f"{self.name}: command template uses placeholder {{{exc.args[0]}}} which has no value; "
+                             f"pass it in variables=") from None
+        except ValueError as exc:
+            raise CodecError(f"{self.name}: malformed command template {template!r}: {exc}") from None
+        if not words:
+            raise CodecError(f"{self.name}: empty command template")
+        return words
+
+    def _run(self, args: list[str], what: str) -> None:
+        binary = args[0]
+        if shutil.which(binary) is None:
+            raise CodecError(f"{self.name}: {what} binary {binary!r} not found (not on PATH or not executable)")
+        try:
+            proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, timeout=self.timeout_s, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise CodecError(f"{self.name}: {what} {binary!r} timed out after {self.timeout_s:g} s") from exc
+        except OSError as exc:
+            raise CodecError(f"{self.name}: cannot run {what} {binary!r}: {exc}") from exc
+        if proc.returncode != 0:
+            tail = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
+            raise CodecError(f"{self.name}: {what} {binary!r} exited with status {proc.returncode}: {tail}")
+
+    # -- raw YUV ------------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _raw_dtype(bit_depth: int) -> np.dtype:
+        return np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
+
+    def _write_raw(self, path: Path, frames: np.ndarray, bit_depth: int) -> None:
+        dtype = self._raw_dtype(bit_depth)
+        n, h, w = frames.shape
+        neutral = np.full((-(-h // 2), -(-w // 2)), 1 << (bit_depth - 1), dtype=dtype)
+        with path.open("wb") as f:
+            for frame in frames:
+                f.write(frame.astype(dtype).tobytes())
+                if self.input_chroma == "420":
+                    f.write(neutral.tobytes() * 2)
+
+    def _read_raw(self, path: Path, width: int, height: int, bit_depth: int, num_frames: int) -> np.ndarray:
+        dtype = self._raw_dtype(bit_depth)
+        luma = width * height
+        chroma = 2 * (-(-width // 2)) * (-(-height // 2)) if self.decoded_chroma == "420" else 0
+        expected = num_frames * (luma + chroma) * dtype.itemsize
+        size = path.stat().st_size if path.exists() else -1
+        if size != expected:
+            raise CodecError(f"{self.name}: decoder wrote {max(size, 0)} bytes of raw video, expected {expected} "
+                             f"({num_frames} frame(s) of {width}x{height}, {bit_depth} bits, "
+                             f"{self.decoded_chroma})")
+        data = np.fromfile(path, dtype=dtype).reshape(num_frames, luma + chroma)
+        out = data[:, :luma].reshape(num_frames, height, width).astype(np.uint16)
+        if int(out.max(initial=0)) >= 1 << bit_depth:
+            raise CodecError(f"{self.name}: decoded samples exceed {bit_depth} bits")
+        return out
+
+    # -- the Codec interface ------------------------------------------------------------------------------------------
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        bit_depth: int,
+        params: CodecParams,
+        block_qp_offsets: np.ndarray | None = None,
+    ) -> EncodedFrames:
+        """Run the encoder binary; the payload is one packet holding the bitstream file exactly as written.
+
+        Raises :class:`CodecError` for unsupported settings, a missing binary, a timeout, a non-zero exit status
+        (with the tail of its stderr) or a missing/empty output file.
+        """
+        self.check_params(bit_depth, params)
+        if params.rate_control != "cqp":
+            raise CodecError(f"external codec {self.name!r} supports only rate_control='cqp'")
+        if block_qp_offsets is not None:
+            raise CodecError(f"per-block QP offsets are not supported yet by codec {self.name!r}")
+        frames = _check_frames(frames, bit_depth)
+        n, h, w = frames.shape
+        with tempfile.TemporaryDirectory(prefix="fcm-codec-") as tmp:
+            src, dst = Path(tmp) / "input.yuv", Path(tmp) / "output.bin"
+            self._write_raw(src, frames, bit_depth)
+            values = self._placeholders(w, h, n, bit_depth, params, src, dst)
+            self._run(self._command(self.encoder_cmd, values, params.options), "encoder")
+            if not dst.exists() or dst.stat().st_size == 0:
+                raise CodecError(f"{self.name}: encoder wrote no bitstream to {{output}}")
+            bitstream = dst.read_bytes()
+        return EncodedFrames(codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n,
+                             extradata=b"", packets=(bitstream,))
+
+    def decode(self, encoded: EncodedFrames) -> np.ndarray:
+        """Decode with ``pyav_decoder`` in process or with ``decoder_cmd``; raises :class:`CodecError` on failure."""
+        if not isinstance(encoded, EncodedFrames):
+            raise CodecError(f"{self.name}: expected EncodedFrames, got {type(encoded).__name__}")
+        if encoded.codec != self.name:
+            raise CodecError(f"{self.name}: payload was made by codec {encoded.codec!r}, not {self.name!r}")
+        if encoded.bit_depth not in self.bit_depths:
+            raise CodecError(f"{self.name}: payload declares unsupported bit depth {encoded.bit_depth}")
+        if len(encoded.packets) != 1 or encoded.extradata:
+            raise CodecError(f"{self.name}: payload must be one packet without extradata, got "
+                             f"{len(encoded.packets)} packet(s)")
+        w, h, bd, n = encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames
+        _check_payload_bounds(encoded.packets, b"", w, h, bd, n, self.name)
+        if self.pyav_decoder is not None:
+            return decode_bitstream(self.pyav_decoder, encoded.packets[0], w, h, bd, n, who=self.name)
+        assert self.decoder_cmd is not None
+        with tempfile.TemporaryDirectory(prefix="fcm-codec-") as tmp:
+            src, dst = Path(tmp) / "input.bin", Path(tmp) / "output.yuv"
+            src.write_bytes(encoded.packets[0])
+            values = self._placeholders(w, h, n, bd, None, src, dst)
+            self._run(self._command(self.decoder_cmd, values), "decoder")
+            return self._read_raw(dst, w, h, bd, n)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Templates
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: Debian's x265 CLI, with the same settings as the in-process ``x265`` codec: constant QP, AQ/cu-tree off, equal
+#: I/P QPs, no B frames, one frame thread (deterministic), no version SEI, quiet.
+_X265_CLI = (
+    "x265 --input {input} --input-res {width}x{height} --input-depth {bit_depth} --output-depth {bit_depth} "
+    "--input-csp i400 --fps {fps} --frames {frames} --qp {qp} --keyint {intra_period} --min-keyint 1 "
+    "--no-scenecut --bframes 0 --aq-mode 0 --no-cutree --ipratio 1 --pbratio 1 --frame-threads 1 "
+    "--lookahead-slices 0 --no-info --no-progress --log-level error --preset {preset} --output {output}"
+)
+
+#: Common VTM/HM arguments: 4:0:0 in and coded, the given bit depth throughout, padding to the minimum CU size
+#: signalled by a conformance window. ``{config}`` must name a configuration file (e.g. VTM's
+#: ``cfg/encoder_intra_vtm.cfg`` or ``cfg/encoder_lowdelay_P_vtm.cfg``).
+_JVET_ARGS = (
+    "-c {config} -i {input} -b {output} -wdt {width} -hgt {height} -fr {fps} -f {frames} -q {qp} "
+    "--InputBitDepth={bit_depth} --InternalBitDepth={bit_depth} --OutputBitDepth={bit_depth} "
+    "--InputChromaFormat=400 --ChromaFormatIDC=400 --IntraPeriod={intra_period} --ConformanceWindowMode=1"
+)
+
+TEMPLATES: dict[str, ExternalTemplate] = {
+    "x265-cli": ExternalTemplate(
+        encoder_cmd=_X265_CLI, pyav_decoder="hevc", default_preset="medium", tested=True,
+        notes="Debian's x265 (3.5 in bookworm): its output differs from the libx265 4.2 inside PyAV, and it needs "
+              "pictures of at least one 64x64 CTU (the libx265 codec pads small frames itself).",
+    ),
+    "vtm": ExternalTemplate(
+        encoder_cmd="EncoderApp " + _JVET_ARGS,
+        decoder_cmd="DecoderApp -b {input} -o {output} -d {bit_depth}",
+        notes="Untested here. VVC reference software; pass variables={'config': path-to-cfg}. FFmpeg's 'vvc' "
+              "decoder can replace DecoderApp (pyav_decoder='vvc').",
+    ),
+    "hm": ExternalTemplate(
+        encoder_cmd="TAppEncoder " + _JVET_ARGS + " --Profile=main-RExt",
+        decoder_cmd="TAppDecoder -b {input} -o {output} -d {bit_depth}",
+        notes="Untested here. HEVC reference software; 4:0:0 needs a range-extensions profile; pass "
+              "variables={'config': path-to-cfg}. FFmpeg's 'hevc' decoder can replace TAppDecoder.",
+    ),
+    "vvenc": ExternalTemplate(
+        encoder_cmd=(
+            "vvencapp -i {input} -s {width}x{height} -c yuv420{depth_suffix} -r {fps} -f {frames} --qp {qp} "
+            "--preset {preset} --intraperiod {intra_period} -o {output}"
+        ),
+        decoder_cmd="vvdecapp -b {input} -o {output}",
+        input_chroma="420",
+        decoded_chroma="420",
+        default_preset="medium",
+        notes="Untested here. vvencapp's easy mode takes only 4:2:0 input (neutral chroma is written); "
+              "check '--intraperiod' against your version's --help (older ones use --refreshsec).",
+    ),
+}
+
+
+def external_codec(
+    template: str,
+    *,
+    name: str | None = None,
+    encoder_cmd: str | None = None,
+    decoder_cmd: str | None = None,
+    pyav_decoder: str | None = None,
+    variables: Mapping[str, str] | None = None,
+    **kwargs: object,
+) -> ExternalCodec:
+    """Build an :class:`ExternalCodec` from one of :data:`TEMPLATES` (``"x265-cli"``, ``"vtm"``, ``"hm"``,
+    ``"vvenc"``), overriding any of its parts.
+
+    ``name`` defaults to the template's name. Giving ``pyav_decoder`` replaces a template's ``decoder_cmd`` and vice
+    versa. Other keyword arguments go to :class:`ExternalCodec`. Raises :class:`ConfigError` for an unknown
+    template.
+    """
+    try:
+        base = TEMPLATES[template]
+    except KeyError:
+        raise ConfigError(f"unknown external codec template {template!r}; known: {', '.join(sorted(TEMPLATES))}") \
+            from None
+    if pyav_decoder is not None and decoder_cmd is None:
+        dec_cmd, dec_av = None, pyav_decoder
+    elif decoder_cmd is not None and pyav_decoder is None:
+        dec_cmd, dec_av = decoder_cmd, None
+    else:
+        dec_cmd, dec_av = decoder_cmd or base.decoder_cmd, pyav_decoder or base.pyav_decoder
+    options: dict[str, object] = {
+        "input_chroma": base.input_chroma,
+        "decoded_chroma": base.decoded_chroma,
+        "default_preset": base.default_preset,
+        "option_template": base.option_template,
+    }
+    options.update(kwargs)
+    return ExternalCodec(
+        name or template,
+        encoder_cmd or base.encoder_cmd,
+        dec_cmd,
+        dec_av,
+        variables=variables,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def x265_cli() -> ExternalCodec:
+    """The ``"x265-cli"`` codec: Debian's ``x265`` binary on PATH, decoded in process by FFmpeg's HEVC decoder."""
+    return external_codec("x265-cli")

@@ -1,0 +1,724 @@
+"""In-process inner codecs driving FFmpeg encoders through PyAV's ``av.CodecContext``.
+
+No container, no temporary file, no subprocess: frames go into an encoder context and the packets it returns are kept
+byte for byte in an :class:`~fcm.codecs.base.EncodedFrames`; decoding feeds those bytes to an FFmpeg decoder.
+
+What each codec carries, as measured with the FFmpeg libraries inside the ``av==18.1.0`` wheel (libx265 4.2,
+SVT-AV1 4.1; ``tests/test_codecs.py`` keeps the evidence as tests, e.g. the H.264 SPS's ``chroma_format_idc``):
+
+============  ===========  ==============================  ===========================================  ==========
+registry      encoder      encoder input pixel format      bitstream                                    bit depths
+============  ===========  ==============================  ===========================================  ==========
+``x265``      libx265      ``gray`` / ``gray10le``         HEVC 4:0:0 (decoded back as gray/gray10le)   8, 10
+``x264``      libx264      ``gray`` / ``gray10le``         H.264 High / High 10, ``chroma_format_idc``  8, 10
+                                                           0; FFmpeg's decoder returns it as 4:2:0 with
+                                                           synthesized neutral chroma, which is dropped
+``svtav1``    libsvtav1    ``yuv420p`` / ``yuv420p10le``   AV1 4:2:0, chroma planes a flat mid-grey     8, 10
+                                                           (the encoder takes nothing else)
+``vp9``       libvpx-vp9   ``yuv420p``                     VP9 profile 0, flat mid-grey chroma; this    8
+                                                           libvpx build has no high-bit-depth formats
+``ffv1``      ffv1         ``gray`` / ``gray10le``         FFV1 version 3, lossless, CRC per slice      8, 10
+============  ===========  ==============================  ===========================================  ==========
+
+Conventions shared by every codec here:
+
+* ``CodecParams.qp`` is the standard's luma QP on the 8-bit scale for H.264/HEVC (0–51 at every bit depth, as with
+  HM/VTM and x265). x264 takes high-bit-depth QPs on its own shifted scale, so ``X264`` passes
+  ``qp + 6 * (bit_depth - 8)``; at a given ``qp`` x264 and x265 therefore use the same quantizer step.
+* ``rate_control="cqp"``: one QP for every frame (I and P alike: x264/x265 ``ipratio=1``), adaptive quantization and
+  mb-tree/cu-tree off. ``"crf"``: the encoder's constant-quality mode with its adaptive quantization on.
+* ``gop="intra"``: every frame a key frame. ``"lowdelay"``: one key frame, then P frames only; no B frames, no
+  reordering, so packets come in display order. Either way there is exactly one packet per frame.
+* Deterministic: the same input gives the same bytes on any machine. Encoders whose output depends on their thread
+  count run with a fixed one (x264, VP9, FFV1: one thread; x265: one frame thread and no lookahead slices; its WPP
+  row threads do not change the output). SVT-AV1 runs with its own thread pool, whose output does not depend on it.
+* Quiet: x265 runs with ``log-level=error``, SVT-AV1 with ``SVT_LOG=1`` (unless already set in the environment), and
+  FFmpeg's own log messages are captured rather than printed.
+* Frames smaller than an encoder accepts (x265: 16×16, SVT-AV1: 4×4) are padded by edge replication before encoding
+  and cropped after decoding; :class:`EncodedFrames` always states the caller's size.
+
+``decode`` raises :class:`fcm.errors.CodecError` for anything wrong with a payload: a PyAV/FFmpeg error, an error the
+decoder logs while concealing damage (e.g. a failed FFV1 slice CRC), a frame flagged corrupt, a wrong number of
+frames, or a wrong size or bit depth. Damage a decoder cannot notice (HEVC and VP9 have no checksums by default)
+decodes to wrong pixels; the fcm container's own checksum is what catches that.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fcm.codecs.base import Codec, CodecParams, EncodedFrames
+from fcm.errors import CodecError, ShapeError
+
+# ``av`` is imported lazily (see _import_av) so that ``import fcm.codecs`` stays light; PyAV objects are typed Any.
+
+__all__ = [
+    "PyAVCodec",
+    "X265",
+    "X264",
+    "SvtAv1",
+    "Vp9",
+    "Ffv1",
+    "decode_bitstream",
+    "frame_types",
+]
+
+#: Nominal frame rate handed to encoders; with constant QP it changes nothing but the stream's timing fields.
+_FPS = 25
+#: Largest frame side accepted in a payload to decode (guards against absurd declared sizes).
+_MAX_SIDE = 1 << 15
+#: A payload may hold at most this many times the raw frame bytes (plus :data:`_SLACK_BYTES`) before decode refuses
+#: it: even lossless coding of noise stays far below, and it bounds what garbage can make the decoder chew on.
+_MAX_EXPANSION = 4
+_SLACK_BYTES = 1 << 20
+#: FFmpeg decoder options: treat bitstream damage as an error instead of silently concealing it where the decoder can
+#: tell (H.264 slice errors, FFV1 CRCs, AV1 OBU errors).
+_ERR_DETECT = "crccheck+bitstream+buffer+explode"
+_PICTURE_TYPES = {1: "I", 2: "P", 3: "B"}
+#: Warnings with which libx264/libx265/libsvtav1 report a ``*-params`` entry they ignored.
+_REJECTED_PARAM = re.compile(r"unknown option|invalid value|error parsing option", re.IGNORECASE)
+
+
+def _import_av() -> Any:
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - av is a hard dependency in practice
+        raise CodecError(f"PyAV (the 'av' package) is needed for the in-process codecs: {exc}") from exc
+    return av
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FFmpeg log capture
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _captured_ffmpeg_log(warnings: bool = False) -> Iterator[list[tuple[int, str, str]]]:
+    """Collect FFmpeg's log messages emitted by this thread while the block runs (ERROR or worse, plus WARNING with
+    ``warnings``).
+
+    PyAV discards FFmpeg's log by default; decoders report concealed damage (CRC mismatches, broken slices) and
+    encoder wrappers report rejected ``*-params`` entries only there, so we install PyAV's callback for the duration
+    and restore the previous level afterwards. Messages are captured, not printed.
+    """
+    av = _import_av()
+    previous = av.logging.get_level()
+    wanted = av.logging.WARNING if warnings else av.logging.ERROR
+    if previous is None or previous < wanted:
+        av.logging.set_level(wanted)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield logs
+    finally:
+        if av.logging.get_level() != previous:
+            av.logging.set_level(previous)
+
+
+def _errors(logs: Sequence[tuple[int, str, str]]) -> list[str]:
+    av = _import_av()
+    return [f"{name}: {message.strip()}" if name else message.strip() for level, name, message in logs
+            if level <= av.logging.ERROR]
+
+
+def _with_log(message: str, logs: Sequence[tuple[int, str, str]]) -> str:
+    errors = _errors(logs)
+    return f"{message} (FFmpeg: {'; '.join(errors[-3:])})" if errors else message
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Frames in and out
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _check_frames(frames: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Validate the encoder input contract: integer array (N, H, W), N, H, W >= 1, values in [0, 2**bit_depth)."""
+    if not isinstance(frames, np.ndarray):
+        raise ShapeError(f"frames must be a numpy array, got {type(frames).__name__}")
+    if frames.ndim != 3 or 0 in frames.shape:
+        raise ShapeError(f"frames must have shape (N, H, W) with N, H, W >= 1, got {frames.shape}")
+    if not np.issubdtype(frames.dtype, np.integer):
+        raise CodecError(f"frames must hold integer samples (uint16), got dtype {frames.dtype}")
+    h, w = frames.shape[1:]
+    if h > _MAX_SIDE or w > _MAX_SIDE:
+        raise ShapeError(f"frames of {w}x{h} exceed the largest supported side {_MAX_SIDE}")
+    lo, hi = int(frames.min()), int(frames.max())
+    if lo < 0 or hi >= 1 << bit_depth:
+        raise CodecError(f"frame samples must lie in [0, {(1 << bit_depth) - 1}] for {bit_depth}-bit coding, "
+                         f"got [{lo}, {hi}]")
+    return frames.astype(np.uint16, copy=False)
+
+
+def _pad_edge(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    n, h, w = frames.shape
+    if (h, w) == (height, width):
+        return frames
+    return np.pad(frames, ((0, 0), (0, height - h), (0, width - w)), mode="edge")
+
+
+def _plane_view(plane: Any, dtype: np.dtype, rows: int, cols: int) -> np.ndarray:
+    """A numpy view of the first ``rows`` x ``cols`` samples of a PyAV plane (rows are ``line_size`` bytes apart)."""
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.frombuffer(plane, dtype=dtype)
+    return buf.reshape(plane.height, plane.line_size // itemsize)[:rows, :cols]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a monochrome frame is handed to an encoder."""
+
+    pix_fmt: str
+    #: write flat mid-grey 4:2:0 chroma planes (for encoders without a monochrome input format)
+    neutral_chroma: bool
+
+    def sample_dtype(self, bit_depth: int) -> np.dtype:
+        return np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
+
+
+def _make_frame(av: Any, luma: np.ndarray, layout: _Layout, bit_depth: int, pts: int) -> Any:
+    h, w = luma.shape
+    frame = av.VideoFrame(w, h, layout.pix_fmt)
+    dtype = layout.sample_dtype(bit_depth)
+    _plane_view(frame.planes[0], dtype, h, w)[...] = luma
+    if layout.neutral_chroma:
+        neutral = 1 << (bit_depth - 1)
+        for plane in frame.planes[1:]:
+            np.frombuffer(plane, dtype=dtype)[...] = neutral
+    frame.pts = pts
+    frame.time_base = Fraction(1, _FPS)
+    return frame
+
+
+def _luma_of(frame: Any, bit_depth: int, height: int, width: int) -> np.ndarray:
+    dtype = np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
+    return _plane_view(frame.planes[0], dtype, height, width).astype(np.uint16)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Per-block QP offsets through FFmpeg's regions-of-interest side data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _roi_runs(offsets: np.ndarray, block: int) -> list[tuple[int, int, int, int, int]]:
+    """(x, y, w, h, offset) rectangles covering the non-zero blocks of one frame, one per horizontal run."""
+    runs: list[tuple[int, int, int, int, int]] = []
+    for by, row in enumerate(offsets):
+        bx = 0
+        while bx < len(row):
+            value = int(row[bx])
+            end = bx + 1
+            while end < len(row) and row[end] == value:
+                end += 1
+            if value != 0:
+                runs.append((bx * block, by * block, (end - bx) * block, block, value))
+            bx = end
+    return runs
+
+
+def _attach_rois(av: Any, frame: Any, runs: Sequence[tuple[int, int, int, int, int]], qp_range: int) -> Any:
+    """Return ``frame`` carrying ``AV_FRAME_DATA_REGIONS_OF_INTEREST`` side data, built by FFmpeg's ``addroi`` filter.
+
+    PyAV cannot create frame side data directly, but a filter graph of ``addroi`` filters can; libx264 and libx265
+    turn each region's ``qoffset`` (a fraction of ``qp_range = 51 + 6 * (bit_depth - 8)``) into a QP offset of
+    ``qoffset * qp_range`` for the 16x16 blocks it covers.
+    """
+    if not runs:
+        return frame
+    graph = av.filter.Graph()
+    node = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                            time_base=Fraction(1, _FPS))
+    source = node
+    for x, y, w, h, value in runs:
+        roi = graph.add("addroi", x=str(x), y=str(y), w=str(w), h=str(h), qoffset=f"{value}/{qp_range}")
+        node.link_to(roi)
+        node = roi
+    sink = graph.add("buffersink")
+    node.link_to(sink)
+    graph.configure()
+    source.push(frame)
+    return sink.pull()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Decoding (shared with fcm.codecs.external for in-process decoding of external encoders' bitstreams)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _check_payload_bounds(packets: Sequence[bytes], extradata: bytes, width: int, height: int, bit_depth: int,
+                          num_frames: int, who: str) -> None:
+    if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
+        raise CodecError(f"{who}: declared frame size {width}x{height} is out of range")
+    if num_frames < 1:
+        raise CodecError(f"{who}: declared frame count {num_frames} must be >= 1")
+    if not packets or any(not isinstance(p, bytes | bytearray) or len(p) == 0 for p in packets):
+        raise CodecError(f"{who}: payload has a missing or empty packet")
+    raw = num_frames * width * height * (1 if bit_depth <= 8 else 2)
+    total = len(extradata) + sum(len(p) for p in packets)
+    if total > _MAX_EXPANSION * raw + _SLACK_BYTES:
+        raise CodecError(f"{who}: payload of {total} bytes is implausibly large for {num_frames} frame(s) of "
+                         f"{width}x{height}")
+
+
+def _open_decoder(av: Any, decoder: str, width: int, height: int, extradata: bytes) -> Any:
+    ctx = av.CodecContext.create(decoder, "r")
+    # FFV1 (and some others) refuse to open without dimensions; the stream's own headers still rule.
+    ctx.width, ctx.height = width, height
+    # One thread: deterministic log capture in this thread, and libdav1d was seen to hang on close with frame
+    # threads after a decode error.
+    ctx.thread_count = 1
+    if extradata:
+        ctx.extradata = extradata
+    aligned = ((width + 63) // 64 * 64) * ((height + 63) // 64 * 64)
+    # max_pixels stops a forged header from making the decoder allocate huge frames.
+    ctx.options = {"err_detect": _ERR_DETECT, "max_pixels": str(aligned)}
+    return ctx
+
+
+def _decode_av_frames(decoder: str, packets: Sequence[bytes], extradata: bytes, width: int, height: int,
+                      parse: bool, who: str) -> list[Any]:
+    """Run ``packets`` (or, with ``parse``, one Annex-B/OBU byte stream split by FFmpeg's parser) through ``decoder``.
+
+    Returns the decoded PyAV frames; raises CodecError on any failure, including errors the decoder only logs.
+    """
+    av = _import_av()
+    frames: list[Any] = []
+    with _captured_ffmpeg_log() as logs:
+        try:
+            ctx = _open_decoder(av, decoder, width, height, extradata)
+            if parse:
+                units = [pkt for data in packets for pkt in ctx.parse(bytes(data))] + list(ctx.parse(None))
+            else:
+                units = [av.Packet(bytes(p)) for p in packets]
+            for unit in units:
+                frames.extend(ctx.decode(unit))
+            frames.extend(ctx.decode(None))
+        except CodecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes must surface as CodecError
+            raise CodecError(_with_log(f"{who}: cannot decode payload: {type(exc).__name__}: {exc}", logs)) from exc
+        errors = _errors(logs)
+    if errors:
+        raise CodecError(f"{who}: decoder reported damaged data: {'; '.join(errors[-3:])}")
+    if any(f.is_corrupt for f in frames):
+        raise CodecError(f"{who}: decoder flagged a decoded frame as corrupt")
+    return frames
+
+
+def _frames_to_array(frames: Sequence[Any], width: int, height: int, bit_depth: int, num_frames: int,
+                     coded: tuple[int, int], who: str) -> np.ndarray:
+    if len(frames) != num_frames:
+        raise CodecError(f"{who}: payload decoded to {len(frames)} frame(s), expected {num_frames}")
+    out = np.empty((num_frames, height, width), dtype=np.uint16)
+    for i, frame in enumerate(frames):
+        if (frame.width, frame.height) != coded:
+            raise CodecError(f"{who}: frame {i} decoded as {frame.width}x{frame.height}, expected "
+                             f"{coded[0]}x{coded[1]}")
+        bits = frame.format.components[0].bits
+        if bits != bit_depth:
+            raise CodecError(f"{who}: frame {i} decoded with {bits}-bit luma ({frame.format.name}), expected "
+                             f"{bit_depth}-bit")
+        out[i] = _luma_of(frame, bit_depth, height, width)
+    return out
+
+
+def decode_bitstream(decoder: str, data: bytes, width: int, height: int, bit_depth: int, num_frames: int,
+                     who: str = "decoder") -> np.ndarray:
+    """Decode one elementary byte stream (e.g. an Annex-B ``.hevc`` file written by an external encoder) in process.
+
+    FFmpeg's parser for ``decoder`` splits the stream into access units. Returns ``uint16`` luma of shape
+    ``(num_frames, height, width)``; raises :class:`CodecError` on any failure or mismatch.
+    """
+    _check_payload_bounds([data], b"", width, height, bit_depth, num_frames, who)
+    frames = _decode_av_frames(decoder, [data], b"", width, height, parse=True, who=who)
+    return _frames_to_array(frames, width, height, bit_depth, num_frames, (width, height), who)
+
+
+def frame_types(codec: PyAVCodec, encoded: EncodedFrames) -> tuple[str, ...]:
+    """Picture types (``"I"``, ``"P"``, ``"B"``) of the decoded frames of ``encoded``, in display order.
+
+    A diagnostic for GOP structure; AV1 and VP9 report key frames as ``"I"`` and inter frames as ``"P"``.
+    """
+    frames = codec._decode_frames(encoded)
+    return tuple(_PICTURE_TYPES.get(int(f.pict_type), "?") for f in frames)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The codecs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class PyAVCodec(Codec):
+    """Base of the in-process codecs: everything but the encoder's option set is shared.
+
+    Subclasses define the class attributes below and :meth:`_layout` / :meth:`_encoder_options`.
+    """
+
+    #: FFmpeg encoder and decoder names
+    encoder: ClassVar[str] = ""
+    decoder: ClassVar[str] = ""
+    #: preset used when ``CodecParams.preset`` is None
+    default_preset: ClassVar[str | None] = None
+    #: whether ``rate_control="crf"`` is available
+    supports_crf: ClassVar[bool] = True
+    #: smallest width/height the encoder accepts; smaller frames are edge-padded up to it
+    min_size: ClassVar[int] = 1
+    #: side of the square blocks ``block_qp_offsets`` refers to
+    qp_block_size: ClassVar[int] = 16
+    #: option keys whose values are ``key=value:key=value`` lists, merged rather than replaced by user options
+    param_list_keys: ClassVar[tuple[str, ...]] = ()
+
+    # -- hooks --------------------------------------------------------------------------------------------------------
+
+    def _layout(self, bit_depth: int) -> _Layout:  # pragma: no cover - abstract in spirit
+        raise NotImplementedError
+
+    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _gop_size(self, params: CodecParams) -> int:
+        """AVCodecContext.gop_size: 1 for all-intra; otherwise large enough that only the first frame is a key."""
+        return 1 if params.gop == "intra" else 1 << 30
+
+    def _prepare_environment(self) -> None:
+        """Process-wide settings an encoder library reads at start (only SVT-AV1 needs one)."""
+
+    # -- helpers ------------------------------------------------------------------------------------------------------
+
+    def coded_size(self, width: int, height: int) -> tuple[int, int]:
+        """Size of the frames actually handed to the encoder (and returned by the decoder) for a ``width`` x
+        ``height`` input."""
+        return max(width, self.min_size), max(height, self.min_size)
+
+    def _preset(self, params: CodecParams) -> str | None:
+        return params.preset if params.preset is not None else self.default_preset
+
+    def _merged_options(self, base: dict[str, str], extra: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """User options override ours; for ``param_list_keys`` their entries are appended (later entries win)."""
+        opts = dict(base)
+        for key, value in extra:
+            if key in self.param_list_keys and opts.get(key):
+                opts[key] = f"{opts[key]}:{value}"
+            else:
+                opts[key] = str(value)
+        return opts
+
+    def _check_rate_control(self, params: CodecParams) -> None:
+        if params.rate_control == "crf" and not self.supports_crf:
+            raise CodecError(f"codec {self.name!r} does not support rate_control='crf'")
+
+    def _roi_plan(self, offsets: np.ndarray | None, shape: tuple[int, int, int], bit_depth: int,
+                  params: CodecParams) -> list[list[tuple[int, int, int, int, int]]] | None:
+        if offsets is None:
+            return None
+        if not self.supports_block_qp_offsets:
+            raise CodecError(f"per-block QP offsets are not supported yet by codec {self.name!r}")
+        if params.rate_control != "crf":
+            raise CodecError(f"codec {self.name!r} applies per-block QP offsets only with rate_control='crf' "
+                             "(adaptive quantization is off in 'cqp')")
+        n, h, w = shape
+        b = self.qp_block_size
+        expected = (n, -(-h // b), -(-w // b))
+        offsets = np.asarray(offsets)
+        if offsets.shape != expected:
+            raise ShapeError(f"block_qp_offsets must have shape {expected} (blocks of {b}x{b}), got {offsets.shape}")
+        if not np.issubdtype(offsets.dtype, np.integer):
+            raise CodecError(f"block_qp_offsets must be integers, got dtype {offsets.dtype}")
+        qp_range = 51 + 6 * (bit_depth - 8)
+        if offsets.size and int(np.abs(offsets).max()) > qp_range:
+            raise CodecError(f"block_qp_offsets must lie in [-{qp_range}, {qp_range}] at {bit_depth} bits")
+        return [_roi_runs(frame_offsets, b) for frame_offsets in offsets]
+
+    # -- the Codec interface ------------------------------------------------------------------------------------------
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        bit_depth: int,
+        params: CodecParams,
+        block_qp_offsets: np.ndarray | None = None,
+    ) -> EncodedFrames:
+        """Encode ``frames`` (see :meth:`Codec.encode`); one packet per frame, bytes exactly as the encoder made them.
+
+        Raises :class:`ShapeError` for a malformed frame array and :class:`CodecError` for unsupported settings or an
+        encoder failure.
+        """
+        self.check_params(bit_depth, params)
+        frames = _check_frames(frames, bit_depth)
+        self._check_rate_control(params)
+        rois = self._roi_plan(block_qp_offsets, frames.shape, bit_depth, params)
+        n, h, w = frames.shape
+        coded_w, coded_h = self.coded_size(w, h)
+        padded = _pad_edge(frames, coded_h, coded_w)
+        layout = self._layout(bit_depth)
+        options = self._merged_options(self._encoder_options(bit_depth, params), params.options)
+        av = _import_av()
+        self._prepare_environment()
+        qp_range = 51 + 6 * (bit_depth - 8)
+        with _captured_ffmpeg_log(warnings=True) as logs:
+            try:
+                ctx = av.CodecContext.create(self.encoder, "w")
+                ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, layout.pix_fmt
+                ctx.time_base = Fraction(1, _FPS)
+                ctx.framerate = Fraction(_FPS, 1)
+                ctx.gop_size = self._gop_size(params)
+                ctx.max_b_frames = 0
+                ctx.thread_count = self._thread_count()
+                ctx.options = options
+                packets: list[bytes] = []
+                for i in range(n):
+                    frame = _make_frame(av, padded[i], layout, bit_depth, pts=i)
+                    if rois is not None:
+                        frame = _attach_rois(av, frame, rois[i], qp_range)
+                    packets.extend(bytes(p) for p in ctx.encode(frame))
+                packets.extend(bytes(p) for p in ctx.encode(None))
+                extradata = bytes(ctx.extradata or b"")
+                # After opening, PyAV's options hold what avcodec_open2 did not consume: unknown option names.
+                leftover = dict(ctx.options)
+            except (av.FFmpegError, EOFError, ValueError, OSError) as exc:
+                raise CodecError(_with_log(f"{self.name}: encoder {self.encoder} failed: {exc}", logs)) from exc
+        if leftover:
+            raise CodecError(f"{self.name}: encoder {self.encoder} has no option(s) {', '.join(sorted(leftover))}")
+        rejected = [msg.strip() for _, _, msg in logs if _REJECTED_PARAM.search(msg)]
+        if rejected:
+            raise CodecError(f"{self.name}: encoder {self.encoder} rejected: {'; '.join(rejected)}")
+        if len(packets) != n:
+            raise CodecError(f"{self.name}: encoder produced {len(packets)} packets for {n} frames")
+        return EncodedFrames(codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n,
+                             extradata=extradata, packets=tuple(packets))
+
+    def _thread_count(self) -> int:
+        return 1
+
+    def _decode_frames(self, encoded: EncodedFrames) -> list[Any]:
+        who = f"{self.name}"
+        if not isinstance(encoded, EncodedFrames):
+            raise CodecError(f"{who}: expected EncodedFrames, got {type(encoded).__name__}")
+        if encoded.codec != self.name:
+            raise CodecError(f"{who}: payload was made by codec {encoded.codec!r}, not {self.name!r}")
+        if encoded.bit_depth not in self.bit_depths:
+            raise CodecError(f"{who}: payload declares unsupported bit depth {encoded.bit_depth}")
+        _check_payload_bounds(encoded.packets, encoded.extradata, encoded.width, encoded.height, encoded.bit_depth,
+                              encoded.num_frames, who)
+        if len(encoded.packets) != encoded.num_frames:
+            raise CodecError(f"{who}: payload has {len(encoded.packets)} packets for {encoded.num_frames} frames")
+        coded_w, coded_h = self.coded_size(encoded.width, encoded.height)
+        return _decode_av_frames(self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False,
+                                 who=who)
+
+    def decode(self, encoded: EncodedFrames) -> np.ndarray:
+        """Decode to ``uint16`` luma of shape ``(num_frames, height, width)``; chroma planes, if any, are dropped.
+
+        Raises :class:`CodecError` for any payload problem (see the module docstring).
+        """
+        frames = self._decode_frames(encoded)
+        coded = self.coded_size(encoded.width, encoded.height)
+        return _frames_to_array(frames, encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames, coded,
+                                self.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _param_string(params: dict[str, str]) -> str:
+    return ":".join(f"{k}={v}" for k, v in params.items())
+
+
+class X265(PyAVCodec):
+    """HEVC via libx265, true 4:0:0 (``gray`` / ``gray10le``), 8 and 10 bits.
+
+    ``qp`` 0–51 (CRF 0–51 with ``rate_control="crf"``); preset default ``"medium"``. Block QP offsets (16x16, CRF
+    only) go to x265's per-block quant offsets; ``qg-size=16`` is set in CRF mode so they act at that granularity.
+    No SEI with the encoder's version string (``info=0``): it would cost ~2 kB per stream.
+    """
+
+    name = "x265"
+    encoder = "libx265"
+    decoder = "hevc"
+    bit_depths = (8, 10)
+    qp_range = (0, 51)
+    supports_block_qp_offsets = True
+    default_preset = "medium"
+    min_size = 16  # libx265 refuses smaller pictures ("Image size is too small")
+    param_list_keys = ("x265-params",)
+
+    def _layout(self, bit_depth: int) -> _Layout:
+        return _Layout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
+
+    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+        x265: dict[str, str] = {
+            "log-level": "error",
+            "info": "0",
+            # Output must not depend on the machine: a fixed single frame thread and no lookahead slices (WPP row
+            # threads are deterministic in x265).
+            "frame-threads": "1",
+            "lookahead-slices": "0",
+            "bframes": "0",
+            "scenecut": "0",
+            "keyint": "1" if params.gop == "intra" else "-1",
+            "min-keyint": "1",
+            # Same QP for I and P frames (x265 would otherwise lower I-frame QP by ~3).
+            "ipratio": "1",
+            "pbratio": "1",
+        }
+        if params.rate_control == "cqp":
+            x265 |= {"qp": str(params.qp), "aq-mode": "0", "cutree": "0"}
+        else:
+            x265 |= {"crf": str(params.qp), "qg-size": "16"}
+        opts = {"x265-params": _param_string(x265)}
+        preset = self._preset(params)
+        if preset:
+            opts["preset"] = preset
+        return opts
+
+
+class X264(PyAVCodec):
+    """H.264 via libx264, true 4:0:0 (``gray`` / ``gray10le`` → High / High 10 profile, ``chroma_format_idc`` 0).
+
+    ``qp`` is on the 8-bit H.264/HEVC scale 0–51 at both bit depths; x264's own high-bit-depth QP is
+    ``qp + 6 * (bit_depth - 8)`` (measured: x264 10-bit QP 34 ≈ x265 10-bit QP 22 in bytes and PSNR). CRF is passed
+    unchanged (x264 shifts it itself). Preset default ``"medium"``. Block QP offsets: 16x16 macroblocks, CRF only.
+    Note: x264 always writes an SEI with its version and settings (~0.5 kB) into the first packet; it is kept, as the
+    payload holds exactly what the encoder produced.
+    """
+
+    name = "x264"
+    encoder = "libx264"
+    decoder = "h264"
+    bit_depths = (8, 10)
+    qp_range = (0, 51)
+    supports_block_qp_offsets = True
+    default_preset = "medium"
+    param_list_keys = ("x264-params",)
+
+    def _layout(self, bit_depth: int) -> _Layout:
+        return _Layout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
+
+    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+        keyint = "1" if params.gop == "intra" else "infinite"
+        x264: dict[str, str] = {
+            "keyint": keyint,
+            "min-keyint": "1",
+            "scenecut": "0",
+            "bframes": "0",
+            "ipratio": "1",
+            "pbratio": "1",
+        }
+        opts: dict[str, str] = {}
+        if params.rate_control == "cqp":
+            opts["qp"] = str(params.qp + 6 * (bit_depth - 8))
+            x264 |= {"aq-mode": "0", "mbtree": "0"}
+        else:
+            opts["crf"] = str(params.qp)
+        opts["x264-params"] = _param_string(x264)
+        preset = self._preset(params)
+        if preset:
+            opts["preset"] = preset
+        return opts
+
+
+class SvtAv1(PyAVCodec):
+    """AV1 via SVT-AV1 (libsvtav1), 4:2:0 with flat mid-grey chroma (``yuv420p`` / ``yuv420p10le``), decoded by
+    libdav1d. SVT-AV1 accepts nothing monochrome.
+
+    ``qp`` 1–63: SVT-AV1's CQP needs ``qp >= 1`` (0 would silently fall back to its default CRF). ``"crf"`` is its
+    CRF mode (AQ on). Preset default ``"8"`` (0 slowest … 13 fastest). Low delay uses SVT-AV1's low-delay prediction
+    structure (``pred-struct=1``): P frames only, though with its layered QP offsets. Frames under 4x4 are padded.
+    """
+
+    name = "svtav1"
+    encoder = "libsvtav1"
+    decoder = "libdav1d"
+    bit_depths = (8, 10)
+    qp_range = (1, 63)
+    default_preset = "8"
+    min_size = 4  # "Source Width must be at least 4"
+    param_list_keys = ("svtav1-params",)
+
+    def _layout(self, bit_depth: int) -> _Layout:
+        return _Layout("yuv420p" if bit_depth == 8 else "yuv420p10le", neutral_chroma=True)
+
+    def _prepare_environment(self) -> None:
+        # SVT-AV1 prints its configuration banner to stderr unless told otherwise; 1 keeps errors only.
+        os.environ.setdefault("SVT_LOG", "1")
+
+    def _thread_count(self) -> int:
+        return 0  # SVT-AV1 ignores it; its output does not depend on its thread pool
+
+    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+        opts = {"qp" if params.rate_control == "cqp" else "crf": str(params.qp)}
+        # gop_size=1 makes FFmpeg send every frame as a key picture; low delay: one key frame, P frames only.
+        svt = {} if params.gop == "intra" else {"keyint": "-1", "pred-struct": "1"}
+        if svt:
+            opts["svtav1-params"] = _param_string(svt)
+        preset = self._preset(params)
+        if preset:
+            opts["preset"] = preset
+        return opts
+
+
+class Vp9(PyAVCodec):
+    """VP9 via libvpx-vp9, 8-bit 4:2:0 with flat mid-grey chroma (this libvpx build offers no 10-bit formats).
+
+    ``qp`` 0–63 is libvpx's quantizer scale: CQP pins it with ``qmin = qmax = qp`` in constant-quality mode
+    (``qp=0`` is lossless), AQ off. ``"crf"`` is libvpx's constant-quality mode (``crf=qp``, ``b=0``) with variance AQ.
+    ``preset`` is libvpx's ``cpu-used`` (0 slowest … 8 fastest), default ``"4"``, with ``deadline=good``. No alt-ref
+    frames and no lag, so one visible frame per packet.
+    """
+
+    name = "vp9"
+    encoder = "libvpx-vp9"
+    decoder = "vp9"
+    bit_depths = (8,)
+    qp_range = (0, 63)
+    default_preset = "4"
+
+    def _layout(self, bit_depth: int) -> _Layout:
+        return _Layout("yuv420p", neutral_chroma=True)
+
+    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+        opts = {
+            "deadline": "good",
+            "cpu-used": self._preset(params) or "4",
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            "b": "0",
+            "crf": str(params.qp),
+        }
+        if params.rate_control == "cqp":
+            opts |= {"qmin": str(params.qp), "qmax": str(params.qp), "aq-mode": "0"}
+        else:
+            opts |= {"aq-mode": "1"}
+        if params.gop == "lowdelay":
+            opts["keyint_min"] = str(self._gop_size(params))  # = gop size: no automatic key frames
+        return opts
+
+
+class Ffv1(PyAVCodec):
+    """FFV1 (version 3, range coder, 4 slices with CRCs), lossless, ``gray`` / ``gray10le``.
+
+    ``qp`` is ignored (any value in 0–63 is accepted, so that a QP sweep can include it) and ``preset`` too;
+    ``rate_control="crf"`` is refused. ``"intra"`` resets the coder's context every frame, ``"lowdelay"`` keeps
+    adapting across frames (only the first frame is a key frame); both are intra coding.
+    """
+
+    name = "ffv1"
+    encoder = "ffv1"
+    decoder = "ffv1"
+    bit_depths = (8, 10)
+    qp_range = (0, 63)
+    lossless = True
+    supports_crf = False
+
+    def _layout(self, bit_depth: int) -> _Layout:
+        return _Layout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
+
+    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+        # Everything explicit so that a change of FFmpeg defaults cannot change the bytes.
+        return {"level": "3", "coder": "1", "context": "0", "slices": "4", "slicecrc": "1"}

