@@ -61,8 +61,10 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
 def _decode(args: argparse.Namespace) -> dict[str, Any]:
     from fcm import pipeline
 
+    from fcm import bitstream
+
     data = _read_file(args.bitstream)
-    features, header, codec_s, unpack_s = pipeline.decode_features(data)
+    header, _ = bitstream.read(data)
     model = pipeline.load_model_for(header, args.weights, args.sha256)
     result = pipeline.decode(data, model)
     return {
@@ -127,11 +129,10 @@ def _models(args: argparse.Namespace) -> dict[str, Any]:
     if args.nodes:
         from fcm.models.fx_split import node_names
 
-        model = get_model(args.nodes)
-        net = getattr(model, "net", None)
-        if net is None:
-            raise FcmError(f"model {args.nodes!r} is not split by graph node")
-        return {"model": args.nodes, "nodes": node_names(net)}
+        entry = MODELS.get(args.nodes)
+        if not entry.any_node:
+            raise FcmError(f"model {args.nodes!r} has named splits only: {', '.join(entry.splits)}")
+        return {"model": args.nodes, "nodes": node_names(get_model(args.nodes).net)}  # type: ignore[attr-defined]
     out = {}
     for name in MODELS.names():
         entry = MODELS.get(name)

@@ -1,0 +1,70 @@
+"""The command line: encode → info → decode on a real photo; bad input gives one line and exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fcm.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_encode_info_decode_round_trip(tmp_path, capsys):
+    out_file = tmp_path / "cat.fcm"
+    code, out, _ = _run(capsys, "encode", "skimage:chelsea", "--codec", "x265", "--qp", "32", "-o", str(out_file))
+    assert code == 0
+    enc = json.loads(out)
+    assert enc["bytes"] == out_file.stat().st_size and enc["bpp"] == pytest.approx(8 * enc["bytes"] / (300 * 451))
+
+    code, out, _ = _run(capsys, "info", str(out_file))
+    info = json.loads(out)
+    assert code == 0 and info["model"] == "efficientnet_lite0" and info["split"] == "stage4"
+    assert info["bytes"]["total"] == enc["bytes"] and info["codec"] == "x265" and info["bit_depth"] == 10
+    assert info["tensors"][0]["shape"] == [80, 14, 14]
+
+    code, out, _ = _run(capsys, "decode", str(out_file))
+    dec = json.loads(out)
+    assert code == 0 and len(dec["result"]["top"]) == 5
+    assert "cat" in dec["result"]["top"][0]["label"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["encode", "missing.png"], "image not found"),
+        (["encode", "skimage:chelsea", "--codec", "x266"], "unknown codec 'x266'"),
+        (["encode", "skimage:chelsea", "--qp", "99"], "QP in [0, 51]"),
+        (["encode", "skimage:chelsea", "--split", "stage9"], "unknown split 'stage9'"),
+        (["encode", "skimage:chelsea", "--model", "yolo"], "unknown model 'yolo'"),
+        (["decode", "missing.fcm"], "no such file"),
+        (["models", "--nodes", "efficientnet_lite0"], "named splits only"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_corrupt_bitstream_is_reported(tmp_path, capsys):
+    path = tmp_path / "bad.fcm"
+    path.write_bytes(b"FCM\x1a\x01" + b"\x00" * 20)
+    code, _, err = _run(capsys, "decode", str(path))
+    assert code == 2 and "fcm decode: error:" in err
+
+
+def test_console_script_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fcm.cli", "codecs"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    codecs = json.loads(proc.stdout)
+    assert codecs["ffv1"]["lossless"] and 10 in codecs["x265"]["bit_depths"]
+    proc = subprocess.run([sys.executable, "-m", "fcm.cli", "info", str(tmp_path / "x.fcm")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
