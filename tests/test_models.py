@@ -71,6 +71,15 @@ def test_rcnn_fpn_split_matches_unsplit(name):
     assert set(rec) == {"label_id", "label", "score", "box_xyxy"}
 
 
+@pytest.mark.parametrize("name, split", [("resnet50", "layer2"), ("mobilenet_v3_large", "features.6")])
+def test_every_torchvision_classifier_split_matches_unsplit(name, split):
+    model = get_model(name, split)
+    x = torch.randn(1, 3, 160, 160)
+    features = model.front(x)
+    features.check(model.spec)
+    _assert_same_output(model.back(features), model.full(x))
+
+
 def test_torchvision_classifier_split_at_node_matches_unsplit():
     model = get_model("resnet18", "layer3")
     x = torch.randn(1, 3, 224, 224)

@@ -117,3 +117,22 @@ def test_fuzz_bitstream_flips_and_truncations(lite0, chelsea):
     assert sum(outcomes.values()) == 1200
     assert outcomes["error"] >= 600
     assert {"truncated", "checksum mismatch"} <= messages
+
+
+def test_detector_features_through_a_real_codec():
+    """Faster R-CNN P2–P5 packed into one 10-bit frame, x265, and back; the cloud half runs on what was decoded."""
+    from fcm.models import get_model
+
+    model = get_model("faster_rcnn_r50_fpn", "fpn", min_size=256, max_size=352, box_score_thresh=0.0)
+    image = (np.random.default_rng(5).random((240, 320, 3)) * 255).astype(np.uint8)
+    enc = pipeline.encode(image, model, "x265", CodecParams(qp=22))
+    header, _ = bitstream.read(enc.bitstream)
+    assert [p.name for p in header.layout.placements] == ["p2", "p3", "p4", "p5"]
+    assert header.meta["original_size"] == (240, 320) and header.meta["image_size"] == (256, 341)
+    dec = pipeline.decode(enc.bitstream, model)
+    (det,) = dec.output
+    assert det["boxes"].shape[1] == 4 and len(det["boxes"]) > 0
+    assert float(det["boxes"][:, 2].max()) <= 320 and float(det["boxes"][:, 3].max()) <= 240  # original image size
+    original = model.front(model.prepare(image)).tensors
+    for name, t in dec.features.tensors.items():
+        assert t.shape == original[name].shape

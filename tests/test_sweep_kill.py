@@ -1,0 +1,70 @@
+"""A sweep killed with SIGKILL mid-way (a real process, a real kill) resumes and ends with the records of an
+uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+CONFIG = {
+    "name": "kill",
+    "dataset": {"kind": "embedded", "photos": ["coffee", "rocket"], "variants": 3},
+    "model": "efficientnet_lite0",
+    "split": "stage5",
+    "codecs": ["x265"],
+    "qps": [26, 34, 42],
+    "pipelines": ["feature", "remote"],
+    "evaluator": "fidelity",
+    "preset": "ultrafast",
+}
+TOTAL = 6 * (1 + 2 * 3)
+
+
+def _sweep(config: Path, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def _records(out: Path) -> list[str]:
+    lines = (out / "results.jsonl").read_text().splitlines()
+    return sorted(json.dumps({k: v for k, v in json.loads(l).items() if k != "times"}, sort_keys=True) for l in lines)
+
+
+def test_sigkill_then_resume(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    configs = {}
+    for name in ("killed", "straight"):
+        cfg = {**CONFIG, "output": str(tmp_path / name)}
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(cfg))
+
+    proc = _sweep(configs["killed"], env)
+    results = tmp_path / "killed" / "results.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if results.is_file() and len(results.read_text().splitlines()) >= 10:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"sweep ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = len(results.read_text().splitlines())
+    assert 10 <= done_before < TOTAL
+
+    resumed = _sweep(configs["killed"], env)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    summary = json.loads(out)
+    assert summary["complete"] and summary["records"] == TOTAL and summary["new_records"] == TOTAL - done_before
+
+    straight = _sweep(configs["straight"], env)
+    out, err = straight.communicate(timeout=600)
+    assert straight.returncode == 0, err.decode()[-2000:]
+    assert _records(tmp_path / "killed") == _records(tmp_path / "straight")
