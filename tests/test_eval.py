@@ -267,3 +267,62 @@ def test_report_from_results_folder(full_run):
         assert Path(out["report"][key]).is_file()
     md = Path(out["report"]["report_md"]).read_text()
     assert "remote/x265" in md and "BD" in md
+
+
+def test_detection_fidelity_evaluator():
+    from fcm.data import Sample
+    from fcm.eval.evaluators import DetectionFidelity
+
+    s = Sample("x", lambda: np.zeros((8, 8, 3), np.uint8))
+    ref = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [70.0, 5.0, 90.0, 30.0]]), "labels": torch.tensor([1, 3]),
+            "scores": torch.tensor([0.9, 0.8])}]
+    ev = DetectionFidelity()
+    ev.process(s, ref, ref)
+    assert ev.evaluate()["mAP"] == pytest.approx(100.0)
+    ev.reset()
+    ev.process(s, [{k: v[:1] for k, v in ref[0].items()}], ref)  # one of two objects found
+    assert 0 < ev.evaluate()["mAP"] < 100
+
+
+def test_remote_pipeline_codes_the_image(chelsea):
+    from fcm.codecs import CodecParams
+    from fcm.codecs.image import decode_rgb, encode_rgb
+
+    odd = chelsea[:299, :451]
+    sizes = []
+    for qp in (22, 37):
+        enc = encode_rgb(odd, "x265", CodecParams(qp, preset="ultrafast"))
+        dec = decode_rgb(enc)
+        assert dec.shape == odd.shape and dec.dtype == np.uint8
+        psnr = 10 * np.log10(255**2 / np.mean((dec.astype(float) - odd) ** 2))
+        assert psnr > (35 if qp == 22 else 28)
+        sizes.append(enc.num_bytes)
+    assert sizes[0] > sizes[1]
+
+
+def test_coco_detection_sweep_end_to_end(tmp_path):
+    """A detector sweep on a COCO-format folder: feature and remote pipelines, COCO mAP from pycocotools."""
+    from fcm.eval.sweep import run_sweep
+
+    from PIL import Image
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    entries, anns = [], []
+    for i in (1, 2):
+        Image.fromarray((rng.random((96, 128, 3)) * 255).astype(np.uint8)).save(images / f"{i}.png")
+        entries.append({"id": i, "file_name": f"{i}.png", "width": 128, "height": 96})
+        anns.append({"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 40, 30], "area": 1200, "iscrowd": 0})
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps({"images": entries, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+    raw = _cfg(tmp_path, dataset={"kind": "coco", "images": str(images), "annotations": str(ann)},
+               model="faster_rcnn_r50_fpn", split="fpn", evaluator="coco", qps=[32],
+               model_options={"min_size": 128, "max_size": 160})
+    outcome = run_sweep(SweepConfig.from_config(raw), progress=False)
+    assert outcome.complete and len(outcome.records) == 2 * 3
+    assert {p.curve for p in outcome.points} == {"feature/x265", "remote/x265"}
+    for p in outcome.points:
+        assert p.metric_name == "mAP" and 0 <= p.metric <= 100 and p.bits > 0
+        assert set(p.metrics) == {"mAP", "AP50", "AP75"}
+    assert "mAP" in outcome.reference
