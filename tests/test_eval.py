@@ -157,9 +157,12 @@ def test_missing_dataset_fails_before_any_record(tmp_path):
     assert not (cfg.output / RESULTS_FILE).exists() or (cfg.output / RESULTS_FILE).read_text() == ""
 
 
-def test_quickstart_config_is_valid():
-    cfg = SweepConfig.from_yaml(Path(__file__).parent.parent / "configs" / "quickstart.yaml")
+def test_shipped_configs_are_valid():
+    configs = Path(__file__).parent.parent / "configs"
+    cfg = SweepConfig.from_yaml(configs / "quickstart.yaml")
     assert len(cfg.qps) >= 5 and set(cfg.pipelines) == {"feature", "remote"} and cfg.codecs == ("x265",)
+    for path in configs.glob("*.yaml"):
+        SweepConfig.from_yaml(path)  # names, splits, codecs, QPs and anchors all check out
 
 
 # ---------------------------------------------------------------- sweeps
