@@ -272,6 +272,8 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     meta: dict[str, tuple[int, ...]] = {}
     for _ in range(r.count("meta entry count", MAX_META, 2)):
         key = r.string("meta key")
+        if key in meta:
+            raise BitstreamError(f"corrupt: meta key {key!r} appears twice")
         values = tuple(r.sint(f"meta {key}") for _ in range(r.count(f"meta {key} length", 16)))
         meta[key] = values
     bit_depth = r.uint("bit depth", 64)

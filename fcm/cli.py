@@ -38,13 +38,27 @@ def _add_model_args(p: argparse.ArgumentParser, with_split: bool = True) -> None
     p.add_argument("--sha256", default=None, help="expected sha256 (or prefix) of --weights")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _model(args: argparse.Namespace) -> Any:
+    from fcm.models import get_model
+
+    if args.sha256 and not args.weights:
+        raise FcmError("--sha256 checks a weights file: give --weights too")
+    return get_model(args.model, args.split, args.weights, args.sha256)
+
+
 def _encode(args: argparse.Namespace) -> dict[str, Any]:
     from fcm import pipeline
     from fcm.images import load_image
-    from fcm.models import get_model
 
     image = load_image(args.image)
-    model = get_model(args.model, args.split, args.weights, args.sha256)
+    model = _model(args)
     result = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
     out = Path(args.output) if args.output else Path(Path(str(args.image).split(":")[-1]).stem + ".fcm")
     out.write_bytes(result.bitstream)
@@ -88,7 +102,8 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
 
     data = _read_file(args.bitstream)
     header, payload = bitstream.read(data)
-    h, w = header.meta.get("input_size", (0, 0))
+    size = header.meta.get("input_size", ())
+    h, w = size if len(size) == 2 and min(size) > 0 else (0, 0)
     lay = header.layout
     info: dict[str, Any] = {
         "format_version": bitstream.VERSION,
@@ -168,10 +183,9 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     """Encode and decode the bundled photo, and compare with uncompressed inference."""
     from fcm import pipeline
     from fcm.images import load_image
-    from fcm.models import get_model
 
     image = load_image(args.image)
-    model = get_model(args.model, args.split, args.weights, args.sha256)
+    model = _model(args)
     enc = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
     dec = pipeline.decode(enc.bitstream, model)
     reference = model.full(model.prepare(image))
@@ -191,7 +205,7 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     from fcm.eval.run import run_and_report
 
     overrides = {"output": args.output} if args.output else {}
-    if args.limit:
+    if args.limit is not None:
         overrides["limit"] = args.limit
     cfg = SweepConfig.from_yaml(args.config, overrides)
     return run_and_report(cfg, jobs=args.jobs, progress=not args.no_progress)
@@ -203,12 +217,19 @@ def _report(args: argparse.Namespace) -> dict[str, Any]:
     return report_folder(Path(args.results), anchor=args.anchor)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (``fcm encode: error: …; see fcm encode --help``), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fcm import __version__
 
-    parser = argparse.ArgumentParser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
+    parser = _Parser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
     parser.add_argument("--version", action="version", version=f"fcm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("encode", help="run the edge half on an image and write an .fcm bitstream")
     p.add_argument("image", help="image file, or skimage:NAME for a bundled photo (e.g. skimage:chelsea)")
@@ -219,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="decode an .fcm bitstream and print the task result as JSON")
     p.add_argument("bitstream")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) to print")
     _add_model_args(p, with_split=False)
     p.set_defaults(func=_decode)
 
@@ -236,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run (or resume) a rate–accuracy sweep from a YAML config, then report")
     p.add_argument("config", help="sweep YAML (e.g. configs/quickstart.yaml)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (inputs run in parallel)")
+    p.add_argument("--jobs", type=_positive, default=1, help="worker processes (inputs run in parallel)")
     p.add_argument("--output", default=None, help="override the config's output folder")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
+    p.add_argument("--limit", type=_positive, default=None, help="use only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
 
@@ -257,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help, --version, or a one-line argument error already printed
+        return int(e.code or 0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -32,6 +32,8 @@ class EncodeResult:
     bitstream: bytes
     header: Header
     input_pixels: int
+    #: bytes of the codec's own output (extradata + packets) inside the bitstream
+    payload_bytes: int
     front_s: float
     pack_s: float
     codec_s: float
@@ -104,7 +106,7 @@ def encode(
     )
     data = bitstream.write(header, payload)
     pixels = int(image.shape[0]) * int(image.shape[1])
-    return EncodeResult(data, header, pixels, t1 - t0, t2 - t1, t3 - t2)
+    return EncodeResult(data, header, pixels, payload.num_bytes, t1 - t0, t2 - t1, t3 - t2)
 
 
 def load_model_for(
@@ -112,13 +114,17 @@ def load_model_for(
 ) -> SplitModel:
     """Build the model a bitstream names, warning when its weights differ from the encoder's."""
     model = get_model(header.model, header.split, weights, sha256, **options)
+    _warn_on_weights_mismatch(header, model)
+    return model
+
+
+def _warn_on_weights_mismatch(header: Header, model: SplitModel) -> None:
     if model.weights_tag != header.weights_tag:
         warnings.warn(
             f"bitstream was encoded with {header.model} weights {header.weights_tag}, decoding with "
             f"{model.weights_tag}: the result may be meaningless",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return model
 
 
 def decode_features(data: bytes) -> tuple[Features, Header, float, float]:
@@ -155,12 +161,13 @@ def decode(data: bytes, model: SplitModel | None = None, weights: str | Path | N
         raise BitstreamError(
             f"bitstream is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
         )
+    else:
+        _warn_on_weights_mismatch(header, model)
     t0 = time.perf_counter()
     try:
-        features.check(model.spec)
+        with torch.no_grad():
+            output = model.back(features)  # checks the tensors and side information it receives
     except ShapeError as e:
-        raise BitstreamError(f"bitstream tensors do not match split {model.name}/{model.split}: {e}") from e
-    with torch.no_grad():
-        output = model.back(features)
+        raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
     back_s = time.perf_counter() - t0
     return DecodeResult(output, features, header, codec_s, unpack_s, back_s)

@@ -133,3 +133,12 @@ def test_golden_container_hash():
     h = _header("tensor")
     digest = hashlib.sha256(bitstream.write(h, _payload(h))).hexdigest()
     assert digest == "bd82689272d3a0f56d120cbb04ccf511100b8c68a98fa7181f4efe72574f5339", digest
+
+
+def test_duplicate_meta_keys_are_rejected():
+    h = _header()
+    data = bytearray(bitstream.write(h, _payload(h)))
+    first = data.index(b"image_size")
+    data[first : first + 10] = b"input_size"  # now 'input_size' appears twice
+    with pytest.raises(BitstreamError, match="appears twice"):
+        bitstream.read(_recrc(bytes(data)))

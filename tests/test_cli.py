@@ -44,6 +44,10 @@ def test_encode_info_decode_round_trip(tmp_path, capsys):
         (["encode", "skimage:chelsea", "--model", "yolo"], "unknown model 'yolo'"),
         (["decode", "missing.fcm"], "no such file"),
         (["models", "--nodes", "efficientnet_lite0"], "named splits only"),
+        (["encode", "skimage:chelsea", "--sha256", "abc"], "--sha256 checks a weights file"),
+        (["decode", "x.fcm", "--top-k", "0"], "must be a positive integer"),
+        (["sweep", "c.yaml", "--jobs", "0"], "must be a positive integer"),
+        (["sweep", "c.yaml", "--limit", "0"], "must be a positive integer"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, argv, message):

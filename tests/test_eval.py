@@ -137,6 +137,17 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad("unknown pipelines", pipelines=["feature", "edge"])
     bad("unknown config keys", qp=3)
     bad("anchor", anchor="remote/vp9")
+    bad("qps must be", qps=[True])
+    bad("limit must be", limit=True)
+    bad("model_options must be", model_options=[1, 2])
+    bad("output must name a folder", output=None)
+    bad("output must be a str", output=3)
+    bad("preset must be", preset=5)
+    bad("bit_depth must be", bit_depth="10")
+    bad("does not support 9-bit", bit_depth=9)
+    bad("cannot code images for the 'remote' pipeline", codecs=["ffv1"])
+    bad("sha256 checks a weights file", sha256="abc")
+    bad("dataset must be a mapping", dataset=5)
     raw = _cfg(tmp_path)
     del raw["qps"]
     with pytest.raises(ConfigError, match="missing required keys"):
@@ -288,19 +299,29 @@ def test_detection_fidelity_evaluator():
 
 
 def test_remote_pipeline_codes_the_image(chelsea):
-    from fcm.codecs import CodecParams
-    from fcm.codecs.image import decode_rgb, encode_rgb
+    from fcm.codecs import CodecParams, get_codec
+    from fcm.errors import CodecError
 
     odd = chelsea[:299, :451]
     sizes = []
+    x265 = get_codec("x265")
     for qp in (22, 37):
-        enc = encode_rgb(odd, "x265", CodecParams(qp, preset="ultrafast"))
-        dec = decode_rgb(enc)
+        enc = x265.encode_image(odd, CodecParams(qp, preset="ultrafast"))
+        dec = x265.decode_image(enc)
         assert dec.shape == odd.shape and dec.dtype == np.uint8
         psnr = 10 * np.log10(255**2 / np.mean((dec.astype(float) - odd) ** 2))
         assert psnr > (35 if qp == 22 else 28)
         sizes.append(enc.num_bytes)
     assert sizes[0] > sizes[1]
+    for name in ("x264", "svtav1", "vp9"):
+        codec = get_codec(name)
+        assert codec.codes_images and codec.decode_image(codec.encode_image(odd, CodecParams(30))).shape == odd.shape
+    with pytest.raises(CodecError, match="cannot code RGB|lossless"):
+        get_codec("ffv1").encode_image(odd, CodecParams(0))
+    damaged = x265.encode_image(odd, CodecParams(30))
+    with pytest.raises(CodecError):
+        x265.decode_image(type(damaged)(damaged.codec, damaged.width, damaged.height, 8, 1, b"",
+                                        (damaged.packets[0][:40],)))
 
 
 def test_coco_detection_sweep_end_to_end(tmp_path):
@@ -329,3 +350,70 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
         assert p.metric_name == "mAP" and 0 <= p.metric <= 100 and p.bits > 0
         assert set(p.metrics) == {"mAP", "AP50", "AP75"}
     assert "mAP" in outcome.reference
+
+
+
+def test_bad_embedded_dataset_arguments():
+    with pytest.raises(ConfigError, match="photos must be a list"):
+        EmbeddedPhotos(photos="chelsea")
+    with pytest.raises(ConfigError, match="variants must be"):
+        EmbeddedPhotos(variants=0)
+
+
+def test_failed_start_leaves_the_folder_usable(tmp_path):
+    """A sweep that fails validation writes nothing, so the corrected config can use the same folder."""
+    from fcm.eval.sweep import run_sweep
+
+    bad = SweepConfig.from_config(_cfg(tmp_path, dataset={"kind": "images", "root": str(tmp_path / "none")}))
+    with pytest.raises(ConfigError):
+        run_sweep(bad, progress=False)
+    assert not (tmp_path / "run" / "sweep.json").exists()
+    good = SweepConfig.from_config(_cfg(tmp_path, qps=[37], pipelines=["feature"],
+                                        dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1}))
+    assert run_sweep(good, progress=False).complete
+
+
+def test_results_file_repairs_and_duplicates(tmp_path):
+    from fcm.eval.sweep import read_records
+
+    path = tmp_path / "results.jsonl"
+    rec = {"pipeline": "feature", "codec": "x265", "qp": 22, "input": "a", "bits": 8}
+    dup = {**rec, "bits": 16}
+    other = {**rec, "input": "b"}
+    path.write_text(json.dumps(rec) + "\n" + json.dumps(dup) + "\n" + json.dumps(other))  # no final newline
+    records = read_records(path)
+    assert [r["bits"] for r in records] == [16, 8] and path.read_text().endswith("\n")  # last one wins
+    with open(path, "a") as f:
+        f.write('{"pipeline": "fea')  # half a line from a kill
+    assert len(read_records(path)) == 2 and path.read_text().endswith("\n")
+    path.write_text(json.dumps(rec) + "\nnot json\n" + json.dumps(other) + "\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        read_records(path)
+
+
+def test_two_sweeps_cannot_write_one_folder(tmp_path):
+    import fcntl
+
+    from fcm.eval.sweep import LOCK_FILE, run_sweep
+
+    cfg = SweepConfig.from_config(_cfg(tmp_path))
+    cfg.output.mkdir(parents=True)
+    with open(cfg.output / LOCK_FILE, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another sweep"):
+            run_sweep(cfg, progress=False)
+
+
+def test_report_respects_the_sweep_limit(tmp_path):
+    """`fcm report` summarises the same inputs as the sweep did, even when the folder holds more records."""
+    from fcm.eval.run import report_folder
+    from fcm.eval.sweep import run_sweep
+
+    raw = _cfg(tmp_path, qps=[37], pipelines=["feature"])
+    run_sweep(SweepConfig.from_config(raw), progress=False)
+    limited = SweepConfig.from_config({**raw, "limit": 1})
+    outcome = run_sweep(limited, progress=False)
+    assert {p.num_inputs for p in outcome.points} == {1}
+    report_folder(limited.output)
+    points = json.loads((limited.output / "report.json").read_text())["points"]
+    assert {p["num_inputs"] for p in points} == {1}

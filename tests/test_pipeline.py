@@ -136,3 +136,20 @@ def test_detector_features_through_a_real_codec():
     original = model.front(model.prepare(image)).tensors
     for name, t in dec.features.tensors.items():
         assert t.shape == original[name].shape
+
+
+def test_detector_side_information_is_checked():
+    """CRC-valid bitstreams whose detector sizes were edited fail with BitstreamError, never a stray error."""
+    import dataclasses
+
+    from fcm.models import get_model
+
+    model = get_model("faster_rcnn_r50_fpn", "fpn", min_size=128, max_size=160)
+    image = (np.random.default_rng(6).random((96, 128, 3)) * 255).astype(np.uint8)
+    enc = pipeline.encode(image, model, "x265", CodecParams(qp=32, preset="ultrafast"))
+    header, payload = bitstream.read(enc.bitstream)
+    for key, value in [("batch_size", (-8, 128)), ("image_size", (1, 2, 3)), ("batch_size", (4800, 6400)),
+                       ("original_size", (-5, 7)), ("image_size", (999, 999))]:
+        bad = dataclasses.replace(header, meta={**header.meta, key: value})
+        with pytest.raises(BitstreamError, match="does not fit"):
+            pipeline.decode(bitstream.write(bad, payload), model)

@@ -68,3 +68,38 @@ def test_sigkill_then_resume(tmp_path):
     out, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, err.decode()[-2000:]
     assert _records(tmp_path / "killed") == _records(tmp_path / "straight")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_a_dead_worker_stops_the_sweep_with_a_clear_error(tmp_path):
+    """SIGKILL one worker of a --jobs 2 sweep: the parent must not hang; it exits 2, naming the problem."""
+    cfg = {**CONFIG, "output": str(tmp_path / "out")}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    results = tmp_path / "out" / "results.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (results.is_file() and len(results.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    workers = [p for p in _children(proc.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    workers = [p for p in workers if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    assert workers, "no worker processes found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "worker process died" in err.decode()
+    assert len(results.read_text().splitlines()) >= 3  # what was finished is kept

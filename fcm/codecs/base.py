@@ -116,6 +116,21 @@ class Codec(ABC):
         than the declared frames.
         """
 
+    #: whether :meth:`encode_image` can code an RGB picture (for the remote-inference anchor)
+    codes_images: bool = False
+
+    def encode_image(self, image: np.ndarray, params: CodecParams) -> EncodedFrames:
+        """Code an ``H×W×3`` ``uint8`` RGB image as one 8-bit 4:2:0 picture (the remote-inference anchor)."""
+        from fcm.errors import CodecError
+
+        raise CodecError(f"codec {self.name!r} cannot code RGB images for the remote pipeline")
+
+    def decode_image(self, encoded: EncodedFrames) -> np.ndarray:
+        """Inverse of :meth:`encode_image`: an ``H×W×3`` ``uint8`` RGB image."""
+        from fcm.errors import CodecError
+
+        raise CodecError(f"codec {self.name!r} cannot code RGB images for the remote pipeline")
+
     def check_params(self, bit_depth: int, params: CodecParams) -> None:
         """Raise :class:`fcm.errors.CodecError` naming the problem if this codec cannot run with these values."""
         from fcm.errors import CodecError

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -457,14 +457,31 @@ class PyAVCodec(Codec):
         coded_w, coded_h = self.coded_size(w, h)
         padded = _pad_edge(frames, coded_h, coded_w)
         layout = self._layout(bit_depth)
+        qp_range = 51 + 6 * (bit_depth - 8)
+
+        def make_frames(av: Any) -> Iterator[Any]:
+            for i in range(n):
+                frame = _make_frame(av, padded[i], layout, bit_depth, pts=i)
+                yield frame if rois is None else _attach_rois(av, frame, rois[i], qp_range)
+
+        extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, layout.pix_fmt, bit_depth, params, n)
+        return EncodedFrames(codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n,
+                             extradata=extradata, packets=tuple(packets))
+
+    def _run_encoder(self, make_frames: Callable[[Any], Iterator[Any]], coded_w: int, coded_h: int, pix_fmt: str,
+                     bit_depth: int, params: CodecParams, n: int) -> tuple[bytes, list[bytes]]:
+        """Open the encoder with this codec's options, feed it ``make_frames(av)`` and return (extradata, packets).
+
+        Unknown options, parameters the encoder logs as rejected, failures and a packet count other than ``n`` all
+        raise :class:`CodecError`.
+        """
         options = self._merged_options(self._encoder_options(bit_depth, params), params.options)
         av = _import_av()
         self._prepare_environment()
-        qp_range = 51 + 6 * (bit_depth - 8)
         with _captured_ffmpeg_log(warnings=True) as logs:
             try:
                 ctx = av.CodecContext.create(self.encoder, "w")
-                ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, layout.pix_fmt
+                ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, pix_fmt
                 ctx.time_base = Fraction(1, _FPS)
                 ctx.framerate = Fraction(_FPS, 1)
                 ctx.gop_size = self._gop_size(params)
@@ -472,10 +489,7 @@ class PyAVCodec(Codec):
                 ctx.thread_count = self._thread_count()
                 ctx.options = options
                 packets: list[bytes] = []
-                for i in range(n):
-                    frame = _make_frame(av, padded[i], layout, bit_depth, pts=i)
-                    if rois is not None:
-                        frame = _attach_rois(av, frame, rois[i], qp_range)
+                for frame in make_frames(av):
                     packets.extend(bytes(p) for p in ctx.encode(frame))
                 packets.extend(bytes(p) for p in ctx.encode(None))
                 extradata = bytes(ctx.extradata or b"")
@@ -490,8 +504,56 @@ class PyAVCodec(Codec):
             raise CodecError(f"{self.name}: encoder {self.encoder} rejected: {'; '.join(rejected)}")
         if len(packets) != n:
             raise CodecError(f"{self.name}: encoder produced {len(packets)} packets for {n} frames")
-        return EncodedFrames(codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n,
-                             extradata=extradata, packets=tuple(packets))
+        return extradata, packets
+
+    # -- coding the image itself (the remote-inference anchor) ---------------------------------------------------------
+
+    @property
+    def codes_images(self) -> bool:  # type: ignore[override]
+        return not self.lossless
+
+    def _image_coded_size(self, width: int, height: int) -> tuple[int, int]:
+        w, h = self.coded_size(width + width % 2, height + height % 2)  # 4:2:0 needs even sizes
+        return w + w % 2, h + h % 2
+
+    def encode_image(self, image: np.ndarray, params: CodecParams) -> EncodedFrames:
+        """Encode one ``H×W×3`` ``uint8`` RGB image as a single 8-bit 4:2:0 picture with this codec's settings.
+
+        RGB becomes BT.601 limited-range YUV 4:2:0 (FFmpeg's default); odd sizes are edge-padded. This is what a
+        remote-inference anchor sends.
+        """
+        if self.lossless:
+            raise CodecError(f"codec {self.name!r} is lossless and does not code RGB images for remote inference")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ShapeError(f"expected an H×W×3 uint8 RGB image, got {image.shape} {image.dtype}")
+        self.check_params(8, params)
+        self._check_rate_control(params)
+        h, w = image.shape[:2]
+        coded_w, coded_h = self._image_coded_size(w, h)
+        padded = np.ascontiguousarray(np.pad(image, ((0, coded_h - h), (0, coded_w - w), (0, 0)), mode="edge"))
+
+        def make_frames(av: Any) -> Iterator[Any]:
+            frame = av.VideoFrame.from_ndarray(padded, format="rgb24").reformat(format="yuv420p")
+            frame.pts = 0
+            frame.time_base = Fraction(1, _FPS)
+            yield frame
+
+        intra = CodecParams(params.qp, params.rate_control, "intra", params.preset, params.options)
+        extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, "yuv420p", 8, intra, 1)
+        return EncodedFrames(self.name, w, h, 8, 1, extradata, tuple(packets))
+
+    def decode_image(self, encoded: EncodedFrames) -> np.ndarray:
+        """Decode :meth:`encode_image`'s output to an ``H×W×3`` ``uint8`` RGB image; :class:`CodecError` if damaged."""
+        if encoded.codec != self.name or encoded.num_frames != 1 or encoded.bit_depth != 8:
+            raise CodecError(f"{self.name}: not a one-picture 8-bit image payload of this codec")
+        coded_w, coded_h = self._image_coded_size(encoded.width, encoded.height)
+        _check_payload_bounds(encoded.packets, encoded.extradata, coded_w, coded_h, 8, 1, self.name)
+        frames = _decode_av_frames(self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False,
+                                   who=f"{self.name} (image)")
+        if len(frames) != 1 or (frames[0].width, frames[0].height) != (coded_w, coded_h):
+            raise CodecError(f"{self.name}: image payload did not decode to one {coded_w}x{coded_h} picture")
+        rgb = frames[0].to_ndarray(format="rgb24")
+        return np.ascontiguousarray(rgb[: encoded.height, : encoded.width])
 
     def _thread_count(self) -> int:
         return 1

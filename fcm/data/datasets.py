@@ -187,6 +187,10 @@ class EmbeddedPhotos(Dataset):
     task: DatasetTask = "unlabeled"
 
     def __init__(self, photos: Sequence[str] | None = None, variants: int | None = None, name: str = "embedded"):
+        if isinstance(photos, str) or (photos is not None and not isinstance(photos, (list, tuple))):
+            raise ConfigError(f"photos must be a list of bundled photo names, got {photos!r}")
+        if variants is not None and (not isinstance(variants, int) or not 1 <= variants <= len(_VARIANTS)):
+            raise ConfigError(f"variants must be an integer from 1 to {len(_VARIANTS)}, got {variants!r}")
         photos = tuple(photos) if photos else _EMBEDDED_PHOTOS
         unknown = [p for p in photos if p not in BUNDLED_PHOTOS]
         if unknown:

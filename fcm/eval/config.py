@@ -64,10 +64,13 @@ class SweepConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{p} must hold a mapping of settings, got {type(raw).__name__}")
         raw = {**raw, **(overrides or {})}
-        return cls.from_config(raw, base=p.parent)
+        return cls.from_config(raw)
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any], base: Path = Path(".")) -> SweepConfig:
+    def from_config(cls, raw: dict[str, Any]) -> SweepConfig:
+        """Build and validate a config from plain data (relative paths are taken from the working directory)."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"a sweep config must be a mapping, got {type(raw).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -76,33 +79,51 @@ class SweepConfig:
         if missing:
             raise ConfigError(f"config is missing required keys {missing}")
 
+        def is_a(value: Any, kind: type) -> bool:
+            return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
         def as_tuple(key: str, kind: type) -> tuple:
             value = raw[key]
             value = [value] if isinstance(value, (str, int)) else value
-            if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, kind) for v in value):
+            if not isinstance(value, (list, tuple)) or not value or not all(is_a(v, kind) for v in value):
                 raise ConfigError(f"{key} must be a non-empty list of {kind.__name__}, got {raw[key]!r}")
             return tuple(value)
 
-        output = Path(raw["output"])
+        def optional(key: str, kind: type, default: Any = None) -> Any:
+            value = raw.get(key, default)
+            if value is not None and not is_a(value, kind):
+                raise ConfigError(f"{key} must be a {kind.__name__}, got {value!r}")
+            return value
+
+        output = optional("output", str)
+        if not output:
+            raise ConfigError("output must name a folder")
+        dataset = raw["dataset"]
+        if isinstance(dataset, str):
+            dataset = {"kind": dataset}
+        if not isinstance(dataset, dict):
+            raise ConfigError(f"dataset must be a mapping with a 'kind' (or a kind name), got {dataset!r}")
+        model_options = optional("model_options", dict) or {}
+        path = Path(output)
         cfg = cls(
-            name=str(raw.get("name", output.name)),
-            dataset=raw["dataset"] if isinstance(raw["dataset"], dict) else {"kind": raw["dataset"]},
-            model=str(raw["model"]),
-            split=raw.get("split"),
-            weights=raw.get("weights"),
-            sha256=raw.get("sha256"),
+            name=str(raw.get("name", path.name)),
+            dataset=dataset,
+            model=optional("model", str),
+            split=optional("split", str),
+            weights=optional("weights", str),
+            sha256=optional("sha256", str),
             codecs=as_tuple("codecs", str),
             qps=as_tuple("qps", int),
             pipelines=as_tuple("pipelines", str) if "pipelines" in raw else PIPELINES,
-            evaluator=str(raw.get("evaluator", "fidelity")),
-            output=output if output.is_absolute() else Path.cwd() / output,
-            bit_depth=raw.get("bit_depth"),
-            preset=raw.get("preset"),
-            rate_control=str(raw.get("rate_control", "cqp")),
-            gop=str(raw.get("gop", "intra")),
-            anchor=raw.get("anchor"),
-            model_options=dict(raw.get("model_options") or {}),
-            limit=raw.get("limit"),
+            evaluator=optional("evaluator", str, "fidelity"),
+            output=path if path.is_absolute() else Path.cwd() / path,
+            bit_depth=optional("bit_depth", int),
+            preset=optional("preset", str),
+            rate_control=optional("rate_control", str, "cqp"),
+            gop=optional("gop", str, "intra"),
+            anchor=optional("anchor", str),
+            model_options=dict(model_options),
+            limit=optional("limit", int),
         )
         cfg.validate()
         return cfg
@@ -121,11 +142,19 @@ class SweepConfig:
                 raise ConfigError(f"unknown pipelines {bad}; known: {', '.join(PIPELINES)}")
             if len(set(self.qps)) != len(self.qps):
                 raise ConfigError(f"qps contain duplicates: {list(self.qps)}")
+            if self.sha256 is not None and self.weights is None:
+                raise ConfigError("sha256 checks a weights file: set weights too")
             for name in self.codecs:
                 codec = get_codec(name)
                 depth = codec.default_bit_depth if self.bit_depth is None else self.bit_depth
+                if "remote" in self.pipelines and not codec.codes_images:
+                    raise ConfigError(f"codec {name!r} cannot code images for the 'remote' pipeline; drop it from "
+                                      "codecs or set pipelines: [feature]")
                 for qp in self.qps:
-                    codec.check_params(depth, CodecParams(qp, self.rate_control, self.gop, self.preset))  # type: ignore[arg-type]
+                    params = CodecParams(qp, self.rate_control, self.gop, self.preset)  # type: ignore[arg-type]
+                    codec.check_params(depth, params)
+                    if "remote" in self.pipelines:
+                        codec.check_params(8, params)  # the remote pipeline codes 8-bit images
             if self.anchor is not None:
                 curves = {f"{p}/{c}" for p in self.pipelines for c in self.codecs}
                 if self.anchor not in curves:

@@ -16,7 +16,9 @@ class OperatingPoint:
         codec: codec registry name.
         qp: the codec's quantizer.
         num_inputs: inputs measured.
-        bits: every bit of every bitstream of the point (containers included).
+        bits: every bit sent for the point's inputs: the whole fcm bitstream (header, side information, codec
+            payload, CRC) for ``feature``; the whole coded image stream (self-contained HEVC/AVC/AV1/VP9 elementary
+            stream: headers and picture) for ``remote``.
         pixels: original input pixels, summed over the inputs.
         metric_name: name of the primary metric (e.g. ``"top1_agreement"``, ``"mAP"``), in percent.
         metric: its value.

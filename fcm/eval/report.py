@@ -489,7 +489,8 @@ def _write_md(path: Path, *, title: str, dataset: str, metric_name: str, anchor:
         f"- Dataset: `{dataset}`",
         f"- Metric: `{metric_name}` (%, higher is better)",
         f"- Inputs per operating point: {_inputs_text(points)}",
-        "- Rate: bpp = all bits of all bitstreams (containers included) / all original input pixels",
+        "- Rate: bpp = all bits sent / all original input pixels (feature: whole fcm bitstreams, header and side "
+        "information included; remote: whole coded image streams)",
         f"- Curves: {', '.join(f'`{c}`' for c in _ordered(curves, anchor))}; anchor: `{anchor}`",
     ]
     if reference:

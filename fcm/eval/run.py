@@ -98,12 +98,12 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
 def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
     """Rebuild the report of a results folder from its records (no model inference, no coding)."""
     from fcm.eval.report import write_report
-    from fcm.eval.sweep import RESULTS_FILE, Worker, load_config, read_records, summarize
+    from fcm.eval.sweep import RESULTS_FILE, Worker, input_ids, load_config, read_records, summarize
 
     cfg = load_config(out)
     worker = Worker(cfg)
     records = read_records(out / RESULTS_FILE)
-    points, reference = summarize(cfg, worker, records)
+    points, reference = summarize(cfg, worker, records, input_ids(cfg, worker))
     man_path = out / MANIFEST_FILE
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
     files = write_report(points, out, anchor=anchor or cfg.anchor, reference=reference,

@@ -15,6 +15,8 @@ import os
 import queue as queue_module
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcm.errors import ConfigError
+from fcm.errors import ConfigError, FcmError
 from fcm.eval.config import SweepConfig
 from fcm.eval.points import OperatingPoint
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "sweep.json"
+LOCK_FILE = ".lock"
 REFERENCE = ("uncompressed", "none", 0)
 #: config fields that change what a record means; a results folder only resumes a sweep that agrees on them
 _IDENTITY_FIELDS = ("dataset", "model", "split", "weights", "evaluator", "bit_depth", "preset", "rate_control", "gop",
@@ -62,6 +65,7 @@ class Worker:
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
         """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes."""
         sample = self.dataset[index]
+        self.evaluator.reset()  # records go to ``emit``; the evaluator keeps none across inputs
         image = sample.image()
         pixels = int(image.shape[0] * image.shape[1])
         t0 = time.perf_counter()
@@ -69,12 +73,12 @@ class Worker:
         ref_time = time.perf_counter() - t0
         for key in keys:
             if (key.pipeline, key.codec, key.qp) == REFERENCE:
-                output, bits, times = reference, 0, {"infer": ref_time}
+                output, bits, payload_bits, times = reference, 0, 0, {"infer": ref_time}
             elif key.pipeline == "feature":
-                output, bits, times = self._feature(image, key)
+                output, bits, payload_bits, times = self._feature(image, key)
             else:
-                output, bits, times = self._remote(image, key)
-            evaluation = self.evaluator.record(sample, output, reference)
+                output, bits, payload_bits, times = self._remote(image, key)
+            evaluation = self.evaluator.process(sample, output, reference)
             emit(
                 {
                     "pipeline": key.pipeline,
@@ -82,6 +86,7 @@ class Worker:
                     "qp": key.qp,
                     "input": sample.id,
                     "bits": bits,
+                    "payload_bits": payload_bits,
                     "pixels": pixels,
                     "times": {k: round(v, 6) for k, v in times.items()},
                     "eval": evaluation,
@@ -93,53 +98,84 @@ class Worker:
 
         return CodecParams(key.qp, self.cfg.rate_control, self.cfg.gop, self.cfg.preset)  # type: ignore[arg-type]
 
-    def _feature(self, image: np.ndarray, key: PointKey) -> tuple[Any, int, dict[str, float]]:
+    def _feature(self, image: np.ndarray, key: PointKey) -> tuple[Any, int, int, dict[str, float]]:
+        """fcm: returns (output, all bits of the fcm bitstream, bits of its codec payload alone, stage times)."""
         from fcm import pipeline
 
         enc = pipeline.encode(image, self.model, key.codec, self._params(key), self.cfg.bit_depth)
         dec = pipeline.decode(enc.bitstream, self.model)
         times = {"front": enc.front_s, "pack": enc.pack_s, "encode": enc.codec_s, "decode": dec.codec_s,
                  "unpack": dec.unpack_s, "back": dec.back_s}
-        return dec.output, enc.num_bits, times
+        return dec.output, enc.num_bits, 8 * enc.payload_bytes, times
 
-    def _remote(self, image: np.ndarray, key: PointKey) -> tuple[Any, int, dict[str, float]]:
-        from fcm.codecs.image import decode_rgb, encode_rgb
+    def _remote(self, image: np.ndarray, key: PointKey) -> tuple[Any, int, int, dict[str, float]]:
+        """Remote inference: the image's own coded stream is both all the bits and the payload."""
+        from fcm.codecs import get_codec
 
+        codec = get_codec(key.codec)
         t0 = time.perf_counter()
-        encoded = encode_rgb(image, key.codec, self._params(key))
+        encoded = codec.encode_image(image, self._params(key))
         t1 = time.perf_counter()
-        decoded = decode_rgb(encoded)
+        decoded = codec.decode_image(encoded)
         t2 = time.perf_counter()
         output = self.model.full(self.model.prepare(decoded))
         t3 = time.perf_counter()
-        return output, 8 * encoded.num_bytes, {"encode": t1 - t0, "decode": t2 - t1, "infer": t3 - t2}
+        bits = 8 * encoded.num_bytes
+        return output, bits, bits, {"encode": t1 - t0, "decode": t2 - t1, "infer": t3 - t2}
 
 
 # ---------------------------------------------------------------- results file
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a results file; a last line cut short by a kill is dropped (and the file repaired)."""
+    """Records of a results file, one per (pipeline, codec, QP, input) (a repeated key keeps its last record).
+
+    A last line cut short by a kill is dropped and a missing final newline restored, so appending stays safe; a
+    damaged line anywhere else is an error.
+    """
     if not path.is_file():
         return []
-    lines = path.read_bytes().split(b"\n")
-    records, good_bytes = [], 0
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records: dict[tuple, dict[str, Any]] = {}
+    keep = 0
     for i, line in enumerate(lines):
-        if not line.strip():
-            good_bytes += len(line) + 1
-            continue
-        try:
-            records.append(json.loads(line))
-            good_bytes += len(line) + 1
-        except json.JSONDecodeError:
-            if i < len(lines) - 1 and any(l.strip() for l in lines[i + 1 :]):
-                raise ConfigError(f"{path} line {i + 1} is not valid JSON: the results file is damaged") from None
-            break  # a half-written last line: drop it
-    size = path.stat().st_size
-    if good_bytes < size:
+        last = i == len(lines) - 1
+        if line.strip():
+            try:
+                record = json.loads(line)
+                records[record_key(record)] = record
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                if last:
+                    break  # half-written by a kill: drop it
+                raise ConfigError(f"{path} line {i + 1} is not a valid record: the results file is damaged") from None
+        keep += len(line) + (0 if last else 1)
+    if keep < len(data):
         with open(path, "r+b") as f:
-            f.truncate(min(good_bytes, size))
-    return records
+            f.truncate(keep)
+    if keep and not data[:keep].endswith(b"\n"):
+        with open(path, "ab") as f:
+            f.write(b"\n")
+    return list(records.values())
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold a lock on the results folder, so two sweeps never append to one file."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(out / LOCK_FILE, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"another sweep is writing to {out}; wait for it or choose another output") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -201,37 +237,48 @@ def _worker_run(index: int, keys: list[PointKey]) -> int:
     return len(keys)
 
 
-def plan(cfg: SweepConfig, num_inputs: int, sample_ids: list[str], done: set[tuple]) -> list[tuple[int, list[PointKey]]]:
+def plan(cfg: SweepConfig, sample_ids: list[str], done: set[tuple]) -> list[tuple[int, list[PointKey]]]:
+    """``(input index, keys still to measure)`` for every input with work left."""
     keys = [PointKey(*REFERENCE)] + [
         PointKey(p, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(cfg.qps)
     ]
     tasks = []
-    for i in range(num_inputs):
-        missing = [k for k in keys if (k.pipeline, k.codec, k.qp, sample_ids[i]) not in done]
+    for i, sample_id in enumerate(sample_ids):
+        missing = [k for k in keys if (k.pipeline, k.codec, k.qp, sample_id) not in done]
         if missing:
             tasks.append((i, missing))
     return tasks
+
+
+def input_ids(cfg: SweepConfig, worker: Worker) -> list[str]:
+    """Ids of the inputs a sweep covers (the first ``limit`` of its dataset)."""
+    n = min(len(worker.dataset), cfg.limit or len(worker.dataset))
+    return [worker.dataset[i].id for i in range(n)]
 
 
 def run_sweep(
     cfg: SweepConfig, jobs: int = 1, progress: bool = True, max_new_records: int | None = None
 ) -> SweepOutcome:
     """Run (or resume) a sweep. ``max_new_records`` stops after that many new records, as a kill would."""
-    from tqdm import tqdm
-
+    worker = Worker(cfg)  # builds model, dataset and evaluator: every config error surfaces before any file is written
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
-    _check_identity(cfg, out)
-    results_path = out / RESULTS_FILE
-    records = read_records(results_path)
-    done = {record_key(r) for r in records}
+    with _exclusive(out):
+        _check_identity(cfg, out)
+        return _run_locked(cfg, worker, jobs, progress, max_new_records)
 
-    worker = Worker(cfg)  # also validates dataset and evaluator before any work
-    n = min(len(worker.dataset), cfg.limit or len(worker.dataset))
-    ids = [worker.dataset[i].id for i in range(n)]
-    tasks = plan(cfg, n, ids, done)
+
+def _run_locked(cfg: SweepConfig, worker: Worker, jobs: int, progress: bool,
+                max_new_records: int | None) -> SweepOutcome:
+    from tqdm import tqdm
+
+    results_path = cfg.output / RESULTS_FILE
+    records = read_records(results_path)
+    ids = input_ids(cfg, worker)
+    tasks = plan(cfg, ids, {record_key(r) for r in records})
     todo = sum(len(k) for _, k in tasks)
-    total = todo + len([r for r in records if r["input"] in set(ids)])
+    wanted = set(ids)
+    total = todo + sum(r["input"] in wanted for r in records)
     new = 0
     bar = tqdm(total=total, initial=total - todo, unit="pt", desc=f"sweep {cfg.name}", disable=not progress,
                dynamic_ncols=True)
@@ -260,7 +307,7 @@ def run_sweep(
             bar.close()
 
     points, reference = summarize(cfg, worker, records, ids)
-    complete = not plan(cfg, n, ids, {record_key(r) for r in records})
+    complete = not plan(cfg, ids, {record_key(r) for r in records})
     return SweepOutcome(points, reference, records, complete, new)
 
 
@@ -269,25 +316,45 @@ class _Stop(Exception):
 
 
 def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], jobs: int, emit) -> None:
+    """Run tasks in ``jobs`` worker processes; records come back through a queue and are emitted by this process.
+
+    A worker's exception is re-raised here; a worker that dies (crash, out of memory) stops the sweep with an
+    FcmError. Either way every record received so far has been written.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     q = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     expected = sum(len(k) for _, k in tasks)
-    received = 0
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg, q, threads)) as pool:
-        pending = [pool.apply_async(_worker_run, (i, keys)) for i, keys in tasks]
+    received = idle_after_done = 0
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(cfg, q, threads))
+    try:
+        futures = [pool.submit(_worker_run, i, keys) for i, keys in tasks]
         while received < expected:
             try:
                 record = q.get(timeout=0.5)
             except queue_module.Empty:
-                for p in pending:
-                    if p.ready() and not p.successful():
-                        p.get()  # re-raises the worker's exception here
+                for f in futures:
+                    if f.done() and f.exception() is not None:
+                        exc = f.exception()
+                        if isinstance(exc, BrokenProcessPool):
+                            raise FcmError("a sweep worker process died (crashed or ran out of memory); the records "
+                                           "finished so far are saved: run the sweep again to resume") from exc
+                        raise exc  # type: ignore[misc]
+                idle_after_done = idle_after_done + 1 if all(f.done() for f in futures) else 0
+                if idle_after_done > 20:
+                    raise FcmError(f"sweep workers finished but sent {received} of {expected} records")
                 continue
             received += 1
             emit(record)
-        for p in pending:
-            p.get()
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def summarize(

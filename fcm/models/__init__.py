@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fcm.errors import UnknownNameError
+from fcm.errors import ConfigError, UnknownNameError
 from fcm.models.base import Features, SplitModel, SplitSpec, TensorSpec
 from fcm.registry import Registry
 
@@ -137,6 +137,8 @@ def get_model(
 ) -> SplitModel:
     """Build model ``name`` cut at ``split`` (default: the entry's default split)."""
     entry = MODELS.get(name)
+    if sha256 is not None and weights is None:
+        raise ConfigError("a sha256 checks a weights file: give the weights file too")
     split = entry.default_split if split is None else split
     if split not in entry.splits and not entry.any_node:
         raise UnknownNameError(f"unknown split {split!r} of model {name!r}; known: {', '.join(entry.splits)}")

@@ -108,12 +108,7 @@ class _RCNNSplit:
         from torchvision.models.detection.image_list import ImageList
 
         features.check(self.spec)
-        try:
-            original = tuple(features.meta["original_size"])
-            image_size = tuple(features.meta["image_size"])
-            batch_h, batch_w = features.meta["batch_size"]
-        except (KeyError, ValueError) as e:
-            raise ShapeError(f"{self.name} back needs meta original_size, image_size, batch_size: {e}") from e
+        original, image_size, (batch_h, batch_w) = self._check_meta(features)
         fpn = OrderedDict((key, features.tensors[name]) for name, key, _ in FPN_LEVELS)
         fpn["pool"] = F.max_pool2d(fpn["3"], kernel_size=1, stride=2, padding=0)  # P6, as LastLevelMaxPool
         n = next(iter(fpn.values())).shape[0]
@@ -122,6 +117,24 @@ class _RCNNSplit:
         proposals, _ = self.net.rpn(images, fpn)
         detections, _ = self.net.roi_heads(fpn, proposals, images.image_sizes)
         return self.net.transform.postprocess(detections, images.image_sizes, [original] * n)
+
+    def _check_meta(self, features: Features) -> tuple[tuple[int, int], ...]:
+        """The three sizes the cloud half needs, checked against each other and against the P2–P5 shapes."""
+        sizes = []
+        for key in ("original_size", "image_size", "batch_size"):
+            value = tuple(features.meta.get(key, ()))
+            if len(value) != 2 or min(value) < 1 or max(value) > 1 << 15:
+                raise ShapeError(f"{self.name} needs meta {key} = (height, width) > 0, got {value}")
+            sizes.append(value)
+        _, image_size, batch = sizes
+        if image_size[0] > batch[0] or image_size[1] > batch[1]:
+            raise ShapeError(f"{self.name}: image size {image_size} exceeds the padded batch size {batch}")
+        for name, _, stride in FPN_LEVELS:
+            expected = (-(-batch[0] // stride), -(-batch[1] // stride))
+            got = tuple(features.tensors[name].shape[-2:])
+            if got != expected:
+                raise ShapeError(f"{self.name}: {name} is {got}, but a {batch} batch gives {expected} at stride {stride}")
+        return tuple(sizes)
 
     @torch.no_grad()
     def full(self, inputs: torch.Tensor) -> Any:
