@@ -417,3 +417,26 @@ def test_report_respects_the_sweep_limit(tmp_path):
     report_folder(limited.output)
     points = json.loads((limited.output / "report.json").read_text())["points"]
     assert {p["num_inputs"] for p in points} == {1}
+
+
+def test_other_weights_at_the_same_path_are_another_sweep(tmp_path):
+    import torchvision
+
+    from fcm.eval.sweep import run_sweep
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    raw = _cfg(tmp_path, model="resnet18", split="layer3", weights=str(weights), qps=[37], pipelines=["feature"],
+               dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1})
+    assert run_sweep(SweepConfig.from_config(raw), progress=False).complete
+    torch.save(torchvision.models.resnet18().state_dict(), weights)  # new random weights, same file name
+    with pytest.raises(ConfigError, match="weights_tag"):
+        run_sweep(SweepConfig.from_config(raw), progress=False)
+
+
+def test_unknown_model_options_fail_before_work(tmp_path):
+    from fcm.eval.sweep import run_sweep
+
+    with pytest.raises(ConfigError, match="takes no options"):
+        run_sweep(SweepConfig.from_config(_cfg(tmp_path, model_options={"min_size": 3})), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -33,8 +33,8 @@ SWEEP_FILE = "sweep.json"
 LOCK_FILE = ".lock"
 REFERENCE = ("uncompressed", "none", 0)
 #: config fields that change what a record means; a results folder only resumes a sweep that agrees on them
-_IDENTITY_FIELDS = ("dataset", "model", "split", "weights", "evaluator", "bit_depth", "preset", "rate_control", "gop",
-                    "model_options")
+_IDENTITY_FIELDS = ("dataset", "model", "split", "weights", "weights_tag", "evaluator", "bit_depth", "preset",
+                    "rate_control", "gop", "model_options")
 
 
 @dataclass(frozen=True)
@@ -182,9 +182,12 @@ def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: resolved.get(k) for k in _IDENTITY_FIELDS}, default=str))
 
 
-def _check_identity(cfg: SweepConfig, out: Path) -> None:
-    """Refuse to mix records of different sweeps in one folder; remember this sweep's config there."""
-    resolved = json.loads(json.dumps(cfg.resolved(), default=str))
+def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
+    """Refuse to mix records of different sweeps in one folder; remember this sweep's config there.
+
+    The weights' checksum tag counts too: another file at the same path is another sweep.
+    """
+    resolved = json.loads(json.dumps({**cfg.resolved(), "weights_tag": weights_tag}, default=str))
     identity = _identity(resolved)
     path = out / SWEEP_FILE
     if path.is_file():
@@ -204,6 +207,7 @@ def load_config(out: Path) -> SweepConfig:
     if not path.is_file():
         raise ConfigError(f"{out} is not a sweep results folder (no {SWEEP_FILE})")
     raw = json.loads(path.read_text())
+    raw.pop("weights_tag", None)
     raw["output"] = str(out.resolve())
     return SweepConfig.from_config(raw)
 
@@ -264,7 +268,7 @@ def run_sweep(
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
-        _check_identity(cfg, out)
+        _check_identity(cfg, out, worker.model.weights_tag)
         return _run_locked(cfg, worker, jobs, progress, max_new_records)
 
 

@@ -37,9 +37,15 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def _efficientnet(split: str, weights: str | Path | None = None, sha256: str | None = None, **_: Any) -> SplitModel:
+def _no_options(model: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ConfigError(f"model {model!r} takes no options, got {sorted(options)}")
+
+
+def _efficientnet(split: str, weights: str | Path | None = None, sha256: str | None = None, **options: Any) -> SplitModel:
     from fcm.models.efficientnet_lite import EfficientNetLite0Split
 
+    _no_options("efficientnet_lite0", options)
     return EfficientNetLite0Split(split, weights, sha256)
 
 
@@ -53,7 +59,10 @@ def _rcnn(cls_name: str) -> Callable[..., SplitModel]:
     def build(split: str, weights: str | Path | None = None, sha256: str | None = None, **options: Any) -> SplitModel:
         from fcm.models import rcnn
 
-        return getattr(rcnn, cls_name)(split, weights, sha256, **options)
+        try:
+            return getattr(rcnn, cls_name)(split, weights, sha256, **options)
+        except TypeError as e:  # an unknown keyword in model_options
+            raise ConfigError(f"bad model options {sorted(options)}: {e}") from e
 
     return build
 
@@ -68,9 +77,10 @@ def _rcnn_specs(cls_name: str) -> Callable[[], list[SplitSpec]]:
 
 
 def _torchvision(arch: str) -> Callable[..., SplitModel]:
-    def build(split: str, weights: str | Path | None = None, sha256: str | None = None, **_: Any) -> SplitModel:
+    def build(split: str, weights: str | Path | None = None, sha256: str | None = None, **options: Any) -> SplitModel:
         from fcm.models.torchvision_classifiers import TorchvisionClassifierSplit
 
+        _no_options(arch, options)
         return TorchvisionClassifierSplit(arch, split, weights, sha256)
 
     return build
