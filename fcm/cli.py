@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
     parser.add_argument("--version", action="version", version=f"fcm {__version__}")
+    parser.add_argument("--codecs", metavar="FILE", default=None,
+                        help="YAML file declaring external codecs (VTM, VVenC, HM, …); also $FCM_CODECS")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("encode", help="run the edge half on an image and write an .fcm bitstream")
@@ -283,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help, --version, or a one-line argument error already printed
         return int(e.code or 0)
     try:
+        if args.codecs:
+            from fcm.codecs.user_codecs import ENV_VAR, load_codec_file
+
+            load_codec_file(args.codecs)
+            os.environ[ENV_VAR] = str(Path(args.codecs).resolve())  # sweep workers load it too
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             result = args.func(args)

@@ -53,8 +53,10 @@ def register_codec(name: str, factory: CodecFactory) -> None:
 def get_codec(name: str) -> Codec:
     """A new instance of the codec registered as ``name``.
 
-    Raises :class:`fcm.errors.UnknownNameError` (listing the known names) for an unknown name.
+    Raises :class:`fcm.errors.UnknownNameError` (listing the known names) for an unknown name. Codecs declared in
+    the file named by ``$FCM_CODECS`` (see :mod:`fcm.codecs.user_codecs`) are registered on first use.
     """
+    _load_user_codecs()
     codec = _CODECS.get(name)()
     if codec.name != name:  # a broken registrant would otherwise mislabel its payloads
         raise ValueError(f"codec registered as {name!r} calls itself {codec.name!r}")
@@ -63,7 +65,14 @@ def get_codec(name: str) -> Codec:
 
 def codec_names() -> list[str]:
     """Sorted names of the registered codecs."""
+    _load_user_codecs()
     return _CODECS.names()
+
+
+def _load_user_codecs() -> None:
+    from fcm.codecs.user_codecs import load_from_environment
+
+    load_from_environment()
 
 
 for _cls in (X265, X264, SvtAv1, Vp9, Ffv1):
