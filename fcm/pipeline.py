@@ -64,6 +64,23 @@ def resolve_codec(codec: str | Codec) -> Codec:
     return get_codec(codec) if isinstance(codec, str) else codec
 
 
+@dataclass(frozen=True)
+class EdgeFeatures:
+    """The edge half's output for one image, computed once and codable at any number of operating points."""
+
+    features: Features
+    input_size: tuple[int, int]
+    front_s: float
+
+
+def run_front(image: np.ndarray, model: SplitModel) -> EdgeFeatures:
+    """Run the edge half (preprocessing and front) on one RGB ``uint8`` image."""
+    t0 = time.perf_counter()
+    features = model.front(model.prepare(image))
+    features.check(model.spec)
+    return EdgeFeatures(features, (int(image.shape[0]), int(image.shape[1])), time.perf_counter() - t0)
+
+
 def encode(
     image: np.ndarray,
     model: SplitModel,
@@ -71,31 +88,45 @@ def encode(
     params: CodecParams,
     bit_depth: int | None = None,
     range_mode: RangeMode = "frame",
+    block_qp_offsets: np.ndarray | None = None,
 ) -> EncodeResult:
     """Run the edge half on one RGB ``uint8`` image and code its features into an fcm bitstream.
 
-    ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265).
+    ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265). ``block_qp_offsets`` go to
+    the codec (see :meth:`fcm.codecs.Codec.encode`).
     """
+    codec = resolve_codec(codec)
+    depth = codec.default_bit_depth if bit_depth is None else bit_depth
+    codec.check_params(depth, params)  # before the (possibly slow) front
+    return encode_features(run_front(image, model), model, codec, params, depth, range_mode, block_qp_offsets)
+
+
+def encode_features(
+    edge: EdgeFeatures,
+    model: SplitModel,
+    codec: str | Codec,
+    params: CodecParams,
+    bit_depth: int | None = None,
+    range_mode: RangeMode = "frame",
+    block_qp_offsets: np.ndarray | None = None,
+) -> EncodeResult:
+    """Pack and code features the front already produced (so a sweep runs the front once per input)."""
     from fcm import __version__
 
     codec = resolve_codec(codec)
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)
-    t0 = time.perf_counter()
-    inputs = model.prepare(image)
-    features = model.front(inputs)
-    features.check(model.spec)
+    features = edge.features
     t1 = time.perf_counter()
     packed = Packer(depth, range_mode).pack(features.tensors)
     t2 = time.perf_counter()
-    payload = codec.encode(packed.frames, depth, params)
+    payload = codec.encode(packed.frames, depth, params, block_qp_offsets)
     t3 = time.perf_counter()
-    meta = {"input_size": (int(image.shape[0]), int(image.shape[1])), **features.meta}
     header = Header(
         model=model.name,
         split=model.split,
         weights_tag=model.weights_tag,
-        meta=meta,
+        meta={"input_size": edge.input_size, **features.meta},
         layout=packed.layout,
         bit_depth=depth,
         range_mode=packed.range_mode,
@@ -105,8 +136,8 @@ def encode(
         notes=(("fcm", __version__),),
     )
     data = bitstream.write(header, payload)
-    pixels = int(image.shape[0]) * int(image.shape[1])
-    return EncodeResult(data, header, pixels, payload.num_bytes, t1 - t0, t2 - t1, t3 - t2)
+    pixels = edge.input_size[0] * edge.input_size[1]
+    return EncodeResult(data, header, pixels, payload.num_bytes, edge.front_s, t2 - t1, t3 - t2)
 
 
 def load_model_for(

@@ -153,3 +153,22 @@ def test_detector_side_information_is_checked():
         bad = dataclasses.replace(header, meta={**header.meta, key: value})
         with pytest.raises(BitstreamError, match="does not fit"):
             pipeline.decode(bitstream.write(bad, payload), model)
+
+
+def test_block_qp_offsets_reach_the_codec(lite0, chelsea):
+    """Per-block QP offsets (the hook wrapper-aware RDO will drive) change where x265 spends bits."""
+    crf = CodecParams(qp=30, rate_control="crf")
+    plain = pipeline.encode(chelsea, lite0, "x265", crf)
+    lay = plain.header.layout
+    blocks = (1, -(-lay.frame_height // 16), -(-lay.frame_width // 16))
+    finer = pipeline.encode(chelsea, lite0, "x265", crf, block_qp_offsets=np.full(blocks, -6, dtype=np.int32))
+    coarser = pipeline.encode(chelsea, lite0, "x265", crf, block_qp_offsets=np.full(blocks, 6, dtype=np.int32))
+    assert len(finer.bitstream) > len(plain.bitstream) > len(coarser.bitstream)
+    assert pipeline.decode(finer.bitstream, lite0).output.shape == (1, 1000)
+
+
+def test_front_runs_once_for_many_operating_points(lite0, chelsea):
+    edge = pipeline.run_front(chelsea, lite0)
+    a = pipeline.encode_features(edge, lite0, "x265", CodecParams(qp=32))
+    b = pipeline.encode(chelsea, lite0, "x265", CodecParams(qp=32))
+    assert a.bitstream == b.bitstream and a.front_s == edge.front_s
