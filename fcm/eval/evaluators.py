@@ -115,7 +115,8 @@ def _coco_detections(output: Any) -> list[list[float]]:
     rows = []
     for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
         x0, y0, x1, y1 = box
-        rows.append([round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2), round(score, 5), int(label)])
+        # scores keep 7 significant digits: rounding to fixed decimals makes ties that reorder COCO matching
+        rows.append([round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2), float(f"{score:.7g}"), int(label)])
     return rows
 
 
