@@ -375,3 +375,92 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
     # detector's near-equal scores make it fragile, so lossy x265 falls fast (17.6 at QP 22, 6.8 at QP 51)
     assert by[("ffv1", 22)].metric > 90
     assert by[("x265", 51)].metric < by[("x265", 22)].metric
+
+
+def test_bad_embedded_dataset_arguments():
+    with pytest.raises(ConfigError, match="photos must be a list"):
+        EmbeddedPhotos(photos="chelsea")
+    with pytest.raises(ConfigError, match="variants must be"):
+        EmbeddedPhotos(variants=0)
+
+
+def test_failed_start_leaves_the_folder_usable(tmp_path):
+    """A sweep that fails validation writes nothing, so the corrected config can use the same folder."""
+    from fcm.eval.sweep import run_sweep
+
+    bad = SweepConfig.from_config(_cfg(tmp_path, dataset={"kind": "images", "root": str(tmp_path / "none")}))
+    with pytest.raises(ConfigError):
+        run_sweep(bad, progress=False)
+    assert not (tmp_path / "run" / "sweep.json").exists()
+    good = SweepConfig.from_config(_cfg(tmp_path, qps=[37], pipelines=["feature"],
+                                        dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1}))
+    assert run_sweep(good, progress=False).complete
+
+
+def test_results_file_repairs_and_duplicates(tmp_path):
+    from fcm.eval.sweep import read_records
+
+    path = tmp_path / "results.jsonl"
+    rec = {"pipeline": "feature", "codec": "x265", "qp": 22, "input": "a", "bits": 8}
+    dup = {**rec, "bits": 16}
+    other = {**rec, "input": "b"}
+    path.write_text(json.dumps(rec) + "\n" + json.dumps(dup) + "\n" + json.dumps(other))  # no final newline
+    records = read_records(path)
+    assert [r["bits"] for r in records] == [16, 8] and path.read_text().endswith("\n")  # last one wins
+    with open(path, "a") as f:
+        f.write('{"pipeline": "fea')  # half a line from a kill
+    assert len(read_records(path)) == 2 and path.read_text().endswith("\n")
+    path.write_text(json.dumps(rec) + "\nnot json\n" + json.dumps(other) + "\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        read_records(path)
+
+
+def test_two_sweeps_cannot_write_one_folder(tmp_path):
+    import fcntl
+
+    from fcm.eval.sweep import LOCK_FILE, run_sweep
+
+    cfg = SweepConfig.from_config(_cfg(tmp_path))
+    cfg.output.mkdir(parents=True)
+    with open(cfg.output / LOCK_FILE, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another sweep"):
+            run_sweep(cfg, progress=False)
+
+
+def test_report_respects_the_sweep_limit(tmp_path):
+    """`fcm report` summarises the same inputs as the sweep did, even when the folder holds more records."""
+    from fcm.eval.run import report_folder
+    from fcm.eval.sweep import run_sweep
+
+    raw = _cfg(tmp_path, qps=[37], pipelines=["feature"])
+    run_sweep(SweepConfig.from_config(raw), progress=False)
+    limited = SweepConfig.from_config({**raw, "limit": 1})
+    outcome = run_sweep(limited, progress=False)
+    assert {p.num_inputs for p in outcome.points} == {1}
+    report_folder(limited.output)
+    points = json.loads((limited.output / "report.json").read_text())["points"]
+    assert {p["num_inputs"] for p in points} == {1}
+
+
+def test_other_weights_at_the_same_path_are_another_sweep(tmp_path):
+    import torchvision
+
+    from fcm.eval.sweep import run_sweep
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    raw = _cfg(tmp_path, model="resnet18", split="layer3", weights=str(weights), qps=[37], pipelines=["feature"],
+               dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1})
+    assert run_sweep(SweepConfig.from_config(raw), progress=False).complete
+    torch.save(torchvision.models.resnet18().state_dict(), weights)  # new random weights, same file name
+    with pytest.raises(ConfigError, match="weights_tag"):
+        run_sweep(SweepConfig.from_config(raw), progress=False)
+
+
+def test_unknown_model_options_fail_before_work(tmp_path):
+    from fcm.eval.sweep import run_sweep
+
+    with pytest.raises(ConfigError, match="takes no options"):
+        run_sweep(SweepConfig.from_config(_cfg(tmp_path, model_options={"min_size": 3})), progress=False)
+    assert not (tmp_path / "run").exists()
