@@ -464,3 +464,38 @@ def test_unknown_model_options_fail_before_work(tmp_path):
     with pytest.raises(ConfigError, match="takes no options"):
         run_sweep(SweepConfig.from_config(_cfg(tmp_path, model_options={"min_size": 3})), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_coco_mask_ap_for_instance_segmentation(tmp_path):
+    """Mask AP through pycocotools: exact masks score 100, a mask covering half the object scores less."""
+    from fcm.data import Sample
+    from fcm.eval.evaluators import CocoMAP
+
+    gt = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 8, 32, 24], "area": 768,
+                         "iscrowd": 0, "segmentation": [[8, 8, 40, 8, 40, 32, 8, 32]]}],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps(gt))
+    sample = Sample("1", lambda: np.zeros((48, 64, 3), np.uint8), image_id=1)
+
+    def output(x1):
+        masks = torch.zeros(1, 1, 48, 64)
+        masks[0, 0, 8:32, 8:x1] = 0.9
+        return [{"boxes": torch.tensor([[8.0, 8.0, float(x1), 32.0]]), "labels": torch.tensor([1]),
+                 "scores": torch.tensor([0.9]), "masks": masks}]
+
+    ev = CocoMAP(ann, masks=True)
+    ev.process(sample, output(40))
+    m = ev.evaluate()
+    assert m["mAP"] == pytest.approx(100.0) and m["mask_mAP"] == pytest.approx(100.0)
+    ev.reset()
+    ev.process(sample, output(24))  # half the object
+    m = ev.evaluate()
+    assert m["mask_AP50"] == pytest.approx(100.0) and m["mask_mAP"] < 30  # IoU 0.5 passes only the first threshold
+    del gt["annotations"][0]["segmentation"]
+    ann.write_text(json.dumps(gt))
+    with pytest.raises(ConfigError, match="segmentation"):
+        CocoMAP(ann, masks=True)

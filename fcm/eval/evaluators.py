@@ -120,24 +120,38 @@ def _coco_detections(output: Any) -> list[list[float]]:
     return rows
 
 
-def _coco_map(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
+def _mask_rles(output: Any) -> list[dict[str, Any]]:
+    """Mask R-CNN soft masks (N×1×H×W) → COCO compressed RLEs of ``mask > 0.5``, in detection order."""
+    from pycocotools import mask as mask_utils
+
+    masks = output[0]["masks"]
+    if len(masks) == 0:
+        return []
+    binary = np.asfortranarray((masks[:, 0] > 0.5).permute(1, 2, 0).numpy().astype(np.uint8))
+    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+            for r in mask_utils.encode(binary)]
+
+
+def _coco_map(gt: dict[str, Any], detections: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, float]:
+    """COCO AP@[.5:.95], AP50, AP75 (in %) for ``iou_type`` ``"bbox"`` or ``"segm"`` (keys prefixed ``mask_``)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    prefix = "mask_" if iou_type == "segm" else ""
     if not detections:
-        return {"mAP": 0.0, "AP50": 0.0, "AP75": 0.0}
+        return {f"{prefix}mAP": 0.0, f"{prefix}AP50": 0.0, f"{prefix}AP75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(detections)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
         ev.params.imgIds = sorted(im["id"] for im in gt["images"])
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     stats = [max(float(s), 0.0) * 100.0 for s in ev.stats[:3]]  # -1 means "no ground truth": count as 0
-    return {"mAP": stats[0], "AP50": stats[1], "AP75": stats[2]}
+    return {f"{prefix}mAP": stats[0], f"{prefix}AP50": stats[1], f"{prefix}AP75": stats[2]}
 
 
 def _as_results(image_id: int, rows: list[list[float]]) -> list[dict[str, Any]]:
@@ -146,7 +160,9 @@ def _as_results(image_id: int, rows: list[list[float]]) -> list[dict[str, Any]]:
 
 @EVALUATORS.register("coco")
 class CocoMAP(Evaluator):
-    """COCO box mAP@[.5:.95], AP50 and AP75 against a COCO annotation file (pycocotools)."""
+    """COCO box mAP@[.5:.95], AP50 and AP75 against a COCO annotation file (pycocotools); with ``masks=True``
+    (Mask R-CNN) also mask AP (``mask_mAP``, ``mask_AP50``, ``mask_AP75``), which needs ``segmentation`` in every
+    ground-truth annotation."""
 
     name = "coco"
     kind = "labels"
@@ -154,17 +170,23 @@ class CocoMAP(Evaluator):
     description = "COCO box mAP@[.5:.95] / AP50 / AP75 against ground-truth annotations (%)"
     task = "detection"
 
-    def __init__(self, annotations: str | Path) -> None:
+    def __init__(self, annotations: str | Path, masks: bool = False) -> None:
         super().__init__()
         path = Path(annotations)
         if not path.is_file():
             raise ConfigError(f"COCO annotation file not found: {path}")
         self.gt = json.loads(path.read_text())
+        self.masks = masks
+        if masks and not all("segmentation" in a for a in self.gt.get("annotations", [])):
+            raise ConfigError(f"{path}: mask AP needs a 'segmentation' in every annotation")
 
     def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
         if sample.image_id is None:
             raise ConfigError(f"sample {sample.id!r} has no COCO image id")
-        return {"image_id": sample.image_id, "detections": _coco_detections(output)}
+        record: dict[str, Any] = {"image_id": sample.image_id, "detections": _coco_detections(output)}
+        if self.masks:
+            record["masks"] = _mask_rles(output)
+        return record
 
     def evaluate(self) -> dict[str, float]:
         ids = {r["image_id"] for r in self._records}
@@ -172,7 +194,14 @@ class CocoMAP(Evaluator):
         gt["images"] = [im for im in self.gt["images"] if im["id"] in ids]
         gt["annotations"] = [a for a in self.gt["annotations"] if a["image_id"] in ids]
         dets = [d for r in self._records for d in _as_results(r["image_id"], r["detections"])]
-        return _coco_map(gt, dets)
+        metrics = _coco_map(gt, dets)
+        if self.masks:
+            segm = [{**d, "segmentation": m} for r in self._records
+                    for d, m in zip(_as_results(r["image_id"], r["detections"]), r["masks"])]
+            for d in segm:
+                d.pop("bbox")  # loadRes takes the box from the mask for segm results
+            metrics |= _coco_map(gt, segm, "segm")
+        return metrics
 
 
 @EVALUATORS.register("detection_fidelity")

@@ -59,7 +59,11 @@ class Worker:
         self.cfg = cfg
         self.model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256, **cfg.model_options)
         self.dataset = build_dataset(cfg.dataset, self.model.categories)
-        self.evaluator_options = {"annotations": self.dataset.annotations} if cfg.evaluator == "coco" else {}
+        self.evaluator_options: dict[str, Any] = {}
+        if cfg.evaluator == "coco":
+            # Mask R-CNN is judged on its masks too
+            self.evaluator_options = {"annotations": self.dataset.annotations,
+                                      "masks": self.model.task == "instance_segmentation"}
         self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **self.evaluator_options)
 
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
