@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -40,7 +39,10 @@ def _add_model_args(p: argparse.ArgumentParser, with_split: bool = True) -> None
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
@@ -287,10 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         if args.codecs:
-            from fcm.codecs.user_codecs import ENV_VAR, load_codec_file
+            from fcm.codecs.user_codecs import load_codec_file
 
-            load_codec_file(args.codecs)
-            os.environ[ENV_VAR] = str(Path(args.codecs).resolve())  # sweep workers load it too
+            load_codec_file(args.codecs)  # sweep workers load the same files
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             result = args.func(args)

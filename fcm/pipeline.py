@@ -117,6 +117,7 @@ def encode_features(
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)
     features = edge.features
+    features.check(model.spec)  # the stored front output must belong to this model and split
     t1 = time.perf_counter()
     packed = Packer(depth, range_mode).pack(features.tensors)
     t2 = time.perf_counter()
@@ -196,8 +197,9 @@ def decode(data: bytes, model: SplitModel | None = None, weights: str | Path | N
         _warn_on_weights_mismatch(header, model)
     t0 = time.perf_counter()
     try:
+        features.check(model.spec)
         with torch.no_grad():
-            output = model.back(features)  # checks the tensors and side information it receives
+            output = model.back(features)  # built-in models also check the side information they receive
     except ShapeError as e:
         raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
     back_s = time.perf_counter() - t0

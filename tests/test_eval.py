@@ -142,7 +142,7 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad("model_options must be", model_options=[1, 2])
     bad("output must name a folder", output=None)
     bad("output must be a str", output=3)
-    bad("preset must be", preset=5)
+    bad("preset must be", preset=[5])
     bad("bit_depth must be", bit_depth="10")
     bad("does not support 9-bit", bit_depth=9)
     bad("cannot code images for the 'remote' pipeline", codecs=["ffv1"])
@@ -328,7 +328,8 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
     """A detector sweep on a COCO folder whose ground truth is the uncompressed model's own top detections.
 
     The uncompressed reference must then score mAP 100 through the whole chain (dataset ids, xyxy → xywh boxes,
-    category ids, pycocotools), and the feature pipeline at QP 22 close to it: a wiring error cannot pass.
+    category ids, pycocotools), and lossless feature coding (ffv1: only the 10-bit quantization) close to it, so a
+    wiring error cannot pass. A second sweep runs the remote pipeline with the same detector and evaluator.
     """
     from PIL import Image
 
@@ -376,6 +377,12 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
     assert by[("ffv1", 22)].metric > 90
     assert by[("x265", 51)].metric < by[("x265", 22)].metric
 
+    remote = run_sweep(SweepConfig.from_config({**raw, "codecs": ["x265"], "qps": [22], "pipelines": ["remote"],
+                                                "output": str(tmp_path / "remote")}), progress=False)
+    (point,) = remote.points
+    assert point.curve == "remote/x265" and point.bits > 0 and 0 <= point.metric <= 100
+    assert set(point.metrics) == {"mAP", "AP50", "AP75"}
+
 
 def test_bad_embedded_dataset_arguments():
     with pytest.raises(ConfigError, match="photos must be a list"):
@@ -406,10 +413,14 @@ def test_results_file_repairs_and_duplicates(tmp_path):
     other = {**rec, "input": "b"}
     path.write_text(json.dumps(rec) + "\n" + json.dumps(dup) + "\n" + json.dumps(other))  # no final newline
     records = read_records(path)
-    assert [r["bits"] for r in records] == [16, 8] and path.read_text().endswith("\n")  # last one wins
+    assert [r["bits"] for r in records] == [16, 8]  # last one wins
+    assert not path.read_text().endswith("\n")  # reading alone (as `fcm report` does) changes nothing
+    read_records(path, repair=True)
+    assert path.read_text().endswith("\n")
     with open(path, "a") as f:
         f.write('{"pipeline": "fea')  # half a line from a kill
-    assert len(read_records(path)) == 2 and path.read_text().endswith("\n")
+    assert len(read_records(path)) == 2
+    assert len(read_records(path, repair=True)) == 2 and path.read_text().endswith("\n")
     path.write_text(json.dumps(rec) + "\nnot json\n" + json.dumps(other) + "\n")
     with pytest.raises(ConfigError, match="line 2"):
         read_records(path)
@@ -499,3 +510,23 @@ def test_coco_mask_ap_for_instance_segmentation(tmp_path):
     ann.write_text(json.dumps(gt))
     with pytest.raises(ConfigError, match="segmentation"):
         CocoMAP(ann, masks=True)
+
+
+def test_the_front_runs_once_per_input_in_a_sweep(tmp_path):
+    """However many feature points an input has, its edge half runs once (and the reference once)."""
+    from fcm.eval.sweep import PointKey, Worker
+
+    worker = Worker(SweepConfig.from_config(_cfg(tmp_path, qps=[27, 32, 37], codecs=["x265", "x264"])))
+    calls = {"front": 0}
+    front = worker.model.front
+
+    def counting_front(inputs):
+        calls["front"] += 1
+        return front(inputs)
+
+    worker.model.front = counting_front
+    records = []
+    keys = [PointKey("feature", c, q) for c in ("x265", "x264") for q in (27, 32, 37)]
+    worker.run_input(0, keys, records.append)
+    assert len(records) == 6 and calls["front"] == 1
+    assert len({r["bits"] for r in records}) == 6  # six different operating points from one front output

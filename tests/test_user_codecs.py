@@ -39,33 +39,76 @@ def test_declared_codec_round_trips_and_rate_falls(tmp_path):
 
 
 @needs_x265
-def test_cli_uses_a_codec_file(tmp_path, capsys, monkeypatch):
+def test_cli_uses_a_codec_file(tmp_path, capsys):
+    import subprocess
+    import sys
+
     path = tmp_path / "codecs.yaml"
-    monkeypatch.setenv("FCM_CODECS", str(path))  # `--codecs` sets it for sweep workers; restored after the test
     path.write_text(f"cli-hevc:\n  template: x265-cli\n  encoder_cmd: {X265_CMD}\n  default_preset: ultrafast\n")
     out = tmp_path / "a.fcm"
     assert main(["--codecs", str(path), "encode", "skimage:coffee", "--codec", "cli-hevc", "-o", str(out)]) == 0
-    assert main(["--codecs", str(path), "decode", str(out)]) == 0
-    assert "espresso" in capsys.readouterr().out
+    # a fresh process decodes only with the declaration: from --codecs, or from $FCM_CODECS
+    env = {k: v for k, v in __import__("os").environ.items() if k != "FCM_CODECS"}
+    cmd = [sys.executable, "-m", "fcm.cli"]
+    bare = subprocess.run(cmd + ["decode", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert bare.returncode == 2 and "cli-hevc" in bare.stderr
+    flag = subprocess.run(cmd + ["--codecs", str(path), "decode", str(out)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert flag.returncode == 0 and "espresso" in flag.stdout
+    via_env = subprocess.run(cmd + ["decode", str(out)], capture_output=True, text=True,
+                             env={**env, "FCM_CODECS": str(path)}, timeout=120)
+    assert via_env.returncode == 0 and "espresso" in via_env.stdout
+
+
+@needs_x265
+def test_parallel_sweep_workers_see_declared_codecs(tmp_path):
+    from fcm.eval.config import SweepConfig
+    from fcm.eval.sweep import run_sweep
+
+    path = tmp_path / "codecs.yaml"
+    path.write_text(f"par-hevc:\n  template: x265-cli\n  encoder_cmd: {X265_CMD}\n  default_preset: ultrafast\n")
+    load_codec_file(path)
+    cfg = SweepConfig.from_config({
+        "dataset": {"kind": "embedded", "photos": ["coffee", "rocket"], "variants": 1}, "model": "efficientnet_lite0",
+        "codecs": ["par-hevc"], "qps": [32], "pipelines": ["feature"], "output": str(tmp_path / "out"),
+    })
+    assert run_sweep(cfg, jobs=2, progress=False).complete
+
+
+def test_a_bad_environment_file_does_not_break_builtin_codecs(tmp_path, monkeypatch):
+    import fcm.codecs.user_codecs as user_codecs
+
+    monkeypatch.setattr(user_codecs, "_env_checked", False)
+    monkeypatch.setenv("FCM_CODECS", str(tmp_path / "missing.yaml"))
+    assert get_codec("x265").name == "x265"
+    with pytest.raises(ConfigError, match="FCM_CODECS.*not found"):
+        get_codec("not-declared-anywhere")
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("x265: {template: x265-cli}\n", "redefines built-in codec names"),
+        ("x265: {template: x265-cli}\n", "already registered"),
         ("mine: {encoder_cmd: foo}\n", "'template' is required"),
         ("mine: {template: vtm, colour: red}\n", "unknown keys"),
         ("mine: {template: vvc9}\n", "unknown external codec template"),
         ("mine: {template: vtm, bit_depths: ten}\n", "bit_depths must be a list"),
         ("- just a list\n", "must map codec names"),
         ("mine: [unclosed\n", "not valid YAML"),
+        ("mine: {template: vtm, timeout_s: abc}\n", "timeout_s must be"),
+        ("mine: {template: vtm, encoder_cmd: 5}\n", "encoder_cmd must be a string"),
+        ("mine: {template: vtm, qp_range: [0]}\n", "qp_range must be"),
+        ("mine: {template: vtm, qp_range: [63, 0]}\n", "qp_range must be"),
+        ("good: {template: vtm}\nmine: {template: vtm, input_chroma: 444}\n", "input_chroma"),
     ],
 )
 def test_bad_codec_files_are_rejected(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
+    before = codec_names()
     with pytest.raises(ConfigError, match=message):
         load_codec_file(path)
+    assert codec_names() == before  # a bad file registers nothing
 
 
 def test_missing_codec_file(tmp_path, capsys):

@@ -54,9 +54,10 @@ def get_codec(name: str) -> Codec:
     """A new instance of the codec registered as ``name``.
 
     Raises :class:`fcm.errors.UnknownNameError` (listing the known names) for an unknown name. Codecs declared in
-    the file named by ``$FCM_CODECS`` (see :mod:`fcm.codecs.user_codecs`) are registered on first use.
+    the file named by ``$FCM_CODECS`` (see :mod:`fcm.codecs.user_codecs`) are registered when a name is not found.
     """
-    _load_user_codecs()
+    if name not in _CODECS:  # only an unknown name consults $FCM_CODECS, so a bad file cannot break the built-ins
+        _load_user_codecs()
     codec = _CODECS.get(name)()
     if codec.name != name:  # a broken registrant would otherwise mislabel its payloads
         raise ValueError(f"codec registered as {name!r} calls itself {codec.name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,11 @@ class SweepConfig:
                 raise ConfigError(f"{key} must be a {kind.__name__}, got {value!r}")
             return value
 
+        for key in ("output", "weights"):  # paths may come as Path objects from Python callers
+            if isinstance(raw.get(key), os.PathLike):
+                raw = {**raw, key: os.fspath(raw[key])}
+        if is_a(raw.get("preset"), int):  # SVT-AV1 and VP9 presets are numbers
+            raw = {**raw, "preset": str(raw["preset"])}
         output = optional("output", str)
         if not output:
             raise ConfigError("output must name a folder")

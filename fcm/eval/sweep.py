@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,11 +139,11 @@ class Worker:
 # ---------------------------------------------------------------- results file
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """Records of a results file, one per (pipeline, codec, QP, input) (a repeated key keeps its last record).
 
-    A last line cut short by a kill is dropped and a missing final newline restored, so appending stays safe; a
-    damaged line anywhere else is an error.
+    A last line cut short by a kill is ignored; with ``repair`` (only under the folder's lock, before appending) it
+    is removed and a missing final newline restored. A damaged line anywhere else is an error.
     """
     if not path.is_file():
         return []
@@ -161,6 +162,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     break  # half-written by a kill: drop it
                 raise ConfigError(f"{path} line {i + 1} is not a valid record: the results file is damaged") from None
         keep += len(line) + (0 if last else 1)
+    if not repair:
+        return list(records.values())
     if keep < len(data):
         with open(path, "r+b") as f:
             f.truncate(keep)
@@ -181,12 +184,11 @@ def _exclusive(out: Path) -> Iterator[None]:
     with open(out / LOCK_FILE, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             raise ConfigError(f"another sweep is writing to {out}; wait for it or choose another output") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        except OSError as e:  # a file system without locks: go on unprotected, but say so
+            warnings.warn(f"cannot lock {out} ({e}); do not run two sweeps into it at once", stacklevel=3)
+        yield
 
 
 def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +204,10 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
     identity = _identity(resolved)
     path = out / SWEEP_FILE
     if path.is_file():
-        previous = _identity(json.loads(path.read_text()))
+        stored = json.loads(path.read_text())
+        previous = _identity(stored)
+        if "weights_tag" not in stored:  # written before fcm recorded it: nothing to compare
+            previous["weights_tag"] = identity["weights_tag"]
         if previous != identity:
             changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
             raise ConfigError(
@@ -239,14 +244,28 @@ _WORKER: Worker | None = None
 _QUEUE: Any = None
 
 
-def _init_worker(cfg: SweepConfig, q: Any, threads: int) -> None:
-    global _WORKER, _QUEUE
-    torch.set_num_threads(threads)
-    _WORKER = Worker(cfg)
+_WORKER_ERROR: BaseException | None = None
+
+
+def _init_worker(cfg: SweepConfig, q: Any, threads: int, codec_files: list[str]) -> None:
+    """Build this process's Worker; a failure is kept and raised by the first task, so the parent sees the cause
+    (an exception in a pool initializer would only show up as a dead process)."""
+    global _WORKER, _QUEUE, _WORKER_ERROR
     _QUEUE = q
+    try:
+        from fcm.codecs.user_codecs import load_codec_file
+
+        torch.set_num_threads(threads)
+        for path in codec_files:
+            load_codec_file(path)
+        _WORKER = Worker(cfg)
+    except Exception as e:  # noqa: BLE001 - re-raised in _worker_run
+        _WORKER_ERROR = e
 
 
 def _worker_run(index: int, keys: list[PointKey]) -> int:
+    if _WORKER_ERROR is not None:
+        raise _WORKER_ERROR
     assert _WORKER is not None
     _WORKER.run_input(index, keys, _QUEUE.put)
     return len(keys)
@@ -288,7 +307,7 @@ def _run_locked(cfg: SweepConfig, worker: Worker, jobs: int, progress: bool,
     from tqdm import tqdm
 
     results_path = cfg.output / RESULTS_FILE
-    records = read_records(results_path)
+    records = read_records(results_path, repair=True)
     ids = input_ids(cfg, worker)
     tasks = plan(cfg, ids, {record_key(r) for r in records})
     todo = sum(len(k) for _, k in tasks)
@@ -344,7 +363,10 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
     threads = max(1, (os.cpu_count() or 1) // jobs)
     expected = sum(len(k) for _, k in tasks)
     received = idle_after_done = 0
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(cfg, q, threads))
+    from fcm.codecs.user_codecs import loaded_files
+
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(cfg, q, threads, loaded_files()))
     try:
         futures = [pool.submit(_worker_run, i, keys) for i, keys in tasks]
         while received < expected:
