@@ -1,7 +1,6 @@
 """Datasets, evaluators, sweep configs, resumable sweeps and reports."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 import torch
 
 from fcm.data import EmbeddedPhotos, ImageFolderClassification, ImageSet, build_dataset
-from fcm.errors import ConfigError, UnknownNameError
+from fcm.errors import ConfigError
 from fcm.eval.config import SweepConfig
 
 

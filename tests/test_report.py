@@ -139,7 +139,7 @@ def test_report_md(report):
     assert DATASET in md and METRIC in md and "Inputs per operating point: 500" in md
     assert "anchor `remote/x265`" in md
     assert f"| `feature/x265` | {bd_rate(ar, aa, tr, ta):+.2f} | {bd_accuracy(ar, aa, tr, ta):+.2f} |" in md
-    assert f"BD-rate (%) vs `remote/x265`" in md
+    assert "BD-rate (%) vs `remote/x265`" in md
     assert f"{METRIC} = 100.00" in md and "top1 = 80.10" in md
     assert f"![{METRIC} vs bpp](rd_{METRIC}.png)" in md and "(times.png)" in md
     for text in ("- fcm: `0.1.0`", "- git revision: `7b87501`", "- python: `3.11.9`", "- torch: `2.14.1`",

@@ -379,10 +379,10 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
                         if isinstance(exc, BrokenProcessPool):
                             raise FcmError("a sweep worker process died (crashed or ran out of memory); the records "
                                            "finished so far are saved: run the sweep again to resume") from exc
-                        raise exc  # type: ignore[misc]
+                        raise exc  # noqa: B904 - keeps the worker's remote traceback as its cause
                 idle_after_done = idle_after_done + 1 if all(f.done() for f in futures) else 0
                 if idle_after_done > 20:
-                    raise FcmError(f"sweep workers finished but sent {received} of {expected} records")
+                    raise FcmError(f"sweep workers finished but sent {received} of {expected} records") from None
                 continue
             received += 1
             emit(record)

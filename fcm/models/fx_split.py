@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from difflib import get_close_matches
 
-import torch
 from torch import fx, nn
 
 from fcm.errors import UnknownNameError
