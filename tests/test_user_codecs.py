@@ -93,7 +93,7 @@ def test_a_bad_environment_file_does_not_break_builtin_codecs(tmp_path, monkeypa
         ("mine: {template: vtm, colour: red}\n", "unknown keys"),
         ("mine: {template: vvc9}\n", "unknown external codec template"),
         ("mine: {template: vtm, bit_depths: ten}\n", "bit_depths must be a list"),
-        ("- just a list\n", "must map codec names"),
+        ("- just a list\n", "must hold a mapping"),
         ("mine: [unclosed\n", "not valid YAML"),
         ("mine: {template: vtm, timeout_s: abc}\n", "timeout_s must be"),
         ("mine: {template: vtm, encoder_cmd: 5}\n", "encoder_cmd must be a string"),

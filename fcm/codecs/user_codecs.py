@@ -79,22 +79,14 @@ def load_codec_file(path: str | Path) -> list[str]:
 
     All declarations are checked and built before any is registered, so a bad file registers nothing.
     """
-    import yaml
-
     from fcm.codecs import _CODECS, register_codec
     from fcm.codecs.external import external_codec
+    from fcm.yaml_files import read_mapping
 
     p = Path(path).resolve()
     if str(p) in _loaded:
         return []
-    if not p.is_file():
-        raise ConfigError(f"codec file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {e}") from e
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{p} must map codec names to their settings")
+    raw = read_mapping(p, "codec file")
     specs = {str(name): _spec(str(name), value) for name, value in raw.items()}
     taken = sorted(set(specs) & set(_CODECS.names()))
     if taken:

@@ -53,17 +53,9 @@ class SweepConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
-        import yaml
+        from fcm.yaml_files import read_mapping
 
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p} must hold a mapping of settings, got {type(raw).__name__}")
+        raw = read_mapping(path, "config file")
         raw = {**raw, **(overrides or {})}
         return cls.from_config(raw)
 
