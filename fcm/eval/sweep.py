@@ -60,15 +60,16 @@ class Worker:
         self.cfg = cfg
         self.model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256, **cfg.model_options)
         self.dataset = build_dataset(cfg.dataset, self.model.categories)
-        self.evaluator_options: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if cfg.evaluator == "coco":
             # Mask R-CNN is judged on its masks too
-            self.evaluator_options = {"annotations": self.dataset.annotations,
-                                      "masks": self.model.task == "instance_segmentation"}
-        self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **self.evaluator_options)
+            options = {"annotations": self.dataset.annotations, "masks": self.model.task == "instance_segmentation"}
+        self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **options)
 
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
         """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes."""
+        from fcm.pipeline import run_front
+
         sample = self.dataset[index]
         self.evaluator.reset()  # records go to ``emit``; the evaluator keeps none across inputs
         image = sample.image()
@@ -81,8 +82,6 @@ class Worker:
             if (key.pipeline, key.codec, key.qp) == REFERENCE:
                 output, bits, payload_bits, times = reference, 0, 0, {"infer": ref_time}
             elif key.pipeline == "feature":
-                from fcm.pipeline import run_front
-
                 edge = edge or run_front(image, self.model)
                 output, bits, payload_bits, times = self._feature(edge, key)
             else:
@@ -395,20 +394,19 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
 
 
 def summarize(
-    cfg: SweepConfig, worker: Worker, records: list[dict[str, Any]], ids: list[str] | None = None
+    cfg: SweepConfig, worker: Worker, records: list[dict[str, Any]], ids: list[str]
 ) -> tuple[list[OperatingPoint], dict[str, float]]:
-    """Aggregate records into operating points (and the uncompressed reference metrics)."""
-    from fcm.eval.evaluators import build_evaluator
-
-    wanted = set(ids) if ids is not None else None
+    """Aggregate the records of inputs ``ids`` into operating points (and the uncompressed reference metrics)."""
+    wanted = set(ids)
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        if wanted is None or r["input"] in wanted:
+        if r["input"] in wanted:
             groups[(r["pipeline"], r["codec"], int(r["qp"]))].append(r)
     points: list[OperatingPoint] = []
     reference: dict[str, float] = {}
+    ev = worker.evaluator  # reused: building one again would reread e.g. a COCO annotation file per point
     for (pipeline, codec, qp), rs in sorted(groups.items()):
-        ev = build_evaluator(cfg.evaluator, worker.dataset.task, worker.model.task, **worker.evaluator_options)
+        ev.reset()
         ev.extend([r["eval"] for r in rs])
         metrics = ev.evaluate()
         if (pipeline, codec, qp) == REFERENCE:
