@@ -144,7 +144,17 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad("preset must be", preset=[5])
     bad("bit_depth must be", bit_depth="10")
     bad("does not support 9-bit", bit_depth=9)
-    bad("cannot code images for the 'remote' pipeline", codecs=["ffv1"])
+    bad("remote pictures in yuv444p: codec 'svtav1' cannot code yuv444p", codecs=["svtav1"],
+        remote={"format": "yuv444p"})
+    bad("remote pictures in yuv420p10: codec 'vp9' does not support 10-bit", codecs=["vp9"])
+    bad("unknown picture format 'rgb24'", remote={"format": "rgb24"})
+    bad("unknown sample range 'tv'", remote={"range": "tv"})
+    bad("unknown remote settings", remote={"matrix": "bt709"})
+    bad("qps name pipelines", qps={"feature": [30], "remote": [20], "wrapped": [3]})
+    bad("qps gives no QPs for pipelines", qps={"feature": [30]})
+    bad("qps of pipeline 'remote' contain duplicates", qps={"feature": [30], "remote": [20, 20]})
+    bad("bootstrap must be", bootstrap=-1)
+    bad("min_overlap must be", min_overlap=1.5)
     bad("sha256 checks a weights file", sha256="abc")
     bad("dataset must be a mapping", dataset=5)
     raw = _cfg(tmp_path)
@@ -170,7 +180,8 @@ def test_missing_dataset_fails_before_any_record(tmp_path):
 def test_shipped_configs_are_valid():
     configs = Path(__file__).parent.parent / "configs"
     cfg = SweepConfig.from_yaml(configs / "quickstart.yaml")
-    assert len(cfg.qps) >= 5 and set(cfg.pipelines) == {"feature", "remote"} and cfg.codecs == ("x265",)
+    assert min(map(len, cfg.qps.values())) >= 5 and set(cfg.pipelines) == {"feature", "remote"}
+    assert cfg.codecs == ("x265",)
     for path in configs.glob("*.yaml"):
         SweepConfig.from_yaml(path)  # names, splits, codecs, QPs and anchors all check out
 
@@ -299,6 +310,7 @@ def test_detection_fidelity_evaluator():
 
 def test_remote_pipeline_codes_the_image(chelsea):
     from fcm.codecs import CodecParams, get_codec
+    from fcm.codecs.color import DEFAULT_FORMAT, PictureFormat
     from fcm.errors import CodecError
 
     odd = chelsea[:299, :451]
@@ -312,14 +324,15 @@ def test_remote_pipeline_codes_the_image(chelsea):
         assert psnr > (35 if qp == 22 else 28)
         sizes.append(enc.num_bytes)
     assert sizes[0] > sizes[1]
-    for name in ("x264", "svtav1", "vp9"):
+    eight_bit = PictureFormat.parse("yuv420p")
+    for name, fmt in (("x264", DEFAULT_FORMAT), ("svtav1", DEFAULT_FORMAT), ("vp9", eight_bit)):
         codec = get_codec(name)
-        assert codec.codes_images and codec.decode_image(codec.encode_image(odd, CodecParams(30))).shape == odd.shape
-    with pytest.raises(CodecError, match="cannot code RGB|lossless"):
-        get_codec("ffv1").encode_image(odd, CodecParams(0))
+        assert codec.codes_images and codec.decode_image(codec.encode_image(odd, CodecParams(30), fmt)).shape == odd.shape
+    with pytest.raises(CodecError, match="does not support 10-bit"):
+        get_codec("vp9").encode_image(odd, CodecParams(30))  # this libvpx build has no high bit depth
     damaged = x265.encode_image(odd, CodecParams(30))
     with pytest.raises(CodecError):
-        x265.decode_image(type(damaged)(damaged.codec, damaged.width, damaged.height, 8, 1, b"",
+        x265.decode_image(type(damaged)(damaged.codec, damaged.width, damaged.height, damaged.bit_depth, 1, b"",
                                         (damaged.packets[0][:40],)))
 
 
@@ -527,5 +540,9 @@ def test_the_front_runs_once_per_input_in_a_sweep(tmp_path):
     records = []
     keys = [PointKey("feature", c, q) for c in ("x265", "x264") for q in (27, 32, 37)]
     worker.run_input(0, keys, records.append)
-    assert len(records) == 6 and calls["front"] == 1
+    # one inference, plus one pass that counts the edge's MACs for this input size (cached: a rerun adds no count)
+    assert len(records) == 6 and calls["front"] == 2
+    worker.run_input(0, keys[:1], records.append)
+    assert calls["front"] == 3
+    assert {r["edge"]["macs"] for r in records} == {157_260_992}  # EfficientNet-Lite0 up to stage4 at 224²
     assert len({r["bits"] for r in records}) == 6  # six different operating points from one front output

@@ -75,10 +75,11 @@ def report(tmp_path):
 def test_every_file_exists(report):
     _, files = report
     assert isinstance(files, ReportFiles)
-    for path in (files.summary_csv, files.report_json, files.report_md, files.rd_plot, files.times_plot):
+    written = (files.summary_csv, files.report_json, files.report_md, files.rd_plot, files.times_plot, files.edge_plot)
+    for path in written:
         assert path is not None and path.is_file() and path.stat().st_size > 0, path
     assert files.rd_plot.name == f"rd_{METRIC}.png"
-    assert set(files.files) == {files.summary_csv, files.report_json, files.report_md, files.rd_plot, files.times_plot}
+    assert set(files.files) == set(written)
     with pytest.raises(AttributeError):
         files.report_md = files.report_json  # frozen
 
@@ -91,7 +92,7 @@ def test_summary_csv(report):
         header = next(csv.reader(f))
     assert header == [
         "dataset", "pipeline", "codec", "qp", "num_inputs", "bits", "pixels", "bpp", "kbits", METRIC,
-        "top1", "top5_agreement",
+        f"{METRIC}_ci_lo", f"{METRIC}_ci_hi", "top1", "top5_agreement", "edge_macs", "edge_params", "edge_time_s",
         "time_front_s", "time_pack_s", "time_encode_s", "time_decode_s", "time_unpack_s", "time_back_s",
     ]
     assert len(rows) == len(pts) == 15
@@ -105,14 +106,20 @@ def test_summary_csv(report):
         p = next(p for p in pts if p.curve == f"{r['pipeline']}/{r['codec']}" and p.qp == int(r["qp"]))
         assert float(r[METRIC]) == pytest.approx(p.metric)
         assert float(r["time_encode_s"]) == pytest.approx(p.times["encode"], rel=1e-5)
+        assert r[f"{METRIC}_ci_lo"] == r[f"{METRIC}_ci_hi"] == ""  # these points carry no per-input samples
+        edge = sum(p.times.get(s, 0.0) for s in ("front", "pack", "encode"))
+        assert float(r["edge_time_s"]) == pytest.approx(edge, rel=1e-5)
         if r["pipeline"] == "remote":
             assert r["time_pack_s"] == ""  # stage the remote pipeline has not
+            assert float(r["edge_time_s"]) == pytest.approx(p.times["encode"], rel=1e-5)  # the edge only encodes
 
 
 def test_report_json_strict_and_bd_values(report):
     pts, files = report
     doc = json.loads(files.report_json.read_text(), parse_constant=_reject_constant)
-    assert set(doc) == {"title", "dataset", "metric", "anchor", "reference", "points", "bd", "manifest"}
+    assert set(doc) == {"title", "dataset", "metric", "anchor", "reference", "bootstrap", "points", "bd", "skipped",
+                        "manifest"}
+    assert doc["bootstrap"]["resamples"] == 0 and "no per-input measurements" in doc["bootstrap"]["note"]
     assert doc["dataset"] == DATASET and doc["metric"] == METRIC
     assert doc["anchor"] == "remote/x265"  # default: the first remote curve
     assert doc["reference"] == {METRIC: 100.0, "top1": 80.1}

@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from fcm.codecs.color import DEFAULT_FORMAT, PictureFormat
+
 RateControl = Literal["cqp", "crf"]
 GopStructure = Literal["intra", "lowdelay"]
 
@@ -119,14 +121,20 @@ class Codec(ABC):
     #: whether :meth:`encode_image` can code an RGB picture (for the remote-inference anchor)
     codes_images: bool = False
 
-    def encode_image(self, image: np.ndarray, params: CodecParams) -> EncodedFrames:
-        """Code an ``H×W×3`` ``uint8`` RGB image as one 8-bit 4:2:0 picture (the remote-inference anchor)."""
+    def check_image_format(self, fmt: PictureFormat) -> None:
+        """Raise :class:`fcm.errors.CodecError` unless :meth:`encode_image` can code pictures in ``fmt``."""
         from fcm.errors import CodecError
 
         raise CodecError(f"codec {self.name!r} cannot code RGB images for the remote pipeline")
 
-    def decode_image(self, encoded: EncodedFrames) -> np.ndarray:
-        """Inverse of :meth:`encode_image`: an ``H×W×3`` ``uint8`` RGB image."""
+    def encode_image(self, image: np.ndarray, params: CodecParams, fmt: PictureFormat = DEFAULT_FORMAT) -> EncodedFrames:
+        """Code an ``H×W×3`` ``uint8`` RGB image as one picture in ``fmt`` (the remote-inference anchor; the
+        conversion is :mod:`fcm.codecs.color`'s)."""
+        self.check_image_format(fmt)
+        raise NotImplementedError  # pragma: no cover - codecs that code images override this
+
+    def decode_image(self, encoded: EncodedFrames, fmt: PictureFormat | None = None) -> np.ndarray:
+        """Inverse of :meth:`encode_image`: an ``H×W×3`` ``uint8`` RGB image (``fmt``: what the caller coded with)."""
         from fcm.errors import CodecError
 
         raise CodecError(f"codec {self.name!r} cannot code RGB images for the remote pipeline")

@@ -56,6 +56,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
+from fcm.codecs.color import DEFAULT_FORMAT, PICTURE_FORMATS, PictureFormat, planes_to_rgb, rgb_to_planes
 from fcm.errors import CodecError, ShapeError
 
 # ``av`` is imported lazily (see _import_av) so that ``import fcm.codecs`` stays light; PyAV objects are typed Any.
@@ -83,6 +84,12 @@ _SLACK_BYTES = 1 << 20
 #: tell (H.264 slice errors, FFV1 CRCs, AV1 OBU errors).
 _ERR_DETECT = "crccheck+bitstream+buffer+explode"
 _PICTURE_TYPES = {1: "I", 2: "P", 3: "B"}
+#: FFmpeg's AVColorRange and AVColorSpace values used to describe remote-anchor pictures
+_AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
+_AVCOL_SPC_SMPTE170M = 6  # BT.601 (525); same matrix as BT470BG
+#: FFmpeg's deprecated full-range ("J") pixel formats, which its decoders still return for 8-bit full-range streams
+_FULL_RANGE_ALIASES = {"yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}
+_BT601_SPACES = (0, 2, 5, 6)  # unspecified, "unknown" (2) and the two BT.601 codes: decoded with the BT.601 matrix
 #: Warnings with which libx264/libx265/libsvtav1 report a ``*-params`` entry they ignored.
 _REJECTED_PARAM = re.compile(r"unknown option|invalid value|error parsing option", re.IGNORECASE)
 
@@ -199,6 +206,38 @@ def _make_frame(av: Any, luma: np.ndarray, layout: _Layout, bit_depth: int, pts:
 def _luma_of(frame: Any, bit_depth: int, height: int, width: int) -> np.ndarray:
     dtype = np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
     return _plane_view(frame.planes[0], dtype, height, width).astype(np.uint16)
+
+
+def _encoder_pixel_formats(encoder: str) -> frozenset[str]:
+    """Pixel formats FFmpeg's ``encoder`` accepts."""
+    av = _import_av()
+    return frozenset(f.name for f in (av.codec.Codec(encoder, "w").video_formats or ()))
+
+
+def _picture_format_of(frame: Any, expected: PictureFormat | None, who: str) -> PictureFormat:
+    """The :class:`PictureFormat` of a decoded remote-anchor picture, from what its stream signalled.
+
+    A stream that signals no range (FFV1 has no field for it) takes ``expected``'s, else limited (H.273's default);
+    one that signals a format other than ``expected`` is refused.
+    """
+    pix_fmt = _FULL_RANGE_ALIASES.get(frame.format.name, frame.format.name)
+    by_pix_fmt = {PictureFormat.parse(name).pix_fmt: name for name in PICTURE_FORMATS}
+    name = by_pix_fmt.get(pix_fmt)
+    if name is None:
+        raise CodecError(f"{who}: image decoded as {frame.format.name}, which is not a remote-anchor picture format")
+    if int(frame.colorspace) not in _BT601_SPACES:
+        raise CodecError(f"{who}: image stream signals colour matrix {int(frame.colorspace)}, not BT.601")
+    signalled = int(frame.color_range)
+    if pix_fmt != frame.format.name or signalled == _AVCOL_RANGE_JPEG:
+        sample_range = "full"
+    elif signalled == _AVCOL_RANGE_MPEG:
+        sample_range = "limited"
+    else:
+        sample_range = expected.range_name if expected is not None else "limited"
+    fmt = PictureFormat.parse(name, sample_range)
+    if expected is not None and fmt != expected:
+        raise CodecError(f"{who}: image stream holds {fmt}, expected {expected}")
+    return fmt
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -469,8 +508,11 @@ class PyAVCodec(Codec):
                              extradata=extradata, packets=tuple(packets))
 
     def _run_encoder(self, make_frames: Callable[[Any], Iterator[Any]], coded_w: int, coded_h: int, pix_fmt: str,
-                     bit_depth: int, params: CodecParams, n: int) -> tuple[bytes, list[bytes]]:
+                     bit_depth: int, params: CodecParams, n: int,
+                     configure: Callable[[Any], None] | None = None) -> tuple[bytes, list[bytes]]:
         """Open the encoder with this codec's options, feed it ``make_frames(av)`` and return (extradata, packets).
+
+        ``configure(ctx)``, when given, sets further context fields (e.g. the colour description) before opening.
 
         Unknown options, parameters the encoder logs as rejected, failures and a packet count other than ``n`` all
         raise :class:`CodecError`.
@@ -487,6 +529,8 @@ class PyAVCodec(Codec):
                 ctx.gop_size = self._gop_size(params)
                 ctx.max_b_frames = 0
                 ctx.thread_count = self._thread_count()
+                if configure is not None:
+                    configure(ctx)
                 ctx.options = options
                 packets: list[bytes] = []
                 for frame in make_frames(av):
@@ -508,51 +552,81 @@ class PyAVCodec(Codec):
 
     # -- coding the image itself (the remote-inference anchor) ---------------------------------------------------------
 
-    @property
-    def codes_images(self) -> bool:  # type: ignore[override]
-        return not self.lossless
+    codes_images: ClassVar[bool] = True
+
+    def check_image_format(self, fmt: PictureFormat) -> None:
+        """Raise :class:`CodecError` if this codec's encoder cannot take pictures in ``fmt``."""
+        supported = _encoder_pixel_formats(self.encoder)
+        if fmt.pix_fmt not in supported:
+            known = ", ".join(f for f in PICTURE_FORMATS if PictureFormat.parse(f).pix_fmt in supported)
+            raise CodecError(f"codec {self.name!r} cannot code {fmt.name} pictures; it takes: {known or 'none'}")
 
     def _image_coded_size(self, width: int, height: int) -> tuple[int, int]:
         w, h = self.coded_size(width + width % 2, height + height % 2)  # 4:2:0 needs even sizes
         return w + w % 2, h + h % 2
 
-    def encode_image(self, image: np.ndarray, params: CodecParams) -> EncodedFrames:
-        """Encode one ``H×W×3`` ``uint8`` RGB image as a single 8-bit 4:2:0 picture with this codec's settings.
+    def encode_image(self, image: np.ndarray, params: CodecParams,
+                     fmt: PictureFormat = DEFAULT_FORMAT) -> EncodedFrames:
+        """Encode one ``H×W×3`` ``uint8`` RGB image as a single picture in ``fmt`` with this codec's settings.
 
-        RGB becomes BT.601 limited-range YUV 4:2:0 (FFmpeg's default); odd sizes are edge-padded. This is what a
-        remote-inference anchor sends.
+        The conversion is :mod:`fcm.codecs.color`'s exact BT.601 one; the stream signals matrix (BT.601) and range
+        (full/limited) in its own headers, so :meth:`decode_image` needs nothing else. Sizes are edge-padded to even
+        ones (and to the encoder's minimum). This is what a remote-inference anchor sends.
         """
-        if self.lossless:
-            raise CodecError(f"codec {self.name!r} is lossless and does not code RGB images for remote inference")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"expected an H×W×3 uint8 RGB image, got {image.shape} {image.dtype}")
-        self.check_params(8, params)
+        self.check_params(fmt.bit_depth, params)
+        self.check_image_format(fmt)
         self._check_rate_control(params)
         h, w = image.shape[:2]
         coded_w, coded_h = self._image_coded_size(w, h)
-        padded = np.ascontiguousarray(np.pad(image, ((0, coded_h - h), (0, coded_w - w), (0, 0)), mode="edge"))
+        padded = np.pad(image, ((0, coded_h - h), (0, coded_w - w), (0, 0)), mode="edge")
+        planes = rgb_to_planes(padded, fmt)
+        dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
 
         def make_frames(av: Any) -> Iterator[Any]:
-            frame = av.VideoFrame.from_ndarray(padded, format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame(coded_w, coded_h, fmt.pix_fmt)
+            for plane, values in zip(frame.planes, planes):
+                _plane_view(plane, dtype, *values.shape)[...] = values
+            frame.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
+            frame.colorspace = _AVCOL_SPC_SMPTE170M
             frame.pts = 0
             frame.time_base = Fraction(1, _FPS)
             yield frame
 
-        intra = CodecParams(params.qp, params.rate_control, "intra", params.preset, params.options)
-        extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, "yuv420p", 8, intra, 1)
-        return EncodedFrames(self.name, w, h, 8, 1, extradata, tuple(packets))
+        def describe(ctx: Any) -> None:  # what the stream's own headers (VUI / colour config) signal
+            ctx.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
+            ctx.colorspace = _AVCOL_SPC_SMPTE170M
 
-    def decode_image(self, encoded: EncodedFrames) -> np.ndarray:
-        """Decode :meth:`encode_image`'s output to an ``H×W×3`` ``uint8`` RGB image; :class:`CodecError` if damaged."""
-        if encoded.codec != self.name or encoded.num_frames != 1 or encoded.bit_depth != 8:
-            raise CodecError(f"{self.name}: not a one-picture 8-bit image payload of this codec")
+        intra = CodecParams(params.qp, params.rate_control, "intra", params.preset, params.options)
+        extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, fmt.pix_fmt, fmt.bit_depth, intra, 1,
+                                               configure=describe)
+        return EncodedFrames(self.name, w, h, fmt.bit_depth, 1, extradata, tuple(packets))
+
+    def decode_image(self, encoded: EncodedFrames, fmt: PictureFormat | None = None) -> np.ndarray:
+        """Decode :meth:`encode_image`'s output to an ``H×W×3`` ``uint8`` RGB image; :class:`CodecError` if damaged.
+
+        Chroma sampling, bit depth and range come from the stream's own headers. ``fmt``, when given, is what the
+        caller coded with: a stream holding anything else is refused, and a stream that cannot signal its range
+        (FFV1) is read with ``fmt``'s (without ``fmt``: limited, H.273's default).
+        """
+        if encoded.codec != self.name or encoded.num_frames != 1 or encoded.bit_depth not in (8, 10):
+            raise CodecError(f"{self.name}: not a one-picture 8/10-bit image payload of this codec")
         coded_w, coded_h = self._image_coded_size(encoded.width, encoded.height)
-        _check_payload_bounds(encoded.packets, encoded.extradata, coded_w, coded_h, 8, 1, self.name)
+        _check_payload_bounds(encoded.packets, encoded.extradata, coded_w, coded_h, encoded.bit_depth, 1, self.name)
         frames = _decode_av_frames(self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False,
                                    who=f"{self.name} (image)")
         if len(frames) != 1 or (frames[0].width, frames[0].height) != (coded_w, coded_h):
             raise CodecError(f"{self.name}: image payload did not decode to one {coded_w}x{coded_h} picture")
-        rgb = frames[0].to_ndarray(format="rgb24")
+        frame = frames[0]
+        fmt = _picture_format_of(frame, fmt, self.name)
+        if fmt.bit_depth != encoded.bit_depth:
+            raise CodecError(f"{self.name}: image decoded at {fmt.bit_depth} bits, payload declares {encoded.bit_depth}")
+        dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
+        ch, cw = (coded_h // 2, coded_w // 2) if fmt.subsampled else (coded_h, coded_w)
+        y = _plane_view(frame.planes[0], dtype, coded_h, coded_w)
+        cb, cr = (_plane_view(frame.planes[i], dtype, ch, cw) for i in (1, 2))
+        rgb = planes_to_rgb(y, cb, cr, fmt)
         return np.ascontiguousarray(rgb[: encoded.height, : encoded.width])
 
     def _thread_count(self) -> int:

@@ -27,8 +27,9 @@ equal accuracy) raise :class:`BDError` rather than being silently reordered, bec
 interpolate a rate curve the codec never produced; drop or fix the offending point instead. :func:`bd_accuracy` only
 needs distinct rates (accuracy may be non-monotone in rate). Duplicate rates are rejected by both.
 
-:func:`compare` wraps both metrics for reports: it never raises :class:`BDError` and puts the reason a metric could not
-be computed (e.g. curves that do not overlap) into :attr:`BDResult.note`.
+:func:`compare` wraps both metrics for reports: it never raises :class:`BDError`; the reason a metric could not be
+computed (e.g. curves that do not overlap) goes into :attr:`BDResult.rate_error` / :attr:`BDResult.accuracy_error`, and
+the ranges each metric averages over into :attr:`BDResult.accuracy_overlap` / :attr:`BDResult.rate_overlap`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from scipy.interpolate import PchipInterpolator
 
 from fcm.errors import FcmError
 
-__all__ = ["BDError", "BDResult", "METHODS", "MIN_POINTS", "bd_accuracy", "bd_rate", "compare"]
+__all__ = ["BDError", "BDResult", "Interval", "Overlap", "METHODS", "MIN_POINTS", "bd_accuracy", "bd_rate", "compare"]
 
 Method = Literal["pchip", "cubic"]
 METHODS: tuple[str, ...] = ("pchip", "cubic")
@@ -55,19 +56,85 @@ class BDError(FcmError, ValueError):
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A two-sided confidence interval ``[lo, hi]`` at ``level`` (e.g. 0.95), from ``resamples`` bootstrap values."""
+
+    lo: float
+    hi: float
+    level: float = 0.95
+    resamples: int = 0
+
+    @property
+    def crosses_zero(self) -> bool:
+        """Whether the interval holds values of both signs (or zero): the sign of the estimate is not established."""
+        return self.lo <= 0.0 <= self.hi
+
+    def contains(self, x: float) -> bool:
+        return self.lo <= x <= self.hi
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """The common range of two curves along one axis (accuracy, or log10 of the rate) that a BD metric averages over.
+
+    ``fraction_of_anchor`` / ``fraction_of_test``: the overlap's length over each curve's own range (0 when the curves
+    do not overlap).
+    """
+
+    axis: str
+    anchor: tuple[float, float]
+    test: tuple[float, float]
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return max(self.anchor[0], self.test[0]), min(self.anchor[1], self.test[1])
+
+    def _fraction(self, own: tuple[float, float]) -> float:
+        lo, hi = self.span
+        width = own[1] - own[0]
+        return max(0.0, hi - lo) / width if width > 0 else 0.0
+
+    @property
+    def fraction_of_anchor(self) -> float:
+        return self._fraction(self.anchor)
+
+    @property
+    def fraction_of_test(self) -> float:
+        return self._fraction(self.test)
+
+
+@dataclass(frozen=True)
 class BDResult:
     """BD metrics of one test curve against one anchor curve.
 
     ``bd_rate`` is in percent (negative = test saves bits), ``bd_accuracy`` in the accuracy's unit (positive = test is
-    more accurate); either is ``None`` when it could not be computed, and ``note`` then says why (``""`` when both are
-    present).
+    more accurate); either is ``None`` when it could not be computed, and ``rate_error`` / ``accuracy_error`` then say
+    why. ``notes`` are remarks that do not stop a value (Pareto points dropped, a narrow overlap, resamples that gave
+    no value). ``rate_ci`` / ``accuracy_ci``: bootstrap intervals, when computed; ``accuracy_overlap`` is the range
+    BD-rate averages over, ``rate_overlap`` (log10 rate) the one BD-accuracy averages over.
     """
 
     bd_rate: float | None
     bd_accuracy: float | None
     anchor: str
     test: str
-    note: str = ""
+    rate_error: str = ""
+    accuracy_error: str = ""
+    notes: tuple[str, ...] = ()
+    rate_ci: Interval | None = None
+    accuracy_ci: Interval | None = None
+    accuracy_overlap: Overlap | None = None
+    rate_overlap: Overlap | None = None
+
+    @property
+    def note(self) -> str:
+        """Every error and remark in one line: ``"bd_rate: …; bd_accuracy: …"`` when the metrics failed differently,
+        the bare reason when both failed alike, then the notes."""
+        if self.rate_error and self.rate_error == self.accuracy_error:
+            parts = [self.rate_error]
+        else:
+            parts = [f"{k}: {v}" for k, v in (("bd_rate", self.rate_error), ("bd_accuracy", self.accuracy_error)) if v]
+        return "; ".join(parts + list(self.notes))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -236,17 +303,21 @@ def compare(
         ar, aa = _split_points(anchor_points, "anchor")
         tr, ta = _split_points(test_points, "test")
     except BDError as exc:
-        return BDResult(None, None, anchor_name, test_name, str(exc))
+        return BDResult(None, None, anchor_name, test_name, str(exc), str(exc))
     for key, fn in (("bd_rate", bd_rate), ("bd_accuracy", bd_accuracy)):
         try:
             values[key] = fn(ar, aa, tr, ta, method=method)
         except BDError as exc:
             errors[key] = str(exc)
-    if len(errors) == 2 and len(set(errors.values())) == 1:
-        note = next(iter(errors.values()))
-    else:
-        note = "; ".join(f"{k}: {v}" for k, v in errors.items())
-    return BDResult(values["bd_rate"], values["bd_accuracy"], anchor_name, test_name, note)
+    overlaps = {}
+    if ar.size and tr.size and np.all(ar > 0) and np.all(tr > 0):
+        overlaps = {
+            "accuracy_overlap": Overlap("accuracy", (float(aa.min()), float(aa.max())), (float(ta.min()), float(ta.max()))),
+            "rate_overlap": Overlap("log10 rate", (float(np.log10(ar.min())), float(np.log10(ar.max()))),
+                                    (float(np.log10(tr.min())), float(np.log10(tr.max())))),
+        }
+    return BDResult(values["bd_rate"], values["bd_accuracy"], anchor_name, test_name, errors.get("bd_rate", ""),
+                    errors.get("bd_accuracy", ""), **overlaps)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

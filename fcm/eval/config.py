@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcm.codecs.base import CodecParams
+from fcm.codecs.color import PictureFormat
 from fcm.errors import ConfigError, FcmError
 
 PIPELINES = ("feature", "remote")
+REMOTE_DEFAULTS = {"format": "yuv420p10", "range": "full"}
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,13 @@ class SweepConfig:
         dataset: dataset mapping (``kind`` + arguments, see :func:`fcm.data.build_dataset`).
         model, split, weights, sha256: the split model.
         codecs: codec registry names.
-        qps: QP values (applied to every codec).
+        qps: QP values of each pipeline (applied to every codec). In YAML either one list for every pipeline or a
+            mapping ``{pipeline: [qp, …]}`` naming each pipeline of the sweep (the remote anchor usually needs lower
+            QPs than the feature pipeline to reach the reference accuracy).
         pipelines: ``feature`` and/or ``remote``.
+        remote: how the ``remote`` anchor codes the picture: ``format`` (``yuv420p``, ``yuv420p10`` (default, as
+            the MPEG FCM remote-inference anchor), ``yuv444p``, ``yuv444p10``) and ``range`` (``full`` (default)
+            or ``limited``); see :mod:`fcm.codecs.color`.
         evaluator: evaluator name (``fidelity``, ``accuracy``, ``coco``, ``detection_fidelity``).
         output: results folder.
         bit_depth: packing bit depth (``None``: each codec's highest).
@@ -30,13 +38,17 @@ class SweepConfig:
         anchor: BD-rate anchor curve ``pipeline/codec`` (default: the first remote curve).
         model_options: extra keyword arguments for the model (e.g. detector ``min_size``).
         limit: use only the first ``limit`` inputs.
+        bootstrap: bootstrap resamples of the inputs for the report's confidence intervals (0: none).
+        bootstrap_seed: seed of those resamples (intervals are reproducible).
+        min_overlap: the report warns when the range a BD metric averages over covers less than this fraction of
+            either curve's own range.
     """
 
     name: str
     dataset: dict[str, Any]
     model: str
     codecs: tuple[str, ...]
-    qps: tuple[int, ...]
+    qps: dict[str, tuple[int, ...]]
     output: Path
     split: str | None = None
     weights: str | None = None
@@ -50,6 +62,10 @@ class SweepConfig:
     anchor: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    remote: dict[str, str] = field(default_factory=lambda: dict(REMOTE_DEFAULTS))
+    bootstrap: int = 1000
+    bootstrap_seed: int = 0
+    min_overlap: float = 0.5
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -75,12 +91,14 @@ class SweepConfig:
         def is_a(value: Any, kind: type) -> bool:
             return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
-        def as_tuple(key: str, kind: type) -> tuple:
-            value = raw[key]
-            value = [value] if isinstance(value, (str, int)) else value
+        def as_tuple_of(key: str, given: Any, kind: type) -> tuple:
+            value = [given] if isinstance(given, (str, int)) else given
             if not isinstance(value, (list, tuple)) or not value or not all(is_a(v, kind) for v in value):
-                raise ConfigError(f"{key} must be a non-empty list of {kind.__name__}, got {raw[key]!r}")
+                raise ConfigError(f"{key} must be a non-empty list of {kind.__name__}, got {given!r}")
             return tuple(value)
+
+        def as_tuple(key: str, kind: type) -> tuple:
+            return as_tuple_of(key, raw[key], kind)
 
         def optional(key: str, kind: type, default: Any = None) -> Any:
             value = raw.get(key, default)
@@ -102,6 +120,28 @@ class SweepConfig:
         if not isinstance(dataset, dict):
             raise ConfigError(f"dataset must be a mapping with a 'kind' (or a kind name), got {dataset!r}")
         model_options = optional("model_options", dict) or {}
+        pipelines = as_tuple("pipelines", str) if "pipelines" in raw else PIPELINES
+        qps = raw["qps"]
+        if isinstance(qps, dict):
+            unknown_qps = sorted(set(qps) - set(pipelines))
+            if unknown_qps:
+                raise ConfigError(f"qps name pipelines {unknown_qps} that the sweep does not run ({list(pipelines)})")
+            lacking = [p for p in pipelines if p not in qps]
+            if lacking:
+                raise ConfigError(f"qps gives no QPs for pipelines {lacking}")
+            per_pipeline = {p: as_tuple_of(f"qps.{p}", qps[p], int) for p in pipelines}
+        else:
+            per_pipeline = dict.fromkeys(pipelines, as_tuple("qps", int))
+        remote = optional("remote", dict) or {}
+        unknown_remote = sorted(set(remote) - set(REMOTE_DEFAULTS))
+        if unknown_remote:
+            raise ConfigError(f"unknown remote settings {unknown_remote}; known: {', '.join(REMOTE_DEFAULTS)}")
+        bootstrap = optional("bootstrap", int, 1000)
+        if bootstrap < 0:
+            raise ConfigError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+        min_overlap = raw.get("min_overlap", 0.5)
+        if not (is_a(min_overlap, float) or is_a(min_overlap, int)) or not 0 <= min_overlap <= 1:
+            raise ConfigError(f"min_overlap must be a fraction in [0, 1], got {min_overlap!r}")
         path = Path(output)
         cfg = cls(
             name=str(raw.get("name", path.name)),
@@ -111,8 +151,8 @@ class SweepConfig:
             weights=optional("weights", str),
             sha256=optional("sha256", str),
             codecs=as_tuple("codecs", str),
-            qps=as_tuple("qps", int),
-            pipelines=as_tuple("pipelines", str) if "pipelines" in raw else PIPELINES,
+            qps=per_pipeline,
+            pipelines=pipelines,
             evaluator=optional("evaluator", str, "fidelity"),
             output=path if path.is_absolute() else Path.cwd() / path,
             bit_depth=optional("bit_depth", int),
@@ -122,13 +162,17 @@ class SweepConfig:
             anchor=optional("anchor", str),
             model_options=dict(model_options),
             limit=optional("limit", int),
+            remote={**REMOTE_DEFAULTS, **{str(k): v for k, v in remote.items()}},
+            bootstrap=bootstrap,
+            bootstrap_seed=optional("bootstrap_seed", int, 0),
+            min_overlap=float(min_overlap),
         )
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
         """Check names and ranges against the registries, without building models or touching data."""
-        from fcm.codecs import CodecParams, get_codec
+        from fcm.codecs import get_codec
         from fcm.models import MODELS
 
         try:
@@ -138,8 +182,10 @@ class SweepConfig:
             bad = [p for p in self.pipelines if p not in PIPELINES]
             if bad:
                 raise ConfigError(f"unknown pipelines {bad}; known: {', '.join(PIPELINES)}")
-            if len(set(self.qps)) != len(self.qps):
-                raise ConfigError(f"qps contain duplicates: {list(self.qps)}")
+            for pipeline, qps in self.qps.items():
+                if len(set(qps)) != len(qps):
+                    raise ConfigError(f"qps of pipeline {pipeline!r} contain duplicates: {list(qps)}")
+            picture = self.remote_format
             if self.sha256 is not None and self.weights is None:
                 raise ConfigError("sha256 checks a weights file: set weights too")
             for name in self.codecs:
@@ -148,11 +194,18 @@ class SweepConfig:
                 if "remote" in self.pipelines and not codec.codes_images:
                     raise ConfigError(f"codec {name!r} cannot code images for the 'remote' pipeline; drop it from "
                                       "codecs or set pipelines: [feature]")
-                for qp in self.qps:
-                    params = CodecParams(qp, self.rate_control, self.gop, self.preset)  # type: ignore[arg-type]
-                    codec.check_params(depth, params)
-                    if "remote" in self.pipelines:
-                        codec.check_params(8, params)  # the remote pipeline codes 8-bit images
+                for pipeline, qps in self.qps.items():
+                    for qp in qps:
+                        params = self.codec_params(qp)
+                        if pipeline == "remote":
+                            try:
+                                codec.check_params(picture.bit_depth, params)
+                                codec.check_image_format(picture)
+                            except FcmError as e:
+                                raise ConfigError(f"remote pictures in {picture.name}: {e}; choose another "
+                                                  "remote: {format: …} or drop the codec") from e
+                        else:
+                            codec.check_params(depth, params)
             if self.anchor is not None:
                 curves = {f"{p}/{c}" for p in self.pipelines for c in self.codecs}
                 if self.anchor not in curves:
@@ -164,9 +217,20 @@ class SweepConfig:
         except (FcmError, ValueError) as e:
             raise ConfigError(str(e)) from e
 
+    @property
+    def remote_format(self) -> PictureFormat:
+        """The picture format the ``remote`` anchor codes in."""
+        return PictureFormat.parse(self.remote["format"], self.remote["range"])
+
+    def codec_params(self, qp: int) -> CodecParams:
+        """Encoder settings of one operating point."""
+        return CodecParams(qp, self.rate_control, self.gop, self.preset)  # type: ignore[arg-type]
+
     def resolved(self) -> dict[str, Any]:
         """The config as plain data, for the run manifest."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["output"] = str(self.output)
-        d["codecs"], d["qps"], d["pipelines"] = list(self.codecs), list(self.qps), list(self.pipelines)
+        d["codecs"], d["pipelines"] = list(self.codecs), list(self.pipelines)
+        d["qps"] = {p: list(qps) for p, qps in self.qps.items()}
+        d["remote"] = dict(self.remote)
         return d

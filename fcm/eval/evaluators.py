@@ -56,6 +56,11 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self) -> dict[str, float]: ...
 
+    def input_scores(self, records: list[dict[str, Any]]) -> np.ndarray | None:
+        """Per-input values whose mean is the primary metric of ``records`` (what bootstrap intervals resample), or
+        ``None`` when the primary metric is not a mean over inputs (mAP ranks detections across images)."""
+        return None
+
 
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
 
@@ -77,6 +82,9 @@ class ClassificationAccuracy(Evaluator):
         probs = _probs(output)
         top5 = probs.topk(min(5, probs.numel())).indices.tolist()
         return {"label": sample.label, "top5": top5}
+
+    def input_scores(self, records: list[dict[str, Any]]) -> np.ndarray | None:
+        return np.array([100.0 * (r["top5"][0] == r["label"]) for r in records])
 
     def evaluate(self) -> dict[str, float]:
         if not self._records:
@@ -101,6 +109,9 @@ class ClassificationFidelity(Evaluator):
         p, q = _probs(reference), _probs(output)
         kl = float(torch.sum(p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300)))))
         return {"top1": int(q.argmax()), "ref_top1": int(p.argmax()), "kl": max(kl, 0.0)}
+
+    def input_scores(self, records: list[dict[str, Any]]) -> np.ndarray | None:
+        return np.array([100.0 * (r["top1"] == r["ref_top1"]) for r in records])
 
     def evaluate(self) -> dict[str, float]:
         if not self._records:

@@ -5,6 +5,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+#: stages that run on the edge device, whatever the pipeline (remote: only ``encode``)
+EDGE_STAGES: tuple[str, ...] = ("front", "pack", "encode")
+
+
+@dataclass(frozen=True, eq=False)
+class InputSamples:
+    """Per-input measurements behind one operating point, aligned by input id: what bootstrap intervals resample.
+
+    ``scores`` are the per-input values whose mean is the point's metric (``None`` when the metric is not a mean over
+    inputs, e.g. mAP).
+    """
+
+    ids: tuple[str, ...]
+    bits: np.ndarray
+    pixels: np.ndarray
+    scores: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        sizes = {len(self.bits), len(self.pixels)} | ({len(self.scores)} if self.scores is not None else set())
+        if sizes != {n}:
+            raise ValueError(f"input samples disagree in length: {n} ids, arrays of {sorted(sizes)}")
+
 
 @dataclass(frozen=True)
 class OperatingPoint:
@@ -24,6 +49,10 @@ class OperatingPoint:
         metric: its value.
         metrics: every metric the evaluator reported (primary included).
         times: mean seconds per input of each stage (``front``, ``pack``, ``encode``, ``decode``, ``unpack``, ``back``).
+        edge_macs: mean multiply–accumulates per input of what the edge computes before coding (the front half for
+            ``feature``; 0 for ``remote``, which only encodes).
+        edge_params: parameters of that computation (0 for ``remote``).
+        samples: the per-input measurements (not written to reports; used for confidence intervals).
     """
 
     dataset: str
@@ -37,6 +66,18 @@ class OperatingPoint:
     metric: float
     metrics: dict[str, float] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
+    edge_macs: float = 0.0
+    edge_params: int = 0
+    samples: InputSamples | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def edge_seconds(self) -> float:
+        """Mean edge time per input: the edge stages (:data:`EDGE_STAGES`) this point measured."""
+        return float(sum(self.times.get(s, 0.0) for s in EDGE_STAGES))
+
+    @property
+    def bytes_per_input(self) -> float:
+        return self.bits / 8.0 / self.num_inputs
 
     @property
     def bpp(self) -> float:
@@ -49,6 +90,7 @@ class OperatingPoint:
         return f"{self.pipeline}/{self.codec}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k != "samples"}
         d["bpp"] = self.bpp
+        d["edge_seconds"] = self.edge_seconds
         return d

@@ -1,24 +1,24 @@
-"""Rate–accuracy reports of a sweep: CSV summary, strict JSON, a markdown report and RD plots.
+"""Rate–accuracy reports of a sweep: CSV summary, strict JSON, a markdown report and plots.
 
-:func:`write_report` takes the :class:`~fcm.eval.points.OperatingPoint` s of one sweep (one dataset, one primary
-metric, any number of ``pipeline/codec`` curves) and writes into a folder:
+:func:`write_report` takes the :class:`~fcm.eval.points.OperatingPoint` s of one sweep, analyses them
+(:func:`fcm.eval.curves.analyse`: curves on Pareto fronts, BD against the anchor, overlaps, bootstrap intervals) and
+writes into a folder:
 
 * ``summary.csv`` — one row per operating point, sorted by curve name then rate, in the column order of the MPEG-FCM
-  CTTC result templates: ``dataset, pipeline, codec, qp, num_inputs, bits, pixels, bpp, kbits, <metric_name>``, then
-  the other metrics (union over the points, sorted by name), then the mean per-input stage times ``time_<stage>_s``
-  (the usual stages ``front, pack, encode, decode, unpack, back`` in that order, any other stage after them, sorted).
-* ``report.json`` — ``{"title", "dataset", "metric", "anchor", "reference", "points", "bd", "manifest"}``; strict JSON
-  (non-finite floats are written as ``null``). :func:`load_points` reads its points back.
-* ``report.md`` — a human report: dataset, metric, inputs, the BD table of every curve against the anchor
-  (:func:`format_bd_table`), the operating points of each curve, the reference line, the plots, the environment.
-* ``rd_<metric>.png`` — accuracy vs bpp, one line per curve; ``times.png`` — mean stage times per curve at the middle
-  QP, when the points carry times.
+  CTTC result templates: ``dataset, pipeline, codec, qp, num_inputs, bits, pixels, bpp, kbits, <metric_name>``, the
+  metric's interval (``<metric>_ci_lo``, ``<metric>_ci_hi``, empty without bootstrap), the other metrics (sorted by
+  name), the edge cost (``edge_macs``, ``edge_params``, ``edge_time_s``), then the mean per-input stage times
+  ``time_<stage>_s`` (:data:`~fcm.eval.plots.STAGES` order, any other stage after them, sorted).
+* ``report.json`` — ``{"title", "dataset", "metric", "anchor", "reference", "bootstrap", "points", "bd", "skipped",
+  "manifest"}``; strict JSON (non-finite floats are written as ``null``). :func:`load_points` reads its points back.
+* ``report.md`` — a human report: the BD table with intervals, the overlaps, the operating points with intervals, the
+  edge cost of every point, the plots, skipped inputs, the environment.
+* ``rd_<metric>.png`` (accuracy vs bpp with error bars), ``edge_cost.png`` (accuracy vs edge time) and ``times.png``
+  (stage times at the middle QP) — the last two when the points carry times.
 
-The rate of every BD metric and plot is bits per pixel of the original inputs (:attr:`OperatingPoint.bpp`); BD values
-come from :func:`fcm.eval.bd.compare` (pchip interpolation), so a pair of curves that cannot be compared (no overlap,
-too few points, non-monotone accuracy) is reported as ``n/a — <reason>`` rather than failing the report.
-
-matplotlib is imported only inside the plotting functions (Agg backend), so importing this module stays cheap.
+BD values come from :func:`fcm.eval.bd.compare` (pchip); a pair of curves that cannot be compared is reported as
+``n/a — <reason>`` rather than failing the report. Plots are drawn by :mod:`fcm.eval.plots`, which imports matplotlib
+only when called.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fcm.errors import ConfigError
-from fcm.eval.bd import BDResult, compare, pareto_front
-from fcm.eval.points import OperatingPoint
+from fcm.eval.bd import BDResult, Interval
+from fcm.eval.curves import BD_METHOD, Analysis, analyse
+from fcm.eval.points import EDGE_STAGES, OperatingPoint
+from fcm.eval.plots import STAGES, plot_edge_cost, plot_rd, plot_times, time_keys
 
 __all__ = [
     "ReportFiles",
@@ -44,15 +46,11 @@ __all__ = [
     "write_report",
 ]
 
-#: Pipeline stages in the order they run; times keys outside this list are written after these, sorted.
-STAGES: tuple[str, ...] = ("front", "pack", "encode", "decode", "unpack", "back")
-
-_BD_METHOD = "pchip"
-
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """Paths :func:`write_report` wrote. ``times_plot`` is ``None`` when no point carries stage times."""
+    """Paths :func:`write_report` wrote (``times_plot`` / ``edge_plot`` are ``None`` when no point carries stage
+    times) and the analysis they show."""
 
     out_dir: Path
     summary_csv: Path
@@ -60,99 +58,33 @@ class ReportFiles:
     report_md: Path
     rd_plot: Path
     times_plot: Path | None = None
+    edge_plot: Path | None = None
+    analysis: Analysis | None = None
 
     @property
     def files(self) -> tuple[Path, ...]:
         """Every file written."""
         out = (self.summary_csv, self.report_json, self.report_md, self.rd_plot)
-        return out + ((self.times_plot,) if self.times_plot is not None else ())
+        return out + tuple(p for p in (self.times_plot, self.edge_plot) if p is not None)
+
+    def paths(self) -> dict[str, str]:
+        """Name → path of every file written (for a command's JSON answer)."""
+        names = ("summary_csv", "report_json", "report_md", "rd_plot", "times_plot", "edge_plot")
+        return {n: str(getattr(self, n)) for n in names if getattr(self, n) is not None}
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# validation and grouping
+def bd_results(points: Sequence[OperatingPoint], anchor: str | None = None, *, bootstrap: int = 0,
+               seed: int = 0) -> list[BDResult]:
+    """BD-rate (over bpp) and BD-accuracy of every curve against ``anchor`` (default: as in :func:`write_report`),
+    with bootstrap intervals when ``bootstrap > 0`` resamples are asked for and possible.
 
-
-def _validate(points: Sequence[OperatingPoint]) -> tuple[str, str]:
-    """Check the points can share one report; return ``(dataset, metric_name)``."""
-    points = list(points)
-    if not points:
-        raise ConfigError("no operating points to report")
-    for i, p in enumerate(points):
-        if not isinstance(p, OperatingPoint):
-            raise ConfigError(f"point {i} is a {type(p).__name__}, not an OperatingPoint")
-        if p.pixels <= 0:
-            raise ConfigError(f"point {i} ({p.curve} qp={p.qp}) has pixels={p.pixels}; bpp needs a positive count")
-    datasets = sorted({p.dataset for p in points})
-    if len(datasets) > 1:
-        raise ConfigError(f"operating points of one report must share one dataset, got {', '.join(map(repr, datasets))}")
-    metrics = sorted({p.metric_name for p in points})
-    if len(metrics) > 1:
-        raise ConfigError(
-            f"operating points of one report must share one metric_name, got {', '.join(map(repr, metrics))}"
-        )
-    return datasets[0], metrics[0]
-
-
-def _curves(points: Sequence[OperatingPoint]) -> dict[str, list[OperatingPoint]]:
-    """Points grouped by curve (in order of first appearance), each curve sorted by rate then QP."""
-    groups: dict[str, list[OperatingPoint]] = {}
-    for p in points:
-        groups.setdefault(p.curve, []).append(p)
-    return {name: sorted(ps, key=lambda p: (p.bpp, p.qp)) for name, ps in groups.items()}
-
-
-def _resolve_anchor(curves: Mapping[str, Sequence[OperatingPoint]], anchor: str | None) -> str:
-    if anchor is None:
-        for name, ps in curves.items():
-            if ps[0].pipeline == "remote":
-                return name
-        return next(iter(curves))
-    if anchor not in curves:
-        raise ConfigError(f"anchor curve {anchor!r} is not among the curves: {', '.join(curves)}")
-    return anchor
-
-
-def _ordered(curves: Mapping[str, Sequence[OperatingPoint]], anchor: str) -> list[str]:
-    """Curve names, anchor first, then in order of first appearance."""
-    return [anchor] + [c for c in curves if c != anchor]
-
-
-def _rd(ps: Sequence[OperatingPoint]) -> list[tuple[float, float]]:
-    return [(p.bpp, float(p.metric)) for p in ps]
-
-
-def bd_results(points: Sequence[OperatingPoint], anchor: str | None = None) -> list[BDResult]:
-    """BD-rate (over bpp) and BD-accuracy of every curve against ``anchor`` (default: as in :func:`write_report`).
-
-    Never raises for curves that cannot be compared: their :attr:`BDResult.note` says why.
+    Never raises for curves that cannot be compared: their :class:`BDResult` says why.
     """
-    _validate(points)
-    curves = _curves(points)
-    anchor = _resolve_anchor(curves, anchor)
-    return _bd(curves, anchor)
-
-
-def _bd(curves: Mapping[str, Sequence[OperatingPoint]], anchor: str) -> list[BDResult]:
-    """BD of each curve against the anchor, both taken on their Pareto fronts (see :func:`bd.pareto_front`)."""
-    fronts = {name: pareto_front(_rd(ps)) for name, ps in curves.items()}
-    results = []
-    for name in _ordered(curves, anchor)[1:]:
-        r = compare(anchor, fronts[anchor], name, fronts[name], method=_BD_METHOD)
-        dropped = [f"{c}: {len(fronts[c])} of {len(curves[c])} points" for c in (anchor, name)
-                   if len(fronts[c]) < len(curves[c])]
-        if dropped:
-            note = f"Pareto front used ({'; '.join(dropped)})"
-            r = replace(r, note=f"{r.note}; {note}" if r.note else note)
-        results.append(r)
-    return results
+    return analyse(points, anchor, resamples=bootstrap, seed=seed).results
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # formatting helpers
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def _num(x: float | None, fmt: str) -> str:
@@ -168,69 +100,85 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _metric_unit(metric_name: str) -> str:
-    return "pp"  # OperatingPoint metrics are in percent, so differences are percentage points
-
-
-def _strip_key(note: str, key: str) -> str:
-    """The part of a :class:`BDResult` note about ``key``: ``compare`` writes ``"bd_rate: …; bd_accuracy: …"`` when
-    the two metrics failed differently, ``"<key>: …"`` when one failed, and the bare reason when both failed alike."""
-    head, sep, tail = note.partition("; bd_accuracy: ")
-    if key == "bd_rate":
-        return head[len("bd_rate: "):] if head.startswith("bd_rate: ") else note
-    if sep:
-        return tail
-    return note[len("bd_accuracy: "):] if note.startswith("bd_accuracy: ") else note
+def _ci_text(ci: Interval | None, fmt: str) -> str:
+    return "" if ci is None else f" [{ci.lo:{fmt}}, {ci.hi:{fmt}}]"
 
 
 def _bd_cells(r: BDResult) -> tuple[str, str]:
-    """Table cells: signed values, or ``n/a — <reason>`` for a metric ``compare`` could not compute."""
-    rate_ok, acc_ok = r.bd_rate is not None, r.bd_accuracy is not None
-    rate = f"{r.bd_rate:+.2f}" if rate_ok else f"n/a — {_strip_key(r.note, 'bd_rate')}"
-    acc = f"{r.bd_accuracy:+.2f}" if acc_ok else f"n/a — {_strip_key(r.note, 'bd_accuracy')}"
-    if not rate_ok and not acc_ok and rate == acc:  # one reason for both: say it once
-        acc = "n/a (same reason)"
+    """Table cells: signed values with their interval (``*``: the interval crosses zero), or ``n/a — <reason>``."""
+    def cell(value: float | None, ci: Interval | None, error: str) -> str:
+        if value is None:
+            return f"n/a — {error}"
+        flag = " *" if ci is not None and ci.crosses_zero else ""
+        return f"{value:+.2f}{_ci_text(ci, '+.2f')}{flag}"
+
+    rate = cell(r.bd_rate, r.rate_ci, r.rate_error)
+    acc = cell(r.bd_accuracy, r.accuracy_ci, r.accuracy_error)
+    if r.bd_rate is None and r.bd_accuracy is None and r.rate_error == r.accuracy_error:
+        acc = "n/a (same reason)"  # one reason for both: say it once
     return rate, acc
 
 
-def _bd_table(results: Sequence[BDResult], anchor: str, metric_name: str) -> str:
-    unit = _metric_unit(metric_name)
-    lines = [
-        f"BD metrics against the anchor `{anchor}` (rate: bpp; accuracy: {metric_name}; {_BD_METHOD} interpolation)",
-        "",
-    ]
-    if not results:
+def _bd_table(analysis: Analysis) -> str:
+    anchor, metric = analysis.anchor, analysis.metric_name
+    lines = [f"BD metrics against the anchor `{anchor}` (rate: bpp; accuracy: {metric}; {BD_METHOD} interpolation)", ""]
+    if not analysis.results:
         lines.append(f"_Only one curve (`{anchor}`): nothing to compare._")
         return "\n".join(lines)
-    lines += [
-        f"| Test curve | BD-rate (%) vs `{anchor}` | BD-{metric_name} ({unit}) |",
-        "|:--|--:|--:|",
-    ]
-    for r in results:
+    ci = analysis.resamples > 0
+    interval = f" [95 % CI]" if ci else ""
+    lines += [f"| Test curve | BD-rate (%) vs `{anchor}`{interval} | BD-{metric} (pp){interval} |", "|:--|--:|--:|"]
+    for r in analysis.results:
         rate, acc = _bd_cells(r)
         lines.append(f"| `{r.test}` | {_md_cell(rate)} | {_md_cell(acc)} |")
-    notes = [f"- `{r.test}`: {r.note}" for r in results if r.note and r.bd_rate is not None and r.bd_accuracy is not None]
+    notes = [f"- `{r.test}`: {n}" for r in analysis.results for n in r.notes]
     if notes:
         lines += ["", *notes]
-    lines += [
-        "",
-        f"BD-rate < 0: the test curve needs fewer bits than `{anchor}` for the same {metric_name}. "
-        f"BD-{metric_name} > 0: the test curve is more accurate at the same bpp.",
-    ]
+    lines.append("")
+    if ci:
+        lines.append(f"Intervals: {analysis.resamples} bootstrap resamples of the inputs (seed {analysis.seed}), both "
+                     "curves rebuilt on each; `*` marks an interval that crosses zero (the sign is not established).")
+    else:
+        lines.append(f"No confidence intervals: {analysis.ci_note}.")
+    lines.append(f"BD-rate < 0: the test curve needs fewer bits than `{anchor}` for the same {metric}. "
+                 f"BD-{metric} > 0: the test curve is more accurate at the same bpp.")
     return "\n".join(lines)
 
 
-def format_bd_table(points: Sequence[OperatingPoint], anchor: str | None = None) -> str:
-    """Markdown BD table of every curve of ``points`` against ``anchor`` (default: as in :func:`write_report`).
+def format_bd_table(points: Sequence[OperatingPoint] | Analysis, anchor: str | None = None, *, bootstrap: int = 1000,
+                    seed: int = 0) -> str:
+    """Markdown BD table of every curve against the anchor (default: as in :func:`write_report`): the one report.md
+    shows for the same :class:`Analysis` (given points, it is analysed with :func:`write_report`'s defaults).
 
     One row per test curve: BD-rate in percent with its sign (negative = fewer bits) and BD-accuracy in percentage
-    points (positive = more accurate); a metric ``compare`` could not compute reads ``n/a — <reason>``. A caption line
-    naming the anchor comes first and a line on the sign convention last, so the text also reads well on a console.
+    points (positive = more accurate), each with its interval when there is one; a metric that could not be computed
+    reads ``n/a — <reason>``. A caption line naming the anchor comes first and notes on intervals and signs last.
     """
-    _, metric_name = _validate(points)
-    curves = _curves(points)
-    anchor = _resolve_anchor(curves, anchor)
-    return _bd_table(_bd(curves, anchor), anchor, metric_name)
+    analysis = points if isinstance(points, Analysis) else analyse(points, anchor, resamples=bootstrap, seed=seed)
+    return _bd_table(analysis)
+
+
+def _overlap_lines(analysis: Analysis) -> list[str]:
+    metric = analysis.metric_name
+    rows = []
+    for r in analysis.results:
+        for label, ov in (("BD-rate", r.accuracy_overlap), (f"BD-{metric}", r.rate_overlap)):
+            if ov is None:
+                continue
+            conv = (lambda v: f"{v:.2f}") if ov.axis == "accuracy" else (lambda v: f"{10**v:.4g}")
+            lo, hi = ov.span
+            span = f"[{conv(lo)}, {conv(hi)}]" if lo < hi else "none"
+            axis = metric if ov.axis == "accuracy" else "bpp"
+            rows.append(f"| `{r.test}` | {label} | {axis} | [{conv(ov.anchor[0])}, {conv(ov.anchor[1])}] | "
+                        f"[{conv(ov.test[0])}, {conv(ov.test[1])}] | {span} | {100 * ov.fraction_of_anchor:.0f} % / "
+                        f"{100 * ov.fraction_of_test:.0f} % |")
+    if not rows:
+        return []
+    return ["## Overlaps", "",
+            f"The range each BD metric averages over, on the Pareto fronts; a note above warns when it covers less "
+            f"than {100 * analysis.min_overlap:.0f} % of either curve's range.", "",
+            f"| Test curve | metric | axis | `{analysis.anchor}` range | test range | overlap | of anchor / of test |",
+            "|:--|:--|:--|--:|--:|--:|--:|", *rows, ""]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -258,8 +206,9 @@ def _float_or_nan(x: Any) -> float:
 
 def load_points(path: Path | str) -> list[OperatingPoint]:
     """Operating points of a ``report.json`` written by :func:`write_report` (a bare JSON list of point dicts is also
-    accepted). ``null`` metrics or times (non-finite when written) come back as ``nan``; the derived ``bpp`` is
-    dropped, since :class:`OperatingPoint` computes it."""
+    accepted). ``null`` metrics or times (non-finite when written) come back as ``nan``; derived values (``bpp``,
+    ``edge_seconds``, ``metric_ci``) are dropped, and the per-input samples are not in a report, so the points carry
+    none."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -284,6 +233,8 @@ def load_points(path: Path | str) -> list[OperatingPoint]:
                     metric=_float_or_nan(d["metric"]),
                     metrics={str(k): _float_or_nan(v) for k, v in (d.get("metrics") or {}).items()},
                     times={str(k): _float_or_nan(v) for k, v in (d.get("times") or {}).items()},
+                    edge_macs=float(d.get("edge_macs") or 0.0),
+                    edge_params=int(d.get("edge_params") or 0),
                 )
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -291,143 +242,52 @@ def load_points(path: Path | str) -> list[OperatingPoint]:
     return points
 
 
+
+
+def _ci_dict(ci: Interval | None) -> dict[str, Any] | None:
+    return None if ci is None else {"lo": ci.lo, "hi": ci.hi, "level": ci.level, "resamples": ci.resamples,
+                                    "crosses_zero": ci.crosses_zero}
+
+
+def _overlap_dict(r: BDResult) -> dict[str, Any]:
+    out = {}
+    for key, ov in (("accuracy_overlap", r.accuracy_overlap), ("log10_rate_overlap", r.rate_overlap)):
+        if ov is not None:
+            out[key] = {"anchor": list(ov.anchor), "test": list(ov.test), "overlap": list(ov.span),
+                        "fraction_of_anchor": ov.fraction_of_anchor, "fraction_of_test": ov.fraction_of_test}
+    return out
+
+
+def _bd_dict(r: BDResult) -> dict[str, Any]:
+    return {"anchor": r.anchor, "test": r.test, "bd_rate": r.bd_rate, "bd_rate_ci": _ci_dict(r.rate_ci),
+            "bd_accuracy": r.bd_accuracy, "bd_accuracy_ci": _ci_dict(r.accuracy_ci), "rate_error": r.rate_error,
+            "accuracy_error": r.accuracy_error, "notes": list(r.notes), "note": r.note, **_overlap_dict(r)}
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # CSV
 
 
-def _time_keys(points: Sequence[OperatingPoint]) -> list[str]:
-    keys = {k for p in points for k in p.times}
-    return [s for s in STAGES if s in keys] + sorted(keys - set(STAGES))
-
-
-def _write_csv(path: Path, curves: Mapping[str, Sequence[OperatingPoint]], metric_name: str) -> None:
-    points = [p for name in sorted(curves) for p in curves[name]]
-    other = sorted({k for p in points for k in p.metrics} - {metric_name})
-    tkeys = _time_keys(points)
-    header = ["dataset", "pipeline", "codec", "qp", "num_inputs", "bits", "pixels", "bpp", "kbits", metric_name]
-    header += other + [f"time_{k}_s" for k in tkeys]
+def _write_csv(path: Path, analysis: Analysis) -> None:
+    metric = analysis.metric_name
+    points = [p for name in sorted(analysis.curves) for p in analysis.curves[name]]
+    other = sorted({k for p in points for k in p.metrics} - {metric})
+    tkeys = time_keys(points)
+    header = ["dataset", "pipeline", "codec", "qp", "num_inputs", "bits", "pixels", "bpp", "kbits", metric,
+              f"{metric}_ci_lo", f"{metric}_ci_hi"]
+    header += other + ["edge_macs", "edge_params", "edge_time_s"] + [f"time_{k}_s" for k in tkeys]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         for p in points:
+            ci = analysis.interval(p)
             row = [p.dataset, p.pipeline, p.codec, p.qp, p.num_inputs, p.bits, p.pixels,
-                   _num(p.bpp, ".6f"), _num(p.bits / 1000.0, ".3f"), _num(float(p.metric), ".8g")]
+                   _num(p.bpp, ".6f"), _num(p.bits / 1000.0, ".3f"), _num(float(p.metric), ".8g"),
+                   _num(ci.lo if ci else None, ".8g"), _num(ci.hi if ci else None, ".8g")]
             row += [_num(p.metrics.get(k), ".8g") for k in other]
+            row += [_num(p.edge_macs, ".0f"), p.edge_params, _num(p.edge_seconds if p.times else None, ".6g")]
             row += [_num(p.times.get(k), ".6g") for k in tkeys]
             w.writerow(row)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# plots
-
-
-def _style(i: int) -> dict[str, Any]:
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
-              "#bcbd22"]
-    markers = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
-    return {"color": colors[i % len(colors)], "marker": markers[i % len(markers)]}
-
-
-def _plot_rd(path: Path, curves: Mapping[str, Sequence[OperatingPoint]], anchor: str, dataset: str,
-             metric_name: str, reference: Mapping[str, float] | None, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    fig, ax = plt.subplots(figsize=(8.0, 5.5), dpi=150)
-    try:
-        rates: list[float] = []
-        accs: list[float] = []
-        for i, name in enumerate(_ordered(curves, anchor)):
-            ps = [p for p in curves[name] if _finite(p.bpp) and _finite(float(p.metric))]
-            if not ps:
-                continue
-            x = [p.bpp for p in ps]
-            y = [float(p.metric) for p in ps]
-            rates += x
-            accs += y
-            st = _style(i)
-            label = f"{name} (anchor)" if name == anchor else name
-            ax.plot(x, y, label=label, color=st["color"], marker=st["marker"], markersize=6, linewidth=1.8,
-                    zorder=3)
-            # QP labels: the anchor's (usually the lowest curve) below-right, the others' above-left, which keeps
-            # them in the empty space on either side of the usual family of concave, rising RD curves
-            offset, ha, va = ((5, -4), "left", "top") if name == anchor else ((-5, 4), "right", "bottom")
-            for p in ps:
-                ax.annotate(f"{p.qp}", (p.bpp, float(p.metric)), textcoords="offset points", xytext=offset,
-                            ha=ha, va=va, fontsize=7, color=st["color"], alpha=0.8, zorder=4)
-        ref = None if reference is None else reference.get(metric_name)
-        if ref is not None and _finite(float(ref)):
-            ax.axhline(float(ref), color="0.25", linestyle="--", linewidth=1.2, zorder=2,
-                       label=f"uncompressed reference ({float(ref):.2f})")
-            accs.append(float(ref))
-
-        positive = [r for r in rates if r > 0]
-        if positive and max(positive) / min(positive) > 10.0:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            scale = "log scale"
-        else:
-            scale = "linear scale"
-        if accs:
-            lo, hi = min(accs), max(accs)
-            pad = max(0.06 * (hi - lo), 0.5)
-            ax.set_ylim(lo - pad, hi + pad)
-
-        ax.set_xlabel(f"rate (bits per input pixel, bpp; {scale})", fontsize=11)
-        ax.set_ylabel(f"{metric_name} (%)", fontsize=11)
-        head = title or "Rate–accuracy"
-        ax.set_title(f"{head}\n{dataset} — {metric_name} vs bpp", fontsize=12)
-        ax.grid(True, which="major", alpha=0.35)
-        ax.grid(True, which="minor", alpha=0.12)
-        ax.tick_params(labelsize=9)
-        ax.legend(fontsize=9, loc="best", framealpha=0.9)
-        fig.text(0.995, 0.005, "point labels: QP", ha="right", va="bottom", fontsize=7, color="0.45")
-        fig.tight_layout()
-        fig.savefig(path, dpi=150)
-    finally:
-        plt.close(fig)
-
-
-def _middle(ps: Sequence[OperatingPoint]) -> OperatingPoint:
-    qps = sorted(ps, key=lambda p: p.qp)
-    return qps[(len(qps) - 1) // 2]
-
-
-def _plot_times(path: Path, curves: Mapping[str, Sequence[OperatingPoint]], anchor: str, dataset: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [n for n in _ordered(curves, anchor) if any(p.times for p in curves[n])]
-    mids = {n: _middle([p for p in curves[n] if p.times] or curves[n]) for n in names}
-    stages = _time_keys(list(mids.values()))
-    fig, ax = plt.subplots(figsize=(8.0, 4.2), dpi=150)
-    try:
-        n = len(names)
-        width = 0.8 / max(n, 1)
-        for i, name in enumerate(names):
-            p = mids[name]
-            ms = [1000.0 * p.times.get(s, float("nan")) for s in stages]
-            xs = [j - 0.4 + width * (i + 0.5) for j in range(len(stages))]
-            ax.bar(xs, ms, width=width * 0.95, color=_style(_ordered(curves, anchor).index(name))["color"],
-                   label=f"{name} (QP {p.qp})", zorder=3)
-        ax.set_xticks(range(len(stages)))
-        ax.set_xticklabels(stages, fontsize=10)
-        ax.set_ylabel("mean time per input (ms)", fontsize=11)
-        ax.set_title(f"{dataset} — stage times at the middle QP of each curve", fontsize=12)
-        ax.grid(True, axis="y", alpha=0.35, zorder=0)
-        ax.tick_params(labelsize=9)
-        ax.legend(fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=150)
-    finally:
-        plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -479,53 +339,77 @@ def _inputs_text(points: Sequence[OperatingPoint]) -> str:
     return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} (varies by point)"
 
 
-def _write_md(path: Path, *, title: str, dataset: str, metric_name: str, anchor: str,
-              curves: Mapping[str, Sequence[OperatingPoint]], results: Sequence[BDResult],
-              reference: Mapping[str, float] | None, manifest: Mapping[str, Any] | None,
+def _edge_lines(analysis: Analysis) -> list[str]:
+    points = analysis.points
+    if not any(p.times for p in points):
+        return []
+    metric = analysis.metric_name
+    lines = ["## Edge cost", "",
+             f"What the edge pays per input at each operating point: the computation before coding (feature: the front "
+             f"half's multiply–accumulates and parameters, counted by torch's FLOP counter; remote: none), the measured "
+             f"edge time ({' + '.join(EDGE_STAGES)}; remote: encode alone) and the bytes sent.", "",
+             f"| curve | QP | bytes/input | edge time (ms) | edge MACs | edge params | {metric} |",
+             "|:--|--:|--:|--:|--:|--:|--:|"]
+    for name, ps in analysis.curves.items():
+        for p in ps:
+            lines.append(f"| `{name}` | {p.qp} | {p.bytes_per_input:.0f} | {1000 * p.edge_seconds:.1f} | "
+                         f"{p.edge_macs / 1e6:.1f} M | {p.edge_params / 1e6:.3f} M | {float(p.metric):.2f} |")
+    lines.append("")
+    return lines
+
+
+def _write_md(path: Path, *, title: str, analysis: Analysis, reference: Mapping[str, float] | None,
+              manifest: Mapping[str, Any] | None, skipped: Sequence[Mapping[str, str]],
               files: Mapping[str, Path | None]) -> None:
-    points = [p for ps in curves.values() for p in ps]
+    dataset, metric, anchor = analysis.dataset, analysis.metric_name, analysis.anchor
+    points = analysis.points
     lines = [f"# {title or f'Rate–accuracy report: {dataset}'}", ""]
     lines += [
         f"- Dataset: `{dataset}`",
-        f"- Metric: `{metric_name}` (%, higher is better)",
+        f"- Metric: `{metric}` (%, higher is better)",
         f"- Inputs per operating point: {_inputs_text(points)}",
         "- Rate: bpp = all bits sent / all original input pixels (feature: whole fcm bitstreams, header and side "
         "information included; remote: whole coded image streams)",
-        f"- Curves: {', '.join(f'`{c}`' for c in _ordered(curves, anchor))}; anchor: `{anchor}`",
+        f"- Curves: {', '.join(f'`{c}`' for c in analysis.curves)}; anchor: `{anchor}`",
     ]
+    if manifest and isinstance(manifest.get("config"), Mapping) and "remote" in manifest["config"]:
+        remote = manifest["config"]["remote"]
+        lines.append(f"- Remote anchor picture: `{remote.get('format')}`, {remote.get('range')} range, BT.601")
     if reference:
         refs = ", ".join(f"{k} = {_num(float(v), '.2f')}" for k, v in reference.items())
         lines.append(f"- Reference (uncompressed inference): {refs}")
-    lines += ["", "## BD metrics", "", _bd_table(results, anchor, metric_name), ""]
+    lines += ["", "## BD metrics", "", _bd_table(analysis), ""]
+    lines += _overlap_lines(analysis)
 
-    lines += ["## Rate–accuracy", ""]
-    rd = files["rd_plot"]
-    lines += [f"![{metric_name} vs bpp]({rd.name})", ""] if rd is not None else []
-    if reference and metric_name in reference:
-        lines += [f"Dashed line: uncompressed inference, {metric_name} = {_num(float(reference[metric_name]), '.2f')}.",
-                  ""]
+    lines += ["## Rate–accuracy", "", f"![{metric} vs bpp]({files['rd_plot'].name})", ""]  # type: ignore[union-attr]
+    if reference and metric in reference:
+        lines += [f"Dashed line: uncompressed inference, {metric} = {_num(float(reference[metric]), '.2f')}.", ""]
 
     lines += ["## Operating points", ""]
-    for name in _ordered(curves, anchor):
-        ps = curves[name]
+    ci_head = " [95 % CI]" if analysis.point_ci else ""
+    for name, ps in analysis.curves.items():
         lines += [f"### `{name}`{' (anchor)' if name == anchor else ''}", "",
-                  f"| QP | bpp | kbits | {metric_name} |", "|--:|--:|--:|--:|"]
+                  f"| QP | bpp | kbits | {metric}{ci_head} |", "|--:|--:|--:|--:|"]
         for p in ps:
             lines.append(f"| {p.qp} | {_num(p.bpp, '.4f')} | {_num(p.bits / 1000.0, '.1f')} | "
-                         f"{_num(float(p.metric), '.2f')} |")
+                         f"{_num(float(p.metric), '.2f')}{_ci_text(analysis.interval(p), '.1f')} |")
         lines.append("")
-    lines.append(f"All columns, other metrics and stage times: [{files['summary_csv'].name}]"
-                 f"({files['summary_csv'].name}); machine-readable: [{files['report_json'].name}]"
-                 f"({files['report_json'].name}).")
+    lines.append(f"All columns, other metrics and stage times: [{files['summary_csv'].name}]"  # type: ignore[union-attr]
+                 f"({files['summary_csv'].name}); machine-readable: [{files['report_json'].name}]"  # type: ignore[union-attr]
+                 f"({files['report_json'].name}).")  # type: ignore[union-attr]
     lines.append("")
-    times = files.get("times_plot")
-    if times is not None:
-        lines += ["## Stage times", "", f"![stage times]({times.name})", ""]
-
+    lines += _edge_lines(analysis)
+    if files.get("edge_plot") is not None:
+        lines += [f"![{metric} vs edge time]({files['edge_plot'].name})", ""]  # type: ignore[union-attr]
+    if files.get("times_plot") is not None:
+        lines += ["## Stage times", "", f"![stage times]({files['times_plot'].name})", ""]  # type: ignore[union-attr]
+    if skipped:
+        lines += ["## Skipped inputs", "", f"{len(skipped)} input(s) could not be read and were left out:", ""]
+        lines += [f"- `{s.get('input', '?')}`: {_md_cell(str(s.get('reason', '')))}" for s in skipped] + [""]
     if manifest:
         lines += ["## Environment", ""]
         lines += _manifest_lines(manifest) or ["- (manifest has none of the usual fields)"]
-        lines += ["", f"The full manifest is in [{files['report_json'].name}]({files['report_json'].name}).", ""]
+        lines += ["", f"The full manifest is in [{files['report_json'].name}]({files['report_json'].name}).", ""]  # type: ignore[union-attr]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -540,65 +424,68 @@ def write_report(
     reference: dict[str, float] | None = None,
     title: str = "",
     manifest: dict | None = None,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    min_overlap: float = 0.5,
+    skipped: Sequence[Mapping[str, str]] = (),
 ) -> ReportFiles:
-    """Write ``summary.csv``, ``report.json``, ``report.md``, ``rd_<metric>.png`` (and ``times.png`` when the points
-    carry stage times) into ``out_dir`` (created if needed); return their paths.
+    """Analyse ``points`` and write ``summary.csv``, ``report.json``, ``report.md``, ``rd_<metric>.png`` (and
+    ``edge_cost.png`` / ``times.png`` when the points carry stage times) into ``out_dir``; return their paths.
 
     Args:
         points: the operating points of one sweep; they must share one ``dataset`` and one ``metric_name``.
-        out_dir: output folder.
-        anchor: curve name ``"pipeline/codec"`` every other curve is compared with (BD table); default: the first
-            curve (in order of first appearance) whose pipeline is ``"remote"``, else the first curve.
+        out_dir: output folder (created if needed).
+        anchor: curve name ``"pipeline/codec"`` every other curve is compared with; default: the first ``remote``
+            curve (in order of first appearance), else the first curve.
         reference: metrics of uncompressed inference, e.g. ``{"top1": 80.1}``; the primary metric's value is drawn as a
             dashed line, all of them are listed in ``report.md``.
         title: report title (default: derived from the dataset).
-        manifest: run environment (versions, git revision, machine) stored in ``report.json`` and summarised in
-            ``report.md``.
+        manifest: run environment (versions, git revision, machine) stored in ``report.json`` and summarised.
+        bootstrap, seed: resamples of the inputs for confidence intervals (0: none) and their seed.
+        min_overlap: warn when a BD metric's overlap covers less than this fraction of either curve's range.
+        skipped: inputs left out of the sweep (``{"input", "reason"}``), listed in the report.
 
     Raises:
         ConfigError: no points, points of different datasets or metrics, a point with no pixels, or an unknown anchor.
     """
-    dataset, metric_name = _validate(points)
-    curves = _curves(points)
-    anchor = _resolve_anchor(curves, anchor)
-    results = _bd(curves, anchor)
+    analysis = analyse(points, anchor, resamples=bootstrap, seed=seed, min_overlap=min_overlap)
     if reference is not None and not isinstance(reference, Mapping):
         raise ConfigError(f"reference must be a dict of metric name to value, got {type(reference).__name__}")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    safe_metric = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in metric_name)
+    safe_metric = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in analysis.metric_name)
+    timed = any(p.times for p in points)
     files: dict[str, Path | None] = {
         "summary_csv": out / "summary.csv",
         "report_json": out / "report.json",
         "report_md": out / "report.md",
         "rd_plot": out / f"rd_{safe_metric}.png",
-        "times_plot": out / "times.png" if any(p.times for p in points) else None,
+        "times_plot": out / "times.png" if timed else None,
+        "edge_plot": out / "edge_cost.png" if timed else None,
     }
-
-    _write_csv(files["summary_csv"], curves, metric_name)  # type: ignore[arg-type]
-
-    ordered_points = [p for name in _ordered(curves, anchor) for p in curves[name]]
+    _write_csv(out / "summary.csv", analysis)
     doc = {
         "title": title,
-        "dataset": dataset,
-        "metric": metric_name,
-        "anchor": anchor,
+        "dataset": analysis.dataset,
+        "metric": analysis.metric_name,
+        "anchor": analysis.anchor,
         "reference": reference,
-        "points": [p.to_dict() for p in ordered_points],
-        "bd": [{"anchor": r.anchor, "test": r.test, "bd_rate": r.bd_rate, "bd_accuracy": r.bd_accuracy,
-                "note": r.note} for r in results],
+        "bootstrap": {"resamples": analysis.resamples, "seed": analysis.seed, "level": 0.95,
+                      "note": analysis.ci_note},
+        "points": [{**p.to_dict(), f"metric_ci": _ci_dict(analysis.interval(p))} for p in analysis.points],
+        "bd": [_bd_dict(r) for r in analysis.results],
+        "skipped": [dict(s) for s in skipped],
         "manifest": manifest,
     }
-    files["report_json"].write_text(  # type: ignore[union-attr]
+    (out / "report.json").write_text(
         json.dumps(_json_safe(doc), indent=2, allow_nan=False, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
     )
-
-    _plot_rd(files["rd_plot"], curves, anchor, dataset, metric_name, reference, title)  # type: ignore[arg-type]
-    if files["times_plot"] is not None:
-        _plot_times(files["times_plot"], curves, anchor, dataset)
-
-    _write_md(files["report_md"], title=title, dataset=dataset, metric_name=metric_name,  # type: ignore[arg-type]
-              anchor=anchor, curves=curves, results=results, reference=reference, manifest=manifest, files=files)
-
-    return ReportFiles(out_dir=out, **files)  # type: ignore[arg-type]
+    plot_rd(out / f"rd_{safe_metric}.png", analysis, reference, title)
+    if timed:
+        plot_times(out / "times.png", analysis)
+        plot_edge_cost(out / "edge_cost.png", analysis, reference)
+    _write_md(out / "report.md", title=title, analysis=analysis, reference=reference, manifest=manifest,
+              skipped=skipped, files=files)
+    return ReportFiles(out_dir=out, analysis=analysis, **files)  # type: ignore[arg-type]

@@ -84,15 +84,20 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
     man["new_records_this_run"] = outcome.new_records
     (cfg.output / MANIFEST_FILE).write_text(json.dumps(man, indent=2))
     files = write_report(outcome.points, cfg.output, anchor=cfg.anchor, reference=outcome.reference,
-                         title=f"fcm sweep: {cfg.name}", manifest=man)
-    print(format_bd_table(outcome.points, cfg.anchor), file=sys.stderr)
+                         title=f"fcm sweep: {cfg.name}", manifest=man, **_report_settings(cfg))
+    assert files.analysis is not None
+    print(format_bd_table(files.analysis), file=sys.stderr)
     return {
         "complete": outcome.complete,
         "records": len(outcome.records),
         "new_records": outcome.new_records,
         "wall_seconds": man["wall_seconds_this_run"],
-        "report": {k: str(v) for k, v in vars(files).items() if v is not None},
+        "report": files.paths(),
     }
+
+
+def _report_settings(cfg: SweepConfig) -> dict[str, Any]:
+    return {"bootstrap": cfg.bootstrap, "seed": cfg.bootstrap_seed, "min_overlap": cfg.min_overlap}
 
 
 def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
@@ -107,5 +112,5 @@ def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
     man_path = out / MANIFEST_FILE
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
     files = write_report(points, out, anchor=anchor or cfg.anchor, reference=reference,
-                         title=f"fcm sweep: {cfg.name}", manifest=man)
-    return {"records": len(records), "report": {k: str(v) for k, v in vars(files).items() if v is not None}}
+                         title=f"fcm sweep: {cfg.name}", manifest=man, **_report_settings(cfg))
+    return {"records": len(records), "report": files.paths()}

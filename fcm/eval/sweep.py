@@ -18,16 +18,18 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fcm.codecs.base import CodecParams
 from fcm.errors import ConfigError, FcmError
 from fcm.eval.config import SweepConfig
-from fcm.eval.points import OperatingPoint
+from fcm.eval.points import InputSamples, OperatingPoint
+from fcm.models.cost import ComputeCost
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "sweep.json"
@@ -35,7 +37,7 @@ LOCK_FILE = ".lock"
 REFERENCE = ("uncompressed", "none", 0)
 #: config fields that change what a record means; a results folder only resumes a sweep that agrees on them
 _IDENTITY_FIELDS = ("dataset", "model", "split", "weights", "weights_tag", "evaluator", "bit_depth", "preset",
-                    "rate_control", "gop", "model_options")
+                    "rate_control", "gop", "model_options", "remote")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,16 @@ class Worker:
             # Mask R-CNN is judged on its masks too
             options = {"annotations": self.dataset.annotations, "masks": self.model.task == "instance_segmentation"}
         self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **options)
+        self._front_costs: dict[tuple[int, ...], ComputeCost] = {}
+
+    def front_cost(self, image: np.ndarray) -> ComputeCost:
+        """MACs and parameters of the edge half on ``image`` (counted once per input size: they depend on nothing
+        else)."""
+        from fcm.models.cost import measure_cost
+
+        if image.shape not in self._front_costs:
+            self._front_costs[image.shape] = measure_cost(self.model.front, self.model.prepare(image))
+        return self._front_costs[image.shape]
 
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
         """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes."""
@@ -79,11 +91,13 @@ class Worker:
         ref_time = time.perf_counter() - t0
         edge = None  # the front runs once per input, however many operating points code its features
         for key in keys:
+            edge_cost = {"macs": 0, "params": 0}  # what the edge computes before coding (remote: nothing)
             if (key.pipeline, key.codec, key.qp) == REFERENCE:
                 output, bits, payload_bits, times = reference, 0, 0, {"infer": ref_time}
             elif key.pipeline == "feature":
                 edge = edge or run_front(image, self.model)
                 output, bits, payload_bits, times = self._feature(edge, key)
+                edge_cost = asdict(self.front_cost(image))
             else:
                 output, bits, payload_bits, times = self._remote(image, key)
             evaluation = self.evaluator.process(sample, output, reference)
@@ -97,14 +111,13 @@ class Worker:
                     "payload_bits": payload_bits,
                     "pixels": pixels,
                     "times": {k: round(v, 6) for k, v in times.items()},
+                    "edge": edge_cost,
                     "eval": evaluation,
                 }
             )
 
-    def _params(self, key: PointKey):
-        from fcm.codecs import CodecParams
-
-        return CodecParams(key.qp, self.cfg.rate_control, self.cfg.gop, self.cfg.preset)  # type: ignore[arg-type]
+    def _params(self, key: PointKey) -> CodecParams:
+        return self.cfg.codec_params(key.qp)
 
     def _feature(self, edge: Any, key: PointKey) -> tuple[Any, int, int, dict[str, float]]:
         """fcm: returns (output, all bits of the fcm bitstream, bits of its codec payload alone, stage times).
@@ -124,10 +137,11 @@ class Worker:
         from fcm.codecs import get_codec
 
         codec = get_codec(key.codec)
+        picture = self.cfg.remote_format
         t0 = time.perf_counter()
-        encoded = codec.encode_image(image, self._params(key))
+        encoded = codec.encode_image(image, self._params(key), picture)
         t1 = time.perf_counter()
-        decoded = codec.decode_image(encoded)
+        decoded = codec.decode_image(encoded, picture)
         t2 = time.perf_counter()
         output = self.model.full(self.model.prepare(decoded))
         t3 = time.perf_counter()
@@ -273,7 +287,7 @@ def _worker_run(index: int, keys: list[PointKey]) -> int:
 def plan(cfg: SweepConfig, sample_ids: list[str], done: set[tuple]) -> list[tuple[int, list[PointKey]]]:
     """``(input index, keys still to measure)`` for every input with work left."""
     keys = [PointKey(*REFERENCE)] + [
-        PointKey(p, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(cfg.qps)
+        PointKey(p, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(cfg.qps[p])
     ]
     tasks = []
     for i, sample_id in enumerate(sample_ids):
@@ -414,6 +428,14 @@ def summarize(
             continue
         time_keys = sorted({k for r in rs for k in r["times"]})
         times = {k: float(np.mean([r["times"].get(k, 0.0) for r in rs])) for k in time_keys}
+        rs = sorted(rs, key=lambda r: r["input"])
+        samples = InputSamples(
+            ids=tuple(r["input"] for r in rs),
+            bits=np.array([r["bits"] for r in rs], dtype=np.int64),
+            pixels=np.array([r["pixels"] for r in rs], dtype=np.int64),
+            scores=ev.input_scores([r["eval"] for r in rs]),
+        )
+        edge = [r.get("edge", {}) for r in rs]  # records written before fcm measured edge cost have none
         points.append(
             OperatingPoint(
                 dataset=worker.dataset.name,
@@ -427,6 +449,9 @@ def summarize(
                 metric=metrics[ev.primary],
                 metrics=metrics,
                 times=times,
+                edge_macs=float(np.mean([e.get("macs", 0) for e in edge])),
+                edge_params=int(max(e.get("params", 0) for e in edge)),
+                samples=samples,
             )
         )
     return points, reference

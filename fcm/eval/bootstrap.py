@@ -1,0 +1,72 @@
+"""Bootstrap over inputs: how much a sweep's numbers move when the inputs are drawn again.
+
+A sweep measures every operating point on the same inputs, so one resample (inputs drawn with replacement) is applied
+to every point at once (a paired bootstrap): each point's bpp becomes ``sum(bits[i]) / sum(pixels[i])`` and its
+metric ``mean(score[i])`` over the drawn indices ``i``, and every curve and BD value is rebuilt from those. Intervals
+are percentile intervals of the resampled values. Seeded: the same seed and inputs give the same intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fcm.eval.bd import Interval
+from fcm.eval.points import OperatingPoint
+
+__all__ = ["LEVEL", "Resampled", "percentile_interval", "resample_points"]
+
+#: confidence level of every interval in fcm's reports
+LEVEL = 0.95
+
+PointKey = tuple[str, int]  # (curve, qp)
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> Interval:
+    """The central ``level`` percentile interval of ``values`` (finite values only)."""
+    finite = values[np.isfinite(values)]
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(finite, [tail, 100.0 - tail])
+    return Interval(float(lo), float(hi), level, int(finite.size))
+
+
+@dataclass(frozen=True)
+class Resampled:
+    """Every point's bpp and metric under each of ``resamples`` draws of the inputs (arrays of that length)."""
+
+    ids: tuple[str, ...]
+    resamples: int
+    seed: int
+    bpp: dict[PointKey, np.ndarray]
+    metric: dict[PointKey, np.ndarray]
+
+    def interval(self, point: OperatingPoint, level: float = LEVEL) -> Interval:
+        return percentile_interval(self.metric[(point.curve, point.qp)], level)
+
+
+def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int) -> tuple[Resampled | None, str]:
+    """Resample every point's inputs together; ``(None, reason)`` when the points cannot be resampled."""
+    if resamples <= 0:
+        return None, "no bootstrap (resamples = 0)"
+    if any(p.samples is None for p in points):
+        return None, "no per-input measurements behind the points"
+    if any(p.samples.scores is None for p in points):  # type: ignore[union-attr]
+        return None, f"{points[0].metric_name} is not a mean over inputs, so inputs cannot be resampled for it"
+    ids = sorted(set.intersection(*(set(p.samples.ids) for p in points)))  # type: ignore[union-attr]
+    if len(ids) < 2:
+        return None, "fewer than two inputs measured at every point"
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(resamples, len(ids)))
+    bpp: dict[PointKey, np.ndarray] = {}
+    metric: dict[PointKey, np.ndarray] = {}
+    for p in points:
+        s = p.samples
+        assert s is not None and s.scores is not None
+        where = {k: i for i, k in enumerate(s.ids)}
+        order = np.array([where[k] for k in ids])
+        bits, pixels, scores = s.bits[order][draws], s.pixels[order][draws], s.scores[order][draws]
+        bpp[(p.curve, p.qp)] = bits.sum(axis=1) / pixels.sum(axis=1)
+        metric[(p.curve, p.qp)] = scores.mean(axis=1)
+    return Resampled(tuple(ids), resamples, seed, bpp, metric), ""
