@@ -291,6 +291,30 @@ def test_report_from_results_folder(full_run):
         assert Path(out["report"][key]).is_file()
     md = Path(out["report"]["report_md"]).read_text()
     assert "remote/x265" in md and "BD" in md
+    # per-input records behind every point: bootstrap intervals, and the edge's cost per point
+    doc = json.loads(Path(out["report"]["report_json"]).read_text())
+    assert doc["bootstrap"]["resamples"] == 1000
+    for p in doc["points"]:
+        assert p["metric_ci"]["lo"] <= p["metric"] <= p["metric_ci"]["hi"]
+        if p["pipeline"] == "feature":
+            assert p["edge_macs"] == 157_260_992 and p["edge_params"] == 253_984  # Lite0 up to stage4
+            assert p["edge_seconds"] == pytest.approx(sum(p["times"][s] for s in ("front", "pack", "encode")))
+        else:
+            assert p["edge_macs"] == 0 and p["edge_seconds"] == pytest.approx(p["times"]["encode"])
+    assert "## Edge cost" in md and "| `feature/x265` | 27 |" in md and "157.3 M" in md
+    assert "Remote anchor picture: `yuv420p10`, full range, BT.601" in md
+    assert Path(out["report"]["edge_plot"]).is_file()
+
+
+def test_each_pipeline_sweeps_its_own_qps(tmp_path):
+    from fcm.eval.sweep import plan
+
+    cfg = SweepConfig.from_config(_cfg(tmp_path, qps={"feature": [32, 42], "remote": [12, 17, 22]}))
+    keys = {(k.pipeline, k.qp) for _, ks in plan(cfg, ["a"], set()) for k in ks}
+    assert keys == {("uncompressed", 0), ("feature", 32), ("feature", 42), ("remote", 12), ("remote", 17),
+                    ("remote", 22)}
+    assert cfg.resolved()["qps"] == {"feature": [32, 42], "remote": [12, 17, 22]}
+    assert SweepConfig.from_config({**_cfg(tmp_path), **cfg.resolved()}).qps == cfg.qps  # the manifest reloads
 
 
 def test_detection_fidelity_evaluator():

@@ -154,3 +154,19 @@ def test_weights_checksum_and_loading(tmp_path: Path):
     torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
     with pytest.raises(WeightsError, match="do not fit"):
         get_model("resnet18", "layer2", weights=wrong)
+
+
+def test_mac_count_of_efficientnet_lite0_matches_the_published_figure(lite0):
+    """torch's FLOP counter on the whole network at 224²: ≈ 0.4 GMACs and 4.65 M parameters, as published for
+    EfficientNet-Lite0 (0.39 G for B0, whose only extra MACs are the squeeze-excitation blocks Lite drops)."""
+    from fcm.models.cost import measure_cost
+
+    x = torch.zeros(1, 3, 224, 224)
+    full = measure_cost(lite0.full, x)
+    assert full.macs == pytest.approx(0.4e9, rel=0.05)
+    assert full.params == sum(p.numel() for p in lite0.net.parameters())  # every parameter is read by the full net
+    front = measure_cost(lite0.front, x)
+    assert 0 < front.macs < full.macs and 0 < front.params < full.params
+    # the back half reads the rest: front and back split the parameters between them
+    back = measure_cost(lite0.back, lite0.front(x))
+    assert front.params + back.params == full.params and front.macs + back.macs == full.macs

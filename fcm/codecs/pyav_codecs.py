@@ -552,7 +552,7 @@ class PyAVCodec(Codec):
 
     # -- coding the image itself (the remote-inference anchor) ---------------------------------------------------------
 
-    codes_images: ClassVar[bool] = True
+    codes_images = True
 
     def check_image_format(self, fmt: PictureFormat) -> None:
         """Raise :class:`CodecError` if this codec's encoder cannot take pictures in ``fmt``."""

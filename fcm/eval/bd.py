@@ -309,15 +309,13 @@ def compare(
             values[key] = fn(ar, aa, tr, ta, method=method)
         except BDError as exc:
             errors[key] = str(exc)
-    overlaps = {}
+    accuracy_overlap = rate_overlap = None
     if ar.size and tr.size and np.all(ar > 0) and np.all(tr > 0):
-        overlaps = {
-            "accuracy_overlap": Overlap("accuracy", (float(aa.min()), float(aa.max())), (float(ta.min()), float(ta.max()))),
-            "rate_overlap": Overlap("log10 rate", (float(np.log10(ar.min())), float(np.log10(ar.max()))),
-                                    (float(np.log10(tr.min())), float(np.log10(tr.max())))),
-        }
+        accuracy_overlap = Overlap("accuracy", (float(aa.min()), float(aa.max())), (float(ta.min()), float(ta.max())))
+        rate_overlap = Overlap("log10 rate", (float(np.log10(ar.min())), float(np.log10(ar.max()))),
+                               (float(np.log10(tr.min())), float(np.log10(tr.max()))))
     return BDResult(values["bd_rate"], values["bd_accuracy"], anchor_name, test_name, errors.get("bd_rate", ""),
-                    errors.get("bd_accuracy", ""), **overlaps)
+                    errors.get("bd_accuracy", ""), accuracy_overlap=accuracy_overlap, rate_overlap=rate_overlap)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -147,7 +147,7 @@ def plot_edge_cost(path: Path, analysis: Analysis, reference: dict[str, float] |
     ax = fig.add_subplot()
     times: list[float] = []
     for i, (name, curve) in enumerate(analysis.curves.items()):
-        ps = sorted((p for p in curve if p.times and _finite(float(p.metric))), key=lambda p: p.edge_seconds)
+        ps = [p for p in curve if p.times and _finite(float(p.metric))]  # in rate order, as on the RD plot
         if not ps:
             continue
         x = [1000.0 * p.edge_seconds for p in ps]

@@ -359,7 +359,7 @@ def _edge_lines(analysis: Analysis) -> list[str]:
 
 
 def _write_md(path: Path, *, title: str, analysis: Analysis, reference: Mapping[str, float] | None,
-              manifest: Mapping[str, Any] | None, skipped: Sequence[Mapping[str, str]],
+              manifest: Mapping[str, Any] | None, skipped: Sequence[Mapping[str, str]], remote_picture: str | None,
               files: Mapping[str, Path | None]) -> None:
     dataset, metric, anchor = analysis.dataset, analysis.metric_name, analysis.anchor
     points = analysis.points
@@ -372,9 +372,8 @@ def _write_md(path: Path, *, title: str, analysis: Analysis, reference: Mapping[
         "information included; remote: whole coded image streams)",
         f"- Curves: {', '.join(f'`{c}`' for c in analysis.curves)}; anchor: `{anchor}`",
     ]
-    if manifest and isinstance(manifest.get("config"), Mapping) and "remote" in manifest["config"]:
-        remote = manifest["config"]["remote"]
-        lines.append(f"- Remote anchor picture: `{remote.get('format')}`, {remote.get('range')} range, BT.601")
+    if remote_picture:
+        lines.append(f"- Remote anchor picture: {remote_picture}")
     if reference:
         refs = ", ".join(f"{k} = {_num(float(v), '.2f')}" for k, v in reference.items())
         lines.append(f"- Reference (uncompressed inference): {refs}")
@@ -429,6 +428,7 @@ def write_report(
     seed: int = 0,
     min_overlap: float = 0.5,
     skipped: Sequence[Mapping[str, str]] = (),
+    remote_picture: str | None = None,
 ) -> ReportFiles:
     """Analyse ``points`` and write ``summary.csv``, ``report.json``, ``report.md``, ``rd_<metric>.png`` (and
     ``edge_cost.png`` / ``times.png`` when the points carry stage times) into ``out_dir``; return their paths.
@@ -445,6 +445,8 @@ def write_report(
         bootstrap, seed: resamples of the inputs for confidence intervals (0: none) and their seed.
         min_overlap: warn when a BD metric's overlap covers less than this fraction of either curve's range.
         skipped: inputs left out of the sweep (``{"input", "reason"}``), listed in the report.
+        remote_picture: how remote curves coded the picture (e.g. ``"yuv420p10 (full range, BT.601)"``), stated in
+            the report's header.
 
     Raises:
         ConfigError: no points, points of different datasets or metrics, a point with no pixels, or an unknown anchor.
@@ -487,5 +489,5 @@ def write_report(
         plot_times(out / "times.png", analysis)
         plot_edge_cost(out / "edge_cost.png", analysis, reference)
     _write_md(out / "report.md", title=title, analysis=analysis, reference=reference, manifest=manifest,
-              skipped=skipped, files=files)
+              skipped=skipped, remote_picture=remote_picture, files=files)
     return ReportFiles(out_dir=out, analysis=analysis, **files)  # type: ignore[arg-type]

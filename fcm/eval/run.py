@@ -97,7 +97,9 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
 
 
 def _report_settings(cfg: SweepConfig) -> dict[str, Any]:
-    return {"bootstrap": cfg.bootstrap, "seed": cfg.bootstrap_seed, "min_overlap": cfg.min_overlap}
+    remote = f"`{cfg.remote_format.name}`, {cfg.remote_format.range_name} range, BT.601 (exact numpy conversion)"
+    return {"bootstrap": cfg.bootstrap, "seed": cfg.bootstrap_seed, "min_overlap": cfg.min_overlap,
+            "remote_picture": remote if "remote" in cfg.pipelines else None}
 
 
 def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
