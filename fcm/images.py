@@ -38,7 +38,9 @@ MAX_PIXELS = 160_000_000
 MAX_SIDE = 4096
 #: PIL modes that PIL's own ``convert("RGB")`` maps correctly (alpha is dropped, not composited; palettes, CMYK,
 #: YCbCr, LAB and HSV are converted as colours).
-_CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+_CONVERTIBLE_MODES = frozenset(
+    {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+)
 #: Integer greyscale modes, read as 16-bit samples (0–65535) and scaled to 8 bits; PIL's convert would clip to white.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 

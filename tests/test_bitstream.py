@@ -1,5 +1,6 @@
 """The container on its own: exact round trip of every field, and one documented error for bad input."""
 
+import dataclasses
 import struct
 import zlib
 
@@ -9,8 +10,8 @@ import pytest
 from fcm import bitstream
 from fcm.bitstream import Header
 from fcm.codecs.base import CodecParams, EncodedFrames
-from fcm.errors import BitstreamError
-from fcm.packing import Layout, QuantRange
+from fcm.errors import BitstreamError, ShapeError
+from fcm.packing import Layout, QuantRange, dequantize
 
 
 def _header(range_mode="frame", frames=2):
@@ -142,3 +143,124 @@ def test_duplicate_meta_keys_are_rejected():
     data[first : first + 10] = b"input_size"  # now 'input_size' appears twice
     with pytest.raises(BitstreamError, match="appears twice"):
         bitstream.read(_recrc(bytes(data)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Strings: a documented printable set, checked on write and on read, escaped in messages
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: every string field of the header, as a function putting ``s`` into it
+STRING_FIELDS = {
+    "model name": lambda h, s: dataclasses.replace(h, model=s),
+    "split name": lambda h, s: dataclasses.replace(h, split=s),
+    "weights tag": lambda h, s: dataclasses.replace(h, weights_tag=s),
+    "meta key": lambda h, s: dataclasses.replace(h, meta={**h.meta, s: (1,)}),
+    "tensor name": lambda h, s: dataclasses.replace(h, layout=Layout.for_shapes([(s, 4, 2, 2)]),
+                                                    ranges=((QuantRange(0, 1),),) * 2),
+    "codec name": lambda h, s: dataclasses.replace(h, codec=s),
+    "preset": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params, preset=s)),
+    "codec option key": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params,
+                                                                                       options=((s, "1"),))),
+    "codec option value": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params,
+                                                                                         options=(("k", s),))),
+    "note key": lambda h, s: dataclasses.replace(h, notes=((s, "1"),)),
+    "note value": lambda h, s: dataclasses.replace(h, notes=(("k", s),)),
+}
+HOSTILE = ["two\nlines", "\x1b[31mred", "caf\u00e9", "tab\there", "nul\x00"]
+
+
+def _written(h: Header) -> bytes:
+    return bitstream.write(h, EncodedFrames(h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth,
+                                            h.num_frames, b"", (b"x",) * h.num_frames))
+
+
+def _is_one_clean_line(message: str) -> bool:
+    return message.isprintable()
+
+
+@pytest.mark.parametrize("what", list(STRING_FIELDS))
+def test_strings_outside_the_set_are_refused_on_write(what):
+    too_long = "x" * (bitstream.MAX_STRING + 1 if what.endswith("value") else bitstream.MAX_NAME + 1)
+    for hostile in [*HOSTILE, too_long]:
+        with pytest.raises(BitstreamError, match=f"invalid {what}") as e:
+            _written(STRING_FIELDS[what](_header(), hostile))
+        assert _is_one_clean_line(str(e.value)), str(e.value)
+
+
+@pytest.mark.parametrize("what", list(STRING_FIELDS))
+def test_strings_outside_the_set_are_refused_on_read(what):
+    placeholder = "Zq9Zq9Zq9"
+    data = _written(STRING_FIELDS[what](_header(), placeholder))
+    for hostile in ("two\nline", "\x1b[31mred", "caf\xe9_abc", "bell\x07xx"):
+        forged = data.replace(placeholder.encode(), hostile.ljust(len(placeholder), "x").encode("latin-1"))
+        assert len(forged) == len(data) and forged != data
+        with pytest.raises(BitstreamError, match=f"corrupt: invalid {what}") as e:
+            bitstream.read(_recrc(forged))
+        assert _is_one_clean_line(str(e.value)), str(e.value)
+
+
+def test_allowed_strings_round_trip():
+    h = STRING_FIELDS["codec option value"](_header(), "aq-mode=2:psy-rd=1.0, with spaces ~!")
+    h = STRING_FIELDS["preset"](h, "")
+    h2, _ = bitstream.read(_written(h))
+    assert h2 == dataclasses.replace(h, params=dataclasses.replace(h.params, preset=None))
+    name = "a" * bitstream.MAX_NAME
+    assert bitstream.read(_written(STRING_FIELDS["model name"](_header(), name)))[0].model == name
+
+
+def test_cli_prints_a_forged_header_on_one_escaped_line(tmp_path, capsys):
+    from fcm.cli import main
+
+    placeholder = "Zq9Zq9Zq9"
+    data = _written(STRING_FIELDS["tensor name"](_header(), placeholder))
+    path = tmp_path / "forged.fcm"
+    path.write_bytes(_recrc(data.replace(placeholder.encode(), b"\n\x1b[2J\x1b[Hx")))
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\\x1b[2J" in err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Ranges: finite, ordered, and small enough that float32 dequantization cannot overflow
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _with_range(lo: float, hi: float) -> bytes:
+    """The two-frame header with frame 0's range forged to [lo, hi] (as float32), CRC recomputed."""
+    h = _header()
+    data = _written(h)
+    old = struct.pack("<ff", *(h.ranges[0][0].lo, h.ranges[0][0].hi))
+    assert data.count(old) == 1
+    return _recrc(data.replace(old, struct.pack("<ff", lo, hi)))
+
+
+@pytest.mark.parametrize(("lo", "hi", "message"), [
+    (-3e38, 3e38, "exceeds"),  # span overflows float32: this decoded to NaN probabilities before
+    (-2.0**127, 0.0, "exceeds"),
+    (0.0, float("inf"), "invalid quantization range"),
+    (float("nan"), 1.0, "invalid quantization range"),
+    (2.0, 1.0, "invalid quantization range"),
+])
+def test_ranges_that_cannot_dequantize_are_refused_on_read(lo, hi, message):
+    with pytest.raises(BitstreamError, match=f"corrupt: .*{message}"):
+        bitstream.read(_with_range(lo, hi))
+
+
+def test_largest_allowed_range_dequantizes_finitely():
+    limit = QuantRange(-(2.0**126), 2.0**126)
+    h, _ = bitstream.read(_with_range(limit.lo, limit.hi))
+    assert h.ranges[0][0] == limit
+    for bit_depth in (8, 10, 16):
+        q = np.array([0, 1, (1 << bit_depth) - 1], np.uint16)
+        x = dequantize(q, limit, bit_depth)
+        assert np.isfinite(x).all() and x[0] == limit.lo and x[-1] == limit.hi
+    with pytest.raises(ShapeError, match="exceeds"):
+        QuantRange(0.0, 2.0**127)
+
+
+def test_dequantize_refuses_to_return_non_finite_values():
+    forged = object.__new__(QuantRange)  # a range that skipped validation, as a buggy reader could produce
+    object.__setattr__(forged, "lo", -3e38)
+    object.__setattr__(forged, "hi", 3e38)
+    with pytest.raises(ShapeError, match="non-finite"):
+        dequantize(np.array([0, 1023], np.uint16), forged, 10)
