@@ -198,6 +198,10 @@ class _Reader:
             shift += 7
             if shift > 63:
                 raise BitstreamError(f"corrupt: integer {what} is too long")
+        if byte == 0 and shift:  # one value, one encoding: the writer never ends a varint with a zero byte
+            raise BitstreamError(f"corrupt: integer {what} is not minimally encoded")
+        if v >= 1 << 64:
+            raise BitstreamError(f"corrupt: integer {what} does not fit in 64 bits")
         if limit is not None and v > limit:
             raise BitstreamError(f"corrupt: {what} = {v} exceeds its limit {limit}")
         return v
@@ -311,6 +315,8 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     layout = Layout(tuple(placements), frame_height, frame_width)  # validates the geometry
     per_frame = 1 if range_mode == "frame" else len(placements)
     num_frames = r.count("frame count", MAX_FRAMES, 8 * per_frame)
+    if num_frames < 1:
+        raise BitstreamError("corrupt: frame count is 0")
     ranges = tuple(
         tuple(QuantRange(r.f32("range low"), r.f32("range high")) for _ in range(per_frame)) for _ in range(num_frames)
     )

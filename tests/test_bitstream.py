@@ -1,8 +1,12 @@
 """The container on its own: exact round trip of every field, and one documented error for bad input."""
 
 import dataclasses
+import importlib.util
+import json
 import struct
-import zlib
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,9 +72,16 @@ def test_float_ranges_are_exact_float32():
             assert np.float32(ra.lo) == np.float32(rb.lo) and np.float32(ra.hi) == np.float32(rb.hi)
 
 
-def _recrc(data: bytes) -> bytes:
-    body = data[:-4]
-    return body + struct.pack("<I", zlib.crc32(body))
+def _load_fuzz_tool():
+    spec = importlib.util.spec_from_file_location("fuzz_bitstream", TOOLS / "fuzz_bitstream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+fuzz_tool = _load_fuzz_tool()
+_recrc = fuzz_tool.recrc
 
 
 def test_documented_errors():
@@ -264,3 +275,46 @@ def test_dequantize_refuses_to_return_non_finite_values():
     object.__setattr__(forged, "hi", 3e38)
     with pytest.raises(ShapeError, match="non-finite"):
         dequantize(np.array([0, 1023], np.uint16), forged, 10)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The fuzz tool (tools/fuzz_bitstream.py) on real codec streams
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_fuzz_tool_runs_and_finds_no_bug():
+    proc = subprocess.run([sys.executable, str(TOOLS / "fuzz_bitstream.py"), "--cases", "70", "--seed", "3"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, result["bugs"]
+    assert result["cases"] == 70 and sum(result["totals"].values()) == 70
+    assert result["totals"]["rejected"] > 0 and set(result["by_kind"]) == set(fuzz_tool.MUTATIONS)
+
+
+def test_fuzz_mutations_are_seeded_and_change_the_stream():
+    data = bytes(range(256)) * 4
+    for kind in fuzz_tool.MUTATIONS:
+        a = fuzz_tool.mutate(data, kind, np.random.default_rng(5), payload_start=300)
+        b = fuzz_tool.mutate(data, kind, np.random.default_rng(5), payload_start=300)
+        assert a == b and a != data, kind
+
+
+def _reframed(body: bytes) -> bytes:
+    """A stream around ``body`` (the bytes after the preamble) with the body length and CRC recomputed."""
+    return _recrc(bitstream.MAGIC + bytes([bitstream.VERSION]) + struct.pack("<I", len(body)) + body + b"\0" * 4)
+
+
+def test_varints_must_be_minimal():
+    data = _written(_header())
+    body = data[9:-4]
+    # the tensor count 2 (followed by the first name, "p2") as the two-byte varint 0x82 0x00: same value, 2nd encoding
+    assert body.count(b"\x02\x02p2") == 1 and bitstream.read(_reframed(body))[0] == _header()
+    with pytest.raises(BitstreamError, match="tensor count is not minimally encoded"):
+        bitstream.read(_reframed(body.replace(b"\x02\x02p2", b"\x82\x00\x02p2")))
+
+
+def test_zero_frames_are_rejected():
+    h = dataclasses.replace(_header(), ranges=())
+    data = bitstream.write(h, EncodedFrames(h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth, 0))
+    with pytest.raises(BitstreamError, match="frame count is 0"):
+        bitstream.read(data)
