@@ -12,6 +12,7 @@ that remain before anything is allocated, so garbage can neither exhaust memory 
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -27,6 +28,15 @@ VERSION = 1
 _PREAMBLE = struct.Struct("<4sBI")  # magic, version, body length
 _CRC = struct.Struct("<I")
 MAX_STRING = 255
+#: Names (model, split, weights tag, meta keys, tensor names, codec, preset, option and note keys): 1–64 characters
+#: from this set (the preset may also be empty). Nothing printable can smuggle a newline or terminal escape.
+NAME_CHARS = "A-Za-z0-9_.:/+-"
+MAX_NAME = 64
+#: Option and note values: 0–255 printable ASCII characters (space to ``~``).
+VALUE_CHARS = r"\x20-\x7e"
+_NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME}}}")
+_PRESET = re.compile(f"[{NAME_CHARS}]{{0,{MAX_NAME}}}")  # empty: the codec's default
+_VALUE = re.compile(f"[{VALUE_CHARS}]{{0,{MAX_STRING}}}")
 MAX_TENSORS = 64
 MAX_META = 32
 MAX_FRAMES = 1 << 20
@@ -85,11 +95,9 @@ class _Writer:
         self.uint(len(b))
         self.buf += b
 
-    def string(self, s: str) -> None:
-        b = s.encode("utf-8")
-        if len(b) > MAX_STRING:
-            raise ValueError(f"string too long for the bitstream ({len(b)} > {MAX_STRING} bytes): {s[:40]!r}…")
-        self.raw(b)
+    def string(self, s: str, what: str, pattern: re.Pattern[str] = _NAME) -> None:
+        _check_string(s, what, pattern)
+        self.raw(s.encode("ascii"))
 
     def choice(self, value: str, options: tuple[str, ...]) -> None:
         self.uint(options.index(value))
@@ -108,12 +116,12 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
     ):
         raise ValueError("payload frame size, bit depth or count disagrees with the header")
     w = _Writer()
-    w.string(header.model)
-    w.string(header.split)
-    w.string(header.weights_tag)
+    w.string(header.model, "model name")
+    w.string(header.split, "split name")
+    w.string(header.weights_tag, "weights tag")
     w.uint(len(header.meta))
     for key, values in header.meta.items():
-        w.string(key)
+        w.string(key, "meta key")
         w.uint(len(values))
         for v in values:
             w.sint(int(v))
@@ -123,7 +131,7 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
     w.uint(lay.frame_width)
     w.uint(len(lay.placements))
     for p in lay.placements:
-        w.string(p.name)
+        w.string(p.name, "tensor name")
         for v in (p.channels, p.height, p.width, p.cols, p.top):
             w.uint(v)
     w.uint(header.num_frames)
@@ -131,14 +139,14 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
         for r in frame_ranges:
             w.f32(r.lo)
             w.f32(r.hi)
-    w.string(header.codec)
+    w.string(header.codec, "codec name")
     params = header.params
     w.sint(params.qp)
     w.choice(params.rate_control, _RATE_CONTROLS)
     w.choice(params.gop, _GOPS)
-    w.string(params.preset or "")
-    _write_pairs(w, params.options)
-    _write_pairs(w, header.notes)
+    w.string(params.preset or "", "preset", _PRESET)
+    _write_pairs(w, params.options, "codec option")
+    _write_pairs(w, header.notes, "note")
     w.raw(payload.extradata)
     w.uint(len(payload.packets))
     for packet in payload.packets:
@@ -148,11 +156,22 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
     return head + body + _CRC.pack(zlib.crc32(head + body))
 
 
-def _write_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...]) -> None:
+def _write_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...], what: str) -> None:
     w.uint(len(pairs))
     for k, v in pairs:
-        w.string(k)
-        w.string(v)
+        w.string(k, f"{what} key")
+        w.string(v, f"{what} value", _VALUE)
+
+
+def _check_string(s: object, what: str, pattern: re.Pattern[str]) -> None:
+    """Raise BitstreamError unless ``s`` is a string ``pattern`` matches in full; the message escapes ``s``."""
+    if not isinstance(s, str) or not pattern.fullmatch(s):
+        if pattern is _VALUE:
+            allowed = f"at most {MAX_STRING} printable ASCII characters"
+        else:
+            allowed = f"{0 if pattern is _PRESET else 1}–{MAX_NAME} characters from [{NAME_CHARS}]"
+        shown = ascii(s[:80]) + ("…" if len(s) > 80 else "") if isinstance(s, str) else type(s).__name__
+        raise BitstreamError(f"invalid {what} {shown}: must be {allowed}")
 
 
 # ---------------------------------------------------------------- reading
@@ -179,6 +198,10 @@ class _Reader:
             shift += 7
             if shift > 63:
                 raise BitstreamError(f"corrupt: integer {what} is too long")
+        if byte == 0 and shift:  # one value, one encoding: the writer never ends a varint with a zero byte
+            raise BitstreamError(f"corrupt: integer {what} is not minimally encoded")
+        if v >= 1 << 64:
+            raise BitstreamError(f"corrupt: integer {what} does not fit in 64 bits")
         if limit is not None and v > limit:
             raise BitstreamError(f"corrupt: {what} = {v} exceeds its limit {limit}")
         return v
@@ -208,16 +231,17 @@ class _Reader:
         self.pos += n
         return bytes(b)
 
-    def string(self, what: str) -> str:
+    def string(self, what: str, pattern: re.Pattern[str] = _NAME) -> str:
         n = self.uint(f"length of {what}", MAX_STRING)
         if n > self.remaining():
             raise BitstreamError(f"truncated: {what} needs {n} bytes, {self.remaining()} remain")
-        b = self.data[self.pos : self.pos + n]
+        s = self.data[self.pos : self.pos + n].decode("latin-1")  # every byte maps to one character; checked next
         self.pos += n
         try:
-            return b.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BitstreamError(f"corrupt: {what} is not valid UTF-8") from None
+            _check_string(s, what, pattern)
+        except BitstreamError as e:
+            raise BitstreamError(f"corrupt: {e}") from None
+        return s
 
     def choice(self, what: str, options: tuple[str, ...]) -> str:
         i = self.uint(what)
@@ -273,7 +297,7 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     for _ in range(r.count("meta entry count", MAX_META, 2)):
         key = r.string("meta key")
         if key in meta:
-            raise BitstreamError(f"corrupt: meta key {key!r} appears twice")
+            raise BitstreamError(f"corrupt: meta key {key!a} appears twice")
         values = tuple(r.sint(f"meta {key}") for _ in range(r.count(f"meta {key} length", 16)))
         meta[key] = values
     bit_depth = r.uint("bit depth", 64)
@@ -285,11 +309,14 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     placements = []
     for _ in range(r.count("tensor count", MAX_TENSORS, 6)):
         name = r.string("tensor name")
-        c, h, w, cols, top = (r.uint(f"tensor {name} {f}", MAX_DIM) for f in ("channels", "height", "width", "cols", "top"))
+        fields = ("channels", "height", "width", "cols", "top")
+        c, h, w, cols, top = (r.uint(f"tensor {name} {f}", MAX_DIM) for f in fields)
         placements.append(TensorPlacement(name, c, h, w, cols, top))
     layout = Layout(tuple(placements), frame_height, frame_width)  # validates the geometry
     per_frame = 1 if range_mode == "frame" else len(placements)
     num_frames = r.count("frame count", MAX_FRAMES, 8 * per_frame)
+    if num_frames < 1:
+        raise BitstreamError("corrupt: frame count is 0")
     ranges = tuple(
         tuple(QuantRange(r.f32("range low"), r.f32("range high")) for _ in range(per_frame)) for _ in range(num_frames)
     )
@@ -297,16 +324,18 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     qp = r.sint("qp")
     rate_control = r.choice("rate control", _RATE_CONTROLS)
     gop = r.choice("GOP structure", _GOPS)
-    preset = r.string("preset") or None
+    preset = r.string("preset", _PRESET) or None
     options = _read_pairs(r, "codec option")
     notes = _read_pairs(r, "note")
     params = CodecParams(qp, rate_control, gop, preset, options)  # type: ignore[arg-type]
     extradata = r.raw("codec extradata")
     packets = tuple(r.raw("packet") for _ in range(r.count("packet count", MAX_FRAMES * 4, 1)))
-    header = Header(model, split, weights_tag, meta, layout, bit_depth, range_mode, ranges, codec, params, notes)  # type: ignore[arg-type]
+    header = Header(model, split, weights_tag, meta, layout, bit_depth, range_mode,  # type: ignore[arg-type]
+                    ranges, codec, params, notes)
     payload = EncodedFrames(codec, frame_width, frame_height, bit_depth, num_frames, extradata, packets)
     return header, payload
 
 
 def _read_pairs(r: _Reader, what: str) -> tuple[tuple[str, str], ...]:
-    return tuple((r.string(f"{what} key"), r.string(f"{what} value")) for _ in range(r.count(f"{what} count", 64, 2)))
+    return tuple((r.string(f"{what} key"), r.string(f"{what} value", _VALUE))
+                 for _ in range(r.count(f"{what} count", 64, 2)))

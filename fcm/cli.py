@@ -76,9 +76,7 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _decode(args: argparse.Namespace) -> dict[str, Any]:
-    from fcm import pipeline
-
-    from fcm import bitstream
+    from fcm import bitstream, pipeline
 
     data = _read_file(args.bitstream)
     header, _ = bitstream.read(data)
@@ -119,7 +117,7 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
             for p in lay.placements
         ],
         "frames": header.num_frames,
-        "frame_size": [lay.frame_width, lay.frame_height],
+        "frame_size": [lay.frame_height, lay.frame_width],  # H, W like every other size fcm prints
         "bit_depth": header.bit_depth,
         "range_mode": header.range_mode,
         "ranges": [[[r.lo, r.hi] for r in fr] for fr in header.ranges],
@@ -281,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable(message: str) -> str:
+    """``message`` on one line with no terminal control: non-printable characters (newlines, ESC, …) escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -296,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("default")
             result = args.func(args)
     except (FcmError, OSError) as e:
-        print(f"fcm {args.command}: error: {e}", file=sys.stderr)
+        print(f"fcm {args.command}: error: {_printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fcm {args.command}: interrupted", file=sys.stderr)

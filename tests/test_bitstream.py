@@ -1,7 +1,12 @@
 """The container on its own: exact round trip of every field, and one documented error for bad input."""
 
+import dataclasses
+import importlib.util
+import json
 import struct
-import zlib
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +14,8 @@ import pytest
 from fcm import bitstream
 from fcm.bitstream import Header
 from fcm.codecs.base import CodecParams, EncodedFrames
-from fcm.errors import BitstreamError
-from fcm.packing import Layout, QuantRange
+from fcm.errors import BitstreamError, ShapeError
+from fcm.packing import Layout, QuantRange, dequantize
 
 
 def _header(range_mode="frame", frames=2):
@@ -67,9 +72,16 @@ def test_float_ranges_are_exact_float32():
             assert np.float32(ra.lo) == np.float32(rb.lo) and np.float32(ra.hi) == np.float32(rb.hi)
 
 
-def _recrc(data: bytes) -> bytes:
-    body = data[:-4]
-    return body + struct.pack("<I", zlib.crc32(body))
+def _load_fuzz_tool():
+    spec = importlib.util.spec_from_file_location("fuzz_bitstream", TOOLS / "fuzz_bitstream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+fuzz_tool = _load_fuzz_tool()
+_recrc = fuzz_tool.recrc
 
 
 def test_documented_errors():
@@ -142,3 +154,167 @@ def test_duplicate_meta_keys_are_rejected():
     data[first : first + 10] = b"input_size"  # now 'input_size' appears twice
     with pytest.raises(BitstreamError, match="appears twice"):
         bitstream.read(_recrc(bytes(data)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Strings: a documented printable set, checked on write and on read, escaped in messages
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: every string field of the header, as a function putting ``s`` into it
+STRING_FIELDS = {
+    "model name": lambda h, s: dataclasses.replace(h, model=s),
+    "split name": lambda h, s: dataclasses.replace(h, split=s),
+    "weights tag": lambda h, s: dataclasses.replace(h, weights_tag=s),
+    "meta key": lambda h, s: dataclasses.replace(h, meta={**h.meta, s: (1,)}),
+    "tensor name": lambda h, s: dataclasses.replace(h, layout=Layout.for_shapes([(s, 4, 2, 2)]),
+                                                    ranges=((QuantRange(0, 1),),) * 2),
+    "codec name": lambda h, s: dataclasses.replace(h, codec=s),
+    "preset": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params, preset=s)),
+    "codec option key": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params,
+                                                                                       options=((s, "1"),))),
+    "codec option value": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params,
+                                                                                         options=(("k", s),))),
+    "note key": lambda h, s: dataclasses.replace(h, notes=((s, "1"),)),
+    "note value": lambda h, s: dataclasses.replace(h, notes=(("k", s),)),
+}
+HOSTILE = ["two\nlines", "\x1b[31mred", "caf\u00e9", "tab\there", "nul\x00"]
+
+
+def _written(h: Header) -> bytes:
+    return bitstream.write(h, EncodedFrames(h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth,
+                                            h.num_frames, b"", (b"x",) * h.num_frames))
+
+
+def _is_one_clean_line(message: str) -> bool:
+    return message.isprintable()
+
+
+@pytest.mark.parametrize("what", list(STRING_FIELDS))
+def test_strings_outside_the_set_are_refused_on_write(what):
+    too_long = "x" * (bitstream.MAX_STRING + 1 if what.endswith("value") else bitstream.MAX_NAME + 1)
+    for hostile in [*HOSTILE, too_long]:
+        with pytest.raises(BitstreamError, match=f"invalid {what}") as e:
+            _written(STRING_FIELDS[what](_header(), hostile))
+        assert _is_one_clean_line(str(e.value)), str(e.value)
+
+
+@pytest.mark.parametrize("what", list(STRING_FIELDS))
+def test_strings_outside_the_set_are_refused_on_read(what):
+    placeholder = "Zq9Zq9Zq9"
+    data = _written(STRING_FIELDS[what](_header(), placeholder))
+    for hostile in ("two\nline", "\x1b[31mred", "caf\xe9_abc", "bell\x07xx"):
+        forged = data.replace(placeholder.encode(), hostile.ljust(len(placeholder), "x").encode("latin-1"))
+        assert len(forged) == len(data) and forged != data
+        with pytest.raises(BitstreamError, match=f"corrupt: invalid {what}") as e:
+            bitstream.read(_recrc(forged))
+        assert _is_one_clean_line(str(e.value)), str(e.value)
+
+
+def test_allowed_strings_round_trip():
+    h = STRING_FIELDS["codec option value"](_header(), "aq-mode=2:psy-rd=1.0, with spaces ~!")
+    h = STRING_FIELDS["preset"](h, "")
+    h2, _ = bitstream.read(_written(h))
+    assert h2 == dataclasses.replace(h, params=dataclasses.replace(h.params, preset=None))
+    name = "a" * bitstream.MAX_NAME
+    assert bitstream.read(_written(STRING_FIELDS["model name"](_header(), name)))[0].model == name
+
+
+def test_cli_prints_a_forged_header_on_one_escaped_line(tmp_path, capsys):
+    from fcm.cli import main
+
+    placeholder = "Zq9Zq9Zq9"
+    data = _written(STRING_FIELDS["tensor name"](_header(), placeholder))
+    path = tmp_path / "forged.fcm"
+    path.write_bytes(_recrc(data.replace(placeholder.encode(), b"\n\x1b[2J\x1b[Hx")))
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\\x1b[2J" in err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Ranges: finite, ordered, and small enough that float32 dequantization cannot overflow
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _with_range(lo: float, hi: float) -> bytes:
+    """The two-frame header with frame 0's range forged to [lo, hi] (as float32), CRC recomputed."""
+    h = _header()
+    data = _written(h)
+    old = struct.pack("<ff", *(h.ranges[0][0].lo, h.ranges[0][0].hi))
+    assert data.count(old) == 1
+    return _recrc(data.replace(old, struct.pack("<ff", lo, hi)))
+
+
+@pytest.mark.parametrize(("lo", "hi", "message"), [
+    (-3e38, 3e38, "exceeds"),  # span overflows float32: this decoded to NaN probabilities before
+    (-2.0**127, 0.0, "exceeds"),
+    (0.0, float("inf"), "invalid quantization range"),
+    (float("nan"), 1.0, "invalid quantization range"),
+    (2.0, 1.0, "invalid quantization range"),
+])
+def test_ranges_that_cannot_dequantize_are_refused_on_read(lo, hi, message):
+    with pytest.raises(BitstreamError, match=f"corrupt: .*{message}"):
+        bitstream.read(_with_range(lo, hi))
+
+
+def test_largest_allowed_range_dequantizes_finitely():
+    limit = QuantRange(-(2.0**126), 2.0**126)
+    h, _ = bitstream.read(_with_range(limit.lo, limit.hi))
+    assert h.ranges[0][0] == limit
+    for bit_depth in (8, 10, 16):
+        q = np.array([0, 1, (1 << bit_depth) - 1], np.uint16)
+        x = dequantize(q, limit, bit_depth)
+        assert np.isfinite(x).all() and x[0] == limit.lo and x[-1] == limit.hi
+    with pytest.raises(ShapeError, match="exceeds"):
+        QuantRange(0.0, 2.0**127)
+
+
+def test_dequantize_refuses_to_return_non_finite_values():
+    forged = object.__new__(QuantRange)  # a range that skipped validation, as a buggy reader could produce
+    object.__setattr__(forged, "lo", -3e38)
+    object.__setattr__(forged, "hi", 3e38)
+    with pytest.raises(ShapeError, match="non-finite"):
+        dequantize(np.array([0, 1023], np.uint16), forged, 10)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The fuzz tool (tools/fuzz_bitstream.py) on real codec streams
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_fuzz_tool_runs_and_finds_no_bug():
+    proc = subprocess.run([sys.executable, str(TOOLS / "fuzz_bitstream.py"), "--cases", "70", "--seed", "3"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, result["bugs"]
+    assert result["cases"] == 70 and sum(result["totals"].values()) == 70
+    assert result["totals"]["rejected"] > 0 and set(result["by_kind"]) == set(fuzz_tool.MUTATIONS)
+
+
+def test_fuzz_mutations_are_seeded_and_change_the_stream():
+    data = bytes(range(256)) * 4
+    for kind in fuzz_tool.MUTATIONS:
+        a = fuzz_tool.mutate(data, kind, np.random.default_rng(5), payload_start=300)
+        b = fuzz_tool.mutate(data, kind, np.random.default_rng(5), payload_start=300)
+        assert a == b and a != data, kind
+
+
+def _reframed(body: bytes) -> bytes:
+    """A stream around ``body`` (the bytes after the preamble) with the body length and CRC recomputed."""
+    return _recrc(bitstream.MAGIC + bytes([bitstream.VERSION]) + struct.pack("<I", len(body)) + body + b"\0" * 4)
+
+
+def test_varints_must_be_minimal():
+    data = _written(_header())
+    body = data[9:-4]
+    # the tensor count 2 (followed by the first name, "p2") as the two-byte varint 0x82 0x00: same value, 2nd encoding
+    assert body.count(b"\x02\x02p2") == 1 and bitstream.read(_reframed(body))[0] == _header()
+    with pytest.raises(BitstreamError, match="tensor count is not minimally encoded"):
+        bitstream.read(_reframed(body.replace(b"\x02\x02p2", b"\x82\x00\x02p2")))
+
+
+def test_zero_frames_are_rejected():
+    h = dataclasses.replace(_header(), ranges=())
+    data = bitstream.write(h, EncodedFrames(h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth, 0))
+    with pytest.raises(BitstreamError, match="frame count is 0"):
+        bitstream.read(data)

@@ -27,6 +27,7 @@ def test_encode_info_decode_round_trip(tmp_path, capsys):
     assert code == 0 and info["model"] == "efficientnet_lite0" and info["split"] == "stage4"
     assert info["bytes"]["total"] == enc["bytes"] and info["codec"] == "x265" and info["bit_depth"] == 10
     assert info["tensors"][0]["shape"] == [80, 14, 14]
+    assert info["frame_size"] == [144, 112]  # H, W: 10 rows x 8 columns of 14x14 tiles, height aligned to 8
 
     code, out, _ = _run(capsys, "decode", str(out_file))
     dec = json.loads(out)

@@ -596,3 +596,45 @@ def test_external_raw_yuv_path(chroma, bit_depth):
     np.testing.assert_array_equal(codec.decode(encoded), frames)
     with pytest.raises(CodecError, match="decoder wrote .* bytes of raw video, expected"):
         codec.decode(_replace(encoded, num_frames=4))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The verdict on damaged data depends on the bytes only, not on what the process decoded before
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _damaged_for_verdict(name: str) -> EncodedFrames:
+    """A damaged payload the decoder reports only in its log, with one message (found by a byte-by-byte search).
+
+    Before repeated log lines stopped being suppressed, each was rejected on the first decode and accepted on later
+    ones: FFmpeg's log line was identical to the last one PyAV had seen, so PyAV dropped it.
+    """
+    good = _payload(name)
+    first = good.packets[0]
+    if name == "x264":  # a flipped bit pattern in the SPS: "h264: Overread VUI by 8 bits"
+        first = first[:13] + bytes([first[13] ^ 0xFF]) + first[14:]
+    elif name == "svtav1":  # a zero byte before the first OBU: "libdav1d: Unknown OBU type 0 of size 0"
+        first = b"\x00" + first
+    else:  # FFV1: a flipped byte in the middle of a slice: "slice CRC mismatch"
+        mid = len(first) // 2
+        first = first[:mid] + bytes([first[mid] ^ 0xFF]) + first[mid + 1:]
+    return _replace(good, packets=(first,) + good.packets[1:])
+
+
+@pytest.mark.parametrize("name", ["ffv1", "x264", "svtav1"])
+def test_damaged_payload_is_rejected_every_time(name):
+    codec = get_codec(name)
+    damaged = _damaged_for_verdict(name)
+    for attempt in range(3):
+        with pytest.raises(CodecError, match="damaged data"):
+            codec.decode(damaged)
+            pytest.fail(f"{name}: damaged payload accepted on decode {attempt + 1}")
+
+
+def test_log_capture_leaves_pyav_repeat_setting_alone():
+    import av
+
+    before = av.logging.get_skip_repeated()
+    with pytest.raises(CodecError):
+        get_codec("x264").decode(_damaged_for_verdict("x264"))
+    assert av.logging.get_skip_repeated() == before

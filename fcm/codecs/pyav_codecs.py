@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,12 +63,12 @@ from fcm.errors import CodecError, ShapeError
 # ``av`` is imported lazily (see _import_av) so that ``import fcm.codecs`` stays light; PyAV objects are typed Any.
 
 __all__ = [
-    "PyAVCodec",
-    "X265",
     "X264",
+    "X265",
+    "Ffv1",
+    "PyAVCodec",
     "SvtAv1",
     "Vp9",
-    "Ffv1",
     "decode_bitstream",
     "frame_types",
 ]
@@ -107,16 +108,33 @@ def _import_av() -> Any:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+#: Captures in progress in this process; PyAV's repeated-message suppression is off while any is (see below).
+_capture_depth = 0
+_capture_lock = threading.Lock()
+#: PyAV's skip-repeated setting before the outermost capture began, restored when the last one ends.
+_capture_skip_repeated = [True]
+
+
 @contextmanager
 def _captured_ffmpeg_log(warnings: bool = False) -> Iterator[list[tuple[int, str, str]]]:
     """Collect FFmpeg's log messages emitted by this thread while the block runs (ERROR or worse, plus WARNING with
     ``warnings``).
 
-    PyAV discards FFmpeg's log by default; decoders report concealed damage (CRC mismatches, broken slices) and
-    encoder wrappers report rejected ``*-params`` entries only there, so we install PyAV's callback for the duration
-    and restore the previous level afterwards. Messages are captured, not printed.
+    PyAV discards FFmpeg's log by default; decoders report some damage (FFV1 slice CRC mismatches, a damaged H.264
+    SPS, unknown AV1 OBUs) and encoder wrappers report rejected ``*-params`` entries only there, so we install PyAV's
+    callback for the duration and restore the previous level afterwards. Messages are captured, not printed.
+
+    PyAV drops a message identical to the previous one it saw, even one seen in an earlier, unrelated decode, so a
+    damaged stream whose only error is one line was rejected the first time and accepted the second. Suppression is
+    therefore off while any capture runs: what is captured depends on the bytes decoded, not on process history.
     """
+    global _capture_depth
     av = _import_av()
+    with _capture_lock:
+        if _capture_depth == 0:
+            _capture_skip_repeated[0] = av.logging.get_skip_repeated()
+            av.logging.set_skip_repeated(False)
+        _capture_depth += 1
     previous = av.logging.get_level()
     wanted = av.logging.WARNING if warnings else av.logging.ERROR
     if previous is None or previous < wanted:
@@ -127,6 +145,10 @@ def _captured_ffmpeg_log(warnings: bool = False) -> Iterator[list[tuple[int, str
     finally:
         if av.logging.get_level() != previous:
             av.logging.set_level(previous)
+        with _capture_lock:
+            _capture_depth -= 1
+            if _capture_depth == 0:
+                av.logging.set_skip_repeated(_capture_skip_repeated[0])
 
 
 def _errors(logs: Sequence[tuple[int, str, str]]) -> list[str]:
@@ -164,7 +186,7 @@ def _check_frames(frames: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def _pad_edge(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    n, h, w = frames.shape
+    h, w = frames.shape[1:]
     if (h, w) == (height, width):
         return frames
     return np.pad(frames, ((0, 0), (0, height - h), (0, width - w)), mode="edge")
@@ -340,7 +362,7 @@ def _decode_av_frames(decoder: str, packets: Sequence[bytes], extradata: bytes, 
             frames.extend(ctx.decode(None))
         except CodecError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes must surface as CodecError
+        except Exception as exc:  # any failure on untrusted bytes must surface as CodecError
             raise CodecError(_with_log(f"{who}: cannot decode payload: {type(exc).__name__}: {exc}", logs)) from exc
         errors = _errors(logs)
     if errors:

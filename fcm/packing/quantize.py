@@ -9,6 +9,9 @@ import numpy as np
 from fcm.errors import ShapeError
 
 SUPPORTED_BIT_DEPTHS = (8, 10, 12, 16)
+#: Largest magnitude of a range bound. With ``|lo|, |hi| <= 2**126`` the float32 span ``hi - lo`` is at most 2**127,
+#: below float32's maximum (~2**128), so the span and every dequantized value are finite; beyond it they may overflow.
+MAX_RANGE_MAGNITUDE = 2.0**126
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class QuantRange:
     def __post_init__(self) -> None:
         if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or self.hi < self.lo:
             raise ShapeError(f"invalid quantization range [{self.lo}, {self.hi}]")
+        if max(abs(self.lo), abs(self.hi)) > MAX_RANGE_MAGNITUDE:
+            raise ShapeError(f"quantization range [{self.lo}, {self.hi}] exceeds ±2**126, beyond which float32 "
+                             "dequantization would overflow")
 
     @classmethod
     def of(cls, x: np.ndarray) -> QuantRange:
@@ -49,7 +55,16 @@ def quantize(x: np.ndarray, r: QuantRange, bit_depth: int) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, r: QuantRange, bit_depth: int) -> np.ndarray:
-    """``x = q / (2ⁿ − 1) · (hi − lo) + lo`` as ``float32``."""
+    """``x = q · ((hi − lo) / (2ⁿ − 1)) + lo``, every step in ``float32``.
+
+    Raises :class:`ShapeError` rather than return a non-finite value (possible only for a range that bypassed
+    :class:`QuantRange`'s checks).
+    """
     peak = (1 << check_bit_depth(bit_depth)) - 1
-    span = np.float32(r.hi) - np.float32(r.lo)
-    return q.astype(np.float32) * (span / np.float32(peak)) + np.float32(r.lo)
+    lo = np.float32(r.lo)
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = np.float32(r.hi) - lo
+        x = q.astype(np.float32) * (span / np.float32(peak)) + lo
+    if not np.isfinite(x).all():
+        raise ShapeError(f"dequantizing with range [{r.lo}, {r.hi}] gives non-finite values")
+    return x
