@@ -30,6 +30,10 @@ class SweepConfig:
         anchor: BD-rate anchor curve ``pipeline/codec`` (default: the first remote curve).
         model_options: extra keyword arguments for the model (e.g. detector ``min_size``).
         limit: use only the first ``limit`` inputs.
+        torch_threads: intra-op threads of model inference, in every process of the sweep. Float sums split
+            across threads round differently, so this is part of what a sweep computes; fixed here, results do not
+            depend on ``--jobs`` or on the machine's core count. Parallelism comes from ``--jobs``.
+        skip_unreadable: skip inputs whose image cannot be read (recorded as skipped) instead of stopping.
     """
 
     name: str
@@ -50,6 +54,8 @@ class SweepConfig:
     anchor: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    torch_threads: int = 1
+    skip_unreadable: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -122,6 +128,8 @@ class SweepConfig:
             anchor=optional("anchor", str),
             model_options=dict(model_options),
             limit=optional("limit", int),
+            torch_threads=optional("torch_threads", int, 1),
+            skip_unreadable=bool(optional("skip_unreadable", bool, False)),
         )
         cfg.validate()
         return cfg
@@ -159,6 +167,8 @@ class SweepConfig:
                     raise ConfigError(f"anchor {self.anchor!r} is not one of the sweep's curves {sorted(curves)}")
             if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
                 raise ConfigError(f"limit must be a positive integer, got {self.limit!r}")
+            if self.torch_threads is None or self.torch_threads < 1:
+                raise ConfigError(f"torch_threads must be a positive integer, got {self.torch_threads!r}")
         except ConfigError:
             raise
         except (FcmError, ValueError) as e:
