@@ -482,7 +482,8 @@ def summarize(
     cfg: SweepConfig, worker: Worker, records: list[dict[str, Any]], ids: list[str]
 ) -> tuple[list[OperatingPoint], dict[str, float]]:
     """Aggregate the records of inputs ``ids`` into operating points (and the uncompressed reference metrics)."""
-    order = {i: n for n, i in enumerate(ids) if i not in skipped_inputs(cfg, records)}
+    skipped = skipped_inputs(cfg, records)
+    order = {i: n for n, i in enumerate(ids) if i not in skipped}
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         if r["input"] in order and r["pipeline"] != SKIPPED:
