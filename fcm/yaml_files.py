@@ -10,6 +10,10 @@ import yaml
 from fcm.errors import ConfigError
 
 
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    pass
+
+
 class _StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses a key repeated in one mapping (PyYAML would silently keep the last value)."""
 
@@ -25,16 +29,18 @@ class _StrictLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: the base class reports it
                     continue
                 if seen is not None:
-                    raise yaml.constructor.ConstructorError(
+                    raise _DuplicateKeyError(
                         None, None, f"duplicate key {key!r} (first on line {seen.line + 1})", key_node.start_mark)
                 first[key] = key_node.start_mark
         return super().construct_mapping(node, deep)
 
 
 def _one_line(path: Path, e: yaml.YAMLError) -> str:
-    """``file:line:column: problem`` for a YAML error (PyYAML's own message spans several lines)."""
+    """``file:line:column: not valid YAML: problem`` for a YAML error (PyYAML's own message spans several lines)."""
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if not isinstance(e, _DuplicateKeyError):
+        problem = f"not valid YAML: {problem}"
     context = getattr(e, "context", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
     return f"{where}: {problem}" + (f" ({context})" if context else "")

@@ -59,4 +59,4 @@ def test_malformed_yaml_is_one_line_with_file_line_and_column(tmp_path, text, wh
     path.write_text(text)
     with pytest.raises(ConfigError) as e:
         read_mapping(path, "config file")
-    assert str(e.value) == f"{path}:{where}: {problem}"
+    assert str(e.value) == f"{path}:{where}: not valid YAML: {problem}"
