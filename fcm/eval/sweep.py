@@ -5,6 +5,11 @@ flushed as soon as it exists, so a killed sweep loses at most the points in flig
 skips what is done. ``jobs > 1`` runs inputs in worker processes (each loads the model once), which send records
 back to the parent, the only writer of the file. The first record of every input is its uncompressed reference
 (``pipeline = "uncompressed"``), which fidelity evaluators compare against and the report shows as a line.
+
+Records depend only on the config and the software: model inference runs with the config's ``torch_threads`` in
+every process, whatever ``--jobs`` and the core count, and a folder refuses to resume with another value. An input
+whose image cannot be read stops the sweep, or with ``skip_unreadable`` is recorded by one ``pipeline = "skipped"``
+line (its id and the reason), so every later run, with any ``--jobs``, leaves the same inputs out.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import json
 import multiprocessing as mp
 import os
 import queue as queue_module
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections import defaultdict
@@ -35,9 +43,12 @@ RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "sweep.json"
 LOCK_FILE = ".lock"
 REFERENCE = ("uncompressed", "none", 0)
+#: the ``pipeline`` of the record that says an input was skipped (its image could not be read), and why
+SKIPPED = "skipped"
 #: config fields that change what a record means; a results folder only resumes a sweep that agrees on them
+#: (``skip_unreadable`` is not one: it changes which inputs count, and skip records only count while it is on)
 _IDENTITY_FIELDS = ("dataset", "model", "split", "weights", "weights_tag", "evaluator", "bit_depth", "preset",
-                    "rate_control", "gop", "model_options", "remote")
+                    "rate_control", "gop", "model_options", "remote", "torch_threads")
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,32 @@ class PointKey:
 
 def record_key(r: dict[str, Any]) -> tuple[str, str, int, str]:
     return (r["pipeline"], r["codec"], int(r["qp"]), r["input"])
+
+
+def skipped_inputs(cfg: SweepConfig, records: list[dict[str, Any]]) -> dict[str, str]:
+    """``{input id: reason}`` of the inputs this sweep leaves out: with ``skip_unreadable``, those whose image could
+    not be read (a skip record) and that were never measured (no reference record)."""
+    if not cfg.skip_unreadable:
+        return {}
+    measured = {r["input"] for r in records if record_key(r)[:3] == REFERENCE}
+    return {r["input"]: r["reason"] for r in records if r["pipeline"] == SKIPPED and r["input"] not in measured}
+
+
+def skipped_list(cfg: SweepConfig, records: list[dict[str, Any]], ids: list[str]) -> list[dict[str, str]]:
+    """The skipped inputs among ``ids``, in input order, as ``{"input", "reason"}`` (for manifests and reports)."""
+    skipped = skipped_inputs(cfg, records)
+    return [{"input": i, "reason": skipped[i]} for i in ids if i in skipped]
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads, then give the caller back its own count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Worker:
@@ -79,12 +116,28 @@ class Worker:
         return self._front_costs[image.shape]
 
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
-        """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes."""
+        """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes.
+
+        An unreadable image raises a ConfigError, or with ``skip_unreadable`` emits one skip record instead.
+        """
+        sample = self.dataset[index]
+        try:
+            image = sample.image()
+        except (OSError, ValueError) as e:  # PIL's errors are OSErrors, fcm's ConfigError a ValueError
+            reason = " ".join(str(e).split())  # one line
+            if not self.cfg.skip_unreadable:
+                raise ConfigError(f"input {sample.id}: {reason}; to leave unreadable inputs out of the sweep, set "
+                                  "skip_unreadable: true in the config") from e
+            emit({"pipeline": SKIPPED, "codec": REFERENCE[1], "qp": REFERENCE[2], "input": sample.id,
+                  "reason": reason})
+            return
+        with torch_threads(self.cfg.torch_threads):
+            self._measure(sample, image, keys, emit)
+
+    def _measure(self, sample: Any, image: np.ndarray, keys: list[PointKey], emit) -> None:
         from fcm.pipeline import run_front
 
-        sample = self.dataset[index]
         self.evaluator.reset()  # records go to ``emit``; the evaluator keeps none across inputs
-        image = sample.image()
         pixels = int(image.shape[0] * image.shape[1])
         t0 = time.perf_counter()
         reference = self.model.full(self.model.prepare(image))
@@ -251,6 +304,8 @@ class SweepOutcome:
     records: list[dict[str, Any]]
     complete: bool
     new_records: int
+    #: inputs left out because their image could not be read: ``{"input": id, "reason": one line}``
+    skipped: list[dict[str, str]]
 
 
 _WORKER: Worker | None = None
@@ -260,15 +315,36 @@ _QUEUE: Any = None
 _WORKER_ERROR: BaseException | None = None
 
 
-def _init_worker(cfg: SweepConfig, q: Any, threads: int, codec_files: list[str]) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker when the sweep process dies, even by SIGKILL, rather than leave it idle holding a model."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:  # the kernel kills this process when its parent exits
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still does it
+    if os.getppid() != parent_pid:  # the parent died before this process could ask
+        os._exit(1)
+
+    def watch() -> None:  # elsewhere (and as a second line on Linux): an orphan gets a new parent id
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fcm-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(cfg: SweepConfig, q: Any, parent_pid: int, codec_files: list[str]) -> None:
     """Build this process's Worker; a failure is kept and raised by the first task, so the parent sees the cause
     (an exception in a pool initializer would only show up as a dead process)."""
     global _WORKER, _QUEUE, _WORKER_ERROR
+    _exit_with_parent(parent_pid)
     _QUEUE = q
     try:
         from fcm.codecs.user_codecs import load_codec_file
 
-        torch.set_num_threads(threads)
         for path in codec_files:
             load_codec_file(path)
         _WORKER = Worker(cfg)
@@ -277,20 +353,31 @@ def _init_worker(cfg: SweepConfig, q: Any, threads: int, codec_files: list[str])
 
 
 def _worker_run(index: int, keys: list[PointKey]) -> int:
+    """Run one input in a worker; returns how many records it sent (one, if the input was skipped)."""
     if _WORKER_ERROR is not None:
         raise _WORKER_ERROR
     assert _WORKER is not None
-    _WORKER.run_input(index, keys, _QUEUE.put)
-    return len(keys)
+    sent = 0
+
+    def send(record: dict[str, Any]) -> None:
+        nonlocal sent
+        _QUEUE.put(record)
+        sent += 1
+
+    _WORKER.run_input(index, keys, send)
+    return sent
 
 
-def plan(cfg: SweepConfig, sample_ids: list[str], done: set[tuple]) -> list[tuple[int, list[PointKey]]]:
-    """``(input index, keys still to measure)`` for every input with work left."""
+def plan(cfg: SweepConfig, sample_ids: list[str], done: set[tuple],
+         skipped: dict[str, str] | None = None) -> list[tuple[int, list[PointKey]]]:
+    """``(input index, keys still to measure)`` for every input with work left (``skipped`` inputs have none)."""
     keys = [PointKey(*REFERENCE)] + [
         PointKey(p, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(cfg.qps[p])
     ]
     tasks = []
     for i, sample_id in enumerate(sample_ids):
+        if skipped and sample_id in skipped:
+            continue
         missing = [k for k in keys if (k.pipeline, k.codec, k.qp, sample_id) not in done]
         if missing:
             tasks.append((i, missing))
@@ -322,7 +409,7 @@ def _run_locked(cfg: SweepConfig, worker: Worker, jobs: int, progress: bool,
     results_path = cfg.output / RESULTS_FILE
     records = read_records(results_path, repair=True)
     ids = input_ids(cfg, worker)
-    tasks = plan(cfg, ids, {record_key(r) for r in records})
+    tasks = plan(cfg, ids, {record_key(r) for r in records}, skipped_inputs(cfg, records))
     todo = sum(len(k) for _, k in tasks)
     wanted = set(ids)
     total = todo + sum(r["input"] in wanted for r in records)
@@ -354,8 +441,8 @@ def _run_locked(cfg: SweepConfig, worker: Worker, jobs: int, progress: bool,
             bar.close()
 
     points, reference = summarize(cfg, worker, records, ids)
-    complete = not plan(cfg, ids, {record_key(r) for r in records})
-    return SweepOutcome(points, reference, records, complete, new)
+    complete = not plan(cfg, ids, {record_key(r) for r in records}, skipped_inputs(cfg, records))
+    return SweepOutcome(points, reference, records, complete, new, skipped_list(cfg, records, ids))
 
 
 class _Stop(Exception):
@@ -373,13 +460,13 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
 
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     q = ctx.Queue()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    expected = sum(len(k) for _, k in tasks)
+    planned = [len(k) for _, k in tasks]
+    expected = sum(planned)
     received = idle_after_done = 0
     from fcm.codecs.user_codecs import loaded_files
 
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                               initargs=(cfg, q, threads, loaded_files()))
+                               initargs=(cfg, q, os.getpid(), loaded_files()))
     try:
         futures = [pool.submit(_worker_run, i, keys) for i, keys in tasks]
         while received < expected:
@@ -392,7 +479,9 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
                         if isinstance(exc, BrokenProcessPool):
                             raise FcmError("a sweep worker process died (crashed or ran out of memory); the records "
                                            "finished so far are saved: run the sweep again to resume") from exc
-                        raise exc  # noqa: B904 - keeps the worker's remote traceback as its cause
+                        raise exc  # keeps the worker's remote traceback as its cause
+                # a skipped input sends one record instead of its planned ones
+                expected = sum(f.result() if f.done() else n for f, n in zip(futures, planned))
                 idle_after_done = idle_after_done + 1 if all(f.done() for f in futures) else 0
                 if idle_after_done > 20:
                     raise FcmError(f"sweep workers finished but sent {received} of {expected} records") from None
@@ -411,15 +500,17 @@ def summarize(
     cfg: SweepConfig, worker: Worker, records: list[dict[str, Any]], ids: list[str]
 ) -> tuple[list[OperatingPoint], dict[str, float]]:
     """Aggregate the records of inputs ``ids`` into operating points (and the uncompressed reference metrics)."""
-    wanted = set(ids)
+    skipped = skipped_inputs(cfg, records)
+    order = {i: n for n, i in enumerate(ids) if i not in skipped}
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        if r["input"] in wanted:
+        if r["input"] in order and r["pipeline"] != SKIPPED:
             groups[(r["pipeline"], r["codec"], int(r["qp"]))].append(r)
     points: list[OperatingPoint] = []
     reference: dict[str, float] = {}
     ev = worker.evaluator  # reused: building one again would reread e.g. a COCO annotation file per point
     for (pipeline, codec, qp), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: order[r["input"]])  # in input order, not arrival order: sums round the same way
         ev.reset()
         ev.extend([r["eval"] for r in rs])
         metrics = ev.evaluate()
@@ -428,7 +519,6 @@ def summarize(
             continue
         time_keys = sorted({k for r in rs for k in r["times"]})
         times = {k: float(np.mean([r["times"].get(k, 0.0) for r in rs])) for k in time_keys}
-        rs = sorted(rs, key=lambda r: r["input"])
         samples = InputSamples(
             ids=tuple(r["input"] for r in rs),
             bits=np.array([r["bits"] for r in rs], dtype=np.int64),
