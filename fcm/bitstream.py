@@ -330,12 +330,24 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     params = CodecParams(qp, rate_control, gop, preset, options)  # type: ignore[arg-type]
     extradata = r.raw("codec extradata")
     packets = tuple(r.raw("packet") for _ in range(r.count("packet count", MAX_FRAMES * 4, 1)))
-    header = Header(model, split, weights_tag, meta, layout, bit_depth, range_mode,  # type: ignore[arg-type]
-                    ranges, codec, params, notes)
+    header = Header(
+        model,
+        split,
+        weights_tag,
+        meta,
+        layout,
+        bit_depth,
+        range_mode,  # type: ignore[arg-type]
+        ranges,
+        codec,
+        params,
+        notes,
+    )
     payload = EncodedFrames(codec, frame_width, frame_height, bit_depth, num_frames, extradata, packets)
     return header, payload
 
 
 def _read_pairs(r: _Reader, what: str) -> tuple[tuple[str, str], ...]:
-    return tuple((r.string(f"{what} key"), r.string(f"{what} value", _VALUE))
-                 for _ in range(r.count(f"{what} count", 64, 2)))
+    return tuple(
+        (r.string(f"{what} key"), r.string(f"{what} value", _VALUE)) for _ in range(r.count(f"{what} count", 64, 2))
+    )

@@ -27,7 +27,9 @@ def _add_codec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gop", choices=("intra", "lowdelay"), default="intra")
     p.add_argument("--preset", default=None, help="encoder speed preset (codec default if omitted)")
     p.add_argument("--bit-depth", type=int, default=None, help="packing bit depth (default: the codec's highest)")
-    p.add_argument("--range-mode", choices=("frame", "tensor"), default="frame", help="quantization range per frame/tensor")
+    p.add_argument(
+        "--range-mode", choices=("frame", "tensor"), default="frame", help="quantization range per frame/tensor"
+    )
 
 
 def _add_model_args(p: argparse.ArgumentParser, with_split: bool = True) -> None:
@@ -230,8 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
     parser.add_argument("--version", action="version", version=f"fcm {__version__}")
-    parser.add_argument("--codecs", metavar="FILE", default=None,
-                        help="YAML file declaring external codecs (VTM, VVenC, HM, …); also $FCM_CODECS")
+    parser.add_argument(
+        "--codecs",
+        metavar="FILE",
+        default=None,
+        help="YAML file declaring external codecs (VTM, VVenC, HM, …); also $FCM_CODECS",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("encode", help="run the edge half on an image and write an .fcm bitstream")

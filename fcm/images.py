@@ -68,8 +68,9 @@ def load_image(source: str | Path) -> np.ndarray:
             with Image.open(path) as im:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
-                    raise ConfigError(f"image {path} is too large: {width}x{height} is over the limit of "
-                                      f"{MAX_PIXELS} pixels")
+                    raise ConfigError(
+                        f"image {path} is too large: {width}x{height} is over the limit of {MAX_PIXELS} pixels"
+                    )
                 if im.format == "JPEG" and max(width, height) > MAX_SIDE:
                     scale = MAX_SIDE / max(width, height)
                     im.draft(im.mode, (math.ceil(width * scale), math.ceil(height * scale)))
@@ -89,14 +90,16 @@ def _to_rgb8(im: Any, path: Path) -> np.ndarray:
     if mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(im)
         if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
-            raise ConfigError(f"image {path}: mode {mode} holds values outside 0–65535, which fcm cannot scale "
-                              "to 8 bits")
+            raise ConfigError(
+                f"image {path}: mode {mode} holds values outside 0–65535, which fcm cannot scale to 8 bits"
+            )
         grey = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif mode == "F":
         values = np.asarray(im, dtype=np.float32)
         if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 1)):
-            raise ConfigError(f"image {path}: mode F holds values outside [0, 1] (or NaN), which fcm cannot scale "
-                              "to 8 bits")
+            raise ConfigError(
+                f"image {path}: mode F holds values outside [0, 1] (or NaN), which fcm cannot scale to 8 bits"
+            )
         grey = np.rint(values * 255).astype(np.uint8)
     else:
         raise ConfigError(f"image {path}: unsupported PIL mode {mode!r}")

@@ -30,7 +30,8 @@ class _StrictLoader(yaml.SafeLoader):
                     continue
                 if seen is not None:
                     raise _DuplicateKeyError(
-                        None, None, f"duplicate key {key!r} (first on line {seen.line + 1})", key_node.start_mark)
+                        None, None, f"duplicate key {key!r} (first on line {seen.line + 1})", key_node.start_mark
+                    )
                 first[key] = key_node.start_mark
         return super().construct_mapping(node, deep)
 

@@ -166,14 +166,15 @@ STRING_FIELDS = {
     "split name": lambda h, s: dataclasses.replace(h, split=s),
     "weights tag": lambda h, s: dataclasses.replace(h, weights_tag=s),
     "meta key": lambda h, s: dataclasses.replace(h, meta={**h.meta, s: (1,)}),
-    "tensor name": lambda h, s: dataclasses.replace(h, layout=Layout.for_shapes([(s, 4, 2, 2)]),
-                                                    ranges=((QuantRange(0, 1),),) * 2),
+    "tensor name": lambda h, s: dataclasses.replace(
+        h, layout=Layout.for_shapes([(s, 4, 2, 2)]), ranges=((QuantRange(0, 1),),) * 2
+    ),
     "codec name": lambda h, s: dataclasses.replace(h, codec=s),
     "preset": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params, preset=s)),
-    "codec option key": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params,
-                                                                                       options=((s, "1"),))),
-    "codec option value": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params,
-                                                                                         options=(("k", s),))),
+    "codec option key": lambda h, s: dataclasses.replace(h, params=dataclasses.replace(h.params, options=((s, "1"),))),
+    "codec option value": lambda h, s: dataclasses.replace(
+        h, params=dataclasses.replace(h.params, options=(("k", s),))
+    ),
     "note key": lambda h, s: dataclasses.replace(h, notes=((s, "1"),)),
     "note value": lambda h, s: dataclasses.replace(h, notes=(("k", s),)),
 }
@@ -181,8 +182,12 @@ HOSTILE = ["two\nlines", "\x1b[31mred", "caf\u00e9", "tab\there", "nul\x00"]
 
 
 def _written(h: Header) -> bytes:
-    return bitstream.write(h, EncodedFrames(h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth,
-                                            h.num_frames, b"", (b"x",) * h.num_frames))
+    return bitstream.write(
+        h,
+        EncodedFrames(
+            h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth, h.num_frames, b"", (b"x",) * h.num_frames
+        ),
+    )
 
 
 def _is_one_clean_line(message: str) -> bool:
@@ -245,13 +250,16 @@ def _with_range(lo: float, hi: float) -> bytes:
     return _recrc(data.replace(old, struct.pack("<ff", lo, hi)))
 
 
-@pytest.mark.parametrize(("lo", "hi", "message"), [
-    (-3e38, 3e38, "exceeds"),  # span overflows float32: this decoded to NaN probabilities before
-    (-2.0**127, 0.0, "exceeds"),
-    (0.0, float("inf"), "invalid quantization range"),
-    (float("nan"), 1.0, "invalid quantization range"),
-    (2.0, 1.0, "invalid quantization range"),
-])
+@pytest.mark.parametrize(
+    ("lo", "hi", "message"),
+    [
+        (-3e38, 3e38, "exceeds"),  # span overflows float32: this decoded to NaN probabilities before
+        (-(2.0**127), 0.0, "exceeds"),
+        (0.0, float("inf"), "invalid quantization range"),
+        (float("nan"), 1.0, "invalid quantization range"),
+        (2.0, 1.0, "invalid quantization range"),
+    ],
+)
 def test_ranges_that_cannot_dequantize_are_refused_on_read(lo, hi, message):
     with pytest.raises(BitstreamError, match=f"corrupt: .*{message}"):
         bitstream.read(_with_range(lo, hi))
@@ -283,8 +291,13 @@ def test_dequantize_refuses_to_return_non_finite_values():
 
 
 def test_fuzz_tool_runs_and_finds_no_bug():
-    proc = subprocess.run([sys.executable, str(TOOLS / "fuzz_bitstream.py"), "--cases", "70", "--seed", "3"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(TOOLS / "fuzz_bitstream.py"), "--cases", "70", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, result["bugs"]
     assert result["cases"] == 70 and sum(result["totals"].values()) == 70

@@ -70,6 +70,7 @@ def test_console_script_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     codecs = json.loads(proc.stdout)
     assert codecs["ffv1"]["lossless"] and 10 in codecs["x265"]["bit_depths"]
-    proc = subprocess.run([sys.executable, "-m", "fcm.cli", "info", str(tmp_path / "x.fcm")], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fcm.cli", "info", str(tmp_path / "x.fcm")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

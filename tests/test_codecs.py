@@ -206,13 +206,13 @@ def test_monochrome_bitstreams():
 def _h264_sps(stream: bytes) -> tuple[int, int, int]:
     """(profile_idc, chroma_format_idc, luma bit depth) of the first H.264 SPS in an Annex-B stream."""
     start = stream.index(b"\x00\x00\x01\x67") + 4
-    bits = "".join(f"{b:08b}" for b in stream[start:start + 16])
+    bits = "".join(f"{b:08b}" for b in stream[start : start + 16])
     pos = 0
 
     def read(n: int) -> int:
         nonlocal pos
         pos += n
-        return int(bits[pos - n:pos], 2)
+        return int(bits[pos - n : pos], 2)
 
     def ue() -> int:
         zeros = 0
@@ -366,8 +366,9 @@ def test_golden_hashes(key):
 def test_deterministic(name):
     frames = natural_frames(8, n=2, height=64, width=96, shift=2)
     codec = get_codec(name)
-    assert codec.encode(frames, 8, CodecParams(30, gop="lowdelay")) == codec.encode(frames, 8,
-                                                                                     CodecParams(30, gop="lowdelay"))
+    assert codec.encode(frames, 8, CodecParams(30, gop="lowdelay")) == codec.encode(
+        frames, 8, CodecParams(30, gop="lowdelay")
+    )
 
 
 def test_preset_and_options_reach_the_encoder():
@@ -452,8 +453,9 @@ def _payload(name: str) -> EncodedFrames:
 
 
 def _replace(encoded: EncodedFrames, **changes) -> EncodedFrames:
-    fields = {k: getattr(encoded, k) for k in ("codec", "width", "height", "bit_depth", "num_frames", "extradata",
-                                               "packets")}
+    fields = {
+        k: getattr(encoded, k) for k in ("codec", "width", "height", "bit_depth", "num_frames", "extradata", "packets")
+    }
     return EncodedFrames(**(fields | changes))
 
 
@@ -494,7 +496,9 @@ def test_damage_inside_a_packet_is_detected(name):
         get_codec(name).decode(truncated)
     if name == "ffv1":
         mid = len(last) // 2
-        flipped = _replace(good, packets=good.packets[:-1] + (last[:mid] + bytes([last[mid] ^ 0xFF]) + last[mid + 1:],))
+        flipped = _replace(
+            good, packets=good.packets[:-1] + (last[:mid] + bytes([last[mid] ^ 0xFF]) + last[mid + 1 :],)
+        )
         with pytest.raises(CodecError, match="CRC"):
             get_codec(name).decode(flipped)
 
@@ -524,8 +528,9 @@ def test_fuzzed_payloads_never_escape_as_other_errors(name):
 # External codecs
 # ----------------------------------------------------------------------------------------------------------------------
 
-needs_x265_cli = pytest.mark.skipif(shutil.which("x265") is None, reason="x265 CLI binary not installed "
-                                    "(apt-get install x265)")
+needs_x265_cli = pytest.mark.skipif(
+    shutil.which("x265") is None, reason="x265 CLI binary not installed (apt-get install x265)"
+)
 
 
 @needs_x265_cli
@@ -584,7 +589,7 @@ def test_external_missing_binary_and_template_errors():
 @pytest.mark.parametrize("bit_depth", [8, 10])
 def test_external_raw_yuv_path(chroma, bit_depth):
     # A "codec" whose encoder and decoder just copy the file checks the raw YUV writing/reading and the templating.
-    copy = f"{sys.executable} -c \"import shutil,sys; shutil.copyfile(sys.argv[1], sys.argv[2])\" {{input}} {{output}}"
+    copy = f'{sys.executable} -c "import shutil,sys; shutil.copyfile(sys.argv[1], sys.argv[2])" {{input}} {{output}}'
     codec = ExternalCodec("copy", copy, decoder_cmd=copy, input_chroma=chroma, decoded_chroma=chroma)
     frames = np.random.default_rng(0).integers(0, 1 << bit_depth, (3, 7, 9), dtype=np.uint16)
     encoded = codec.encode(frames, bit_depth, CodecParams(30))
@@ -594,7 +599,7 @@ def test_external_raw_yuv_path(chroma, bit_depth):
     if chroma == "420":
         assert (raw[:, 63:] == 1 << (bit_depth - 1)).all()  # neutral chroma
     np.testing.assert_array_equal(codec.decode(encoded), frames)
-    with pytest.raises(CodecError, match="decoder wrote .* bytes of raw video, expected"):
+    with pytest.raises(CodecError, match=r"decoder wrote .* bytes of raw video, expected"):
         codec.decode(_replace(encoded, num_frames=4))
 
 
@@ -617,7 +622,7 @@ def _damaged_for_verdict(name: str) -> EncodedFrames:
         first = b"\x00" + first
     else:  # FFV1: a flipped byte in the middle of a slice: "slice CRC mismatch"
         mid = len(first) // 2
-        first = first[:mid] + bytes([first[mid] ^ 0xFF]) + first[mid + 1:]
+        first = first[:mid] + bytes([first[mid] ^ 0xFF]) + first[mid + 1 :]
     return _replace(good, packets=(first,) + good.packets[1:])
 
 

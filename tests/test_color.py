@@ -76,12 +76,12 @@ def test_known_values_follow_bt601_and_h273():
     assert cr.tolist() == [[128, 128], [255, 107]]
     y, cb, cr = rgb_to_planes(rgb, PictureFormat.parse("yuv444p10", "limited"))
     assert y[0].tolist() == [940, 64] and cb[0].tolist() == [512, 512]  # (219 + 16)·4, 16·4; 128·4
-    y420, cb420, _ = rgb_to_planes(rgb, PictureFormat.parse("yuv420p", "full"))
+    _, cb420, _ = rgb_to_planes(rgb, PictureFormat.parse("yuv420p", "full"))
     assert cb420.shape == (1, 1) and cb420[0, 0] == round((128 + 128 + 84.55 + 255.5) / 4)  # 2×2 mean, then round
 
 
 def test_format_names_and_errors():
-    assert DEFAULT_FORMAT == PictureFormat.parse("yuv420p10", "full")  # the MPEG FCM remote-inference anchor's
+    assert PictureFormat.parse("yuv420p10", "full") == DEFAULT_FORMAT  # the MPEG FCM remote-inference anchor's
     assert str(DEFAULT_FORMAT) == "yuv420p10 (full range, BT.601)" and DEFAULT_FORMAT.pix_fmt == "yuv420p10le"
     assert PictureFormat.parse("yuv444p").pix_fmt == "yuv444p"
     with pytest.raises(ConfigError, match="unknown picture format 'nv12'"):

@@ -17,8 +17,9 @@ import pytest
 
 from fcm.codecs import CodecParams, EncodedFrames, get_codec
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
-                                reason="ffmpeg CLI not installed (apt-get install ffmpeg)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None, reason="ffmpeg CLI not installed (apt-get install ffmpeg)"
+)
 
 #: codec → (demuxer and file suffix, IVF fourcc or None, decoded pixel format per bit depth)
 STREAMS = {
@@ -35,15 +36,20 @@ def _frames(bit_depth: int, n: int = 3, height: int = 64, width: int = 96) -> np
     y, x = np.mgrid[0:height, 0:width]
     rng = np.random.default_rng(bit_depth)
     peak = (1 << bit_depth) - 1
-    frames = [(0.5 + 0.4 * np.sin((x + 4 * i) / 9.0) * np.cos(y / 7.0)) * peak + rng.normal(0, peak / 100, x.shape)
-              for i in range(n)]
+    frames = [
+        (0.5 + 0.4 * np.sin((x + 4 * i) / 9.0) * np.cos(y / 7.0)) * peak + rng.normal(0, peak / 100, x.shape)
+        for i in range(n)
+    ]
     return np.clip(np.rint(frames), 0, peak).astype(np.uint16)
 
 
 def _ivf(fourcc: bytes, encoded: EncodedFrames) -> bytes:
     """An IVF file (the libvpx/AV1 test-vector container): 32-byte header, then 12-byte frame headers."""
-    out = bytearray(struct.pack("<4sHH4sHHIII4x", b"DKIF", 0, 32, fourcc, encoded.width, encoded.height, 25, 1,
-                                len(encoded.packets)))
+    out = bytearray(
+        struct.pack(
+            "<4sHH4sHHIII4x", b"DKIF", 0, 32, fourcc, encoded.width, encoded.height, 25, 1, len(encoded.packets)
+        )
+    )
     for pts, packet in enumerate(encoded.packets):
         out += struct.pack("<IQ", len(packet), pts) + packet
     return bytes(out)
@@ -51,9 +57,26 @@ def _ivf(fourcc: bytes, encoded: EncodedFrames) -> bytes:
 
 def _ffmpeg_luma(path: Path, demuxer: str, pix_fmt: str, encoded: EncodedFrames) -> np.ndarray:
     proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", demuxer, "-i", str(path), "-fps_mode", "passthrough",
-         "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
-        capture_output=True, timeout=60, check=False,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            demuxer,
+            "-i",
+            str(path),
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix_fmt,
+            "-",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0 and not proc.stderr, proc.stderr.decode(errors="replace")
     n, h, w = encoded.num_frames, encoded.height, encoded.width

@@ -24,22 +24,35 @@ def _curve(pipeline: str, rates: list[float], accs: list[float], seed: int, n: i
     for qp, bpp, acc in zip(QPS, rates, accs):
         bits = np.round(bpp * pixels * rng.uniform(0.5, 1.5, n)).astype(np.int64)
         scores = np.where(rng.permutation(n) < round(acc / 100 * n), 100.0, 0.0)
-        out.append(OperatingPoint(
-            dataset="synthetic", pipeline=pipeline, codec="x265", qp=qp, num_inputs=n, bits=int(bits.sum()),
-            pixels=int(pixels.sum()), metric_name="top1_agreement", metric=float(scores.mean()),
-            samples=InputSamples(tuple(f"in{i:03d}" for i in range(n)), bits, pixels, scores)))
+        out.append(
+            OperatingPoint(
+                dataset="synthetic",
+                pipeline=pipeline,
+                codec="x265",
+                qp=qp,
+                num_inputs=n,
+                bits=int(bits.sum()),
+                pixels=int(pixels.sum()),
+                metric_name="top1_agreement",
+                metric=float(scores.mean()),
+                samples=InputSamples(tuple(f"in{i:03d}" for i in range(n)), bits, pixels, scores),
+            )
+        )
     return out
 
 
 def _points(feature_accs=(95, 90, 80, 65, 45), remote_accs=(90, 80, 65, 45, 25)) -> list[OperatingPoint]:
-    return (_curve("remote", [1.6, 0.8, 0.4, 0.2, 0.1], list(remote_accs), seed=1)
-            + _curve("feature", [0.8, 0.4, 0.2, 0.1, 0.05], list(feature_accs), seed=2))
+    return _curve("remote", [1.6, 0.8, 0.4, 0.2, 0.1], list(remote_accs), seed=1) + _curve(
+        "feature", [0.8, 0.4, 0.2, 0.1, 0.05], list(feature_accs), seed=2
+    )
 
 
 def test_point_estimates_are_the_plain_bd_of_the_fronts():
     pts = _points()
     (r,) = analyse(pts, resamples=200).results
-    fronts = {c: pareto_front([(p.bpp, p.metric) for p in pts if p.curve == c]) for c in ("remote/x265", "feature/x265")}
+    fronts = {
+        c: pareto_front([(p.bpp, p.metric) for p in pts if p.curve == c]) for c in ("remote/x265", "feature/x265")
+    }
     plain = compare("remote/x265", fronts["remote/x265"], "feature/x265", fronts["feature/x265"])
     assert (r.bd_rate, r.bd_accuracy) == (plain.bd_rate, plain.bd_accuracy)
 
@@ -69,7 +82,8 @@ def test_interval_crossing_zero_is_marked(tmp_path):
     """Two curves measured from the same distribution: BD-accuracy's interval crosses zero and the table says so."""
     same = (90, 80, 65, 45, 25)
     pts = _curve("remote", [1.6, 0.8, 0.4, 0.2, 0.1], list(same), seed=1) + _curve(
-        "feature", [1.6, 0.8, 0.4, 0.2, 0.1], list(same), seed=3)
+        "feature", [1.6, 0.8, 0.4, 0.2, 0.1], list(same), seed=3
+    )
     files = write_report(pts, tmp_path, bootstrap=300)
     (r,) = files.analysis.results
     assert r.accuracy_ci.crosses_zero
@@ -95,8 +109,10 @@ def test_narrow_overlap_warns():
 
 def test_no_intervals_for_metrics_that_are_not_means():
     pts = _points()
-    pts = [OperatingPoint(**{**p.__dict__, "samples": InputSamples(p.samples.ids, p.samples.bits, p.samples.pixels)})
-           for p in pts]
+    pts = [
+        OperatingPoint(**{**p.__dict__, "samples": InputSamples(p.samples.ids, p.samples.bits, p.samples.pixels)})
+        for p in pts
+    ]
     a = analyse(pts, resamples=100)
     assert a.point_ci == {} and a.results[0].rate_ci is None
     assert "not a mean over inputs" in a.ci_note

@@ -74,8 +74,10 @@ def test_coco_dataset_and_map_evaluator(tmp_path):
     _write_png(tmp_path / "img" / "1.png", 0)
     _write_png(tmp_path / "img" / "2.png", 1)
     gt = {
-        "images": [{"id": 1, "file_name": "1.png", "width": 50, "height": 40},
-                   {"id": 2, "file_name": "2.png", "width": 50, "height": 40}],
+        "images": [
+            {"id": 1, "file_name": "1.png", "width": 50, "height": 40},
+            {"id": 2, "file_name": "2.png", "width": 50, "height": 40},
+        ],
         "annotations": [
             {"id": 1, "image_id": 1, "category_id": 18, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0},
             {"id": 2, "image_id": 2, "category_id": 1, "bbox": [10, 8, 30, 25], "area": 750, "iscrowd": 0},
@@ -88,8 +90,13 @@ def test_coco_dataset_and_map_evaluator(tmp_path):
     assert [s.image_id for s in ds] == [1, 2]
 
     def det(boxes, labels):
-        return [{"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
-                 "scores": torch.ones(len(labels))}]
+        return [
+            {
+                "boxes": torch.tensor(boxes, dtype=torch.float32),
+                "labels": torch.tensor(labels),
+                "scores": torch.ones(len(labels)),
+            }
+        ]
 
     ev = CocoMAP(ann)
     ev.process(ds[0], det([[5, 5, 25, 25]], [18]))
@@ -144,8 +151,11 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad("preset must be", preset=[5])
     bad("bit_depth must be", bit_depth="10")
     bad("does not support 9-bit", bit_depth=9)
-    bad("remote pictures in yuv444p: codec 'svtav1' cannot code yuv444p", codecs=["svtav1"],
-        remote={"format": "yuv444p"})
+    bad(
+        "remote pictures in yuv444p: codec 'svtav1' cannot code yuv444p",
+        codecs=["svtav1"],
+        remote={"format": "yuv444p"},
+    )
     bad("remote pictures in yuv420p10: codec 'vp9' does not support 10-bit", codecs=["vp9"])
     bad("unknown picture format 'rgb24'", remote={"format": "rgb24"})
     bad("unknown sample range 'tv'", remote={"range": "tv"})
@@ -251,7 +261,7 @@ def test_killed_sweep_resumes_to_identical_records(tmp_path, full_run, stop_afte
     second = run_sweep(cfg, progress=False)
     assert second.complete and second.new_records == len(full.records) - stop_after
     assert _canon(second.records) == _canon(full.records)
-    on_disk = [json.loads(l) for l in (cfg.output / "results.jsonl").read_text().splitlines()]
+    on_disk = [json.loads(line) for line in (cfg.output / "results.jsonl").read_text().splitlines()]
     assert _canon(on_disk) == _canon(full.records)
     third = run_sweep(cfg, progress=False)
     assert third.new_records == 0
@@ -262,7 +272,7 @@ def test_resume_refuses_a_different_sweep(tmp_path, full_run):
 
     cfg, _ = full_run
     other = SweepConfig.from_config(_cfg(tmp_path, output=str(cfg.output), split="stage3"))
-    with pytest.raises(ConfigError, match="different sweep.*split"):
+    with pytest.raises(ConfigError, match=r"different sweep.*split"):
         run_sweep(other, progress=False)
 
 
@@ -311,8 +321,14 @@ def test_each_pipeline_sweeps_its_own_qps(tmp_path):
 
     cfg = SweepConfig.from_config(_cfg(tmp_path, qps={"feature": [32, 42], "remote": [12, 17, 22]}))
     keys = {(k.pipeline, k.qp) for _, ks in plan(cfg, ["a"], set()) for k in ks}
-    assert keys == {("uncompressed", 0), ("feature", 32), ("feature", 42), ("remote", 12), ("remote", 17),
-                    ("remote", 22)}
+    assert keys == {
+        ("uncompressed", 0),
+        ("feature", 32),
+        ("feature", 42),
+        ("remote", 12),
+        ("remote", 17),
+        ("remote", 22),
+    }
     assert cfg.resolved()["qps"] == {"feature": [32, 42], "remote": [12, 17, 22]}
     assert SweepConfig.from_config({**_cfg(tmp_path), **cfg.resolved()}).qps == cfg.qps  # the manifest reloads
 
@@ -322,8 +338,13 @@ def test_detection_fidelity_evaluator():
     from fcm.eval.evaluators import DetectionFidelity
 
     s = Sample("x", lambda: np.zeros((8, 8, 3), np.uint8))
-    ref = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [70.0, 5.0, 90.0, 30.0]]), "labels": torch.tensor([1, 3]),
-            "scores": torch.tensor([0.9, 0.8])}]
+    ref = [
+        {
+            "boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [70.0, 5.0, 90.0, 30.0]]),
+            "labels": torch.tensor([1, 3]),
+            "scores": torch.tensor([0.9, 0.8]),
+        }
+    ]
     ev = DetectionFidelity()
     ev.process(s, ref, ref)
     assert ev.evaluate()["mAP"] == pytest.approx(100.0)
@@ -351,13 +372,18 @@ def test_remote_pipeline_codes_the_image(chelsea):
     eight_bit = PictureFormat.parse("yuv420p")
     for name, fmt in (("x264", DEFAULT_FORMAT), ("svtav1", DEFAULT_FORMAT), ("vp9", eight_bit)):
         codec = get_codec(name)
-        assert codec.codes_images and codec.decode_image(codec.encode_image(odd, CodecParams(30), fmt)).shape == odd.shape
+        assert (
+            codec.codes_images and codec.decode_image(codec.encode_image(odd, CodecParams(30), fmt)).shape == odd.shape
+        )
     with pytest.raises(CodecError, match="does not support 10-bit"):
         get_codec("vp9").encode_image(odd, CodecParams(30))  # this libvpx build has no high bit depth
     damaged = x265.encode_image(odd, CodecParams(30))
     with pytest.raises(CodecError):
-        x265.decode_image(type(damaged)(damaged.codec, damaged.width, damaged.height, damaged.bit_depth, 1, b"",
-                                        (damaged.packets[0][:40],)))
+        x265.decode_image(
+            type(damaged)(
+                damaged.codec, damaged.width, damaged.height, damaged.bit_depth, 1, b"", (damaged.packets[0][:40],)
+            )
+        )
 
 
 def test_coco_detection_sweep_end_to_end(tmp_path):
@@ -394,15 +420,31 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
         keep = det["scores"] > threshold
         for box, label in zip(det["boxes"][keep].tolist(), det["labels"][keep].tolist()):
             x0, y0, x1, y1 = box
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                         "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(label),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": c, "name": model.categories[c]} for c in sorted({a["category_id"] for a in anns})]
     ann = tmp_path / "instances.json"
     ann.write_text(json.dumps({"images": entries, "annotations": anns, "categories": categories}))
-    raw = _cfg(tmp_path, dataset={"kind": "coco", "images": str(images), "annotations": str(ann)},
-               model="faster_rcnn_r50_fpn", split="fpn", weights=str(weights), evaluator="coco", qps=[22, 51], codecs=["x265", "ffv1"],
-               pipelines=["feature"],
-               model_options=options)
+    raw = _cfg(
+        tmp_path,
+        dataset={"kind": "coco", "images": str(images), "annotations": str(ann)},
+        model="faster_rcnn_r50_fpn",
+        split="fpn",
+        weights=str(weights),
+        evaluator="coco",
+        qps=[22, 51],
+        codecs=["x265", "ffv1"],
+        pipelines=["feature"],
+        model_options=options,
+    )
     outcome = run_sweep(SweepConfig.from_config(raw), progress=False)
     assert outcome.complete and len(outcome.records) == 2 * (1 + 2 * 2)
     assert outcome.reference["mAP"] == pytest.approx(100.0)
@@ -413,8 +455,12 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
     assert by[("ffv1", 22)].metric > 90
     assert by[("x265", 51)].metric < by[("x265", 22)].metric
 
-    remote = run_sweep(SweepConfig.from_config({**raw, "codecs": ["x265"], "qps": [22], "pipelines": ["remote"],
-                                                "output": str(tmp_path / "remote")}), progress=False)
+    remote = run_sweep(
+        SweepConfig.from_config(
+            {**raw, "codecs": ["x265"], "qps": [22], "pipelines": ["remote"], "output": str(tmp_path / "remote")}
+        ),
+        progress=False,
+    )
     (point,) = remote.points
     assert point.curve == "remote/x265" and point.bits > 0 and 0 <= point.metric <= 100
     assert set(point.metrics) == {"mAP", "AP50", "AP75"}
@@ -435,8 +481,11 @@ def test_failed_start_leaves_the_folder_usable(tmp_path):
     with pytest.raises(ConfigError):
         run_sweep(bad, progress=False)
     assert not (tmp_path / "run" / "sweep.json").exists()
-    good = SweepConfig.from_config(_cfg(tmp_path, qps=[37], pipelines=["feature"],
-                                        dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1}))
+    good = SweepConfig.from_config(
+        _cfg(
+            tmp_path, qps=[37], pipelines=["feature"], dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1}
+        )
+    )
     assert run_sweep(good, progress=False).complete
 
 
@@ -497,8 +546,15 @@ def test_other_weights_at_the_same_path_are_another_sweep(tmp_path):
 
     weights = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), weights)
-    raw = _cfg(tmp_path, model="resnet18", split="layer3", weights=str(weights), qps=[37], pipelines=["feature"],
-               dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1})
+    raw = _cfg(
+        tmp_path,
+        model="resnet18",
+        split="layer3",
+        weights=str(weights),
+        qps=[37],
+        pipelines=["feature"],
+        dataset={"kind": "embedded", "photos": ["coffee"], "variants": 1},
+    )
     assert run_sweep(SweepConfig.from_config(raw), progress=False).complete
     torch.save(torchvision.models.resnet18().state_dict(), weights)  # new random weights, same file name
     with pytest.raises(ConfigError, match="weights_tag"):
@@ -520,8 +576,17 @@ def test_coco_mask_ap_for_instance_segmentation(tmp_path):
 
     gt = {
         "images": [{"id": 1, "file_name": "1.png", "width": 64, "height": 48}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 8, 32, 24], "area": 768,
-                         "iscrowd": 0, "segmentation": [[8, 8, 40, 8, 40, 32, 8, 32]]}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [8, 8, 32, 24],
+                "area": 768,
+                "iscrowd": 0,
+                "segmentation": [[8, 8, 40, 8, 40, 32, 8, 32]],
+            }
+        ],
         "categories": [{"id": 1, "name": "person"}],
     }
     ann = tmp_path / "instances.json"
@@ -531,8 +596,14 @@ def test_coco_mask_ap_for_instance_segmentation(tmp_path):
     def output(x1):
         masks = torch.zeros(1, 1, 48, 64)
         masks[0, 0, 8:32, 8:x1] = 0.9
-        return [{"boxes": torch.tensor([[8.0, 8.0, float(x1), 32.0]]), "labels": torch.tensor([1]),
-                 "scores": torch.tensor([0.9]), "masks": masks}]
+        return [
+            {
+                "boxes": torch.tensor([[8.0, 8.0, float(x1), 32.0]]),
+                "labels": torch.tensor([1]),
+                "scores": torch.tensor([0.9]),
+                "masks": masks,
+            }
+        ]
 
     ev = CocoMAP(ann, masks=True)
     ev.process(sample, output(40))
@@ -572,14 +643,16 @@ def test_the_front_runs_once_per_input_in_a_sweep(tmp_path):
     assert len({r["bits"] for r in records}) == 6  # six different operating points from one front output
 
 
-@pytest.mark.parametrize("bad", [{"dataset": {"kind": "images", "root": "no/such/folder"}},
-                                 {"model_options": {"min_size": 3}}])
+@pytest.mark.parametrize(
+    "bad", [{"dataset": {"kind": "images", "root": "no/such/folder"}}, {"model_options": {"min_size": 3}}]
+)
 def test_a_config_or_dataset_error_creates_no_output_folder(tmp_path, bad):
     from fcm.eval.run import run_and_report
 
     with pytest.raises(ConfigError):
-        run_and_report(SweepConfig.from_config(_cfg(tmp_path, output=str(tmp_path / "a" / "run"), **bad)),
-                       progress=False)
+        run_and_report(
+            SweepConfig.from_config(_cfg(tmp_path, output=str(tmp_path / "a" / "run"), **bad)), progress=False
+        )
     assert not (tmp_path / "a").exists()
 
 
@@ -591,7 +664,7 @@ def _folder_with_a_corrupt_image(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     folder.mkdir()
     for name, (top, left) in {"a": (0, 0), "c": (100, 150)}.items():
-        Image.fromarray(bundled_photo("chelsea")[top:top + 96, left:left + 128]).save(folder / f"{name}.png")
+        Image.fromarray(bundled_photo("chelsea")[top : top + 96, left : left + 128]).save(folder / f"{name}.png")
     (folder / "b.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     return folder
 
@@ -599,10 +672,17 @@ def _folder_with_a_corrupt_image(tmp_path: Path) -> Path:
 def test_an_unreadable_input_stops_the_sweep_and_says_how_to_skip_it(tmp_path):
     from fcm.eval.sweep import run_sweep
 
-    raw = _cfg(tmp_path, dataset={"kind": "images", "root": str(_folder_with_a_corrupt_image(tmp_path))},
-               qps=[37], pipelines=["feature"])
-    with pytest.raises(ConfigError, match=r"^input b: cannot read image .*b\.jpg.*; to leave unreadable inputs out "
-                                          r"of the sweep, set skip_unreadable: true in the config$"):
+    raw = _cfg(
+        tmp_path,
+        dataset={"kind": "images", "root": str(_folder_with_a_corrupt_image(tmp_path))},
+        qps=[37],
+        pipelines=["feature"],
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^input b: cannot read image .*b\.jpg.*; to leave unreadable inputs out "
+        r"of the sweep, set skip_unreadable: true in the config$",
+    ):
         run_sweep(SweepConfig.from_config(raw), progress=False)
 
 
@@ -612,8 +692,13 @@ def test_skipped_unreadable_inputs_are_recorded_and_stay_skipped(tmp_path):
     from fcm.eval.run import MANIFEST_FILE, run_and_report
     from fcm.eval.sweep import RESULTS_FILE, run_sweep
 
-    raw = _cfg(tmp_path, dataset={"kind": "images", "root": str(_folder_with_a_corrupt_image(tmp_path))},
-               qps=[37], pipelines=["feature"], skip_unreadable=True)
+    raw = _cfg(
+        tmp_path,
+        dataset={"kind": "images", "root": str(_folder_with_a_corrupt_image(tmp_path))},
+        qps=[37],
+        pipelines=["feature"],
+        skip_unreadable=True,
+    )
     summary = run_and_report(SweepConfig.from_config(raw), progress=False)
     assert summary["complete"] and [s["input"] for s in summary["skipped"]] == ["b"]
     assert "cannot read image" in summary["skipped"][0]["reason"] and "\n" not in summary["skipped"][0]["reason"]
@@ -630,5 +715,5 @@ def test_skipped_unreadable_inputs_are_recorded_and_stay_skipped(tmp_path):
     assert parallel.complete and parallel.skipped == summary["skipped"]
     assert _canon(parallel.records) == _canon(resumed.records)
 
-    with pytest.raises(ConfigError, match="^input b: .*skip_unreadable: true"):
+    with pytest.raises(ConfigError, match=r"^input b: .*skip_unreadable: true"):
         run_sweep(SweepConfig.from_config({**raw, "skip_unreadable": False}), progress=False)

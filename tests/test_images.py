@@ -9,8 +9,13 @@ from fcm.errors import ConfigError
 from fcm.images import load_image
 
 #: eight distinct colours, primaries and greys included
-COLOURS = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]],
-                    [[0, 0, 0], [255, 255, 255], [200, 120, 40], [30, 60, 90]]], np.uint8)
+COLOURS = np.array(
+    [
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]],
+        [[0, 0, 0], [255, 255, 255], [200, 120, 40], [30, 60, 90]],
+    ],
+    np.uint8,
+)
 
 
 def _saved(tmp_path, im: Image.Image, fmt: str) -> str:
@@ -33,8 +38,10 @@ def _grey(values) -> np.ndarray:
     return np.repeat(values[:, :, None], 3, axis=2)
 
 
-@pytest.mark.parametrize(("mode", "fmt"), [("I;16", "PNG"), ("I;16B", "PNG"), ("I;16", "TIFF"), ("I;16B", "TIFF"),
-                                           ("I;16L", "TIFF"), ("I", "TIFF")])
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [("I;16", "PNG"), ("I;16B", "PNG"), ("I;16", "TIFF"), ("I;16B", "TIFF"), ("I;16L", "TIFF"), ("I", "TIFF")],
+)
 def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path, mode, fmt):
     # 16-bit samples k·257 are exactly 8-bit k; before the fix PIL clipped everything above 255 to white
     eight = np.array([[0, 1, 64, 128], [200, 254, 255, 100]], np.uint16)
@@ -53,12 +60,15 @@ def test_float_greyscale(tmp_path):
     np.testing.assert_array_equal(load_image(_saved(tmp_path, im, "TIFF")), _grey([[0, 128, 255, 64]]))
 
 
-@pytest.mark.parametrize(("mode", "values", "message"), [
-    ("F", [[0.0, 2.0]], "mode F holds values outside"),
-    ("F", [[0.0, np.nan]], "mode F holds values outside"),
-    ("I", [[-1, 0]], "mode I holds values outside 0–65535"),
-    ("I", [[0, 70000]], "mode I holds values outside 0–65535"),
-])
+@pytest.mark.parametrize(
+    ("mode", "values", "message"),
+    [
+        ("F", [[0.0, 2.0]], "mode F holds values outside"),
+        ("F", [[0.0, np.nan]], "mode F holds values outside"),
+        ("I", [[-1, 0]], "mode I holds values outside 0–65535"),
+        ("I", [[0, 70000]], "mode I holds values outside 0–65535"),
+    ],
+)
 def test_unscalable_values_are_refused(tmp_path, mode, values, message):
     im = Image.fromarray(np.array(values, np.float32 if mode == "F" else np.int32), mode)
     with pytest.raises(ConfigError, match=message):
@@ -73,10 +83,18 @@ def _colour_image(mode: str) -> Image.Image:
     return rgb.convert(mode)
 
 
-@pytest.mark.parametrize(("mode", "fmt", "tolerance"), [
-    ("RGB", "PNG", 0), ("RGBA", "PNG", 0), ("P", "PNG", 0), ("PA", "TIFF", 0), ("RGBX", "TIFF", 0),
-    ("CMYK", "TIFF", 0), ("YCbCr", "TIFF", 2),
-])
+@pytest.mark.parametrize(
+    ("mode", "fmt", "tolerance"),
+    [
+        ("RGB", "PNG", 0),
+        ("RGBA", "PNG", 0),
+        ("P", "PNG", 0),
+        ("PA", "TIFF", 0),
+        ("RGBX", "TIFF", 0),
+        ("CMYK", "TIFF", 0),
+        ("YCbCr", "TIFF", 2),
+    ],
+)
 def test_colour_modes(tmp_path, mode, fmt, tolerance):
     path = _saved(tmp_path, _colour_image(mode), fmt)
     assert Image.open(path).mode in (mode, "RGB")
@@ -144,7 +162,7 @@ def test_unknown_mode_is_named():
 def test_image_over_pil_bomb_limit_is_a_config_error(tmp_path):
     # 14000×14000 is over PIL's own DecompressionBombError threshold; an all-black 1-bit PNG is a few kB
     path = _saved(tmp_path, Image.new("1", (14000, 14000)), "PNG")
-    with pytest.raises(ConfigError, match="too large.*160000000 pixels"):
+    with pytest.raises(ConfigError, match=r"too large.*160000000 pixels"):
         load_image(path)
 
 

@@ -28,7 +28,7 @@ def test_efficientnet_lite0_every_split_matches_unsplit(split, chelsea):
     model = get_model("efficientnet_lite0", split)
     x = model.prepare(chelsea)
     features = model.front(x)
-    (name, t), = features.tensors.items()
+    ((_, t),) = features.tensors.items()
     spec = model.spec.tensors[0]
     assert t.shape == (1, *spec.shape_for(224, 224))
     _assert_same_output(model.back(features), model.full(x))
@@ -99,7 +99,7 @@ def test_split_at_bad_node_names_are_helpful():
 
 
 def test_unknown_model_and_split_list_known_names():
-    with pytest.raises(UnknownNameError, match="known: .*efficientnet_lite0"):
+    with pytest.raises(UnknownNameError, match=r"known: .*efficientnet_lite0"):
         get_model("efficientnet_b9")
     with pytest.raises(UnknownNameError, match="stage4"):
         get_model("efficientnet_lite0", "stage9")

@@ -6,7 +6,7 @@ import torch
 
 from fcm.errors import ShapeError
 from fcm.models import MODELS
-from fcm.packing import Layout, Packer, PackedFrames, QuantRange, dequantize, quantize, unpack
+from fcm.packing import Layout, PackedFrames, Packer, QuantRange, dequantize, quantize, unpack
 
 
 def _registered_shapes(input_h=224, input_w=224):

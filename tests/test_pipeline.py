@@ -1,6 +1,7 @@
 """End to end: a real photo through EfficientNet-Lite0, packing, a real codec and the fcm bitstream, and back."""
 
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def test_qp22_keeps_the_uncompressed_top1(lite0, chelsea, x265_qp22):
 
 
 def test_bits_are_every_byte(x265_qp22):
-    header, payload = bitstream.read(x265_qp22.bitstream)
+    _, payload = bitstream.read(x265_qp22.bitstream)
     assert x265_qp22.num_bits == 8 * len(x265_qp22.bitstream)
     assert len(x265_qp22.bitstream) > payload.num_bytes  # the container is counted on top of the codec bytes
     assert x265_qp22.bpp == pytest.approx(x265_qp22.num_bits / (300 * 451))
@@ -47,7 +48,7 @@ def test_lossless_path_reproduces_dequantized_features_exactly(lite0, chelsea):
 
 def test_rate_falls_as_qp_rises(lite0, chelsea):
     sizes = [len(pipeline.encode(chelsea, lite0, "x265", CodecParams(qp=qp)).bitstream) for qp in (22, 27, 32, 37)]
-    assert all(a > b for a, b in zip(sizes, sizes[1:])), sizes
+    assert all(a > b for a, b in itertools.pairwise(sizes)), sizes
 
 
 @pytest.mark.parametrize("codec", ["ffv1", "x265"])
@@ -65,8 +66,18 @@ def test_golden_bitstream_hash(codec):
     packed = Packer(10).pack({"stage4": torch.from_numpy(smooth)})
     params = CodecParams(qp=32)
     payload = get_codec(codec).encode(packed.frames, 10, params)
-    header = Header("efficientnet_lite0", "stage4", "579344248a93e230", {"input_size": (300, 451)}, packed.layout,
-                    10, "frame", packed.ranges, codec, params)
+    header = Header(
+        "efficientnet_lite0",
+        "stage4",
+        "579344248a93e230",
+        {"input_size": (300, 451)},
+        packed.layout,
+        10,
+        "frame",
+        packed.ranges,
+        codec,
+        params,
+    )
     digest = hashlib.sha256(bitstream.write(header, payload)).hexdigest()
     assert digest == GOLDEN_BITSTREAM_SHA256[codec], digest
 
@@ -148,8 +159,13 @@ def test_detector_side_information_is_checked():
     image = (np.random.default_rng(6).random((96, 128, 3)) * 255).astype(np.uint8)
     enc = pipeline.encode(image, model, "x265", CodecParams(qp=32, preset="ultrafast"))
     header, payload = bitstream.read(enc.bitstream)
-    for key, value in [("batch_size", (-8, 128)), ("image_size", (1, 2, 3)), ("batch_size", (4800, 6400)),
-                       ("original_size", (-5, 7)), ("image_size", (999, 999))]:
+    for key, value in [
+        ("batch_size", (-8, 128)),
+        ("image_size", (1, 2, 3)),
+        ("batch_size", (4800, 6400)),
+        ("original_size", (-5, 7)),
+        ("image_size", (999, 999)),
+    ]:
         bad = dataclasses.replace(header, meta={**header.meta, key: value})
         with pytest.raises(BitstreamError, match="does not fit"):
             pipeline.decode(bitstream.write(bad, payload), model)

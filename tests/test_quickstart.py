@@ -12,8 +12,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quickstart_main_job(tmp_path, capsys):
     from fcm.cli import main
 
-    code = main(["sweep", str(ROOT / "configs" / "quickstart.yaml"), "--jobs", "2", "--no-progress",
-                 "--output", str(tmp_path / "qs")])
+    code = main(
+        [
+            "sweep",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "--jobs",
+            "2",
+            "--no-progress",
+            "--output",
+            str(tmp_path / "qs"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)

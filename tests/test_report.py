@@ -42,8 +42,15 @@ def _points(curves=CURVES, dataset=DATASET, metric=METRIC, times=True) -> list[O
             stage = {k: v * (1.0 + (42 - qp) / 40) for k, v in STAGE_TIMES[pipeline].items()} if times else {}
             out.append(
                 OperatingPoint(
-                    dataset=dataset, pipeline=pipeline, codec=codec, qp=qp, num_inputs=N, bits=bits, pixels=PIXELS,
-                    metric_name=metric, metric=acc,
+                    dataset=dataset,
+                    pipeline=pipeline,
+                    codec=codec,
+                    qp=qp,
+                    num_inputs=N,
+                    bits=bits,
+                    pixels=PIXELS,
+                    metric_name=metric,
+                    metric=acc,
                     metrics={metric: acc, "top1": acc * 0.8, "top5_agreement": min(100.0, acc + 1.5)},
                     times=stage,
                 )
@@ -64,10 +71,18 @@ def _reject_constant(name):
 def report(tmp_path):
     pts = _points()
     files = write_report(
-        pts, tmp_path / "out", reference={METRIC: 100.0, "top1": 80.1}, title="EfficientNet-Lite0 stage4",
-        manifest={"fcm_version": "0.1.0", "git_revision": "7b87501", "python": "3.11.9",
-                  "packages": {"torch": "2.14.1", "numpy": "2.4.6"}, "cpu": "Test CPU @ 3.0GHz",
-                  "config": {"name": "x", "version": "not the fcm version"}},
+        pts,
+        tmp_path / "out",
+        reference={METRIC: 100.0, "top1": 80.1},
+        title="EfficientNet-Lite0 stage4",
+        manifest={
+            "fcm_version": "0.1.0",
+            "git_revision": "7b87501",
+            "python": "3.11.9",
+            "packages": {"torch": "2.14.1", "numpy": "2.4.6"},
+            "cpu": "Test CPU @ 3.0GHz",
+            "config": {"name": "x", "version": "not the fcm version"},
+        },
     )
     return pts, files
 
@@ -91,9 +106,29 @@ def test_summary_csv(report):
         f.seek(0)
         header = next(csv.reader(f))
     assert header == [
-        "dataset", "pipeline", "codec", "qp", "num_inputs", "bits", "pixels", "bpp", "kbits", METRIC,
-        f"{METRIC}_ci_lo", f"{METRIC}_ci_hi", "top1", "top5_agreement", "edge_macs", "edge_params", "edge_time_s",
-        "time_front_s", "time_pack_s", "time_encode_s", "time_decode_s", "time_unpack_s", "time_back_s",
+        "dataset",
+        "pipeline",
+        "codec",
+        "qp",
+        "num_inputs",
+        "bits",
+        "pixels",
+        "bpp",
+        "kbits",
+        METRIC,
+        f"{METRIC}_ci_lo",
+        f"{METRIC}_ci_hi",
+        "top1",
+        "top5_agreement",
+        "edge_macs",
+        "edge_params",
+        "edge_time_s",
+        "time_front_s",
+        "time_pack_s",
+        "time_encode_s",
+        "time_decode_s",
+        "time_unpack_s",
+        "time_back_s",
     ]
     assert len(rows) == len(pts) == 15
     # sorted by curve, then rate
@@ -117,8 +152,18 @@ def test_summary_csv(report):
 def test_report_json_strict_and_bd_values(report):
     pts, files = report
     doc = json.loads(files.report_json.read_text(), parse_constant=_reject_constant)
-    assert set(doc) == {"title", "dataset", "metric", "anchor", "reference", "bootstrap", "points", "bd", "skipped",
-                        "manifest"}
+    assert set(doc) == {
+        "title",
+        "dataset",
+        "metric",
+        "anchor",
+        "reference",
+        "bootstrap",
+        "points",
+        "bd",
+        "skipped",
+        "manifest",
+    }
     assert doc["bootstrap"]["resamples"] == 0 and "no per-input measurements" in doc["bootstrap"]["note"]
     assert doc["dataset"] == DATASET and doc["metric"] == METRIC
     assert doc["anchor"] == "remote/x265"  # default: the first remote curve
@@ -126,7 +171,9 @@ def test_report_json_strict_and_bd_values(report):
     assert doc["manifest"]["git_revision"] == "7b87501"
     assert len(doc["points"]) == 15
     assert {(b["anchor"], b["test"]) for b in doc["bd"]} == {
-        ("remote/x265", "feature/x265"), ("remote/x265", "feature/x264")}
+        ("remote/x265", "feature/x265"),
+        ("remote/x265", "feature/x264"),
+    }
     ar, aa = _rd(pts, "remote/x265")
     for b in doc["bd"]:
         tr, ta = _rd(pts, b["test"])
@@ -149,8 +196,13 @@ def test_report_md(report):
     assert "BD-rate (%) vs `remote/x265`" in md
     assert f"{METRIC} = 100.00" in md and "top1 = 80.10" in md
     assert f"![{METRIC} vs bpp](rd_{METRIC}.png)" in md and "(times.png)" in md
-    for text in ("- fcm: `0.1.0`", "- git revision: `7b87501`", "- python: `3.11.9`", "- torch: `2.14.1`",
-                 "- CPU: `Test CPU @ 3.0GHz`"):
+    for text in (
+        "- fcm: `0.1.0`",
+        "- git revision: `7b87501`",
+        "- python: `3.11.9`",
+        "- torch: `2.14.1`",
+        "- CPU: `Test CPU @ 3.0GHz`",
+    ):
         assert text in md
     assert "not the fcm version" not in md
     assert "| 32 | 0.5600 |" in md  # remote/x265 operating point at QP 32
@@ -202,8 +254,10 @@ def test_non_overlapping_curve_is_na(tmp_path):
 
 def test_one_metric_na_keeps_the_other(tmp_path):
     # Accuracy overlaps the anchor's but rates do not: BD-rate is computed, BD-accuracy is n/a with its reason.
-    curves = {"remote/x265": CURVES["remote/x265"], "feature/x265": ([3.0, 4.0, 5.0, 6.0, 7.0],
-                                                                     [75.0, 88.0, 95.0, 97.0, 98.0])}
+    curves = {
+        "remote/x265": CURVES["remote/x265"],
+        "feature/x265": ([3.0, 4.0, 5.0, 6.0, 7.0], [75.0, 88.0, 95.0, 97.0, 98.0]),
+    }
     pts = _points(curves)
     table = format_bd_table(pts)
     row = next(line for line in table.splitlines() if line.startswith("| `feature/x265`"))
@@ -268,13 +322,19 @@ def test_load_points_round_trip(report, tmp_path):
 def test_non_finite_values_are_null(tmp_path):
     pts = _points(times=False)
     bad = pts[0]
-    pts[0] = OperatingPoint(**{**{k: getattr(bad, k) for k in bad.__dataclass_fields__},
-                               "metric": float("nan"), "metrics": {"top1": float("inf")}})
+    pts[0] = OperatingPoint(
+        **{
+            **{k: getattr(bad, k) for k in bad.__dataclass_fields__},
+            "metric": float("nan"),
+            "metrics": {"top1": float("inf")},
+        }
+    )
     files = write_report(pts, tmp_path)
     assert files.times_plot is None
     doc = json.loads(files.report_json.read_text(), parse_constant=_reject_constant)
-    p0 = next(p for p in doc["points"] if p["qp"] == bad.qp and p["codec"] == bad.codec
-              and p["pipeline"] == bad.pipeline)
+    p0 = next(
+        p for p in doc["points"] if p["qp"] == bad.qp and p["codec"] == bad.codec and p["pipeline"] == bad.pipeline
+    )
     assert p0["metric"] is None and p0["metrics"]["top1"] is None
     back = load_points(files.report_json)
     q = next(p for p in back if p.curve == bad.curve and p.qp == bad.qp)

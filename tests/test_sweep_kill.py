@@ -27,13 +27,19 @@ TOTAL = 6 * (1 + 2 * 3)
 
 
 def _sweep(config: Path, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def _records(out: Path) -> list[str]:
     lines = (out / "results.jsonl").read_text().splitlines()
-    return sorted(json.dumps({k: v for k, v in json.loads(l).items() if k != "times"}, sort_keys=True) for l in lines)
+    return sorted(
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "times"}, sort_keys=True) for line in lines
+    )
 
 
 def test_sigkill_then_resume(tmp_path):
@@ -88,8 +94,11 @@ def test_a_dead_worker_stops_the_sweep_with_a_clear_error(tmp_path):
     cfg = {**CONFIG, "output": str(tmp_path / "out")}
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     results = tmp_path / "out" / "results.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and not (results.is_file() and len(results.read_text().splitlines()) >= 3):
@@ -120,8 +129,11 @@ def test_sigkill_of_the_sweep_ends_its_workers(tmp_path):
     cfg = {**CONFIG, "output": str(tmp_path / "out")}
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     results = tmp_path / "out" / "results.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= 2):

@@ -52,11 +52,13 @@ def test_cli_uses_a_codec_file(tmp_path, capsys):
     cmd = [sys.executable, "-m", "fcm.cli"]
     bare = subprocess.run(cmd + ["decode", str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert bare.returncode == 2 and "cli-hevc" in bare.stderr
-    flag = subprocess.run(cmd + ["--codecs", str(path), "decode", str(out)], capture_output=True, text=True, env=env,
-                          timeout=120)
+    flag = subprocess.run(
+        cmd + ["--codecs", str(path), "decode", str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert flag.returncode == 0 and "espresso" in flag.stdout
-    via_env = subprocess.run(cmd + ["decode", str(out)], capture_output=True, text=True,
-                             env={**env, "FCM_CODECS": str(path)}, timeout=120)
+    via_env = subprocess.run(
+        cmd + ["decode", str(out)], capture_output=True, text=True, env={**env, "FCM_CODECS": str(path)}, timeout=120
+    )
     assert via_env.returncode == 0 and "espresso" in via_env.stdout
 
 
@@ -68,10 +70,16 @@ def test_parallel_sweep_workers_see_declared_codecs(tmp_path):
     path = tmp_path / "codecs.yaml"
     path.write_text(f"par-hevc:\n  template: x265-cli\n  encoder_cmd: {X265_CMD}\n  default_preset: ultrafast\n")
     load_codec_file(path)
-    cfg = SweepConfig.from_config({
-        "dataset": {"kind": "embedded", "photos": ["coffee", "rocket"], "variants": 1}, "model": "efficientnet_lite0",
-        "codecs": ["par-hevc"], "qps": [32], "pipelines": ["feature"], "output": str(tmp_path / "out"),
-    })
+    cfg = SweepConfig.from_config(
+        {
+            "dataset": {"kind": "embedded", "photos": ["coffee", "rocket"], "variants": 1},
+            "model": "efficientnet_lite0",
+            "codecs": ["par-hevc"],
+            "qps": [32],
+            "pipelines": ["feature"],
+            "output": str(tmp_path / "out"),
+        }
+    )
     assert run_sweep(cfg, jobs=2, progress=False).complete
 
 
@@ -81,7 +89,7 @@ def test_a_bad_environment_file_does_not_break_builtin_codecs(tmp_path, monkeypa
     monkeypatch.setattr(user_codecs, "_env_checked", False)
     monkeypatch.setenv("FCM_CODECS", str(tmp_path / "missing.yaml"))
     assert get_codec("x265").name == "x265"
-    with pytest.raises(ConfigError, match="FCM_CODECS.*not found"):
+    with pytest.raises(ConfigError, match=r"FCM_CODECS.*not found"):
         get_codec("not-declared-anywhere")
 
 

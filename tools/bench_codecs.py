@@ -27,11 +27,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fcm.codecs import CodecParams, codec_names, get_codec  # noqa: E402
+from fcm.codecs import CodecParams, codec_names, get_codec
 
 #: Two QPs per codec spanning its useful range (low: high quality; high: strong compression).
-DEFAULT_QPS = {"x265": (22, 37), "x264": (22, 37), "x265-cli": (22, 37), "svtav1": (30, 55), "vp9": (20, 50),
-               "ffv1": (0,)}
+DEFAULT_QPS = {
+    "x265": (22, 37),
+    "x264": (22, 37),
+    "x265-cli": (22, 37),
+    "svtav1": (30, 55),
+    "vp9": (20, 50),
+    "ffv1": (0,),
+}
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,19 @@ def bench_one(name: str, frames: np.ndarray, bit_depth: int, params: CodecParams
     n, h, w = frames.shape
     preset = params.preset if params.preset is not None else getattr(codec, "default_preset", None)
     return Result(
-        codec=name, preset=preset, width=w, height=h, bit_depth=bit_depth, frames=n, gop=params.gop, qp=params.qp,
-        bytes=encoded.num_bytes, bits_per_pixel=round(8 * encoded.num_bytes / (n * h * w), 4),
-        encode_s=round(t1 - t0, 4), decode_s=round(t2 - t1, 4), psnr_db=_finite(psnr(decoded, frames, bit_depth)),
+        codec=name,
+        preset=preset,
+        width=w,
+        height=h,
+        bit_depth=bit_depth,
+        frames=n,
+        gop=params.gop,
+        qp=params.qp,
+        bytes=encoded.num_bytes,
+        bits_per_pixel=round(8 * encoded.num_bytes / (n * h * w), 4),
+        encode_s=round(t1 - t0, 4),
+        decode_s=round(t2 - t1, 4),
+        psnr_db=_finite(psnr(decoded, frames, bit_depth)),
     )
 
 

@@ -1,7 +1,7 @@
 """Benchmark the whole edge → cloud path on one real photo; prints JSON (median seconds per stage over runs).
 
-    python tools/bench_pipeline.py [--image skimage:chelsea] [--model efficientnet_lite0] [--split stage4]
-                                   [--codec x265] [--qp 32] [--preset medium] [--runs 10]
+python tools/bench_pipeline.py [--image skimage:chelsea] [--model efficientnet_lite0] [--split stage4]
+                               [--codec x265] [--qp 32] [--preset medium] [--runs 10]
 """
 
 from __future__ import annotations
@@ -40,38 +40,53 @@ def main() -> None:
     for qp in args.qp:
         params = CodecParams(qp, preset=args.preset)
         pipeline.decode(pipeline.encode(image, model, codec, params).bitstream, model)  # warm-up
-        stages: dict[str, list[float]] = {k: [] for k in ("front", "pack", "encode", "decode", "unpack", "back",
-                                                          "edge_total", "cloud_total")}
+        stages: dict[str, list[float]] = {
+            k: [] for k in ("front", "pack", "encode", "decode", "unpack", "back", "edge_total", "cloud_total")
+        }
         for _ in range(args.runs):
             t0 = time.perf_counter()
             enc = pipeline.encode(image, model, codec, params)
             t1 = time.perf_counter()
             dec = pipeline.decode(enc.bitstream, model)
             t2 = time.perf_counter()
-            for k, v in (("front", enc.front_s), ("pack", enc.pack_s), ("encode", enc.codec_s), ("decode", dec.codec_s),
-                         ("unpack", dec.unpack_s), ("back", dec.back_s), ("edge_total", t1 - t0),
-                         ("cloud_total", t2 - t1)):
+            for k, v in (
+                ("front", enc.front_s),
+                ("pack", enc.pack_s),
+                ("encode", enc.codec_s),
+                ("decode", dec.codec_s),
+                ("unpack", dec.unpack_s),
+                ("back", dec.back_s),
+                ("edge_total", t1 - t0),
+                ("cloud_total", t2 - t1),
+            ):
                 stages[k].append(v)
-        results.append({
-            "qp": qp,
-            "bytes": len(enc.bitstream),
-            "bpp": round(enc.bpp, 5),
-            "median_ms": {k: round(1000 * statistics.median(v), 2) for k, v in stages.items()},
-        })
+        results.append(
+            {
+                "qp": qp,
+                "bytes": len(enc.bitstream),
+                "bpp": round(enc.bpp, 5),
+                "median_ms": {k: round(1000 * statistics.median(v), 2) for k, v in stages.items()},
+            }
+        )
     lay = enc.header.layout
-    print(json.dumps({
-        "image": args.image,
-        "image_size": list(image.shape[:2]),
-        "model": f"{model.name}/{model.split}",
-        "frame": f"{lay.frame_width}x{lay.frame_height}, {enc.header.bit_depth}-bit monochrome",
-        "codec": codec.name,
-        "preset": preset,
-        "runs": args.runs,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "results": results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "image": args.image,
+                "image_size": list(image.shape[:2]),
+                "model": f"{model.name}/{model.split}",
+                "frame": f"{lay.frame_width}x{lay.frame_height}, {enc.header.bit_depth}-bit monochrome",
+                "codec": codec.name,
+                "preset": preset,
+                "runs": args.runs,
+                "torch_threads": torch.get_num_threads(),
+                "cpu_count": os.cpu_count(),
+                "machine": platform.machine(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

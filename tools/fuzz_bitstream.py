@@ -37,8 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 SEED_CODECS = ("x265", "x264", "svtav1", "vp9", "ffv1")
 #: preamble bytes (magic, version, body length) that most field edits keep, to reach the body parser
 PREAMBLE_BYTES = 9
-MUTATIONS = ("bit_flip", "byte_insert", "byte_delete", "truncate", "field_edit_recrc", "payload_edit_recrc",
-             "giant_size_recrc")
+MUTATIONS = (
+    "bit_flip",
+    "byte_insert",
+    "byte_delete",
+    "truncate",
+    "field_edit_recrc",
+    "payload_edit_recrc",
+    "giant_size_recrc",
+)
 OUTCOMES = ("rejected", "decoded", "bug", "hang")
 
 
@@ -63,10 +70,19 @@ def seed_stream(codec_name: str) -> bytes:
     packed = Packer(bit_depth, "tensor").pack(tensors)
     params = CodecParams(qp=0 if codec.lossless else 30, gop="lowdelay")
     payload = codec.encode(packed.frames, bit_depth, params)
-    header = bitstream.Header(model="fuzz_model", split="fuzz_split", weights_tag="random",
-                              meta={"input_size": (64, 96)}, layout=packed.layout, bit_depth=bit_depth,
-                              range_mode="tensor", ranges=packed.ranges, codec=codec_name, params=params,
-                              notes=(("tool", "fuzz"),))
+    header = bitstream.Header(
+        model="fuzz_model",
+        split="fuzz_split",
+        weights_tag="random",
+        meta={"input_size": (64, 96)},
+        layout=packed.layout,
+        bit_depth=bit_depth,
+        range_mode="tensor",
+        ranges=packed.ranges,
+        codec=codec_name,
+        params=params,
+        notes=(("tool", "fuzz"),),
+    )
     return bitstream.write(header, payload)
 
 
@@ -82,7 +98,7 @@ def mutate(data: bytes, kind: str, rng: np.random.Generator, payload_start: int)
         return bytes(b[:pos] + rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8).tobytes() + b[pos:])
     if kind == "byte_delete":
         pos = int(rng.integers(0, len(b)))
-        return bytes(b[:pos] + b[pos + int(rng.integers(1, 9)):])
+        return bytes(b[:pos] + b[pos + int(rng.integers(1, 9)) :])
     if kind == "truncate":
         return bytes(b[: int(rng.integers(0, len(b)))])
     if kind == "field_edit_recrc":  # header fields: anything after the preamble and before the payload
@@ -96,7 +112,7 @@ def mutate(data: bytes, kind: str, rng: np.random.Generator, payload_start: int)
     if kind == "giant_size_recrc":  # a varint (length, count or dimension) made enormous
         pos = int(rng.integers(PREAMBLE_BYTES, len(b) - 4))
         giant = bytes([0xFF] * int(rng.integers(1, 10)) + [int(rng.integers(1, 128))])
-        return recrc(bytes(b[:pos] + giant + b[pos + 1:]))
+        return recrc(bytes(b[:pos] + giant + b[pos + 1 :]))
     raise ValueError(f"unknown mutation {kind!r}")
 
 
@@ -122,7 +138,7 @@ def classify(data: bytes) -> tuple[str, str]:
         features, _, _, _ = decode_features(data)
     except BitstreamError as e:
         return "rejected", str(e)[:120]
-    except Exception as e:  # noqa: BLE001 - anything else is what the fuzzer looks for
+    except Exception as e:
         return "bug", f"{type(e).__name__}: {e}"[:300]
     if not all(bool(t.isfinite().all()) for t in features.tensors.values()):
         return "bug", "decoded to non-finite features"

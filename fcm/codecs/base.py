@@ -127,7 +127,9 @@ class Codec(ABC):
 
         raise CodecError(f"codec {self.name!r} cannot code RGB images for the remote pipeline")
 
-    def encode_image(self, image: np.ndarray, params: CodecParams, fmt: PictureFormat = DEFAULT_FORMAT) -> EncodedFrames:
+    def encode_image(
+        self, image: np.ndarray, params: CodecParams, fmt: PictureFormat = DEFAULT_FORMAT
+    ) -> EncodedFrames:
         """Code an ``H×W×3`` ``uint8`` RGB image as one picture in ``fmt`` (the remote-inference anchor; the
         conversion is :mod:`fcm.codecs.color`'s)."""
         self.check_image_format(fmt)

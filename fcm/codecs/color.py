@@ -35,7 +35,7 @@ import numpy as np
 
 from fcm.errors import ConfigError, ShapeError
 
-__all__ = ["DEFAULT_FORMAT", "PICTURE_FORMATS", "PictureFormat", "rgb_to_planes", "planes_to_rgb"]
+__all__ = ["DEFAULT_FORMAT", "PICTURE_FORMATS", "PictureFormat", "planes_to_rgb", "rgb_to_planes"]
 
 _KR, _KB = 0.299, 0.114
 _KG = 1.0 - _KR - _KB

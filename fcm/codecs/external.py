@@ -50,7 +50,7 @@ from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.pyav_codecs import _check_frames, _check_payload_bounds, decode_bitstream
 from fcm.errors import CodecError, ConfigError
 
-__all__ = ["ExternalCodec", "ExternalTemplate", "TEMPLATES", "external_codec", "x265_cli"]
+__all__ = ["TEMPLATES", "ExternalCodec", "ExternalTemplate", "external_codec", "x265_cli"]
 
 Chroma = Literal["400", "420"]
 
@@ -141,8 +141,16 @@ class ExternalCodec(Codec):
 
     # -- command handling ---------------------------------------------------------------------------------------------
 
-    def _placeholders(self, width: int, height: int, frames: int, bit_depth: int, params: CodecParams | None,
-                      input_path: Path, output_path: Path) -> dict[str, str]:
+    def _placeholders(
+        self,
+        width: int,
+        height: int,
+        frames: int,
+        bit_depth: int,
+        params: CodecParams | None,
+        input_path: Path,
+        output_path: Path,
+    ) -> dict[str, str]:
         values = {
             "input": str(input_path),
             "output": str(output_path),
@@ -170,8 +178,10 @@ class ExternalCodec(Codec):
             for key, value in extra:
                 words += shlex.split(self.option_template.format(key=key, value=value))
         except KeyError as exc:
-            raise CodecError(f"{self.name}: command template uses placeholder {{{exc.args[0]}}} which has no value; "
-                             f"pass it in variables=") from None
+            raise CodecError(
+                f"{self.name}: command template uses placeholder {{{exc.args[0]}}} which has no value; "
+                f"pass it in variables="
+            ) from None
         except ValueError as exc:
             raise CodecError(f"{self.name}: malformed command template {template!r}: {exc}") from None
         if not words:
@@ -183,8 +193,14 @@ class ExternalCodec(Codec):
         if shutil.which(binary) is None:
             raise CodecError(f"{self.name}: {what} binary {binary!r} not found (not on PATH or not executable)")
         try:
-            proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, timeout=self.timeout_s, check=False)
+            proc = subprocess.run(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=self.timeout_s,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise CodecError(f"{self.name}: {what} {binary!r} timed out after {self.timeout_s:g} s") from exc
         except OSError as exc:
@@ -201,7 +217,7 @@ class ExternalCodec(Codec):
 
     def _write_raw(self, path: Path, frames: np.ndarray, bit_depth: int) -> None:
         dtype = self._raw_dtype(bit_depth)
-        n, h, w = frames.shape
+        _, h, w = frames.shape
         neutral = np.full((-(-h // 2), -(-w // 2)), 1 << (bit_depth - 1), dtype=dtype)
         with path.open("wb") as f:
             for frame in frames:
@@ -216,9 +232,11 @@ class ExternalCodec(Codec):
         expected = num_frames * (luma + chroma) * dtype.itemsize
         size = path.stat().st_size if path.exists() else -1
         if size != expected:
-            raise CodecError(f"{self.name}: decoder wrote {max(size, 0)} bytes of raw video, expected {expected} "
-                             f"({num_frames} frame(s) of {width}x{height}, {bit_depth} bits, "
-                             f"{self.decoded_chroma})")
+            raise CodecError(
+                f"{self.name}: decoder wrote {max(size, 0)} bytes of raw video, expected {expected} "
+                f"({num_frames} frame(s) of {width}x{height}, {bit_depth} bits, "
+                f"{self.decoded_chroma})"
+            )
         data = np.fromfile(path, dtype=dtype).reshape(num_frames, luma + chroma)
         out = data[:, :luma].reshape(num_frames, height, width).astype(np.uint16)
         if int(out.max(initial=0)) >= 1 << bit_depth:
@@ -254,8 +272,9 @@ class ExternalCodec(Codec):
             if not dst.exists() or dst.stat().st_size == 0:
                 raise CodecError(f"{self.name}: encoder wrote no bitstream to {{output}}")
             bitstream = dst.read_bytes()
-        return EncodedFrames(codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n,
-                             extradata=b"", packets=(bitstream,))
+        return EncodedFrames(
+            codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n, extradata=b"", packets=(bitstream,)
+        )
 
     def decode(self, encoded: EncodedFrames) -> np.ndarray:
         """Decode with ``pyav_decoder`` in process or with ``decoder_cmd``; raises :class:`CodecError` on failure."""
@@ -266,8 +285,9 @@ class ExternalCodec(Codec):
         if encoded.bit_depth not in self.bit_depths:
             raise CodecError(f"{self.name}: payload declares unsupported bit depth {encoded.bit_depth}")
         if len(encoded.packets) != 1 or encoded.extradata:
-            raise CodecError(f"{self.name}: payload must be one packet without extradata, got "
-                             f"{len(encoded.packets)} packet(s)")
+            raise CodecError(
+                f"{self.name}: payload must be one packet without extradata, got {len(encoded.packets)} packet(s)"
+            )
         w, h, bd, n = encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames
         _check_payload_bounds(encoded.packets, b"", w, h, bd, n, self.name)
         if self.pyav_decoder is not None:
@@ -305,21 +325,24 @@ _JVET_ARGS = (
 
 TEMPLATES: dict[str, ExternalTemplate] = {
     "x265-cli": ExternalTemplate(
-        encoder_cmd=_X265_CLI, pyav_decoder="hevc", default_preset="medium", tested=True,
+        encoder_cmd=_X265_CLI,
+        pyav_decoder="hevc",
+        default_preset="medium",
+        tested=True,
         notes="Debian's x265 (3.5 in bookworm): its output differs from the libx265 4.2 inside PyAV, and it needs "
-              "pictures of at least one 64x64 CTU (the libx265 codec pads small frames itself).",
+        "pictures of at least one 64x64 CTU (the libx265 codec pads small frames itself).",
     ),
     "vtm": ExternalTemplate(
         encoder_cmd="EncoderApp " + _JVET_ARGS,
         decoder_cmd="DecoderApp -b {input} -o {output} -d {bit_depth}",
         notes="Untested here. VVC reference software; pass variables={'config': path-to-cfg}. FFmpeg's 'vvc' "
-              "decoder can replace DecoderApp (pyav_decoder='vvc').",
+        "decoder can replace DecoderApp (pyav_decoder='vvc').",
     ),
     "hm": ExternalTemplate(
         encoder_cmd="TAppEncoder " + _JVET_ARGS + " --Profile=main-RExt",
         decoder_cmd="TAppDecoder -b {input} -o {output} -d {bit_depth}",
         notes="Untested here. HEVC reference software; 4:0:0 needs a range-extensions profile; pass "
-              "variables={'config': path-to-cfg}. FFmpeg's 'hevc' decoder can replace TAppDecoder.",
+        "variables={'config': path-to-cfg}. FFmpeg's 'hevc' decoder can replace TAppDecoder.",
     ),
     "vvenc": ExternalTemplate(
         encoder_cmd=(
@@ -331,7 +354,7 @@ TEMPLATES: dict[str, ExternalTemplate] = {
         decoded_chroma="420",
         default_preset="medium",
         notes="Untested here. vvencapp's easy mode takes only 4:2:0 input (neutral chroma is written); "
-              "check '--intraperiod' against your version's --help (older ones use --refreshsec).",
+        "check '--intraperiod' against your version's --help (older ones use --refreshsec).",
     ),
 }
 
@@ -356,8 +379,9 @@ def external_codec(
     try:
         base = TEMPLATES[template]
     except KeyError:
-        raise ConfigError(f"unknown external codec template {template!r}; known: {', '.join(sorted(TEMPLATES))}") \
-            from None
+        raise ConfigError(
+            f"unknown external codec template {template!r}; known: {', '.join(sorted(TEMPLATES))}"
+        ) from None
     if pyav_decoder is not None and decoder_cmd is None:
         dec_cmd, dec_av = None, pyav_decoder
     elif decoder_cmd is not None and pyav_decoder is None:

@@ -153,8 +153,11 @@ def _captured_ffmpeg_log(warnings: bool = False) -> Iterator[list[tuple[int, str
 
 def _errors(logs: Sequence[tuple[int, str, str]]) -> list[str]:
     av = _import_av()
-    return [f"{name}: {message.strip()}" if name else message.strip() for level, name, message in logs
-            if level <= av.logging.ERROR]
+    return [
+        f"{name}: {message.strip()}" if name else message.strip()
+        for level, name, message in logs
+        if level <= av.logging.ERROR
+    ]
 
 
 def _with_log(message: str, logs: Sequence[tuple[int, str, str]]) -> str:
@@ -180,8 +183,9 @@ def _check_frames(frames: np.ndarray, bit_depth: int) -> np.ndarray:
         raise ShapeError(f"frames of {w}x{h} exceed the largest supported side {_MAX_SIDE}")
     lo, hi = int(frames.min()), int(frames.max())
     if lo < 0 or hi >= 1 << bit_depth:
-        raise CodecError(f"frame samples must lie in [0, {(1 << bit_depth) - 1}] for {bit_depth}-bit coding, "
-                         f"got [{lo}, {hi}]")
+        raise CodecError(
+            f"frame samples must lie in [0, {(1 << bit_depth) - 1}] for {bit_depth}-bit coding, got [{lo}, {hi}]"
+        )
     return frames.astype(np.uint16, copy=False)
 
 
@@ -293,8 +297,9 @@ def _attach_rois(av: Any, frame: Any, runs: Sequence[tuple[int, int, int, int, i
     if not runs:
         return frame
     graph = av.filter.Graph()
-    node = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                            time_base=Fraction(1, _FPS))
+    node = graph.add_buffer(
+        width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, _FPS)
+    )
     source = node
     for x, y, w, h, value in runs:
         roi = graph.add("addroi", x=str(x), y=str(y), w=str(w), h=str(h), qoffset=f"{value}/{qp_range}")
@@ -312,8 +317,9 @@ def _attach_rois(av: Any, frame: Any, runs: Sequence[tuple[int, int, int, int, i
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _check_payload_bounds(packets: Sequence[bytes], extradata: bytes, width: int, height: int, bit_depth: int,
-                          num_frames: int, who: str) -> None:
+def _check_payload_bounds(
+    packets: Sequence[bytes], extradata: bytes, width: int, height: int, bit_depth: int, num_frames: int, who: str
+) -> None:
     if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
         raise CodecError(f"{who}: declared frame size {width}x{height} is out of range")
     if num_frames < 1:
@@ -323,8 +329,9 @@ def _check_payload_bounds(packets: Sequence[bytes], extradata: bytes, width: int
     raw = num_frames * width * height * (1 if bit_depth <= 8 else 2)
     total = len(extradata) + sum(len(p) for p in packets)
     if total > _MAX_EXPANSION * raw + _SLACK_BYTES:
-        raise CodecError(f"{who}: payload of {total} bytes is implausibly large for {num_frames} frame(s) of "
-                         f"{width}x{height}")
+        raise CodecError(
+            f"{who}: payload of {total} bytes is implausibly large for {num_frames} frame(s) of {width}x{height}"
+        )
 
 
 def _open_decoder(av: Any, decoder: str, width: int, height: int, extradata: bytes) -> Any:
@@ -342,8 +349,9 @@ def _open_decoder(av: Any, decoder: str, width: int, height: int, extradata: byt
     return ctx
 
 
-def _decode_av_frames(decoder: str, packets: Sequence[bytes], extradata: bytes, width: int, height: int,
-                      parse: bool, who: str) -> list[Any]:
+def _decode_av_frames(
+    decoder: str, packets: Sequence[bytes], extradata: bytes, width: int, height: int, parse: bool, who: str
+) -> list[Any]:
     """Run ``packets`` (or, with ``parse``, one Annex-B/OBU byte stream split by FFmpeg's parser) through ``decoder``.
 
     Returns the decoded PyAV frames; raises CodecError on any failure, including errors the decoder only logs.
@@ -372,25 +380,29 @@ def _decode_av_frames(decoder: str, packets: Sequence[bytes], extradata: bytes, 
     return frames
 
 
-def _frames_to_array(frames: Sequence[Any], width: int, height: int, bit_depth: int, num_frames: int,
-                     coded: tuple[int, int], who: str) -> np.ndarray:
+def _frames_to_array(
+    frames: Sequence[Any], width: int, height: int, bit_depth: int, num_frames: int, coded: tuple[int, int], who: str
+) -> np.ndarray:
     if len(frames) != num_frames:
         raise CodecError(f"{who}: payload decoded to {len(frames)} frame(s), expected {num_frames}")
     out = np.empty((num_frames, height, width), dtype=np.uint16)
     for i, frame in enumerate(frames):
         if (frame.width, frame.height) != coded:
-            raise CodecError(f"{who}: frame {i} decoded as {frame.width}x{frame.height}, expected "
-                             f"{coded[0]}x{coded[1]}")
+            raise CodecError(
+                f"{who}: frame {i} decoded as {frame.width}x{frame.height}, expected {coded[0]}x{coded[1]}"
+            )
         bits = frame.format.components[0].bits
         if bits != bit_depth:
-            raise CodecError(f"{who}: frame {i} decoded with {bits}-bit luma ({frame.format.name}), expected "
-                             f"{bit_depth}-bit")
+            raise CodecError(
+                f"{who}: frame {i} decoded with {bits}-bit luma ({frame.format.name}), expected {bit_depth}-bit"
+            )
         out[i] = _luma_of(frame, bit_depth, height, width)
     return out
 
 
-def decode_bitstream(decoder: str, data: bytes, width: int, height: int, bit_depth: int, num_frames: int,
-                     who: str = "decoder") -> np.ndarray:
+def decode_bitstream(
+    decoder: str, data: bytes, width: int, height: int, bit_depth: int, num_frames: int, who: str = "decoder"
+) -> np.ndarray:
     """Decode one elementary byte stream (e.g. an Annex-B ``.hevc`` file written by an external encoder) in process.
 
     FFmpeg's parser for ``decoder`` splits the stream into access units. Returns ``uint16`` luma of shape
@@ -474,15 +486,18 @@ class PyAVCodec(Codec):
         if params.rate_control == "crf" and not self.supports_crf:
             raise CodecError(f"codec {self.name!r} does not support rate_control='crf'")
 
-    def _roi_plan(self, offsets: np.ndarray | None, shape: tuple[int, int, int], bit_depth: int,
-                  params: CodecParams) -> list[list[tuple[int, int, int, int, int]]] | None:
+    def _roi_plan(
+        self, offsets: np.ndarray | None, shape: tuple[int, int, int], bit_depth: int, params: CodecParams
+    ) -> list[list[tuple[int, int, int, int, int]]] | None:
         if offsets is None:
             return None
         if not self.supports_block_qp_offsets:
             raise CodecError(f"per-block QP offsets are not supported yet by codec {self.name!r}")
         if params.rate_control != "crf":
-            raise CodecError(f"codec {self.name!r} applies per-block QP offsets only with rate_control='crf' "
-                             "(adaptive quantization is off in 'cqp')")
+            raise CodecError(
+                f"codec {self.name!r} applies per-block QP offsets only with rate_control='crf' "
+                "(adaptive quantization is off in 'cqp')"
+            )
         n, h, w = shape
         b = self.qp_block_size
         expected = (n, -(-h // b), -(-w // b))
@@ -526,12 +541,27 @@ class PyAVCodec(Codec):
                 yield frame if rois is None else _attach_rois(av, frame, rois[i], qp_range)
 
         extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, layout.pix_fmt, bit_depth, params, n)
-        return EncodedFrames(codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n,
-                             extradata=extradata, packets=tuple(packets))
+        return EncodedFrames(
+            codec=self.name,
+            width=w,
+            height=h,
+            bit_depth=bit_depth,
+            num_frames=n,
+            extradata=extradata,
+            packets=tuple(packets),
+        )
 
-    def _run_encoder(self, make_frames: Callable[[Any], Iterator[Any]], coded_w: int, coded_h: int, pix_fmt: str,
-                     bit_depth: int, params: CodecParams, n: int,
-                     configure: Callable[[Any], None] | None = None) -> tuple[bytes, list[bytes]]:
+    def _run_encoder(
+        self,
+        make_frames: Callable[[Any], Iterator[Any]],
+        coded_w: int,
+        coded_h: int,
+        pix_fmt: str,
+        bit_depth: int,
+        params: CodecParams,
+        n: int,
+        configure: Callable[[Any], None] | None = None,
+    ) -> tuple[bytes, list[bytes]]:
         """Open the encoder with this codec's options, feed it ``make_frames(av)`` and return (extradata, packets).
 
         ``configure(ctx)``, when given, sets further context fields (e.g. the colour description) before opening.
@@ -587,8 +617,9 @@ class PyAVCodec(Codec):
         w, h = self.coded_size(width + width % 2, height + height % 2)  # 4:2:0 needs even sizes
         return w + w % 2, h + h % 2
 
-    def encode_image(self, image: np.ndarray, params: CodecParams,
-                     fmt: PictureFormat = DEFAULT_FORMAT) -> EncodedFrames:
+    def encode_image(
+        self, image: np.ndarray, params: CodecParams, fmt: PictureFormat = DEFAULT_FORMAT
+    ) -> EncodedFrames:
         """Encode one ``H×W×3`` ``uint8`` RGB image as a single picture in ``fmt`` with this codec's settings.
 
         The conversion is :mod:`fcm.codecs.color`'s exact BT.601 one; the stream signals matrix (BT.601) and range
@@ -608,7 +639,7 @@ class PyAVCodec(Codec):
 
         def make_frames(av: Any) -> Iterator[Any]:
             frame = av.VideoFrame(coded_w, coded_h, fmt.pix_fmt)
-            for plane, values in zip(frame.planes, planes):
+            for plane, values in zip(frame.planes, planes, strict=True):
                 _plane_view(plane, dtype, *values.shape)[...] = values
             frame.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
             frame.colorspace = _AVCOL_SPC_SMPTE170M
@@ -621,8 +652,9 @@ class PyAVCodec(Codec):
             ctx.colorspace = _AVCOL_SPC_SMPTE170M
 
         intra = CodecParams(params.qp, params.rate_control, "intra", params.preset, params.options)
-        extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, fmt.pix_fmt, fmt.bit_depth, intra, 1,
-                                               configure=describe)
+        extradata, packets = self._run_encoder(
+            make_frames, coded_w, coded_h, fmt.pix_fmt, fmt.bit_depth, intra, 1, configure=describe
+        )
         return EncodedFrames(self.name, w, h, fmt.bit_depth, 1, extradata, tuple(packets))
 
     def decode_image(self, encoded: EncodedFrames, fmt: PictureFormat | None = None) -> np.ndarray:
@@ -636,14 +668,17 @@ class PyAVCodec(Codec):
             raise CodecError(f"{self.name}: not a one-picture 8/10-bit image payload of this codec")
         coded_w, coded_h = self._image_coded_size(encoded.width, encoded.height)
         _check_payload_bounds(encoded.packets, encoded.extradata, coded_w, coded_h, encoded.bit_depth, 1, self.name)
-        frames = _decode_av_frames(self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False,
-                                   who=f"{self.name} (image)")
+        frames = _decode_av_frames(
+            self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False, who=f"{self.name} (image)"
+        )
         if len(frames) != 1 or (frames[0].width, frames[0].height) != (coded_w, coded_h):
             raise CodecError(f"{self.name}: image payload did not decode to one {coded_w}x{coded_h} picture")
         frame = frames[0]
         fmt = _picture_format_of(frame, fmt, self.name)
         if fmt.bit_depth != encoded.bit_depth:
-            raise CodecError(f"{self.name}: image decoded at {fmt.bit_depth} bits, payload declares {encoded.bit_depth}")
+            raise CodecError(
+                f"{self.name}: image decoded at {fmt.bit_depth} bits, payload declares {encoded.bit_depth}"
+            )
         dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
         ch, cw = (coded_h // 2, coded_w // 2) if fmt.subsampled else (coded_h, coded_w)
         y = _plane_view(frame.planes[0], dtype, coded_h, coded_w)
@@ -662,13 +697,21 @@ class PyAVCodec(Codec):
             raise CodecError(f"{who}: payload was made by codec {encoded.codec!r}, not {self.name!r}")
         if encoded.bit_depth not in self.bit_depths:
             raise CodecError(f"{who}: payload declares unsupported bit depth {encoded.bit_depth}")
-        _check_payload_bounds(encoded.packets, encoded.extradata, encoded.width, encoded.height, encoded.bit_depth,
-                              encoded.num_frames, who)
+        _check_payload_bounds(
+            encoded.packets,
+            encoded.extradata,
+            encoded.width,
+            encoded.height,
+            encoded.bit_depth,
+            encoded.num_frames,
+            who,
+        )
         if len(encoded.packets) != encoded.num_frames:
             raise CodecError(f"{who}: payload has {len(encoded.packets)} packets for {encoded.num_frames} frames")
         coded_w, coded_h = self.coded_size(encoded.width, encoded.height)
-        return _decode_av_frames(self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False,
-                                 who=who)
+        return _decode_av_frames(
+            self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False, who=who
+        )
 
     def decode(self, encoded: EncodedFrames) -> np.ndarray:
         """Decode to ``uint16`` luma of shape ``(num_frames, height, width)``; chroma planes, if any, are dropped.
@@ -677,8 +720,9 @@ class PyAVCodec(Codec):
         """
         frames = self._decode_frames(encoded)
         coded = self.coded_size(encoded.width, encoded.height)
-        return _frames_to_array(frames, encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames, coded,
-                                self.name)
+        return _frames_to_array(
+            frames, encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames, coded, self.name
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

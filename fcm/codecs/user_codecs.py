@@ -5,7 +5,7 @@ The file maps codec names to an external template and overrides, for example::
     vtm:
       template: vtm                       # one of fcm.codecs.external.TEMPLATES
       encoder_cmd: /opt/vtm/bin/EncoderApp -c {config} -i {input} -b {output} ...   # optional override
-      pyav_decoder: vvc                   # or decoder_cmd: "/opt/vtm/bin/DecoderApp -b {input} -o {output} -d {bit_depth}"
+      pyav_decoder: vvc      # or decoder_cmd: "/opt/vtm/bin/DecoderApp -b {input} -o {output} -d {bit_depth}"
       variables: {config: /opt/vtm/cfg/encoder_intra_vtm.cfg}
       bit_depths: [8, 10]
       qp_range: [0, 63]
@@ -25,8 +25,16 @@ from fcm.errors import ConfigError
 
 ENV_VAR = "FCM_CODECS"
 _STRING_FIELDS = ("encoder_cmd", "decoder_cmd", "pyav_decoder", "default_preset", "option_template")
-_FIELDS = {"template", "variables", "bit_depths", "qp_range", "timeout_s", "input_chroma", "decoded_chroma",
-           *_STRING_FIELDS}
+_FIELDS = {
+    "template",
+    "variables",
+    "bit_depths",
+    "qp_range",
+    "timeout_s",
+    "input_chroma",
+    "decoded_chroma",
+    *_STRING_FIELDS,
+}
 #: resolved paths of the files loaded in this process, in load order (sent to sweep workers)
 _loaded: list[str] = []
 _env_checked = False

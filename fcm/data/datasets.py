@@ -134,7 +134,7 @@ class CocoDetection(Dataset):
         try:
             gt = json.loads(annotations.read_text())
             entries = sorted(gt["images"], key=lambda e: e["id"])
-            gt["annotations"], gt["categories"]  # noqa: B018  (required keys)
+            gt["annotations"], gt["categories"]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"{annotations} is not a COCO instances file: {e}") from e
         self.name = name or annotations.stem
@@ -197,9 +197,7 @@ class EmbeddedPhotos(Dataset):
             raise ConfigError(f"unknown bundled photos {unknown}; known: {', '.join(BUNDLED_PHOTOS)}")
         chosen = _VARIANTS[: variants or len(_VARIANTS)]
         self.name = name
-        super().__init__(
-            [Sample(f"{p}/{v}", _variant(p, box, scale)) for p in photos for v, box, scale in chosen]
-        )
+        super().__init__([Sample(f"{p}/{v}", _variant(p, box, scale)) for p in photos for v, box, scale in chosen])
 
 
 def build_dataset(spec: dict[str, Any], categories: Sequence[str] = ()) -> Dataset:

@@ -43,7 +43,7 @@ from scipy.interpolate import PchipInterpolator
 
 from fcm.errors import FcmError
 
-__all__ = ["BDError", "BDResult", "Interval", "Overlap", "METHODS", "MIN_POINTS", "bd_accuracy", "bd_rate", "compare"]
+__all__ = ["METHODS", "MIN_POINTS", "BDError", "BDResult", "Interval", "Overlap", "bd_accuracy", "bd_rate", "compare"]
 
 Method = Literal["pchip", "cubic"]
 METHODS: tuple[str, ...] = ("pchip", "cubic")
@@ -180,7 +180,7 @@ def _check_monotone(r: np.ndarray, a: np.ndarray, name: str) -> None:
     d = np.diff(a)
     if np.all(d > 0) or np.all(d < 0):
         return
-    pairs = ", ".join(f"({x:g}, {y:g})" for x, y in zip(r.tolist(), a.tolist()))
+    pairs = ", ".join(f"({x:g}, {y:g})" for x, y in zip(r.tolist(), a.tolist(), strict=True))
     raise BDError(
         f"{name} accuracy is not strictly monotone in rate (points sorted by rate: {pairs}); BD-rate interpolates "
         "rate as a function of accuracy, which needs strictly monotone accuracy — drop or fix the offending point"
@@ -204,9 +204,7 @@ def _integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float, method: str) -
     return float(np.polyval(poly, hi) - np.polyval(poly, lo))
 
 
-def _avg_diff(
-    xa: np.ndarray, ya: np.ndarray, xt: np.ndarray, yt: np.ndarray, method: str, axis: str
-) -> float:
+def _avg_diff(xa: np.ndarray, ya: np.ndarray, xt: np.ndarray, yt: np.ndarray, method: str, axis: str) -> float:
     """Mean of ``f_test - f_anchor`` over the overlap of the x ranges; x arrays strictly monotone."""
     if xa[0] > xa[-1]:
         xa, ya = xa[::-1], ya[::-1]
@@ -223,7 +221,7 @@ def _avg_diff(
 
 
 def _fmt(x: float, axis: str) -> str:
-    return f"{10.0 ** x:g}" if axis == "rate" else f"{x:g}"
+    return f"{10.0**x:g}" if axis == "rate" else f"{x:g}"
 
 
 def bd_rate(
@@ -312,10 +310,21 @@ def compare(
     accuracy_overlap = rate_overlap = None
     if ar.size and tr.size and np.all(ar > 0) and np.all(tr > 0):
         accuracy_overlap = Overlap("accuracy", (float(aa.min()), float(aa.max())), (float(ta.min()), float(ta.max())))
-        rate_overlap = Overlap("log10 rate", (float(np.log10(ar.min())), float(np.log10(ar.max()))),
-                               (float(np.log10(tr.min())), float(np.log10(tr.max()))))
-    return BDResult(values["bd_rate"], values["bd_accuracy"], anchor_name, test_name, errors.get("bd_rate", ""),
-                    errors.get("bd_accuracy", ""), accuracy_overlap=accuracy_overlap, rate_overlap=rate_overlap)
+        rate_overlap = Overlap(
+            "log10 rate",
+            (float(np.log10(ar.min())), float(np.log10(ar.max()))),
+            (float(np.log10(tr.min())), float(np.log10(tr.max()))),
+        )
+    return BDResult(
+        values["bd_rate"],
+        values["bd_accuracy"],
+        anchor_name,
+        test_name,
+        errors.get("bd_rate", ""),
+        errors.get("bd_accuracy", ""),
+        accuracy_overlap=accuracy_overlap,
+        rate_overlap=rate_overlap,
+    )
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

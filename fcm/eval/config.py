@@ -186,7 +186,9 @@ class SweepConfig:
         try:
             entry = MODELS.get(self.model)
             if self.split is not None and self.split not in entry.splits and not entry.any_node:
-                raise ConfigError(f"unknown split {self.split!r} of model {self.model!r}; known: {', '.join(entry.splits)}")
+                raise ConfigError(
+                    f"unknown split {self.split!r} of model {self.model!r}; known: {', '.join(entry.splits)}"
+                )
             bad = [p for p in self.pipelines if p not in PIPELINES]
             if bad:
                 raise ConfigError(f"unknown pipelines {bad}; known: {', '.join(PIPELINES)}")
@@ -200,8 +202,10 @@ class SweepConfig:
                 codec = get_codec(name)
                 depth = codec.default_bit_depth if self.bit_depth is None else self.bit_depth
                 if "remote" in self.pipelines and not codec.codes_images:
-                    raise ConfigError(f"codec {name!r} cannot code images for the 'remote' pipeline; drop it from "
-                                      "codecs or set pipelines: [feature]")
+                    raise ConfigError(
+                        f"codec {name!r} cannot code images for the 'remote' pipeline; drop it from "
+                        "codecs or set pipelines: [feature]"
+                    )
                 for pipeline, qps in self.qps.items():
                     for qp in qps:
                         params = self.codec_params(qp)
@@ -210,8 +214,10 @@ class SweepConfig:
                                 codec.check_params(picture.bit_depth, params)
                                 codec.check_image_format(picture)
                             except FcmError as e:
-                                raise ConfigError(f"remote pictures in {picture.name}: {e}; choose another "
-                                                  "remote: {format: …} or drop the codec") from e
+                                raise ConfigError(
+                                    f"remote pictures in {picture.name}: {e}; choose another "
+                                    "remote: {format: …} or drop the codec"
+                                ) from e
                         else:
                             codec.check_params(depth, params)
             if self.anchor is not None:

@@ -28,7 +28,7 @@ from fcm.eval.bd import BDResult, Interval, Overlap, compare, pareto_front
 from fcm.eval.bootstrap import LEVEL, Resampled, percentile_interval, resample_points
 from fcm.eval.points import OperatingPoint
 
-__all__ = ["Analysis", "BD_METHOD", "LEVEL", "analyse", "validate_points"]
+__all__ = ["BD_METHOD", "LEVEL", "Analysis", "analyse", "validate_points"]
 
 BD_METHOD = "pchip"
 
@@ -78,7 +78,9 @@ def validate_points(points: Sequence[OperatingPoint]) -> tuple[str, str]:
             raise ConfigError(f"point {i} ({p.curve} qp={p.qp}) has pixels={p.pixels}; bpp needs a positive count")
     datasets = sorted({p.dataset for p in points})
     if len(datasets) > 1:
-        raise ConfigError(f"operating points of one report must share one dataset, got {', '.join(map(repr, datasets))}")
+        raise ConfigError(
+            f"operating points of one report must share one dataset, got {', '.join(map(repr, datasets))}"
+        )
     metrics = sorted({p.metric_name for p in points})
     if len(metrics) > 1:
         raise ConfigError(
@@ -118,16 +120,21 @@ def _overlap_note(overlap: Overlap | None, metric: str, min_overlap: float) -> s
     lo, hi = overlap.span
     unit = f"{metric} [{lo:.2f}, {hi:.2f}]" if overlap.axis == "accuracy" else f"bpp [{10**lo:.4g}, {10**hi:.4g}]"
     what = "BD-rate" if overlap.axis == "accuracy" else f"BD-{metric}"
-    return (f"narrow overlap: {what} averages over {unit}, {100 * fa:.0f} % of the anchor's range and "
-            f"{100 * ft:.0f} % of the test's (warning below {100 * min_overlap:.0f} %)")
+    return (
+        f"narrow overlap: {what} averages over {unit}, {100 * fa:.0f} % of the anchor's range and "
+        f"{100 * ft:.0f} % of the test's (warning below {100 * min_overlap:.0f} %)"
+    )
 
 
-def _bootstrap_bd(resampled: Resampled, curves: Mapping[str, Sequence[OperatingPoint]], anchor: str,
-                  test: str) -> tuple[Interval | None, Interval | None, list[str]]:
+def _bootstrap_bd(
+    resampled: Resampled, curves: Mapping[str, Sequence[OperatingPoint]], anchor: str, test: str
+) -> tuple[Interval | None, Interval | None, list[str]]:
     """BD-rate / BD-accuracy intervals of ``test`` against ``anchor`` over the resamples, with notes."""
+
     def fronts(name: str, k: int) -> list[tuple[float, float]]:
-        return pareto_front([(float(resampled.bpp[(name, p.qp)][k]), float(resampled.metric[(name, p.qp)][k]))
-                             for p in curves[name]])
+        return pareto_front(
+            [(float(resampled.bpp[(name, p.qp)][k]), float(resampled.metric[(name, p.qp)][k])) for p in curves[name]]
+        )
 
     rates, accs = np.full(resampled.resamples, np.nan), np.full(resampled.resamples, np.nan)
     for k in range(resampled.resamples):
@@ -148,8 +155,14 @@ def _bootstrap_bd(resampled: Resampled, curves: Mapping[str, Sequence[OperatingP
     return intervals[0], intervals[1], notes
 
 
-def analyse(points: Sequence[OperatingPoint], anchor: str | None = None, *, resamples: int = 0, seed: int = 0,
-            min_overlap: float = 0.5) -> Analysis:
+def analyse(
+    points: Sequence[OperatingPoint],
+    anchor: str | None = None,
+    *,
+    resamples: int = 0,
+    seed: int = 0,
+    min_overlap: float = 0.5,
+) -> Analysis:
     """Curves, BD results against ``anchor`` (default: the first ``remote`` curve, else the first curve), overlaps
     and, with ``resamples > 0``, bootstrap intervals. Never raises for curves that cannot be compared: their
     :class:`BDResult` says why.
@@ -166,17 +179,41 @@ def analyse(points: Sequence[OperatingPoint], anchor: str | None = None, *, resa
     results = []
     for name in list(curves)[1:]:
         r = compare(anchor, fronts[anchor], name, fronts[name], method=BD_METHOD)  # type: ignore[arg-type]
-        notes = [f"{c}: Pareto front of {len(fronts[c])} of {len(curves[c])} points" for c in (anchor, name)
-                 if len(fronts[c]) < len(curves[c])]
-        notes += [n for n in (_overlap_note(r.accuracy_overlap, metric_name, min_overlap),
-                              _overlap_note(r.rate_overlap, metric_name, min_overlap)) if n]
+        notes = [
+            f"{c}: Pareto front of {len(fronts[c])} of {len(curves[c])} points"
+            for c in (anchor, name)
+            if len(fronts[c]) < len(curves[c])
+        ]
+        notes += [
+            n
+            for n in (
+                _overlap_note(r.accuracy_overlap, metric_name, min_overlap),
+                _overlap_note(r.rate_overlap, metric_name, min_overlap),
+            )
+            if n
+        ]
         rate_ci = acc_ci = None
         if resampled is not None:
             rate_ci, acc_ci, ci_notes = _bootstrap_bd(resampled, curves, anchor, name)
             notes += ci_notes
-        results.append(replace(r, notes=tuple(notes), rate_ci=rate_ci if r.bd_rate is not None else None,
-                               accuracy_ci=acc_ci if r.bd_accuracy is not None else None))
+        results.append(
+            replace(
+                r,
+                notes=tuple(notes),
+                rate_ci=rate_ci if r.bd_rate is not None else None,
+                accuracy_ci=acc_ci if r.bd_accuracy is not None else None,
+            )
+        )
     point_ci = {} if resampled is None else {(p.curve, p.qp): resampled.interval(p) for p in points}
-    return Analysis(dataset, metric_name, anchor, curves, results, point_ci, ci_note,
-                    resamples if resampled is not None else 0, seed, min_overlap)
-
+    return Analysis(
+        dataset,
+        metric_name,
+        anchor,
+        curves,
+        results,
+        point_ci,
+        ci_note,
+        resamples if resampled is not None else 0,
+        seed,
+        min_overlap,
+    )

@@ -124,10 +124,12 @@ def _coco_detections(output: Any) -> list[list[float]]:
     """torchvision detections → ``[x, y, w, h, score, category]`` rows."""
     det = output[0]
     rows = []
-    for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+    for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), strict=True):
         x0, y0, x1, y1 = box
         # scores keep 7 significant digits: rounding to fixed decimals makes ties that reorder COCO matching
-        rows.append([round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2), float(f"{score:.7g}"), int(label)])
+        rows.append(
+            [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2), float(f"{score:.7g}"), int(label)]
+        )
     return rows
 
 
@@ -139,8 +141,10 @@ def _mask_rles(output: Any) -> list[dict[str, Any]]:
     if len(masks) == 0:
         return []
     binary = np.asfortranarray((masks[:, 0] > 0.5).permute(1, 2, 0).numpy().astype(np.uint8))
-    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
-            for r in mask_utils.encode(binary)]
+    return [
+        {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+        for r in mask_utils.encode(binary)
+    ]
 
 
 def _coco_map(gt: dict[str, Any], detections: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, float]:
@@ -207,8 +211,11 @@ class CocoMAP(Evaluator):
         dets = [d for r in self._records for d in _as_results(r["image_id"], r["detections"])]
         metrics = _coco_map(gt, dets)
         if self.masks:
-            segm = [{**d, "segmentation": m} for r in self._records
-                    for d, m in zip(_as_results(r["image_id"], r["detections"]), r["masks"])]
+            segm = [
+                {**d, "segmentation": m}
+                for r in self._records
+                for d, m in zip(_as_results(r["image_id"], r["detections"]), r["masks"], strict=True)
+            ]
             for d in segm:
                 d.pop("bbox")  # loadRes takes the box from the mask for segm results
             metrics |= _coco_map(gt, segm, "segm")
@@ -242,8 +249,14 @@ class DetectionFidelity(Evaluator):
             for row in r["reference"]:
                 categories.add(row[5])
                 annotations.append(
-                    {"id": len(annotations) + 1, "image_id": i, "bbox": row[:4], "area": row[2] * row[3],
-                     "category_id": row[5], "iscrowd": 0}
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": i,
+                        "bbox": row[:4],
+                        "area": row[2] * row[3],
+                        "category_id": row[5],
+                        "iscrowd": 0,
+                    }
                 )
             dets.extend(_as_results(i, r["detections"]))
         categories |= {d["category_id"] for d in dets}

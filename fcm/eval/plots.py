@@ -76,20 +76,37 @@ def plot_rd(path: Path, analysis: Analysis, reference: dict[str, float] | None, 
         label = f"{name} (anchor)" if name == analysis.anchor else name
         cis = [analysis.interval(p) for p in ps]
         if all(ci is not None for ci in cis):
-            err = [[v - ci.lo for v, ci in zip(y, cis)], [ci.hi - v for v, ci in zip(y, cis)]]  # type: ignore[union-attr]
-            ax.errorbar(x, y, yerr=err, color=st["color"], linewidth=0, elinewidth=1.0, capsize=2.5, alpha=0.6,
-                        zorder=2)
+            err = [[v - ci.lo for v, ci in zip(y, cis, strict=True)], [ci.hi - v for v, ci in zip(y, cis, strict=True)]]  # type: ignore[union-attr]
+            ax.errorbar(
+                x, y, yerr=err, color=st["color"], linewidth=0, elinewidth=1.0, capsize=2.5, alpha=0.6, zorder=2
+            )
             accs += [ci.lo for ci in cis] + [ci.hi for ci in cis]  # type: ignore[union-attr]
         ax.plot(x, y, label=label, color=st["color"], marker=st["marker"], markersize=6, linewidth=1.8, zorder=3)
         # QP labels: the anchor's below-right, the others' above-left, in the empty space beside rising RD curves
         offset, ha, va = ((5, -4), "left", "top") if name == analysis.anchor else ((-5, 4), "right", "bottom")
         for p in ps:
-            ax.annotate(f"{p.qp}", (p.bpp, float(p.metric)), textcoords="offset points", xytext=offset, ha=ha, va=va,
-                        fontsize=7, color=st["color"], alpha=0.8, zorder=4)
+            ax.annotate(
+                f"{p.qp}",
+                (p.bpp, float(p.metric)),
+                textcoords="offset points",
+                xytext=offset,
+                ha=ha,
+                va=va,
+                fontsize=7,
+                color=st["color"],
+                alpha=0.8,
+                zorder=4,
+            )
     ref = None if reference is None else reference.get(metric)
     if ref is not None and _finite(float(ref)):
-        ax.axhline(float(ref), color="0.25", linestyle="--", linewidth=1.2, zorder=1,
-                   label=f"uncompressed reference ({float(ref):.2f})")
+        ax.axhline(
+            float(ref),
+            color="0.25",
+            linestyle="--",
+            linewidth=1.2,
+            zorder=1,
+            label=f"uncompressed reference ({float(ref):.2f})",
+        )
         accs.append(float(ref))
     scale = _log_x_if_wide(ax, rates)
     if accs:
@@ -127,8 +144,9 @@ def plot_times(path: Path, analysis: Analysis) -> None:
         p = mids[name]
         ms = [1000.0 * p.times.get(s, float("nan")) for s in stages]
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(stages))]
-        ax.bar(xs, ms, width=width * 0.95, color=_style(order.index(name))["color"], label=f"{name} (QP {p.qp})",
-               zorder=3)
+        ax.bar(
+            xs, ms, width=width * 0.95, color=_style(order.index(name))["color"], label=f"{name} (QP {p.qp})", zorder=3
+        )
     ax.set_xticks(range(len(stages)))
     ax.set_xticklabels(stages, fontsize=10)
     ax.set_ylabel("mean time per input (ms)", fontsize=11)
@@ -157,9 +175,16 @@ def plot_edge_cost(path: Path, analysis: Analysis, reference: dict[str, float] |
         macs = ps[0].edge_macs
         label = f"{name}: " + (f"{macs / 1e6:.0f} M MACs/input on the edge" if macs else "encode only")
         ax.plot(x, y, color=st["color"], marker=st["marker"], markersize=5, linewidth=1.4, label=label, zorder=3)
-        for p, xv in zip(ps, x):
-            ax.annotate(f"{p.qp}", (xv, float(p.metric)), textcoords="offset points", xytext=(4, 3), fontsize=7,
-                        color=st["color"], alpha=0.8)
+        for p, xv in zip(ps, x, strict=True):
+            ax.annotate(
+                f"{p.qp}",
+                (xv, float(p.metric)),
+                textcoords="offset points",
+                xytext=(4, 3),
+                fontsize=7,
+                color=st["color"],
+                alpha=0.8,
+            )
     ref = None if reference is None else reference.get(analysis.metric_name)
     if ref is not None and _finite(float(ref)):
         ax.axhline(float(ref), color="0.25", linestyle="--", linewidth=1.2, label="uncompressed reference")

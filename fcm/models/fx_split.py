@@ -40,7 +40,9 @@ def _trace(model: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
 
 
 def _resolve(name: str, graph: fx.Graph, qualnames: dict[fx.Node, str]) -> fx.Node:
-    matches = [n for n in graph.nodes if n in qualnames and (qualnames[n] == name or qualnames[n].startswith(name + "."))]
+    matches = [
+        n for n in graph.nodes if n in qualnames and (qualnames[n] == name or qualnames[n].startswith(name + "."))
+    ]
     if not matches:
         known = sorted(set(qualnames.values()))
         modules = {q.rsplit(".", i)[0] for q in known for i in range(q.count(".") + 1)}

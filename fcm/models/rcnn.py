@@ -133,7 +133,9 @@ class _RCNNSplit:
             expected = (-(-batch[0] // stride), -(-batch[1] // stride))
             got = tuple(features.tensors[name].shape[-2:])
             if got != expected:
-                raise ShapeError(f"{self.name}: {name} is {got}, but a {batch} batch gives {expected} at stride {stride}")
+                raise ShapeError(
+                    f"{self.name}: {name} is {got}, but a {batch} batch gives {expected} at stride {stride}"
+                )
         return tuple(sizes)
 
     @torch.no_grad()
@@ -144,12 +146,17 @@ class _RCNNSplit:
         records = []
         for det in output:
             items = []
-            for box, label, score in list(zip(det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist()))[
-                :top_k
-            ]:
+            for box, label, score in list(
+                zip(det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist(), strict=True)
+            )[:top_k]:
                 label_name = self.categories[label] if label < len(self.categories) else str(label)
                 items.append(
-                    {"label_id": label, "label": label_name, "score": round(score, 5), "box_xyxy": [round(v, 2) for v in box]}
+                    {
+                        "label_id": label,
+                        "label": label_name,
+                        "score": round(score, 5),
+                        "box_xyxy": [round(v, 2) for v in box],
+                    }
                 )
             records.append({"detections": items})
         return records

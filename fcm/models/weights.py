@@ -60,7 +60,7 @@ def load_state_dict(path: str | Path, sha256: str | None = None) -> tuple[dict[s
 def load_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """``load_state_dict(strict=True)`` with an error that names the file and the first mismatching keys."""
     try:
-        result = module.load_state_dict(state_dict, strict=False)
+        result = module.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:  # tensor shape mismatches
         raise WeightsError(f"weights {source} do not fit {type(module).__name__}: {e}") from e
     if result.missing_keys or result.unexpected_keys:

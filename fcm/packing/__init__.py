@@ -5,11 +5,11 @@ from fcm.packing.packer import RANGE_MODES, PackedFrames, Packer, RangeMode, unp
 from fcm.packing.quantize import QuantRange, dequantize, quantize
 
 __all__ = [
+    "RANGE_MODES",
     "Layout",
     "PackedFrames",
     "Packer",
     "QuantRange",
-    "RANGE_MODES",
     "RangeMode",
     "TensorPlacement",
     "dequantize",

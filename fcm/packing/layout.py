@@ -116,8 +116,8 @@ class Layout:
                 )
             if rest:
                 y = p.top + full_rows * p.height
-                frame[y : y + p.height, : rest * p.width] = t[full_rows * p.cols :].transpose(1, 0, 2).reshape(
-                    p.height, rest * p.width
+                frame[y : y + p.height, : rest * p.width] = (
+                    t[full_rows * p.cols :].transpose(1, 0, 2).reshape(p.height, rest * p.width)
                 )
         return frame
 
@@ -132,11 +132,15 @@ class Layout:
             if full_rows:
                 block = frame[p.top : p.top + full_rows * p.height, : p.cols * p.width]
                 parts.append(
-                    block.reshape(full_rows, p.height, p.cols, p.width).transpose(0, 2, 1, 3).reshape(-1, p.height, p.width)
+                    block.reshape(full_rows, p.height, p.cols, p.width)
+                    .transpose(0, 2, 1, 3)
+                    .reshape(-1, p.height, p.width)
                 )
             if rest:
                 y = p.top + full_rows * p.height
-                parts.append(frame[y : y + p.height, : rest * p.width].reshape(p.height, rest, p.width).transpose(1, 0, 2))
+                parts.append(
+                    frame[y : y + p.height, : rest * p.width].reshape(p.height, rest, p.width).transpose(1, 0, 2)
+                )
             out[p.name] = np.ascontiguousarray(np.concatenate(parts, axis=0))
         return out
 

@@ -83,10 +83,11 @@ class Packer:
                 ranges = tuple(QuantRange.of(per_input[p.name]) for p in layout.placements)
                 tensor_ranges = list(ranges)
             quantized = {
-                p.name: quantize(per_input[p.name], r, self.bit_depth) for p, r in zip(layout.placements, tensor_ranges)
+                p.name: quantize(per_input[p.name], r, self.bit_depth)
+                for p, r in zip(layout.placements, tensor_ranges, strict=True)
             }
             # neutral fill for unused tile slots: the mean level, which costs the codec least
-            fill = int(round(float(np.mean([q.mean() for q in quantized.values()]))))
+            fill = round(float(np.mean([q.mean() for q in quantized.values()])))
             frames[i] = layout.tile(quantized, fill=fill)
             all_ranges.append(ranges)
         return PackedFrames(frames, layout, self.bit_depth, self.range_mode, tuple(all_ranges))
@@ -95,9 +96,9 @@ class Packer:
 def unpack(packed: PackedFrames) -> OrderedDict[str, torch.Tensor]:
     """Dequantize and untile ``packed.frames`` back into ``N×C×H×W`` float32 tensors (layout order)."""
     per_name: dict[str, list[np.ndarray]] = {p.name: [] for p in packed.layout.placements}
-    for frame, ranges in zip(packed.frames, packed.ranges):
+    for frame, ranges in zip(packed.frames, packed.ranges, strict=True):
         tiles = packed.layout.untile(frame)
         tensor_ranges = ranges * len(per_name) if packed.range_mode == "frame" else ranges
-        for p, r in zip(packed.layout.placements, tensor_ranges):
+        for p, r in zip(packed.layout.placements, tensor_ranges, strict=True):
             per_name[p.name].append(dequantize(tiles[p.name], r, packed.bit_depth))
     return OrderedDict((name, torch.from_numpy(np.stack(arrs))) for name, arrs in per_name.items())

@@ -25,8 +25,10 @@ class QuantRange:
         if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or self.hi < self.lo:
             raise ShapeError(f"invalid quantization range [{self.lo}, {self.hi}]")
         if max(abs(self.lo), abs(self.hi)) > MAX_RANGE_MAGNITUDE:
-            raise ShapeError(f"quantization range [{self.lo}, {self.hi}] exceeds ±2**126, beyond which float32 "
-                             "dequantization would overflow")
+            raise ShapeError(
+                f"quantization range [{self.lo}, {self.hi}] exceeds ±2**126, beyond which float32 "
+                "dequantization would overflow"
+            )
 
     @classmethod
     def of(cls, x: np.ndarray) -> QuantRange:
