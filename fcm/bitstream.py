@@ -16,8 +16,9 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from fcm.codecs.base import CodecParams, EncodedFrames
+from fcm.codecs.base import CodecParams, EncodedFrames, GopStructure, RateControl
 from fcm.errors import BitstreamError, FcmError
 from fcm.packing.layout import MAX_DIM, Layout, TensorPlacement
 from fcm.packing.packer import RANGE_MODES, RangeMode
@@ -40,8 +41,10 @@ _VALUE = re.compile(f"[{VALUE_CHARS}]{{0,{MAX_STRING}}}")
 MAX_TENSORS = 64
 MAX_META = 32
 MAX_FRAMES = 1 << 20
-_RATE_CONTROLS = ("cqp", "crf")
-_GOPS = ("intra", "lowdelay")
+# the index into these tuples is what the bitstream stores: never reorder them
+_RATE_CONTROLS: tuple[RateControl, ...] = ("cqp", "crf")
+_GOPS: tuple[GopStructure, ...] = ("intra", "lowdelay")
+_Choice = TypeVar("_Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ class _Reader:
             raise BitstreamError(f"corrupt: {e}") from None
         return s
 
-    def choice(self, what: str, options: tuple[str, ...]) -> str:
+    def choice(self, what: str, options: tuple[_Choice, ...]) -> _Choice:
         i = self.uint(what)
         if i >= len(options):
             raise BitstreamError(f"corrupt: {what} index {i} is not one of {options}")
@@ -327,7 +330,7 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
     preset = r.string("preset", _PRESET) or None
     options = _read_pairs(r, "codec option")
     notes = _read_pairs(r, "note")
-    params = CodecParams(qp, rate_control, gop, preset, options)  # type: ignore[arg-type]
+    params = CodecParams(qp, rate_control, gop, preset, options)
     extradata = r.raw("codec extradata")
     packets = tuple(r.raw("packet") for _ in range(r.count("packet count", MAX_FRAMES * 4, 1)))
     header = Header(
@@ -337,7 +340,7 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
         meta,
         layout,
         bit_depth,
-        range_mode,  # type: ignore[arg-type]
+        range_mode,
         ranges,
         codec,
         params,

@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fcm.errors import FcmError
 
@@ -150,7 +150,12 @@ def _models(args: argparse.Namespace) -> dict[str, Any]:
         entry = MODELS.get(args.nodes)
         if not entry.any_node:
             raise FcmError(f"model {args.nodes!r} has named splits only: {', '.join(entry.splits)}")
-        return {"model": args.nodes, "nodes": node_names(get_model(args.nodes).net)}  # type: ignore[attr-defined]
+        import torch
+
+        net = getattr(get_model(args.nodes), "net", None)
+        if not isinstance(net, torch.nn.Module):
+            raise FcmError(f"model {args.nodes!r} exposes no torch module whose graph nodes could be listed")
+        return {"model": args.nodes, "nodes": node_names(net)}
     out = {}
     for name in MODELS.names():
         entry = MODELS.get(name)
@@ -223,7 +228,7 @@ def _report(args: argparse.Namespace) -> dict[str, Any]:
 class _Parser(argparse.ArgumentParser):
     """Argument errors as one line (``fcm encode: error: …; see fcm encode --help``), exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 

@@ -18,21 +18,24 @@ class _StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses a key repeated in one mapping (PyYAML would silently keep the last value)."""
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            first: dict[Any, yaml.Mark] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges may be overridden
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    seen = first.get(key)
-                except TypeError:  # an unhashable key: the base class reports it
-                    continue
-                if seen is not None:
-                    raise _DuplicateKeyError(
-                        None, None, f"duplicate key {key!r} (first on line {seen.line + 1})", key_node.start_mark
-                    )
-                first[key] = key_node.start_mark
+        if not isinstance(node, yaml.MappingNode):  # as PyYAML's base class does, naming the node found instead
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping node, but found {type(node).__name__}", node.start_mark
+            )
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen is not None:
+                raise _DuplicateKeyError(
+                    None, None, f"duplicate key {key!r} (first on line {seen.line + 1})", key_node.start_mark
+                )
+            first[key] = key_node.start_mark
         return super().construct_mapping(node, deep)
 
 

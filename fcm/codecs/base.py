@@ -18,6 +18,24 @@ from fcm.codecs.color import DEFAULT_FORMAT, PictureFormat
 
 RateControl = Literal["cqp", "crf"]
 GopStructure = Literal["intra", "lowdelay"]
+RATE_CONTROLS: tuple[RateControl, ...] = ("cqp", "crf")
+GOP_STRUCTURES: tuple[GopStructure, ...] = ("intra", "lowdelay")
+
+
+def as_rate_control(value: str) -> RateControl:
+    """``value`` (e.g. a config string) as a :data:`RateControl`; ``ValueError`` naming it when it is not one."""
+    for rate_control in RATE_CONTROLS:
+        if value == rate_control:
+            return rate_control
+    raise ValueError(f"rate_control must be 'cqp' or 'crf', not {value!r}")
+
+
+def as_gop_structure(value: str) -> GopStructure:
+    """``value`` (e.g. a config string) as a :data:`GopStructure`; ``ValueError`` naming it when it is not one."""
+    for gop in GOP_STRUCTURES:
+        if value == gop:
+            return gop
+    raise ValueError(f"gop must be 'intra' or 'lowdelay', not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -42,10 +60,9 @@ class CodecParams:
     options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.rate_control not in ("cqp", "crf"):
-            raise ValueError(f"rate_control must be 'cqp' or 'crf', not {self.rate_control!r}")
-        if self.gop not in ("intra", "lowdelay"):
-            raise ValueError(f"gop must be 'intra' or 'lowdelay', not {self.gop!r}")
+        # the types are not enforced at run time: check what callers (CLI, configs, user code) actually passed
+        as_rate_control(self.rate_control)
+        as_gop_structure(self.gop)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
 
@@ -50,7 +50,10 @@ from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.pyav_codecs import _check_frames, _check_payload_bounds, decode_bitstream
 from fcm.errors import CodecError, ConfigError
 
-__all__ = ["TEMPLATES", "ExternalCodec", "ExternalTemplate", "external_codec", "x265_cli"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only read by type checkers here
+
+__all__ = ["TEMPLATES", "ExternalCodec", "ExternalCodecOptions", "ExternalTemplate", "external_codec", "x265_cli"]
 
 Chroma = Literal["400", "420"]
 
@@ -359,6 +362,18 @@ TEMPLATES: dict[str, ExternalTemplate] = {
 }
 
 
+class ExternalCodecOptions(TypedDict, total=False):
+    """The keyword-only options of :class:`ExternalCodec`, as :func:`external_codec` takes them."""
+
+    input_chroma: Chroma
+    decoded_chroma: Chroma
+    bit_depths: tuple[int, ...]
+    qp_range: tuple[int, int]
+    default_preset: str | None
+    option_template: str
+    timeout_s: float
+
+
 def external_codec(
     template: str,
     *,
@@ -367,7 +382,7 @@ def external_codec(
     decoder_cmd: str | None = None,
     pyav_decoder: str | None = None,
     variables: Mapping[str, str] | None = None,
-    **kwargs: object,
+    **kwargs: Unpack[ExternalCodecOptions],
 ) -> ExternalCodec:
     """Build an :class:`ExternalCodec` from one of :data:`TEMPLATES` (``"x265-cli"``, ``"vtm"``, ``"hm"``,
     ``"vvenc"``), overriding any of its parts.
@@ -388,7 +403,7 @@ def external_codec(
         dec_cmd, dec_av = decoder_cmd, None
     else:
         dec_cmd, dec_av = decoder_cmd or base.decoder_cmd, pyav_decoder or base.pyav_decoder
-    options: dict[str, object] = {
+    options: ExternalCodecOptions = {
         "input_chroma": base.input_chroma,
         "decoded_chroma": base.decoded_chroma,
         "default_preset": base.default_preset,
@@ -401,7 +416,7 @@ def external_codec(
         dec_cmd,
         dec_av,
         variables=variables,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class Sample:
 class Dataset(Sequence[Sample]):
     name: str = ""
     task: DatasetTask = "unlabeled"
+    #: ground-truth annotation file (COCO instances JSON) of a dataset that has one, for the ``coco`` evaluator
+    annotations: Path | None = None
 
     def __init__(self, samples: list[Sample]) -> None:
         if not samples:
@@ -45,7 +47,13 @@ class Dataset(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self._samples)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Sample]: ...
+
+    def __getitem__(self, i: int | slice) -> Sample | list[Sample]:
         return self._samples[i]
 
 
@@ -140,11 +148,11 @@ class CocoDetection(Dataset):
         self.name = name or annotations.stem
         self.annotations = annotations
         samples = []
-        for e in entries[:limit]:
-            p = images / e["file_name"]
+        for entry in entries[:limit]:
+            p = images / entry["file_name"]
             if not p.is_file():
-                raise ConfigError(f"COCO image {p} (id {e['id']}) not found")
-            samples.append(Sample(str(e["id"]), _loader(p), image_id=int(e["id"])))
+                raise ConfigError(f"COCO image {p} (id {entry['id']}) not found")
+            samples.append(Sample(str(entry["id"]), _loader(p), image_id=int(entry["id"])))
         super().__init__(samples)
 
 

@@ -50,11 +50,12 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
     """Resample every point's inputs together; ``(None, reason)`` when the points cannot be resampled."""
     if resamples <= 0:
         return None, "no bootstrap (resamples = 0)"
-    if any(p.samples is None for p in points):
+    measured = [p.samples for p in points if p.samples is not None]
+    if len(measured) < len(points):
         return None, "no per-input measurements behind the points"
-    if any(p.samples.scores is None for p in points):  # type: ignore[union-attr]
+    if any(s.scores is None for s in measured):
         return None, f"{points[0].metric_name} is not a mean over inputs, so inputs cannot be resampled for it"
-    ids = sorted(set.intersection(*(set(p.samples.ids) for p in points)))  # type: ignore[union-attr]
+    ids = sorted(set.intersection(*(set(s.ids) for s in measured)))
     if len(ids) < 2:
         return None, "fewer than two inputs measured at every point"
     rng = np.random.default_rng(seed)

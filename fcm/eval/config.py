@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcm.codecs.base import CodecParams
+from fcm.codecs.base import CodecParams, as_gop_structure, as_rate_control
 from fcm.codecs.color import PictureFormat
 from fcm.errors import ConfigError, FcmError
 
@@ -240,7 +240,7 @@ class SweepConfig:
 
     def codec_params(self, qp: int) -> CodecParams:
         """Encoder settings of one operating point."""
-        return CodecParams(qp, self.rate_control, self.gop, self.preset)  # type: ignore[arg-type]
+        return CodecParams(qp, as_rate_control(self.rate_control), as_gop_structure(self.gop), self.preset)
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain data, for the run manifest."""

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fcm.errors import ConfigError
-from fcm.eval.bd import BDResult, Interval, Overlap, compare, pareto_front
+from fcm.eval.bd import BDResult, Interval, Method, Overlap, compare, pareto_front
 from fcm.eval.bootstrap import LEVEL, Resampled, percentile_interval, resample_points
 from fcm.eval.points import OperatingPoint
 
 __all__ = ["BD_METHOD", "LEVEL", "Analysis", "analyse", "validate_points"]
 
-BD_METHOD = "pchip"
+BD_METHOD: Method = "pchip"
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _bootstrap_bd(
 
     rates, accs = np.full(resampled.resamples, np.nan), np.full(resampled.resamples, np.nan)
     for k in range(resampled.resamples):
-        r = compare(anchor, fronts(anchor, k), test, fronts(test, k), method=BD_METHOD)  # type: ignore[arg-type]
+        r = compare(anchor, fronts(anchor, k), test, fronts(test, k), method=BD_METHOD)
         rates[k] = np.nan if r.bd_rate is None else r.bd_rate
         accs[k] = np.nan if r.bd_accuracy is None else r.bd_accuracy
     intervals: list[Interval | None] = []
@@ -178,7 +178,7 @@ def analyse(
     fronts = {name: _front(ps) for name, ps in curves.items()}
     results = []
     for name in list(curves)[1:]:
-        r = compare(anchor, fronts[anchor], name, fronts[name], method=BD_METHOD)  # type: ignore[arg-type]
+        r = compare(anchor, fronts[anchor], name, fronts[name], method=BD_METHOD)
         notes = [
             f"{c}: Pareto front of {len(fronts[c])} of {len(curves[c])} points"
             for c in (anchor, name)

@@ -242,8 +242,10 @@ class DetectionFidelity(Evaluator):
         return {"sample": sample.id, "detections": _coco_detections(output), "reference": ref}
 
     def evaluate(self) -> dict[str, float]:
-        images, annotations, dets = [], [], []
-        categories = set()
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        dets: list[dict[str, Any]] = []
+        categories: set[Any] = set()
         for i, r in enumerate(self._records, 1):
             images.append({"id": i, "width": 1, "height": 1})
             for row in r["reference"]:

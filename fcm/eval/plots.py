@@ -74,13 +74,13 @@ def plot_rd(path: Path, analysis: Analysis, reference: dict[str, float] | None, 
         accs += y
         st = _style(i)
         label = f"{name} (anchor)" if name == analysis.anchor else name
-        cis = [analysis.interval(p) for p in ps]
-        if all(ci is not None for ci in cis):
-            err = [[v - ci.lo for v, ci in zip(y, cis, strict=True)], [ci.hi - v for v, ci in zip(y, cis, strict=True)]]  # type: ignore[union-attr]
+        cis = [ci for ci in (analysis.interval(p) for p in ps) if ci is not None]
+        if len(cis) == len(ps):  # every point has an interval
+            err = [[v - ci.lo for v, ci in zip(y, cis, strict=True)], [ci.hi - v for v, ci in zip(y, cis, strict=True)]]
             ax.errorbar(
                 x, y, yerr=err, color=st["color"], linewidth=0, elinewidth=1.0, capsize=2.5, alpha=0.6, zorder=2
             )
-            accs += [ci.lo for ci in cis] + [ci.hi for ci in cis]  # type: ignore[union-attr]
+            accs += [ci.lo for ci in cis] + [ci.hi for ci in cis]
         ax.plot(x, y, label=label, color=st["color"], marker=st["marker"], markersize=6, linewidth=1.8, zorder=3)
         # QP labels: the anchor's below-right, the others' above-left, in the empty space beside rising RD curves
         offset, ha, va = ((5, -4), "left", "top") if name == analysis.anchor else ((-5, 4), "right", "bottom")

@@ -431,7 +431,7 @@ def _write_md(
     manifest: Mapping[str, Any] | None,
     skipped: Sequence[Mapping[str, str]],
     remote_picture: str | None,
-    files: Mapping[str, Path | None],
+    files: ReportFiles,
 ) -> None:
     dataset, metric, anchor = analysis.dataset, analysis.metric_name, analysis.anchor
     points = analysis.points
@@ -452,7 +452,7 @@ def _write_md(
     lines += ["", "## BD metrics", "", _bd_table(analysis), ""]
     lines += _overlap_lines(analysis)
 
-    lines += ["## Rate–accuracy", "", f"![{metric} vs bpp]({files['rd_plot'].name})", ""]  # type: ignore[union-attr]
+    lines += ["## Rate–accuracy", "", f"![{metric} vs bpp]({files.rd_plot.name})", ""]
     if reference and metric in reference:
         lines += [f"Dashed line: uncompressed inference, {metric} = {_num(float(reference[metric]), '.2f')}.", ""]
 
@@ -472,23 +472,23 @@ def _write_md(
             )
         lines.append("")
     lines.append(
-        f"All columns, other metrics and stage times: [{files['summary_csv'].name}]"  # type: ignore[union-attr]
-        f"({files['summary_csv'].name}); machine-readable: [{files['report_json'].name}]"  # type: ignore[union-attr]
-        f"({files['report_json'].name})."
-    )  # type: ignore[union-attr]
+        f"All columns, other metrics and stage times: [{files.summary_csv.name}]"
+        f"({files.summary_csv.name}); machine-readable: [{files.report_json.name}]"
+        f"({files.report_json.name})."
+    )
     lines.append("")
     lines += _edge_lines(analysis)
-    if files.get("edge_plot") is not None:
-        lines += [f"![{metric} vs edge time]({files['edge_plot'].name})", ""]  # type: ignore[union-attr]
-    if files.get("times_plot") is not None:
-        lines += ["## Stage times", "", f"![stage times]({files['times_plot'].name})", ""]  # type: ignore[union-attr]
+    if files.edge_plot is not None:
+        lines += [f"![{metric} vs edge time]({files.edge_plot.name})", ""]
+    if files.times_plot is not None:
+        lines += ["## Stage times", "", f"![stage times]({files.times_plot.name})", ""]
     if skipped:
         lines += ["## Skipped inputs", "", f"{len(skipped)} input(s) could not be read and were left out:", ""]
         lines += [f"- `{s.get('input', '?')}`: {_md_cell(str(s.get('reason', '')))}" for s in skipped] + [""]
     if manifest:
         lines += ["## Environment", ""]
         lines += _manifest_lines(manifest) or ["- (manifest has none of the usual fields)"]
-        lines += ["", f"The full manifest is in [{files['report_json'].name}]({files['report_json'].name}).", ""]  # type: ignore[union-attr]
+        lines += ["", f"The full manifest is in [{files.report_json.name}]({files.report_json.name}).", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -539,15 +539,17 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     safe_metric = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in analysis.metric_name)
     timed = any(p.times for p in points)
-    files: dict[str, Path | None] = {
-        "summary_csv": out / "summary.csv",
-        "report_json": out / "report.json",
-        "report_md": out / "report.md",
-        "rd_plot": out / f"rd_{safe_metric}.png",
-        "times_plot": out / "times.png" if timed else None,
-        "edge_plot": out / "edge_cost.png" if timed else None,
-    }
-    _write_csv(out / "summary.csv", analysis)
+    files = ReportFiles(
+        out_dir=out,
+        summary_csv=out / "summary.csv",
+        report_json=out / "report.json",
+        report_md=out / "report.md",
+        rd_plot=out / f"rd_{safe_metric}.png",
+        times_plot=out / "times.png" if timed else None,
+        edge_plot=out / "edge_cost.png" if timed else None,
+        analysis=analysis,
+    )
+    _write_csv(files.summary_csv, analysis)
     doc = {
         "title": title,
         "dataset": analysis.dataset,
@@ -560,15 +562,16 @@ def write_report(
         "skipped": [dict(s) for s in skipped],
         "manifest": manifest,
     }
-    (out / "report.json").write_text(
+    files.report_json.write_text(
         json.dumps(_json_safe(doc), indent=2, allow_nan=False, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
     )
-    plot_rd(out / f"rd_{safe_metric}.png", analysis, reference, title)
-    if timed:
-        plot_times(out / "times.png", analysis)
-        plot_edge_cost(out / "edge_cost.png", analysis, reference)
+    plot_rd(files.rd_plot, analysis, reference, title)
+    if files.times_plot is not None:
+        plot_times(files.times_plot, analysis)
+    if files.edge_plot is not None:
+        plot_edge_cost(files.edge_plot, analysis, reference)
     _write_md(
-        out / "report.md",
+        files.report_md,
         title=title,
         analysis=analysis,
         reference=reference,
@@ -577,4 +580,4 @@ def write_report(
         remote_picture=remote_picture,
         files=files,
     )
-    return ReportFiles(out_dir=out, analysis=analysis, **files)  # type: ignore[arg-type]
+    return files

@@ -32,10 +32,13 @@ _PACKAGES = (
 
 def _git_revision() -> str | None:
     here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False)
+
     try:
-        git = {"cwd": here, "capture_output": True, "text": True, "timeout": 5}
-        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, **git)
-        dirty = subprocess.run(["git", "status", "--porcelain"], check=False, **git)
+        out = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain")
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -68,7 +71,7 @@ def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
     """What a reader needs to trust and repeat a run."""
     from fcm import __version__
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

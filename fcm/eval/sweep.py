@@ -115,8 +115,14 @@ class Worker:
         self.dataset = build_dataset(cfg.dataset, self.model.categories)
         options: dict[str, Any] = {}
         if cfg.evaluator == "coco":
+            annotations = self.dataset.annotations
+            if annotations is None:
+                raise ConfigError(
+                    f"evaluator 'coco' needs a dataset with COCO annotations (kind: coco), but dataset "
+                    f"{self.dataset.name!r} has none"
+                )
             # Mask R-CNN is judged on its masks too
-            options = {"annotations": self.dataset.annotations, "masks": self.model.task == "instance_segmentation"}
+            options = {"annotations": annotations, "masks": self.model.task == "instance_segmentation"}
         self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **options)
         self._front_costs: dict[tuple[int, ...], ComputeCost] = {}
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fcm.errors import ShapeError, UnknownNameError
-from fcm.models.base import Features, SplitSpec, TensorSpec, check_image
+from fcm.models.base import Features, SplitModel, SplitSpec, TensorSpec, check_image
 from fcm.models.weights import load_into, load_state_dict
 
 FPN_LEVELS = (("p2", "0", 4), ("p3", "1", 8), ("p4", "2", 16), ("p5", "3", 32))
@@ -34,8 +34,8 @@ def coco_categories() -> tuple[str, ...]:
     return tuple(_COCO_CATEGORIES)
 
 
-class _RCNNSplit:
-    """Shared implementation; subclasses name the torchvision builder and the task."""
+class _RCNNSplit(SplitModel):
+    """Shared implementation; subclasses set ``name``, ``task`` and the torchvision builder."""
 
     builder_name = ""
 
@@ -66,7 +66,7 @@ class _RCNNSplit:
             state, digest = load_state_dict(weights, sha256)
             load_into(net, state, str(weights))
             tag = digest[:16]
-        super().__init__(split, weights_tag=tag)  # type: ignore[call-arg]
+        super().__init__(split, weights_tag=tag)
         self.net = net.eval()
         self.categories = coco_categories()
         self._spec = SplitSpec(
@@ -162,16 +162,13 @@ class _RCNNSplit:
         return records
 
 
-from fcm.models.base import SplitModel  # noqa: E402  (kept below the mixin for readability)
-
-
-class FasterRCNNSplit(_RCNNSplit, SplitModel):
+class FasterRCNNSplit(_RCNNSplit):
     name = "faster_rcnn_r50_fpn"
     task = "detection"
     builder_name = "fasterrcnn_resnet50_fpn"
 
 
-class MaskRCNNSplit(_RCNNSplit, SplitModel):
+class MaskRCNNSplit(_RCNNSplit):
     name = "mask_rcnn_r50_fpn"
     task = "instance_segmentation"
     builder_name = "maskrcnn_resnet50_fpn"

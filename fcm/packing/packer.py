@@ -74,6 +74,7 @@ class Packer:
         all_ranges = []
         for i in range(n):
             per_input = {name: a[i] for name, a in arrays.items()}
+            ranges: tuple[QuantRange, ...]
             if self.range_mode == "frame":
                 lo = min(QuantRange.of(a).lo for a in per_input.values())
                 hi = max(QuantRange.of(a).hi for a in per_input.values())
