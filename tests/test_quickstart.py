@@ -26,13 +26,16 @@ def test_quickstart_main_job(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
-    assert result["complete"] and result["records"] == 30 * (1 + 2 * 10)
+    assert result["complete"] and result["records"] == 30 * (1 + 8 + 12)  # reference + feature QPs + remote QPs
     report = result["report"]
     md = Path(report["report_md"]).read_text()
     assert "| `feature/x265` |" in md and "remote/x265" in md
     png = Path(report["rd_plot"]).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     rows = Path(report["summary_csv"]).read_text().splitlines()
-    assert len(rows) == 1 + 2 * 10
+    assert len(rows) == 1 + 8 + 12
     bd = json.loads(Path(report["report_json"]).read_text())["bd"][0]
     assert bd["test"] == "feature/x265" and bd["bd_rate"] is not None and bd["bd_rate"] < 0
+    # the headline is defensible: its 95 % interval over inputs lies below zero
+    assert bd["bd_rate_ci"]["hi"] < 0 and not bd["bd_rate_ci"]["crosses_zero"]
+    assert Path(report["edge_plot"]).is_file() and "## Edge cost" in md
