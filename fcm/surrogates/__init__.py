@@ -53,7 +53,27 @@ _WHERE = {
     "ZeroCenterQuantizer": "zero_center",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "AdditiveUniformNoise",
+    "CodecSurrogate",
+    "CodedBatch",
+    "LowerBound",
+    "ProxyCodec",
+    "ProxyCoded",
+    "RealCodec",
+    "RoundSTE",
+    "Scaled",
+    "StochasticUniformAnnealing",
+    "StraightThrough",
+    "TemperatureSchedule",
+    "ZeroCenterQuantizer",
+    "dct_matrix",
+    "lower_bound",
+    "quantize_surrogate",
+    "quantizer_step",
+    "scaled_estimate",
+    "straight_through",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -112,7 +112,7 @@ class ProxyCodec(nn.Module):
         planes = x[:, 0] if x.dim() == 4 and x.shape[1] == 1 else x
         if planes.dim() != 3:
             raise ShapeError(f"proxy codec input must be N×H×W or N×1×H×W frames, got shape {tuple(x.shape)}")
-        n, h, w = planes.shape
+        _, h, w = planes.shape
         b = self.block_size
         mid_grey = float(1 << (self.bit_depth - 1))
         padded = F.pad((planes - mid_grey)[:, None], (0, -w % b, 0, -h % b), mode="replicate")[:, 0]

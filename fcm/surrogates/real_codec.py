@@ -135,9 +135,14 @@ class RealCodec:
         from fcm.surrogates._codec_worker import code_picture
 
         if self.workers == 0:
-            return [code_picture(self.codec_name, pic, self.bit_depth, p) for pic, p in zip(pictures, params)]
+            return [
+                code_picture(self.codec_name, pic, self.bit_depth, p) for pic, p in zip(pictures, params, strict=True)
+            ]
         pool = self._executor()
-        futures = [pool.submit(code_picture, self.codec_name, pic, self.bit_depth, p) for pic, p in zip(pictures, params)]
+        futures = [
+            pool.submit(code_picture, self.codec_name, pic, self.bit_depth, p)
+            for pic, p in zip(pictures, params, strict=True)
+        ]
         return [f.result() for f in futures]  # in submission order: independent of scheduling
 
     def _executor(self) -> Executor:
