@@ -353,6 +353,9 @@ def test_real_codec_rate_falls_with_qp():
     frames = packed_frames(1)
     with RealCodec("x265", qp=22, bit_depth=10) as codec:
         sizes = [int(codec.run(frames, qp=qp).num_bytes[0]) for qp in (22, 30, 38, 46)]
+        tensor_qp = codec.run(frames.expand(2, -1, -1), qp=torch.tensor([22, 46])).num_bytes
+        assert tensor_qp.tolist() == [sizes[0], sizes[-1]]
+        assert int(codec.run(frames, qp=torch.tensor(30)).num_bytes[0]) == sizes[1]
         errors = [float((codec.run(frames, qp=qp).frames - frames).pow(2).mean()) for qp in (22, 46)]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
     assert errors[0] < errors[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -23,11 +24,11 @@ import torch
 from torch import nn
 
 from fcm.codecs import CodecParams, get_codec
-from fcm.errors import ConfigError, ShapeError
+from fcm.errors import CodecError, ConfigError, ShapeError
 from fcm.surrogates.scaled import DEFAULT_DELTA, DEFAULT_DIMS, scaled_estimate
 from fcm.surrogates.straight_through import straight_through
 
-QpArg = int | Sequence[int] | None
+QpArg = int | Sequence[int] | torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ class RealCodec:
     def run(self, frames: torch.Tensor, qp: QpArg = None) -> CodedBatch:
         """Code every item of ``frames`` (``N×H×W`` or ``N×1×H×W`` float samples in ``[0, 2^bits − 1]``).
 
-        ``qp``: ``None`` (the default QP), one int for the batch, or one per item (e.g. sampled per step).
+        ``qp``: ``None`` (the default QP), one int for the batch, or one per item (a sequence or an integer
+        tensor, e.g. sampled per step).
         Raises :class:`fcm.errors.ShapeError` for a wrong shape or non-finite samples and
         :class:`fcm.errors.CodecError` for a QP the codec does not take.
         """
@@ -124,6 +126,8 @@ class RealCodec:
     def _qps(self, qp: QpArg, count: int) -> list[int]:
         if qp is None:
             return [self.params.qp] * count
+        if isinstance(qp, torch.Tensor):  # e.g. torch.randint(...) sampled by a training loop
+            qp = qp.tolist()
         if isinstance(qp, (int, np.integer)):
             return [int(qp)] * count
         qps = [int(q) for q in qp]
@@ -143,7 +147,11 @@ class RealCodec:
             pool.submit(code_picture, self.codec_name, pic, self.bit_depth, p)
             for pic, p in zip(pictures, params, strict=True)
         ]
-        return [f.result() for f in futures]  # in submission order: independent of scheduling
+        try:
+            return [f.result() for f in futures]  # in submission order: independent of scheduling
+        except BrokenProcessPool as exc:
+            self.close()  # the next call starts fresh workers
+            raise CodecError("a codec worker process died (crashed or ran out of memory)") from exc
 
     def _executor(self) -> Executor:
         if self._pool is None:
@@ -156,9 +164,9 @@ class RealCodec:
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts new ones)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> RealCodec:
         return self
