@@ -12,6 +12,7 @@ that remain before anything is allocated, so garbage can neither exhaust memory 
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import zlib
@@ -25,7 +26,9 @@ from fcm.packing.packer import RANGE_MODES, RangeMode
 from fcm.packing.quantize import SUPPORTED_BIT_DEPTHS, QuantRange
 
 MAGIC = b"FCM\x1a"
-VERSION = 1
+#: the newest version this fcm reads and writes; a writer uses the lowest version that can hold its header, so a stream
+#: without a wrapper or float side information is still version 1, byte for byte what older fcm wrote
+VERSION = 2
 _PREAMBLE = struct.Struct("<4sBI")  # magic, version, body length
 _CRC = struct.Struct("<I")
 MAX_STRING = 255
@@ -40,6 +43,9 @@ _PRESET = re.compile(f"[{NAME_CHARS}]{{0,{MAX_NAME}}}")  # empty: the codec's de
 _VALUE = re.compile(f"[{VALUE_CHARS}]{{0,{MAX_STRING}}}")
 MAX_TENSORS = 64
 MAX_META = 32
+#: float side information (version 2): at most this many entries of at most MAX_SIDE_VALUES float32 values each
+MAX_SIDE_INFO = 32
+MAX_SIDE_VALUES = 4096
 MAX_FRAMES = 1 << 20
 # the index into these tuples is what the bitstream stores: never reorder them
 _RATE_CONTROLS: tuple[RateControl, ...] = ("cqp", "crf")
@@ -48,8 +54,22 @@ _Choice = TypeVar("_Choice", bound=str)
 
 
 @dataclass(frozen=True)
+class WrapperRef:
+    """Which learned wrapper a stream was coded with: its registered name and the tag of its weights."""
+
+    name: str
+    weights_tag: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (weights {self.weights_tag})"
+
+
+@dataclass(frozen=True)
 class Header:
-    """Everything in an fcm bitstream except the codec payload."""
+    """Everything in an fcm bitstream except the codec payload.
+
+    ``wrapper`` and ``side_info`` (finite float32 values by name) need version 2; without them a stream is version 1.
+    """
 
     model: str
     split: str
@@ -63,10 +83,17 @@ class Header:
     params: CodecParams
     #: free-form ``(key, value)`` strings for provenance (e.g. the fcm version); not needed to decode
     notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    wrapper: WrapperRef | None = None
+    side_info: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
         return len(self.ranges)
+
+    @property
+    def version(self) -> int:
+        """The format version this header needs: 2 with a wrapper or float side information, else 1."""
+        return 2 if self.wrapper is not None or self.side_info else 1
 
 
 # ---------------------------------------------------------------- writing
@@ -118,16 +145,21 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
         header.num_frames,
     ):
         raise ValueError("payload frame size, bit depth or count disagrees with the header")
+    version = header.version
     w = _Writer()
     w.string(header.model, "model name")
     w.string(header.split, "split name")
     w.string(header.weights_tag, "weights tag")
+    if version >= 2:
+        _write_wrapper(w, header.wrapper)
     w.uint(len(header.meta))
     for key, values in header.meta.items():
         w.string(key, "meta key")
         w.uint(len(values))
         for v in values:
             w.sint(int(v))
+    if version >= 2:
+        _write_side_info(w, header.side_info)
     w.uint(header.bit_depth)
     w.choice(header.range_mode, RANGE_MODES)
     w.uint(lay.frame_height)
@@ -155,8 +187,33 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
     for packet in payload.packets:
         w.raw(packet)
     body = bytes(w.buf)
-    head = _PREAMBLE.pack(MAGIC, VERSION, len(body))
+    head = _PREAMBLE.pack(MAGIC, version, len(body))
     return head + body + _CRC.pack(zlib.crc32(head + body))
+
+
+def _write_wrapper(w: _Writer, wrapper: WrapperRef | None) -> None:
+    if wrapper is None:
+        w.uint(0)
+        return
+    w.uint(1)
+    w.string(wrapper.name, "wrapper name")
+    w.string(wrapper.weights_tag, "wrapper weights tag")
+
+
+def _write_side_info(w: _Writer, side_info: dict[str, tuple[float, ...]]) -> None:
+    if len(side_info) > MAX_SIDE_INFO:
+        raise BitstreamError(f"invalid side information: {len(side_info)} entries, at most {MAX_SIDE_INFO}")
+    w.uint(len(side_info))
+    for key, values in side_info.items():
+        w.string(key, "side information key")
+        values32 = [float(struct.unpack("<f", struct.pack("<f", v))[0]) for v in values]
+        if len(values32) > MAX_SIDE_VALUES or not all(math.isfinite(v) for v in values32):
+            raise BitstreamError(
+                f"invalid side information {key!a}: at most {MAX_SIDE_VALUES} values, all finite in float32"
+            )
+        w.uint(len(values32))
+        for v in values32:
+            w.f32(v)
 
 
 def _write_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...], what: str) -> None:
@@ -282,7 +339,7 @@ def _parse(data: bytes) -> tuple[Header, EncodedFrames]:
     r = _Reader(data[:end])
     r.pos = _PREAMBLE.size
     try:
-        header, payload = _parse_body(r)
+        header, payload = _parse_body(r, version)
     except BitstreamError:
         raise
     except (FcmError, ValueError) as e:  # dataclass validation (Layout, QuantRange, CodecParams)
@@ -292,10 +349,11 @@ def _parse(data: bytes) -> tuple[Header, EncodedFrames]:
     return header, payload
 
 
-def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
+def _parse_body(r: _Reader, version: int) -> tuple[Header, EncodedFrames]:
     model = r.string("model name")
     split = r.string("split name")
     weights_tag = r.string("weights tag")
+    wrapper = _read_wrapper(r) if version >= 2 else None
     meta: dict[str, tuple[int, ...]] = {}
     for _ in range(r.count("meta entry count", MAX_META, 2)):
         key = r.string("meta key")
@@ -303,6 +361,7 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
             raise BitstreamError(f"corrupt: meta key {key!a} appears twice")
         values = tuple(r.sint(f"meta {key}") for _ in range(r.count(f"meta {key} length", 16)))
         meta[key] = values
+    side_info = _read_side_info(r) if version >= 2 else {}
     bit_depth = r.uint("bit depth", 64)
     if bit_depth not in SUPPORTED_BIT_DEPTHS:
         raise BitstreamError(f"corrupt: bit depth {bit_depth} is not one of {SUPPORTED_BIT_DEPTHS}")
@@ -345,9 +404,34 @@ def _parse_body(r: _Reader) -> tuple[Header, EncodedFrames]:
         codec,
         params,
         notes,
+        wrapper,
+        side_info,
     )
+    if header.version != version:  # one header, one encoding: a version-2 stream must use what version 2 adds
+        raise BitstreamError(f"corrupt: a version-{version} stream whose header needs version {header.version}")
     payload = EncodedFrames(codec, frame_width, frame_height, bit_depth, num_frames, extradata, packets)
     return header, payload
+
+
+def _read_wrapper(r: _Reader) -> WrapperRef | None:
+    present = r.uint("wrapper flag", 1)
+    if not present:
+        return None
+    return WrapperRef(r.string("wrapper name"), r.string("wrapper weights tag"))
+
+
+def _read_side_info(r: _Reader) -> dict[str, tuple[float, ...]]:
+    side_info: dict[str, tuple[float, ...]] = {}
+    for _ in range(r.count("side information count", MAX_SIDE_INFO, 2)):
+        key = r.string("side information key")
+        if key in side_info:
+            raise BitstreamError(f"corrupt: side information key {key!a} appears twice")
+        n = r.count(f"side information {key} length", MAX_SIDE_VALUES, 4)
+        values = tuple(r.f32(f"side information {key}") for _ in range(n))
+        if not all(math.isfinite(v) for v in values):
+            raise BitstreamError(f"corrupt: side information {key!a} holds a non-finite value")
+        side_info[key] = values
+    return side_info
 
 
 def _read_pairs(r: _Reader, what: str) -> tuple[tuple[str, str], ...]:

@@ -89,8 +89,8 @@ def test_documented_errors():
     data = bitstream.write(h, _payload(h))
     with pytest.raises(BitstreamError, match="bad magic"):
         bitstream.read(b"RIFF" + data[4:])
-    with pytest.raises(BitstreamError, match="unsupported version 2"):
-        bitstream.read(_recrc(data[:4] + b"\x02" + data[5:]))
+    with pytest.raises(BitstreamError, match=f"unsupported version {bitstream.VERSION + 1}"):
+        bitstream.read(_recrc(data[:4] + bytes([bitstream.VERSION + 1]) + data[5:]))
     with pytest.raises(BitstreamError, match="truncated"):
         bitstream.read(data[:3])
     with pytest.raises(BitstreamError, match="truncated"):
@@ -313,8 +313,8 @@ def test_fuzz_mutations_are_seeded_and_change_the_stream():
 
 
 def _reframed(body: bytes) -> bytes:
-    """A stream around ``body`` (the bytes after the preamble) with the body length and CRC recomputed."""
-    return _recrc(bitstream.MAGIC + bytes([bitstream.VERSION]) + struct.pack("<I", len(body)) + body + b"\0" * 4)
+    """A version-1 stream around ``body`` (the bytes after the preamble) with the body length and CRC recomputed."""
+    return _recrc(bitstream.MAGIC + b"\x01" + struct.pack("<I", len(body)) + body + b"\0" * 4)
 
 
 def test_varints_must_be_minimal():
@@ -331,3 +331,71 @@ def test_zero_frames_are_rejected():
     data = bitstream.write(h, EncodedFrames(h.codec, h.layout.frame_width, h.layout.frame_height, h.bit_depth, 0))
     with pytest.raises(BitstreamError, match="frame count is 0"):
         bitstream.read(data)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Version 2: the wrapper a stream was coded with, and float side information
+
+
+def _v2_header(range_mode="frame"):
+    return dataclasses.replace(
+        _header(range_mode),
+        wrapper=bitstream.WrapperRef("channel_reduction", "0123456789abcdef"),
+        side_info={"scale": (0.5, -2.25, 1e-3), "bias": ()},
+    )
+
+
+def test_plain_streams_stay_version_1_and_wrapped_ones_are_version_2():
+    plain, wrapped = _header(), _v2_header()
+    assert plain.version == 1 and wrapped.version == 2
+    assert bitstream.write(plain, _payload(plain))[4] == 1  # byte for byte what fcm wrote before version 2
+    data = bitstream.write(wrapped, _payload(wrapped))
+    assert data[4] == 2
+    h2, p2 = bitstream.read(data)
+    assert h2.wrapper == wrapped.wrapper and str(h2.wrapper) == "channel_reduction (weights 0123456789abcdef)"
+    assert h2.side_info == {"scale": (0.5, -2.25, np.float32(1e-3).item()), "bias": ()}  # stored as float32
+    assert dataclasses.replace(h2, side_info=wrapped.side_info) == wrapped and p2 == _payload(wrapped)
+    side_only = dataclasses.replace(plain, side_info={"mu": (1.0,)})
+    assert bitstream.read(bitstream.write(side_only, _payload(side_only)))[0] == side_only
+
+
+def test_golden_version_2_hash():
+    """A fixed wrapped header: version 2's serialized form may only change deliberately."""
+    import hashlib
+
+    h = _v2_header("tensor")
+    digest = hashlib.sha256(bitstream.write(h, _payload(h))).hexdigest()
+    assert digest == "0022726cff8cbb926206d6e8e5b732514f74eae78fbf160639a5a2f45eb6b401", digest
+
+
+def test_version_2_errors():
+    h = _v2_header()
+    data = bitstream.write(h, _payload(h))
+    # a version-2 preamble on a version-1 body, and the reverse, are both refused
+    plain = bitstream.write(_header(), _payload(_header()))
+    with pytest.raises(BitstreamError, match="corrupt"):
+        bitstream.read(_recrc(plain[:4] + b"\x02" + plain[5:]))
+    with pytest.raises(BitstreamError, match="corrupt"):
+        bitstream.read(_recrc(data[:4] + b"\x01" + data[5:]))
+    with pytest.raises(BitstreamError, match="unsupported version 3"):
+        bitstream.read(_recrc(data[:4] + b"\x03" + data[5:]))
+    # a non-finite value, refused on write and on read
+    nan = dataclasses.replace(h, side_info={"scale": (float("nan"),)})
+    with pytest.raises(BitstreamError, match="invalid side information 'scale'"):
+        bitstream.write(nan, _payload(nan))
+    finite = bitstream.write(dataclasses.replace(h, side_info={"scale": (2.0,)}), _payload(h))
+    at = finite.index(struct.pack("<f", 2.0))
+    with pytest.raises(BitstreamError, match="non-finite"):
+        bitstream.read(_recrc(finite[:at] + struct.pack("<f", float("inf")) + finite[at + 4 :]))
+    two = dataclasses.replace(h, side_info={"mu_a": (1.0,), "mu_b": (2.0,)})
+    dup = bytearray(bitstream.write(two, _payload(two)))
+    at = dup.index(b"mu_b")
+    dup[at : at + 4] = b"mu_a"
+    with pytest.raises(BitstreamError, match="side information key 'mu_a' appears twice"):
+        bitstream.read(_recrc(bytes(dup)))
+    bad = dataclasses.replace(h, wrapper=bitstream.WrapperRef("bad name", "x"))
+    with pytest.raises(BitstreamError, match="invalid wrapper name 'bad name'"):
+        bitstream.write(bad, _payload(bad))
+    with pytest.raises(BitstreamError, match="wrapper flag"):
+        at = data.index(b"258fb6c6deadbeef") + 16  # the wrapper flag follows the weights tag
+        bitstream.read(_recrc(data[:at] + b"\x02" + data[at + 1 :]))
