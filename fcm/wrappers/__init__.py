@@ -1,0 +1,38 @@
+"""Learned pre/post wrappers around the inner codec (see :mod:`fcm.wrappers.base`), their registry and checkpoints.
+
+Registry contract: ``WRAPPERS.get(name)`` is a :class:`~fcm.wrappers.base.WrapperPair` subclass whose constructor
+takes the split's :class:`~fcm.models.SplitSpec` and keyword options (validated there, raising
+:class:`~fcm.errors.ConfigError`), builds a pair whose ``coded_spec`` states what it emits, and whose ``name`` class
+attribute equals the registered name (it is written into bitstreams and checkpoints).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fcm.models.base import SplitSpec
+from fcm.registry import Registry
+from fcm.wrappers.architectures import ChannelReduction, IdentityWrapper
+from fcm.wrappers.base import WrapperPair, state_dict_tag
+from fcm.wrappers.checkpoint import load_wrapper, read_checkpoint, save_wrapper
+
+__all__ = [
+    "WRAPPERS",
+    "ChannelReduction",
+    "IdentityWrapper",
+    "WrapperPair",
+    "build_wrapper",
+    "load_wrapper",
+    "read_checkpoint",
+    "save_wrapper",
+    "state_dict_tag",
+]
+
+WRAPPERS: Registry[type[WrapperPair]] = Registry("wrapper")
+WRAPPERS.add(IdentityWrapper.name, IdentityWrapper)
+WRAPPERS.add(ChannelReduction.name, ChannelReduction)
+
+
+def build_wrapper(name: str, spec: SplitSpec, **options: Any) -> WrapperPair:
+    """A freshly initialised wrapper ``name`` for split ``spec``."""
+    return WRAPPERS.get(name)(spec, **options)

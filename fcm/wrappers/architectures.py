@@ -1,0 +1,95 @@
+"""The registered wrapper architectures.
+
+* ``identity`` — no parameters: the coded tensors are the split tensors. The anchor every learned pair is measured
+  against (``wrapped[identity]`` codes exactly what ``feature`` codes).
+* ``channel_reduction`` — per split tensor, the pre-wrapper maps C channels to ``channels`` (or ``round(C·ratio)``)
+  with a 1×1 projection plus a small 3×3 residual refinement, and the post-wrapper maps them back with the mirror
+  image. Spatial size is unchanged, so the packed frame shrinks with the channel count. FPN splits get one reduction
+  per level; multi-scale fusion of levels (as MPEG FCTM's feature reduction does) is not built yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from fcm.errors import ConfigError
+from fcm.models.base import SplitSpec, TensorSpec
+from fcm.wrappers.base import WrapperPair
+
+__all__ = ["ChannelReduction", "IdentityWrapper"]
+
+
+class IdentityWrapper(WrapperPair):
+    """Codes the split tensors as they are (no parameters)."""
+
+    name = "identity"
+
+    def __init__(self, input_spec: SplitSpec) -> None:
+        super().__init__(input_spec)
+
+    def build(self, ts: TensorSpec, coded: TensorSpec) -> tuple[nn.Module, nn.Module]:
+        return nn.Identity(), nn.Identity()
+
+
+class _Residual(nn.Module):
+    """``x + conv3x3(gelu(conv3x3(x)))``: local refinement that starts as the identity (last conv zero-initialised)."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, channels, 3, padding=1),
+        )
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ChannelReduction(WrapperPair):
+    """Pre: C → K channels (1×1 projection, then a residual 3×3 block); post: K → C (residual block, 1×1 projection).
+
+    Options: ``channels`` (K for every tensor) or ``ratio`` (K = max(1, round(C·ratio)), default 0.5), and
+    ``hidden`` (width of the residual blocks, default 64).
+    """
+
+    name = "channel_reduction"
+
+    def __init__(
+        self, input_spec: SplitSpec, channels: int | None = None, ratio: float | None = None, hidden: int = 64
+    ) -> None:
+        if channels is not None and ratio is not None:
+            raise ConfigError("channel_reduction takes channels or ratio, not both")
+        if channels is not None and (not isinstance(channels, int) or channels < 1):
+            raise ConfigError(f"channel_reduction channels must be a positive integer, got {channels!r}")
+        if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+            raise ConfigError(f"channel_reduction ratio must be in (0, 1], got {ratio!r}")
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ConfigError(f"channel_reduction hidden must be a positive integer, got {hidden!r}")
+        self._channels, self._ratio, self._hidden = (
+            channels,
+            (0.5 if channels is None and ratio is None else ratio),
+            hidden,
+        )
+        options: dict[str, Any] = {"hidden": hidden}
+        options |= {"channels": channels} if channels is not None else {"ratio": self._ratio}
+        super().__init__(input_spec, **options)
+
+    def coded_tensor(self, ts: TensorSpec) -> TensorSpec:
+        k = self._channels if self._channels is not None else max(1, round(ts.channels * (self._ratio or 0.5)))
+        if k > ts.channels:
+            raise ConfigError(f"channel_reduction to {k} channels would grow tensor {ts.name!r} of {ts.channels}")
+        return TensorSpec(f"{ts.name}_r", k, ts.stride)
+
+    def build(self, ts: TensorSpec, coded: TensorSpec) -> tuple[nn.Module, nn.Module]:
+        hidden = self._hidden
+        pre = nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1), _Residual(coded.channels, hidden))
+        post = nn.Sequential(_Residual(coded.channels, hidden), nn.Conv2d(coded.channels, ts.channels, 1))
+        return pre, post

@@ -1,0 +1,101 @@
+"""Wrapper checkpoints: the weights together with everything needed to rebuild and trust them.
+
+A checkpoint is a ``torch.save``'d mapping (read back with ``weights_only=True``, so loading runs no pickled code):
+
+``format`` (``"fcm-wrapper"``), ``format_version`` (1), ``wrapper`` (registered name), ``options`` (its keyword
+options), ``model``, ``split`` and ``model_weights_tag`` (the split it was trained for), ``input_spec`` /
+``coded_spec`` (``[name, channels, stride]`` per tensor), ``weights_tag`` (:func:`~fcm.wrappers.base.state_dict_tag`
+of the weights), ``state_dict`` and ``training`` (free-form provenance: surrogate, steps, QPs, seed …).
+
+:func:`load_wrapper` rebuilds the pair for a given model and refuses a checkpoint made for another model or split, of
+an unknown architecture, or whose weights do not hash to the tag it states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcm.errors import WeightsError
+from fcm.models.base import SplitModel, SplitSpec
+from fcm.wrappers.base import WrapperPair
+
+__all__ = ["FORMAT", "load_wrapper", "save_wrapper"]
+
+FORMAT = "fcm-wrapper"
+FORMAT_VERSION = 1
+
+
+def _spec_rows(spec: SplitSpec) -> list[list[Any]]:
+    return [[t.name, t.channels, t.stride] for t in spec.tensors]
+
+
+def save_wrapper(
+    path: str | Path, wrapper: WrapperPair, model: SplitModel, training: dict[str, Any] | None = None
+) -> str:
+    """Write ``wrapper``'s checkpoint to ``path`` (atomically: a temporary file renamed); returns its weights tag."""
+    path = Path(path)
+    tag = wrapper.weights_tag
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "wrapper": wrapper.name,
+        "options": dict(wrapper.options),
+        "model": model.name,
+        "split": model.split,
+        "model_weights_tag": model.weights_tag,
+        "input_spec": _spec_rows(wrapper.input_spec),
+        "coded_spec": _spec_rows(wrapper.coded_spec),
+        "weights_tag": tag,
+        "state_dict": {k: v.detach().cpu() for k, v in wrapper.state_dict().items()},
+        "training": dict(training or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return tag
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint mapping at ``path``, checked for its format; :class:`WeightsError` names any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"wrapper checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"{path} is not a readable wrapper checkpoint: {type(e).__name__}: {e}") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not an fcm wrapper checkpoint (no format {FORMAT!r})")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(f"{path}: checkpoint format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+    missing = [k for k in ("wrapper", "options", "model", "split", "weights_tag", "state_dict") if k not in data]
+    if missing:
+        raise WeightsError(f"{path}: checkpoint lacks {missing}")
+    return data
+
+
+def load_wrapper(path: str | Path, model: SplitModel) -> WrapperPair:
+    """Rebuild the wrapper of checkpoint ``path`` for ``model``, in eval mode."""
+    from fcm.wrappers import WRAPPERS
+
+    data = read_checkpoint(path)
+    if (data["model"], data["split"]) != (model.name, model.split):
+        raise WeightsError(f"{path} was trained for {data['model']}/{data['split']}, not {model.name}/{model.split}")
+    if data.get("model_weights_tag") not in (None, model.weights_tag):
+        raise WeightsError(f"{path} was trained on model weights {data['model_weights_tag']}, not {model.weights_tag}")
+    cls = WRAPPERS.get(data["wrapper"])
+    wrapper = cls(model.spec, **data["options"])
+    try:
+        wrapper.load_state_dict(data["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: weights do not fit wrapper {data['wrapper']!r}: {e}") from e
+    if wrapper.weights_tag != data["weights_tag"]:
+        raise WeightsError(
+            f"{path}: weights hash to {wrapper.weights_tag}, but the checkpoint states {data['weights_tag']} "
+            "(damaged or edited file)"
+        )
+    return wrapper.eval()

@@ -1,0 +1,106 @@
+"""Wrappers around the inner codec: architectures, weights tags and checkpoints (fcm.wrappers)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from fcm.errors import ConfigError, UnknownNameError, WeightsError
+from fcm.models.base import SplitSpec, TensorSpec
+from fcm.wrappers import WRAPPERS, build_wrapper, load_wrapper, read_checkpoint, save_wrapper, state_dict_tag
+
+FPN = SplitSpec("faster_rcnn_r50_fpn", "fpn", tuple(TensorSpec(f"p{i}", 256, 2**i) for i in range(2, 6)))
+
+
+def _features(spec: SplitSpec, size: int = 8) -> OrderedDict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return OrderedDict(
+        (t.name, torch.randn(2, t.channels, max(1, size * 4 // t.stride), max(1, size * 4 // t.stride), generator=g))
+        for t in spec.tensors
+    )
+
+
+def test_identity_wrapper_codes_the_split_tensors_unchanged(lite0):
+    w = build_wrapper("identity", lite0.spec)
+    x = _features(lite0.spec)
+    assert w.coded_spec.tensors == lite0.spec.tensors and list(w.parameters()) == []
+    assert all(torch.equal(a, b) for a, b in zip(w.encode(x).values(), x.values()))
+    assert all(torch.equal(a, b) for a, b in zip(w(x).values(), x.values()))
+
+
+def test_channel_reduction_specs_shapes_and_gradients():
+    w = build_wrapper("channel_reduction", FPN, ratio=0.25, hidden=16)
+    assert [(t.name, t.channels, t.stride) for t in w.coded_spec.tensors] == [
+        (f"p{i}_r", 64, 2**i) for i in range(2, 6)
+    ]
+    x = _features(FPN)
+    coded = w.encode(x)
+    assert [tuple(t.shape) for t in coded.values()] == [(2, 64, *x[n].shape[2:]) for n in x]
+    out = w.decode(coded)
+    assert list(out) == list(x) and all(out[n].shape == x[n].shape for n in x)
+    sum(v.square().mean() for v in out.values()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in w.parameters())
+    with pytest.raises(Exception, match="expects tensors"):
+        w.encode(OrderedDict(list(x.items())[:2]))
+
+
+def test_wrapper_options_are_checked(lite0):
+    with pytest.raises(ConfigError, match="channels or ratio, not both"):
+        build_wrapper("channel_reduction", lite0.spec, channels=8, ratio=0.5)
+    with pytest.raises(ConfigError, match="ratio must be in"):
+        build_wrapper("channel_reduction", lite0.spec, ratio=1.5)
+    with pytest.raises(ConfigError, match="would grow tensor 'stage4' of 80"):
+        build_wrapper("channel_reduction", lite0.spec, channels=96)
+    with pytest.raises(TypeError):
+        build_wrapper("channel_reduction", lite0.spec, width=3)
+    with pytest.raises(UnknownNameError, match="unknown wrapper 'pca'; known: channel_reduction, identity"):
+        WRAPPERS.get("pca")
+
+
+def test_weights_tag_follows_the_weights_not_the_object(lite0):
+    torch.manual_seed(1)
+    a = build_wrapper("channel_reduction", lite0.spec, channels=16)
+    torch.manual_seed(1)
+    b = build_wrapper("channel_reduction", lite0.spec, channels=16)
+    assert a.weights_tag == b.weights_tag == state_dict_tag(a) and len(a.weights_tag) == 16
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6
+    assert a.weights_tag != b.weights_tag
+
+
+def test_checkpoint_round_trip_restores_identical_outputs(tmp_path, lite0):
+    w = build_wrapper("channel_reduction", lite0.spec, channels=24, hidden=8)
+    with torch.no_grad():  # non-trivial weights in the zero-initialised residual branches too
+        for p in w.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    tag = save_wrapper(tmp_path / "w.pt", w, lite0, {"surrogate": "scaled", "steps": 3})
+    loaded = load_wrapper(tmp_path / "w.pt", lite0)
+    x = _features(lite0.spec)
+    w.eval()
+    assert loaded.weights_tag == tag == w.weights_tag and not loaded.training
+    assert torch.equal(loaded(x)["stage4"], w(x)["stage4"])
+    assert read_checkpoint(tmp_path / "w.pt")["training"] == {"surrogate": "scaled", "steps": 3}
+
+
+def test_bad_checkpoints_are_refused(tmp_path, lite0):
+    from fcm.models import get_model
+
+    w = build_wrapper("channel_reduction", lite0.spec, channels=24, hidden=8)
+    save_wrapper(tmp_path / "w.pt", w, lite0)
+    with pytest.raises(WeightsError, match="was trained for efficientnet_lite0/stage4, not efficientnet_lite0/stage3"):
+        load_wrapper(tmp_path / "w.pt", get_model("efficientnet_lite0", "stage3"))
+    data = torch.load(tmp_path / "w.pt", weights_only=True)
+    data["state_dict"]["pre.stage4.0.bias"][0] += 1.0  # edited weights no longer hash to the stated tag
+    torch.save(data, tmp_path / "edited.pt")
+    with pytest.raises(WeightsError, match="damaged or edited"):
+        load_wrapper(tmp_path / "edited.pt", lite0)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a readable wrapper checkpoint"):
+        load_wrapper(tmp_path / "junk.pt", lite0)
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not an fcm wrapper checkpoint"):
+        load_wrapper(tmp_path / "other.pt", lite0)
+    with pytest.raises(WeightsError, match="not found"):
+        load_wrapper(tmp_path / "missing.pt", lite0)
