@@ -77,7 +77,10 @@ def test_known_values_follow_bt601_and_h273():
     y, cb, cr = rgb_to_planes(rgb, PictureFormat.parse("yuv444p10", "limited"))
     assert y[0].tolist() == [940, 64] and cb[0].tolist() == [512, 512]  # (219 + 16)·4, 16·4; 128·4
     _, cb420, _ = rgb_to_planes(rgb, PictureFormat.parse("yuv420p", "full"))
-    assert cb420.shape == (1, 1) and cb420[0, 0] == round((128 + 128 + 84.55 + 255.5) / 4)  # 2×2 mean, then round
+    red = 128 - 0.299 / (2 * (1 - 0.114)) * 255  # red's Cb before rounding; white's and black's are 128, blue's 255.5
+    col0, col1 = (128 + red) / 2, (128 + 255.5) / 2  # rows averaged in pairs (vertically interstitial chroma)
+    # [1, 2, 1] / 4 around column 0, the column left of it repeated (chroma co-sited with even columns), then rounded
+    assert cb420.shape == (1, 1) and cb420[0, 0] == int(np.floor((3 * col0 + col1) / 4 + 0.5))
 
 
 def test_format_names_and_errors():
@@ -100,6 +103,8 @@ def test_lossless_codec_round_trip_of_444_is_exact(photos):
     rgb = photos["coffee"][:101, :77]
     fmt = PictureFormat.parse("yuv444p10")
     assert np.array_equal(ffv1.decode_image(ffv1.encode_image(rgb, CodecParams(0), fmt), fmt), rgb)
+    with pytest.raises(CodecError, match="does not signal its sample range"):
+        ffv1.decode_image(ffv1.encode_image(rgb, CodecParams(0), fmt))  # FFV1 has no range field: never guessed
     eight = PictureFormat.parse("yuv444p")  # 8-bit: the codec is exact, the conversion's rounding is what remains
     assert _psnr(ffv1.decode_image(ffv1.encode_image(rgb, CodecParams(0), eight), eight), rgb) > 50
 
@@ -128,3 +133,13 @@ def test_remote_format_support_is_checked(chelsea):
         get_codec("svtav1").encode_image(chelsea, CodecParams(30), PictureFormat.parse("yuv444p10"))
     with pytest.raises(CodecError, match="does not support 10-bit"):
         get_codec("vp9").encode_image(chelsea, CodecParams(30), PictureFormat.parse("yuv444p10"))
+
+
+def test_image_payload_holds_exactly_one_packet(chelsea):
+    """A second packet (here an access unit delimiter) would decode and pass unnoticed: refused."""
+    from dataclasses import replace
+
+    x265 = get_codec("x265")
+    enc = x265.encode_image(chelsea[:64, :64], CodecParams(30))
+    with pytest.raises(CodecError, match="one packet, this one 2"):
+        x265.decode_image(replace(enc, packets=(*enc.packets, b"\x00\x00\x00\x01\x46\x01\x50")))

@@ -128,3 +128,23 @@ def test_resamples_without_a_value_are_counted():
     else:
         assert r.rate_ci.resamples <= 300
         assert (r.rate_ci.resamples < 300) == any("resamples that gave a value" in n for n in r.notes)
+
+
+def test_points_measured_on_different_inputs_get_no_intervals(tmp_path):
+    """After an interrupted sweep one point may lack the last input: its value and an interval over the shared inputs
+    would describe different sets, so there are no intervals, and the report says why (and still plots)."""
+    pts = _points()
+    s = pts[3].samples
+    short = InputSamples(s.ids[:-1], s.bits[:-1], s.pixels[:-1], s.scores[:-1])
+    pts[3] = OperatingPoint(**{**pts[3].__dict__, "samples": short, "num_inputs": N - 1})
+    files = write_report(pts, tmp_path, bootstrap=200)
+    assert files.analysis.point_ci == {} and files.analysis.results[0].rate_ci is None
+    assert "measured on different inputs" in (tmp_path / "report.md").read_text()
+
+
+def test_no_interval_notes_for_a_metric_without_a_value():
+    """An anchor of 3 points has no BD at all: no overlap or interval remarks are added to the reason."""
+    pts = [p for p in _points() if not (p.pipeline == "remote" and p.qp in (22, 27))]
+    (r,) = analyse(pts, resamples=100).results
+    assert r.bd_rate is None and r.bd_accuracy is None
+    assert not any("overlap" in n or "interval" in n for n in r.notes), r.notes

@@ -8,9 +8,13 @@ What the anchor sends is a picture format (:class:`PictureFormat`): chroma sampl
   ``Y' = Kr·R + (1 − Kr − Kb)·G + Kb·B``, ``Pb = (B − Y') / (2·(1 − Kb))``, ``Pr = (R − Y') / (2·(1 − Kr))``.
 * **Range** (H.273, ``N`` = bit depth): *full* — ``Y = (2^N − 1)·Y'``, ``C = (2^N − 1)·P + 2^(N−1)``;
   *limited* — ``Y = (219·Y' + 16)·2^(N−8)``, ``C = (224·P + 128)·2^(N−8)``.
-* **Chroma 4:2:0**: ``Pb``/``Pr`` are computed at full resolution, then each 2×2 block is averaged (chroma sited at
-  the centre of its four luma samples, HEVC ``chroma_sample_loc_type`` 1). Decoding interpolates bilinearly between
-  those centres (weights 3/4 and 1/4 along each axis, edge samples repeated), which keeps the mean of every channel.
+* **Chroma 4:2:0**: ``Pb``/``Pr`` are computed at full resolution and sited as H.273 / HEVC
+  ``chroma_sample_loc_type`` 0 says (MPEG-2 "left" siting: horizontally on the even luma columns, vertically half
+  way between two luma rows) — the siting a decoder assumes when a stream does not signal one, and the one FFmpeg's
+  scaler uses: rows are averaged in pairs and columns filtered with ``[1, 2, 1] / 4`` around each even column.
+  Decoding interpolates linearly back: vertically with weights 3/4 and 1/4 from the two nearest chroma rows,
+  horizontally by copying onto even columns and averaging neighbours onto odd ones (edge samples repeated). Both keep
+  the mean of every channel.
 * **Rounding**: to nearest (half away from zero is never reached: values are clipped to ``[0, 2^N − 1]`` after
   ``floor(x + 0.5)``); the inverse rounds RGB to nearest and clips to ``[0, 255]``. All arithmetic in float64.
 
@@ -24,7 +28,7 @@ The default format follows the remote-inference anchor of MPEG FCM as implemente
 common test conditions' evaluation software): its VTM config codes remote-inference pictures as ``chroma_format
 "420"`` at ``input_bitdepth: 10`` (``cfgs/codec/vtm.yaml``), converting with ``ffmpeg -pix_fmt yuv420p10le
 -dst_range 1`` (full range, the scaler's default BT.601 matrix; ``codecs/encdec_utils/png_yuv.py``). fcm does the
-same conversion exactly, with centre-sited 2×2 chroma averaging in place of the scaler's filter.
+same conversion exactly, with the same chroma siting and short linear filters in place of the scaler's.
 """
 
 from __future__ import annotations
@@ -108,20 +112,25 @@ def _quantise(x: np.ndarray, scale: float, offset: float, bit_depth: int) -> np.
     return np.clip(np.floor(x * scale + offset + 0.5), 0, (1 << bit_depth) - 1).astype(np.uint16)
 
 
-def _downsample_2x2(c: np.ndarray) -> np.ndarray:
-    return 0.25 * (c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2])
+def _downsample_420(c: np.ndarray) -> np.ndarray:
+    """Chroma sited as ``chroma_sample_loc_type`` 0: rows averaged in pairs, columns ``[1, 2, 1] / 4`` at even ones."""
+    rows = 0.5 * (c[0::2] + c[1::2])
+    left = np.concatenate([rows[:, :1], rows[:, 1:-1:2]], axis=1)  # column 2j − 1 (column 0 repeated at the edge)
+    return 0.25 * left + 0.5 * rows[:, 0::2] + 0.25 * rows[:, 1::2]
 
 
-def _upsample_axis(c: np.ndarray, axis: int) -> np.ndarray:
-    """Centre-sited 2× bilinear upsampling along ``axis``: output 2k gets ¾·c[k] + ¼·c[k−1], 2k+1 ¾·c[k] + ¼·c[k+1]."""
-    n = c.shape[axis]
-    prev = np.take(c, np.r_[0, np.arange(n - 1)], axis=axis)
-    nxt = np.take(c, np.r_[np.arange(1, n), n - 1], axis=axis)
-    even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
-    out = np.stack([even, odd], axis=axis + 1)
-    shape = list(c.shape)
-    shape[axis] = 2 * n
-    return out.reshape(shape)
+def _upsample_rows(c: np.ndarray) -> np.ndarray:
+    """Vertically interstitial chroma back to every row: row 2k gets ¾·c[k] + ¼·c[k−1], row 2k+1 ¾·c[k] + ¼·c[k+1]."""
+    n = c.shape[0]
+    prev = c[np.r_[0, np.arange(n - 1)]]
+    nxt = c[np.r_[np.arange(1, n), n - 1]]
+    return np.stack([0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt], axis=1).reshape(2 * n, *c.shape[1:])
+
+
+def _upsample_columns(c: np.ndarray) -> np.ndarray:
+    """Chroma co-sited with even columns back to every column: even columns copy, odd ones average their neighbours."""
+    nxt = np.concatenate([c[:, 1:], c[:, -1:]], axis=1)
+    return np.stack([c, 0.5 * (c + nxt)], axis=2).reshape(c.shape[0], 2 * c.shape[1])
 
 
 def rgb_to_planes(rgb: np.ndarray, fmt: PictureFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,7 +146,7 @@ def rgb_to_planes(rgb: np.ndarray, fmt: PictureFormat) -> tuple[np.ndarray, np.n
     pb = (b - y) / (2.0 * (1.0 - _KB))
     pr = (r - y) / (2.0 * (1.0 - _KR))
     if fmt.subsampled:
-        pb, pr = _downsample_2x2(pb), _downsample_2x2(pr)
+        pb, pr = _downsample_420(pb), _downsample_420(pr)
     ys, yo = fmt._luma_scale()
     cs, co = fmt._chroma_scale()
     n = fmt.bit_depth
@@ -156,8 +165,8 @@ def planes_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, fmt: PictureFor
     pb = (cb.astype(np.float64) - co) / cs
     pr = (cr.astype(np.float64) - co) / cs
     if fmt.subsampled:
-        pb = _upsample_axis(_upsample_axis(pb, 0), 1)
-        pr = _upsample_axis(_upsample_axis(pr, 0), 1)
+        pb = _upsample_columns(_upsample_rows(pb))
+        pr = _upsample_columns(_upsample_rows(pr))
     r = yn + 2.0 * (1.0 - _KR) * pr
     b = yn + 2.0 * (1.0 - _KB) * pb
     g = (yn - _KR * r - _KB * b) / _KG

@@ -90,7 +90,7 @@ _AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
 _AVCOL_SPC_SMPTE170M = 6  # BT.601 (525); same matrix as BT470BG
 #: FFmpeg's deprecated full-range ("J") pixel formats, which its decoders still return for 8-bit full-range streams
 _FULL_RANGE_ALIASES = {"yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}
-_BT601_SPACES = (0, 2, 5, 6)  # unspecified, "unknown" (2) and the two BT.601 codes: decoded with the BT.601 matrix
+_BT601_SPACES = (2, 5, 6)  # unspecified (2) and the two BT.601 codes (BT470BG, SMPTE170M): the BT.601 matrix
 #: Warnings with which libx264/libx265/libsvtav1 report a ``*-params`` entry they ignored.
 _REJECTED_PARAM = re.compile(r"unknown option|invalid value|error parsing option", re.IGNORECASE)
 
@@ -243,8 +243,8 @@ def _encoder_pixel_formats(encoder: str) -> frozenset[str]:
 def _picture_format_of(frame: Any, expected: PictureFormat | None, who: str) -> PictureFormat:
     """The :class:`PictureFormat` of a decoded remote-anchor picture, from what its stream signalled.
 
-    A stream that signals no range (FFV1 has no field for it) takes ``expected``'s, else limited (H.273's default);
-    one that signals a format other than ``expected`` is refused.
+    A stream that signals no range (FFV1 has no field for it) takes ``expected``'s and is refused without it: fcm
+    never guesses. One that signals a format other than ``expected`` is refused.
     """
     pix_fmt = _FULL_RANGE_ALIASES.get(frame.format.name, frame.format.name)
     by_pix_fmt = {PictureFormat.parse(name).pix_fmt: name for name in PICTURE_FORMATS}
@@ -258,8 +258,10 @@ def _picture_format_of(frame: Any, expected: PictureFormat | None, who: str) -> 
         sample_range = "full"
     elif signalled == _AVCOL_RANGE_MPEG:
         sample_range = "limited"
+    elif expected is not None:
+        sample_range = expected.range_name
     else:
-        sample_range = expected.range_name if expected is not None else "limited"
+        raise CodecError(f"{who}: the image stream does not signal its sample range; give the format it was coded in")
     fmt = PictureFormat.parse(name, sample_range)
     if expected is not None and fmt != expected:
         raise CodecError(f"{who}: image stream holds {fmt}, expected {expected}")
@@ -662,10 +664,12 @@ class PyAVCodec(Codec):
 
         Chroma sampling, bit depth and range come from the stream's own headers. ``fmt``, when given, is what the
         caller coded with: a stream holding anything else is refused, and a stream that cannot signal its range
-        (FFV1) is read with ``fmt``'s (without ``fmt``: limited, H.273's default).
+        (FFV1) needs ``fmt``.
         """
         if encoded.codec != self.name or encoded.num_frames != 1 or encoded.bit_depth not in (8, 10):
             raise CodecError(f"{self.name}: not a one-picture 8/10-bit image payload of this codec")
+        if len(encoded.packets) != 1:
+            raise CodecError(f"{self.name}: an image payload holds one packet, this one {len(encoded.packets)}")
         coded_w, coded_h = self._image_coded_size(encoded.width, encoded.height)
         _check_payload_bounds(encoded.packets, encoded.extradata, coded_w, coded_h, encoded.bit_depth, 1, self.name)
         frames = _decode_av_frames(

@@ -55,19 +55,36 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
         return None, "no per-input measurements behind the points"
     if any(s.scores is None for s in measured):
         return None, f"{points[0].metric_name} is not a mean over inputs, so inputs cannot be resampled for it"
-    ids = sorted(set.intersection(*(set(s.ids) for s in measured)))
+    id_sets = {frozenset(s.ids) for s in measured}
+    if len(id_sets) > 1:
+        return None, (
+            "the points were measured on different inputs (an interrupted sweep?): intervals need every "
+            "point measured on every input"
+        )
+    ids = sorted(next(iter(id_sets)))
     if len(ids) < 2:
         return None, "fewer than two inputs measured at every point"
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(ids), size=(resamples, len(ids)))
     bpp: dict[PointKey, np.ndarray] = {}
     metric: dict[PointKey, np.ndarray] = {}
-    for p in points:
-        s = p.samples
-        assert s is not None and s.scores is not None
+    aligned = []
+    for p, s in zip(points, measured, strict=True):
+        assert s.scores is not None
         where = {k: i for i, k in enumerate(s.ids)}
         order = np.array([where[k] for k in ids])
-        bits, pixels, scores = s.bits[order][draws], s.pixels[order][draws], s.scores[order][draws]
-        bpp[(p.curve, p.qp)] = bits.sum(axis=1) / pixels.sum(axis=1)
-        metric[(p.curve, p.qp)] = scores.mean(axis=1)
+        aligned.append((p, s.bits[order].astype(np.float64), s.pixels[order].astype(np.float64), s.scores[order]))
+        bpp[(p.curve, p.qp)] = np.empty(resamples)
+        metric[(p.curve, p.qp)] = np.empty(resamples)
+    # A draw is represented by how often it takes each input (a weight vector), in chunks of draws, so memory stays
+    # at chunk × inputs however many resamples are asked for.
+    n = len(ids)
+    chunk = max(1, min(resamples, (1 << 22) // n))
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        draws = rng.integers(0, n, size=(k, n))
+        weights = np.zeros((k, n))
+        np.add.at(weights, (np.repeat(np.arange(k), n), draws.ravel()), 1.0)
+        for p, bits, pixels, scores in aligned:
+            bpp[(p.curve, p.qp)][start : start + k] = (weights @ bits) / (weights @ pixels)
+            metric[(p.curve, p.qp)][start : start + k] = (weights @ scores) / n
     return Resampled(tuple(ids), resamples, seed, bpp, metric), ""

@@ -142,9 +142,11 @@ class SweepConfig:
         unknown_remote = sorted(set(remote) - set(REMOTE_DEFAULTS))
         if unknown_remote:
             raise ConfigError(f"unknown remote settings {unknown_remote}; known: {', '.join(REMOTE_DEFAULTS)}")
-        bootstrap = optional("bootstrap", int, 1000)
-        if bootstrap < 0:
-            raise ConfigError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+        bootstrap, bootstrap_seed = raw.get("bootstrap", 1000), raw.get("bootstrap_seed", 0)
+        if not is_a(bootstrap, int) or bootstrap < 0:
+            raise ConfigError(f"bootstrap must be a number of resamples >= 0, got {bootstrap!r}")
+        if not is_a(bootstrap_seed, int) or bootstrap_seed < 0:
+            raise ConfigError(f"bootstrap_seed must be an integer >= 0, got {bootstrap_seed!r}")
         min_overlap = raw.get("min_overlap", 0.5)
         if not (is_a(min_overlap, float) or is_a(min_overlap, int)) or not 0 <= min_overlap <= 1:
             raise ConfigError(f"min_overlap must be a fraction in [0, 1], got {min_overlap!r}")
@@ -170,7 +172,7 @@ class SweepConfig:
             limit=optional("limit", int),
             remote={**REMOTE_DEFAULTS, **{str(k): v for k, v in remote.items()}},
             bootstrap=bootstrap,
-            bootstrap_seed=optional("bootstrap_seed", int, 0),
+            bootstrap_seed=bootstrap_seed,
             min_overlap=float(min_overlap),
             torch_threads=optional("torch_threads", int, 1),
             skip_unreadable=bool(optional("skip_unreadable", bool, False)),

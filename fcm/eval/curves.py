@@ -127,7 +127,12 @@ def _overlap_note(overlap: Overlap | None, metric: str, min_overlap: float) -> s
 
 
 def _bootstrap_bd(
-    resampled: Resampled, curves: Mapping[str, Sequence[OperatingPoint]], anchor: str, test: str
+    resampled: Resampled,
+    curves: Mapping[str, Sequence[OperatingPoint]],
+    anchor: str,
+    test: str,
+    want_rate: bool,
+    want_accuracy: bool,
 ) -> tuple[Interval | None, Interval | None, list[str]]:
     """BD-rate / BD-accuracy intervals of ``test`` against ``anchor`` over the resamples, with notes."""
 
@@ -143,7 +148,10 @@ def _bootstrap_bd(
         accs[k] = np.nan if r.bd_accuracy is None else r.bd_accuracy
     intervals: list[Interval | None] = []
     notes = []
-    for label, values in (("BD-rate", rates), ("BD-accuracy", accs)):
+    for label, values, wanted in (("BD-rate", rates, want_rate), ("BD-accuracy", accs, want_accuracy)):
+        if not wanted:  # no point estimate, so no interval and nothing to say about one
+            intervals.append(None)
+            continue
         usable = int(np.isfinite(values).sum())
         if usable * 2 < resampled.resamples:
             intervals.append(None)
@@ -151,7 +159,10 @@ def _bootstrap_bd(
             continue
         intervals.append(percentile_interval(values))
         if usable < resampled.resamples:
-            notes.append(f"{label} interval from the {usable} of {resampled.resamples} resamples that gave a value")
+            notes.append(
+                f"{label} interval from the {usable} of {resampled.resamples} resamples that gave a value (draws "
+                "whose curves cannot be compared are left out, which can make the interval too narrow)"
+            )
     return intervals[0], intervals[1], notes
 
 
@@ -184,24 +195,23 @@ def analyse(
             for c in (anchor, name)
             if len(fronts[c]) < len(curves[c])
         ]
-        notes += [
-            n
-            for n in (
-                _overlap_note(r.accuracy_overlap, metric_name, min_overlap),
-                _overlap_note(r.rate_overlap, metric_name, min_overlap),
-            )
-            if n
-        ]
+        # a remark about a metric's overlap or interval only where that metric has a value
+        if r.bd_rate is not None:
+            notes.append(_overlap_note(r.accuracy_overlap, metric_name, min_overlap))
+        if r.bd_accuracy is not None:
+            notes.append(_overlap_note(r.rate_overlap, metric_name, min_overlap))
         rate_ci = acc_ci = None
         if resampled is not None:
-            rate_ci, acc_ci, ci_notes = _bootstrap_bd(resampled, curves, anchor, name)
+            rate_ci, acc_ci, ci_notes = _bootstrap_bd(
+                resampled, curves, anchor, name, r.bd_rate is not None, r.bd_accuracy is not None
+            )
             notes += ci_notes
         results.append(
             replace(
                 r,
-                notes=tuple(notes),
-                rate_ci=rate_ci if r.bd_rate is not None else None,
-                accuracy_ci=acc_ci if r.bd_accuracy is not None else None,
+                notes=tuple(n for n in notes if n),
+                rate_ci=rate_ci,
+                accuracy_ci=acc_ci,
             )
         )
     point_ci = {} if resampled is None else {(p.curve, p.qp): resampled.interval(p) for p in points}

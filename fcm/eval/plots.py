@@ -76,7 +76,10 @@ def plot_rd(path: Path, analysis: Analysis, reference: dict[str, float] | None, 
         label = f"{name} (anchor)" if name == analysis.anchor else name
         cis = [ci for ci in (analysis.interval(p) for p in ps) if ci is not None]
         if len(cis) == len(ps):  # every point has an interval
-            err = [[v - ci.lo for v, ci in zip(y, cis, strict=True)], [ci.hi - v for v, ci in zip(y, cis, strict=True)]]
+            # clamped: an estimate outside its own interval (not expected, see fcm.eval.bootstrap) must not break a plot
+            below = [max(0.0, v - ci.lo) for v, ci in zip(y, cis, strict=True)]
+            above = [max(0.0, ci.hi - v) for v, ci in zip(y, cis, strict=True)]
+            err = [below, above]
             ax.errorbar(
                 x, y, yerr=err, color=st["color"], linewidth=0, elinewidth=1.0, capsize=2.5, alpha=0.6, zorder=2
             )
@@ -173,7 +176,10 @@ def plot_edge_cost(path: Path, analysis: Analysis, reference: dict[str, float] |
         times += x
         st = _style(i)
         macs = ps[0].edge_macs
-        label = f"{name}: " + (f"{macs / 1e6:.0f} M MACs/input on the edge" if macs else "encode only")
+        if macs is None:
+            label = f"{name}: edge computation not measured"
+        else:
+            label = f"{name}: " + (f"{macs / 1e6:.0f} M MACs/input on the edge" if macs else "encode only")
         ax.plot(x, y, color=st["color"], marker=st["marker"], markersize=5, linewidth=1.4, label=label, zorder=3)
         for p, xv in zip(ps, x, strict=True):
             ax.annotate(

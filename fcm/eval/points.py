@@ -51,7 +51,8 @@ class OperatingPoint:
         times: mean seconds per input of each stage (``front``, ``pack``, ``encode``, ``decode``, ``unpack``, ``back``).
         edge_macs: mean multiply–accumulates per input of what the edge computes before coding (the front half for
             ``feature``; 0 for ``remote``, which only encodes).
-        edge_params: parameters of that computation (0 for ``remote``).
+        edge_params: parameters of that computation (0 for ``remote``). Both are ``None`` where the records do not
+            say (written before fcm measured them).
         samples: the per-input measurements (not written to reports; used for confidence intervals).
     """
 
@@ -66,8 +67,8 @@ class OperatingPoint:
     metric: float
     metrics: dict[str, float] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
-    edge_macs: float = 0.0
-    edge_params: int = 0
+    edge_macs: float | None = 0.0
+    edge_params: int | None = 0
     samples: InputSamples | None = field(default=None, compare=False, repr=False)
 
     @property

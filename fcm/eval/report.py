@@ -74,7 +74,7 @@ class ReportFiles:
 
 
 def bd_results(
-    points: Sequence[OperatingPoint], anchor: str | None = None, *, bootstrap: int = 0, seed: int = 0
+    points: Sequence[OperatingPoint], anchor: str | None = None, *, bootstrap: int = 1000, seed: int = 0
 ) -> list[BDResult]:
     """BD-rate (over bpp) and BD-accuracy of every curve against ``anchor`` (default: as in :func:`write_report`),
     with bootstrap intervals when ``bootstrap > 0`` resamples are asked for and possible.
@@ -248,8 +248,8 @@ def load_points(path: Path | str) -> list[OperatingPoint]:
                     metric=_float_or_nan(d["metric"]),
                     metrics={str(k): _float_or_nan(v) for k, v in (d.get("metrics") or {}).items()},
                     times={str(k): _float_or_nan(v) for k, v in (d.get("times") or {}).items()},
-                    edge_macs=float(d.get("edge_macs") or 0.0),
-                    edge_params=int(d.get("edge_params") or 0),
+                    edge_macs=None if d.get("edge_macs") is None else float(d["edge_macs"]),
+                    edge_params=None if d.get("edge_params") is None else int(d["edge_params"]),
                 )
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -341,7 +341,11 @@ def _write_csv(path: Path, analysis: Analysis) -> None:
                 _num(ci.hi if ci else None, ".8g"),
             ]
             row += [_num(p.metrics.get(k), ".8g") for k in other]
-            row += [_num(p.edge_macs, ".0f"), p.edge_params, _num(p.edge_seconds if p.times else None, ".6g")]
+            row += [
+                _num(p.edge_macs, ".0f"),
+                _num(p.edge_params, "d"),
+                _num(p.edge_seconds if p.times else None, ".6g"),
+            ]
             row += [_num(p.times.get(k), ".6g") for k in tkeys]
             w.writerow(row)
 
@@ -392,6 +396,10 @@ def _manifest_lines(manifest: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _millions(x: float | None, fmt: str) -> str:
+    return "not measured" if x is None else f"{x / 1e6:{fmt}} M"
+
+
 def _inputs_text(points: Sequence[OperatingPoint]) -> str:
     ns = sorted({p.num_inputs for p in points})
     return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} (varies by point)"
@@ -416,7 +424,7 @@ def _edge_lines(analysis: Analysis) -> list[str]:
         for p in ps:
             lines.append(
                 f"| `{name}` | {p.qp} | {p.bytes_per_input:.0f} | {1000 * p.edge_seconds:.1f} | "
-                f"{p.edge_macs / 1e6:.1f} M | {p.edge_params / 1e6:.3f} M | {float(p.metric):.2f} |"
+                f"{_millions(p.edge_macs, '.1f')} | {_millions(p.edge_params, '.3f')} | {float(p.metric):.2f} |"
             )
     lines.append("")
     return lines

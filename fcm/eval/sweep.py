@@ -572,8 +572,8 @@ def summarize(
                 metric=metrics[ev.primary],
                 metrics=metrics,
                 times=times,
-                edge_macs=float(np.mean([e.get("macs", 0) for e in edge])),
-                edge_params=int(max(e.get("params", 0) for e in edge)),
+                edge_macs=float(np.mean([e["macs"] for e in edge])) if all(edge) else None,
+                edge_params=int(max(e["params"] for e in edge)) if all(edge) else None,
                 samples=samples,
             )
         )
