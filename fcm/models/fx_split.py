@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import get_close_matches
+from typing import TYPE_CHECKING
 
 from torch import fx, nn
-from torchvision.models.feature_extraction import DualGraphModule, NodePathTracer, get_graph_node_names
 
 from fcm.errors import UnknownNameError
+
+if TYPE_CHECKING:  # torchvision is imported when a split is made, not when the registry is
+    from torchvision.models.feature_extraction import DualGraphModule
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,14 @@ class GraphSplit:
 
 def node_names(model: nn.Module) -> list[str]:
     """Valid split-node names (eval-mode graph) of ``model``."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
     return list(get_graph_node_names(model)[1])
 
 
 def _trace(model: nn.Module, train: bool) -> tuple[fx.Graph, dict[fx.Node, str]]:
+    from torchvision.models.feature_extraction import NodePathTracer
+
     tracer = NodePathTracer()
     graph = tracer.trace(model.train(train))
     return graph, tracer.node_to_qualname
@@ -66,6 +73,8 @@ def _resolve(name: str, graph: fx.Graph, qualnames: dict[fx.Node, str]) -> fx.No
 
 def split_at(model: nn.Module, node_name: str) -> GraphSplit:
     """Cut ``model`` after node ``node_name``; see the module docstring. ``model`` is left in eval mode."""
+    from torchvision.models.feature_extraction import DualGraphModule
+
     # eval first: its graph is the one inference runs, so its errors are the ones to report
     eval_front, eval_back = _split_graph(model, *_trace(model, train=False), node_name)
     train_front, train_back = _split_graph(model, *_trace(model, train=True), node_name)
