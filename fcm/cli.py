@@ -189,6 +189,8 @@ def _codecs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _demo(args: argparse.Namespace) -> dict[str, Any]:
     """Encode and decode the bundled photo, and compare with uncompressed inference."""
+    import torch
+
     from fcm import pipeline
     from fcm.images import load_image
 
@@ -196,7 +198,8 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     model = _model(args)
     enc = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
     dec = pipeline.decode(enc.bitstream, model)
-    reference = model.full(model.prepare(image))
+    with torch.no_grad():
+        reference = model.full(model.prepare(image))
     return {
         "image": args.image,
         "model": f"{model.name}/{model.split}",

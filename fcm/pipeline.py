@@ -76,7 +76,8 @@ class EdgeFeatures:
 def run_front(image: np.ndarray, model: SplitModel) -> EdgeFeatures:
     """Run the edge half (preprocessing and front) on one RGB ``uint8`` image."""
     t0 = time.perf_counter()
-    features = model.front(model.prepare(image))
+    with torch.no_grad():  # inference: the models' halves are differentiable, coding needs no graph
+        features = model.front(model.prepare(image))
     features.check(model.spec)
     return EdgeFeatures(features, (int(image.shape[0]), int(image.shape[1])), time.perf_counter() - t0)
 

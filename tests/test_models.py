@@ -170,3 +170,94 @@ def test_mac_count_of_efficientnet_lite0_matches_the_published_figure(lite0):
     # the back half reads the rest: front and back split the parameters between them
     back = measure_cost(lite0.back, lite0.front(x))
     assert front.params + back.params == full.params and front.macs + back.macs == full.macs
+
+
+# ---------------------------------------------------------------- split models as differentiable modules
+
+
+def test_split_models_are_eval_mode_modules_owning_their_network_once():
+    model = get_model("resnet18", "layer2")
+    assert isinstance(model, torch.nn.Module)
+    assert not any(m.training for m in model.modules())  # built for inference: BatchNorm uses running statistics
+    assert list(model.parameters()) == list(model.net.parameters())
+    # the FX halves share the network's modules without being submodules: one copy of each weight in the state
+    assert sorted(model.state_dict()) == sorted(f"net.{k}" for k in model.net.state_dict())
+    model.double()  # .to() reaches the halves through the shared modules
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    assert model.front(x).tensors["layer2"].dtype == torch.float64
+
+
+def test_gradients_flow_through_efficientnet_lite0_halves():
+    model = get_model("efficientnet_lite0", "stage4")
+    stats = model.net._bn0.running_mean.clone()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    model.back(model.front(x)).logsumexp(1).sum().backward()
+    for name, grad in (
+        ("input", x.grad),
+        ("front stem", model.net._conv_stem.weight.grad),
+        ("back classifier", model.net._fc.weight.grad),
+    ):
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    assert torch.equal(model.net._bn0.running_mean, stats)  # eval mode: a backward pass changes no statistics
+
+
+def test_inference_drivers_record_no_autograd_graph(lite0, chelsea):
+    from fcm import pipeline
+    from fcm.codecs import CodecParams
+
+    edge = pipeline.run_front(chelsea, lite0)
+    assert all(not t.requires_grad for t in edge.features.tensors.values())
+    enc = pipeline.encode_features(edge, lite0, "ffv1", CodecParams(qp=0), 8)
+    assert not pipeline.decode(enc.bitstream, lite0).output.requires_grad
+
+
+class _TrainOnlyBranch(torch.nn.Module):
+    """A net whose forward reads ``self.training``: tracing bakes the branch into the graph of one mode only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn(self.conv1(x))
+        if self.training:
+            x = x * 0.5
+        return self.fc(self.conv2(x).relu().mean((2, 3)))
+
+
+def test_fx_split_swaps_in_the_train_mode_graph():
+    from fcm.models.fx_split import split_at
+
+    net = _TrainOnlyBranch()
+    halves = split_at(net, "conv2")
+    assert not net.training and not halves.front.training
+    x = torch.randn(2, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.equal(halves.back(halves.front(x)), net(x))
+        halves.train()
+        net.train()
+        # the train graph has the ×0.5 the eval trace dropped, and BatchNorm switched to batch statistics
+        assert torch.equal(halves.back(halves.front(x)), net(x))
+        assert not torch.allclose(halves.back(halves.front(x)), net.eval()(x))
+
+
+def test_torchvision_split_in_train_mode_gives_gradients_and_eval_mode_matches_unsplit_exactly():
+    model = get_model("resnet18", "layer2")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        eval_out = model.back(model.front(x))
+    model.train()
+    assert model._split.front.graph is model._split.front.train_graph and model.net.layer1[0].bn1.training
+    inputs = x.clone().requires_grad_(True)
+    train_out = model.back(model.front(inputs))
+    assert not torch.allclose(train_out, eval_out)  # BatchNorm used the batch's statistics
+    train_out.logsumexp(1).sum().backward()
+    for grad in (inputs.grad, model.net.conv1.weight.grad, model.net.layer1[0].conv1.weight.grad):
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    model.eval()
+    assert model._split.front.graph is model._split.front.eval_graph
+    with torch.no_grad():
+        assert torch.equal(model.back(model.front(x)), model.full(x))

@@ -119,3 +119,16 @@ def test_bad_inputs_are_rejected():
         Layout(layout.placements, 4, 4)
     with pytest.raises(ShapeError, match="expected"):
         PackedFrames(np.zeros((1, 4, 4), np.uint16), layout, 10, "frame", ((QuantRange(0, 1),),))
+
+
+def test_unused_samples_hold_the_mean_of_the_tensors_mean_codes():
+    """The fill both packers (numpy and torch) put in unused tile slots and the alignment margin."""
+    # integer features spanning [0, 255]: at 8 bits with per-tensor ranges, every code equals its feature
+    a = torch.tensor([0.0, 255.0, 30.0]).reshape(1, 3, 1, 1)  # mean code 95
+    b = torch.tensor([0.0, 255.0] + [10.0] * 6).reshape(1, 2, 2, 2)  # mean code 315 / 8 = 39.375
+    packed = Packer(8, "tensor").pack({"a": a, "b": b})
+    layout = packed.layout
+    tiles = layout.tile({p.name: np.ones((p.channels, p.height, p.width), bool) for p in layout.placements})
+    unused = packed.frames[0][~tiles]
+    assert unused.size == layout.frame_height * layout.frame_width - 3 - 8 > 0
+    assert set(unused.tolist()) == {67}  # round((95 + 39.375) / 2)

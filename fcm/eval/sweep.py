@@ -161,7 +161,8 @@ class Worker:
         self.evaluator.reset()  # records go to ``emit``; the evaluator keeps none across inputs
         pixels = int(image.shape[0] * image.shape[1])
         t0 = time.perf_counter()
-        reference = self.model.full(self.model.prepare(image))
+        with torch.no_grad():
+            reference = self.model.full(self.model.prepare(image))
         ref_time = time.perf_counter() - t0
         edge = None  # the front runs once per input, however many operating points code its features
         for key in keys:
@@ -223,7 +224,8 @@ class Worker:
         t1 = time.perf_counter()
         decoded = codec.decode_image(encoded, picture)
         t2 = time.perf_counter()
-        output = self.model.full(self.model.prepare(decoded))
+        with torch.no_grad():
+            output = self.model.full(self.model.prepare(decoded))
         t3 = time.perf_counter()
         bits = 8 * encoded.num_bytes
         return output, bits, bits, {"encode": t1 - t0, "decode": t2 - t1, "infer": t3 - t2}

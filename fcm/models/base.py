@@ -11,18 +11,24 @@ A :class:`SplitModel` is a vision network already cut at one named split point. 
   torchvision-style dicts with ``boxes``, ``labels``, ``scores`` and, for Mask R-CNN, ``masks``);
 - ``full(inputs)``: the unsplit model, for reference; ``back(front(x))`` equals ``full(x)`` to float tolerance.
 
-Everything runs in ``eval()`` mode under ``torch.no_grad()``; the models know nothing of packing or codecs.
+A split model is an :class:`torch.nn.Module` whose network is a submodule, so ``.parameters()``, ``.train()`` /
+``.eval()`` and ``.to()`` reach it. It is built in ``eval()`` mode (BatchNorm uses its running statistics), and its
+halves are differentiable: ``back(front(x))`` records an autograd graph unless the caller turns gradients off. The
+inference drivers (:mod:`fcm.pipeline`, the sweep, the CLI) therefore call them under ``torch.no_grad()`` (not
+``torch.inference_mode()``, whose tensors could never enter a later autograd graph, e.g. to train a wrapper on cached
+features). The models know nothing of packing or codecs.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from fcm.errors import ShapeError
 
@@ -78,8 +84,12 @@ class Features:
                 )
 
 
-class SplitModel(ABC):
-    """A model cut at one split point. See the module docstring for the contract."""
+class SplitModel(nn.Module, metaclass=ABCMeta):
+    """A model cut at one split point. See the module docstring for the contract.
+
+    Subclasses assign their network(s) as attributes after ``super().__init__`` so they become submodules, in
+    ``eval()`` mode like the split model itself.
+    """
 
     #: registry name of the model
     name: str = ""
@@ -88,6 +98,8 @@ class SplitModel(ABC):
     categories: tuple[str, ...] = ()
 
     def __init__(self, split: str, weights_tag: str) -> None:
+        super().__init__()
+        self.eval()
         self.split = split
         #: short identifier of the weights in use (sha256 prefix, or "random"); written into bitstreams
         self.weights_tag = weights_tag

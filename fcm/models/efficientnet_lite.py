@@ -166,17 +166,14 @@ class EfficientNetLite0Split(ClassifierSplit):
     def spec(self) -> SplitSpec:
         return self._spec
 
-    @torch.no_grad()
     def front(self, inputs: torch.Tensor) -> Features:
         x = self.net.run_blocks(self.net.stem(inputs), 0, self._edge_blocks)
         return Features(OrderedDict([(self.split, x)]))
 
-    @torch.no_grad()
     def back(self, features: Features) -> Any:
         features.check(self.spec)
         x = features.tensors[self.split]
         return self.net.head(self.net.run_blocks(x, self._edge_blocks, len(self.net._blocks)))
 
-    @torch.no_grad()
     def full(self, inputs: torch.Tensor) -> Any:
         return self.net(inputs)

@@ -5,23 +5,39 @@ logits) as ``torch.fx.GraphModule``s sharing the model's parameters. Node names 
 ``get_graph_node_names`` (the names ``create_feature_extractor`` accepts); a module name such as ``layer2`` means the
 module's last node. A node is a valid cut only when everything after it depends on the input through that node
 alone (no skip connection jumps over it); otherwise the error names a node that does.
+
+As torchvision's ``create_feature_extractor`` does, the model is traced twice, in train and in eval mode: tracing
+bakes ``self.training`` branches into the graph (stochastic depth vanishes from the eval graph, for one), so each half
+is a ``DualGraphModule`` whose ``.train()`` / ``.eval()`` swaps in the matching graph. The halves are returned in eval
+mode, running exactly the graph a single eval-mode trace gives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import get_close_matches
+from typing import TYPE_CHECKING
 
 from torch import fx, nn
 
 from fcm.errors import UnknownNameError
 
+if TYPE_CHECKING:  # torchvision is imported when a split is made, not when the registry is
+    from torchvision.models.feature_extraction import DualGraphModule
+
 
 @dataclass(frozen=True)
 class GraphSplit:
-    front: fx.GraphModule
-    back: fx.GraphModule
+    """The two halves of a model; they share the model's submodules (hence its parameters and buffers)."""
+
+    front: DualGraphModule
+    back: DualGraphModule
     node: str
+
+    def train(self, mode: bool = True) -> None:
+        """Switch both halves to their train-mode (or eval-mode) graph and their modules to that mode."""
+        self.front.train(mode)
+        self.back.train(mode)
 
 
 def node_names(model: nn.Module) -> list[str]:
@@ -31,11 +47,11 @@ def node_names(model: nn.Module) -> list[str]:
     return list(get_graph_node_names(model)[1])
 
 
-def _trace(model: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
+def _trace(model: nn.Module, train: bool) -> tuple[fx.Graph, dict[fx.Node, str]]:
     from torchvision.models.feature_extraction import NodePathTracer
 
     tracer = NodePathTracer()
-    graph = tracer.trace(model.eval())
+    graph = tracer.trace(model.train(train))
     return graph, tracer.node_to_qualname
 
 
@@ -56,8 +72,23 @@ def _resolve(name: str, graph: fx.Graph, qualnames: dict[fx.Node, str]) -> fx.No
 
 
 def split_at(model: nn.Module, node_name: str) -> GraphSplit:
-    """Cut ``model`` after node ``node_name``; see the module docstring."""
-    graph, qualnames = _trace(model)
+    """Cut ``model`` after node ``node_name``; see the module docstring. ``model`` is left in eval mode."""
+    from torchvision.models.feature_extraction import DualGraphModule
+
+    # eval first: its graph is the one inference runs, so its errors are the ones to report
+    eval_front, eval_back = _split_graph(model, *_trace(model, train=False), node_name)
+    train_front, train_back = _split_graph(model, *_trace(model, train=True), node_name)
+    model.eval()
+    halves = [DualGraphModule(model, train, ev) for train, ev in ((train_front, eval_front), (train_back, eval_back))]
+    for half in halves:
+        half.eval()
+    return GraphSplit(halves[0], halves[1], node_name)
+
+
+def _split_graph(
+    model: nn.Module, graph: fx.Graph, qualnames: dict[fx.Node, str], node_name: str
+) -> tuple[fx.Graph, fx.Graph]:
+    """The graphs of the edge half (input → cut) and of the cloud half (cut → output) of one traced graph."""
     cut = _resolve(node_name, graph, qualnames)
     output = next(n for n in graph.nodes if n.op == "output")
 
@@ -100,8 +131,6 @@ def split_at(model: nn.Module, node_name: str) -> GraphSplit:
         if node is cut:
             break
     front_graph.output(fenv[cut])
-    root = model.eval()
-    front = fx.GraphModule(root, front_graph)
+    front = fx.GraphModule(model, front_graph)  # dead-code elimination asks the owning module which calls are pure
     front.graph.eliminate_dead_code()
-    front.recompile()
-    return GraphSplit(front, fx.GraphModule(root, back_graph), node_name)
+    return front.graph, back_graph

@@ -88,7 +88,6 @@ class _RCNNSplit(SplitModel):
         arr = check_image(image)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255.0
 
-    @torch.no_grad()
     def front(self, inputs: torch.Tensor) -> Features:
         if inputs.ndim != 4 or inputs.shape[0] != 1:
             raise ShapeError(f"{self.name} front takes one image as a 1×3×H×W tensor, got {tuple(inputs.shape)}")
@@ -103,7 +102,6 @@ class _RCNNSplit(SplitModel):
         }
         return Features(tensors, meta)
 
-    @torch.no_grad()
     def back(self, features: Features) -> Any:
         from torchvision.models.detection.image_list import ImageList
 
@@ -138,7 +136,6 @@ class _RCNNSplit(SplitModel):
                 )
         return tuple(sizes)
 
-    @torch.no_grad()
     def full(self, inputs: torch.Tensor) -> Any:
         return self.net(list(inputs))
 

@@ -50,6 +50,8 @@ class TorchvisionClassifierSplit(ClassifierSplit):
         super().__init__(split, weights_tag=tag)
         self.net = net.eval()
         self.categories = imagenet_categories()
+        # the halves share ``net``'s submodules but are no submodules of this model: ``net`` alone owns the
+        # parameters (one copy in ``state_dict``); ``train`` below keeps the halves' graphs in step with the mode
         self._split = split_at(self.net, split)
         self._spec = _probe_spec(arch, split, self.net, self._split.front)
 
@@ -61,15 +63,18 @@ class TorchvisionClassifierSplit(ClassifierSplit):
     def spec(self) -> SplitSpec:
         return self._spec
 
-    @torch.no_grad()
+    def train(self, mode: bool = True) -> TorchvisionClassifierSplit:
+        super().train(mode)
+        if hasattr(self, "_split"):  # nn.Module.__init__ sets the mode before the split exists
+            self._split.train(mode)
+        return self
+
     def front(self, inputs: torch.Tensor) -> Features:
         return Features(OrderedDict([(self.split, self._split.front(inputs))]))
 
-    @torch.no_grad()
     def back(self, features: Features) -> Any:
         features.check(self.spec)
         return self._split.back(features.tensors[self.split])
 
-    @torch.no_grad()
     def full(self, inputs: torch.Tensor) -> Any:
         return self.net(inputs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +42,15 @@ class PackedFrames:
         expected = (n, self.layout.frame_height, self.layout.frame_width)
         if self.frames.shape != expected:
             raise ShapeError(f"frames have shape {self.frames.shape}, expected {expected}")
+
+
+def neutral_fill(code_means: Sequence[float]) -> int:
+    """The sample value of a frame's unused tile slots and alignment margin, given each tensor's mean code.
+
+    It is the mean level (the mean of the per-tensor means), which costs the codec least. Shared by the numpy and
+    torch packers so that their frames agree bit for bit.
+    """
+    return round(float(np.mean(code_means)))
 
 
 class Packer:
@@ -87,8 +96,7 @@ class Packer:
                 p.name: quantize(per_input[p.name], r, self.bit_depth)
                 for p, r in zip(layout.placements, tensor_ranges, strict=True)
             }
-            # neutral fill for unused tile slots: the mean level, which costs the codec least
-            fill = round(float(np.mean([q.mean() for q in quantized.values()])))
+            fill = neutral_fill([float(q.mean()) for q in quantized.values()])
             frames[i] = layout.tile(quantized, fill=fill)
             all_ranges.append(ranges)
         return PackedFrames(frames, layout, self.bit_depth, self.range_mode, tuple(all_ranges))
