@@ -2,8 +2,11 @@
 
 These are the only functions that know the whole chain; each stage they call knows only its own job::
 
-    image → model.front → Features → Packer.pack → frames → Codec.encode → bitstream.write
-    bitstream.read → Codec.decode → frames → unpack → Features → model.back → task output
+    image → model.front → Features → [wrapper.encode] → Packer.pack → frames → Codec.encode → bitstream.write
+    bitstream.read → Codec.decode → frames → unpack → [wrapper.decode] → Features → model.back → task output
+
+A learned wrapper (:mod:`fcm.wrappers`) is optional; a stream coded with one names it and its weights tag (bitstream
+version 2), and :func:`decode` refuses to decode it without that wrapper or with other weights.
 """
 
 from __future__ import annotations
@@ -12,17 +15,20 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fcm import bitstream
 from fcm.bitstream import Header
-from fcm.codecs import Codec, CodecParams, get_codec
+from fcm.codecs import Codec, CodecParams, EncodedFrames, get_codec
 from fcm.errors import BitstreamError, CodecError, ShapeError
 from fcm.models import Features, SplitModel, get_model
 from fcm.packing import PackedFrames, Packer, RangeMode, unpack
+
+if TYPE_CHECKING:
+    from fcm.wrappers import WrapperPair
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class EncodeResult:
     front_s: float
     pack_s: float
     codec_s: float
+    #: time of the pre-wrapper (0 without one)
+    wrap_s: float = 0.0
 
     @property
     def num_bits(self) -> int:
@@ -58,6 +66,8 @@ class DecodeResult:
     codec_s: float
     unpack_s: float
     back_s: float
+    #: time of the post-wrapper (0 without one)
+    unwrap_s: float = 0.0
 
 
 def resolve_codec(codec: str | Codec) -> Codec:
@@ -90,16 +100,18 @@ def encode(
     bit_depth: int | None = None,
     range_mode: RangeMode = "frame",
     block_qp_offsets: np.ndarray | None = None,
+    wrapper: WrapperPair | None = None,
 ) -> EncodeResult:
     """Run the edge half on one RGB ``uint8`` image and code its features into an fcm bitstream.
 
     ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265). ``block_qp_offsets`` go to
-    the codec (see :meth:`fcm.codecs.Codec.encode`).
+    the codec (see :meth:`fcm.codecs.Codec.encode`). With ``wrapper``, its pre-wrapper reduces the features first.
     """
     codec = resolve_codec(codec)
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)  # before the (possibly slow) front
-    return encode_features(run_front(image, model), model, codec, params, depth, range_mode, block_qp_offsets)
+    edge = run_front(image, model)
+    return encode_features(edge, model, codec, params, depth, range_mode, block_qp_offsets, wrapper=wrapper)
 
 
 def encode_features(
@@ -110,17 +122,30 @@ def encode_features(
     bit_depth: int | None = None,
     range_mode: RangeMode = "frame",
     block_qp_offsets: np.ndarray | None = None,
+    *,
+    wrapper: WrapperPair | None = None,
 ) -> EncodeResult:
-    """Pack and code features the front already produced (so a sweep runs the front once per input)."""
+    """Pack and code features the front already produced (so a sweep runs the front once per input).
+
+    With ``wrapper`` (built for this model's split), the pre-wrapper maps the split tensors to its coded tensors
+    first, and the header names the wrapper and its weights tag.
+    """
     from fcm import __version__
+    from fcm.bitstream import WrapperRef
 
     codec = resolve_codec(codec)
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)
     features = edge.features
     features.check(model.spec)  # the stored front output must belong to this model and split
+    t0 = time.perf_counter()
+    tensors = features.tensors
+    if wrapper is not None:
+        _check_wrapper_split(wrapper, model)
+        with torch.no_grad():
+            tensors = wrapper.encode(tensors)
     t1 = time.perf_counter()
-    packed = Packer(depth, range_mode).pack(features.tensors)
+    packed = Packer(depth, range_mode).pack(tensors)
     t2 = time.perf_counter()
     payload = codec.encode(packed.frames, depth, params, block_qp_offsets)
     t3 = time.perf_counter()
@@ -136,10 +161,38 @@ def encode_features(
         codec=codec.name,
         params=params,
         notes=(("fcm", __version__),),
+        wrapper=None if wrapper is None else WrapperRef(wrapper.name, wrapper.weights_tag),
     )
     data = bitstream.write(header, payload)
     pixels = edge.input_size[0] * edge.input_size[1]
-    return EncodeResult(data, header, pixels, payload.num_bytes, edge.front_s, t2 - t1, t3 - t2)
+    return EncodeResult(data, header, pixels, payload.num_bytes, edge.front_s, t2 - t1, t3 - t2, t1 - t0)
+
+
+def _check_wrapper_split(wrapper: WrapperPair, model: SplitModel) -> None:
+    if wrapper.input_spec != model.spec:
+        raise ShapeError(
+            f"wrapper {wrapper.name!r} was built for {wrapper.input_spec.model}/{wrapper.input_spec.split}, "
+            f"not {model.name}/{model.split}"
+        )
+
+
+def check_wrapper(header: Header, wrapper: WrapperPair | None) -> None:
+    """Refuse to decode a stream with a wrapper other than the one it was coded with (or without the one it needs)."""
+    if header.wrapper is None and wrapper is not None:
+        raise BitstreamError(f"the stream was coded without a wrapper, but wrapper {wrapper.name!r} was given")
+    if header.wrapper is not None and wrapper is None:
+        raise BitstreamError(
+            f"the stream was coded with wrapper {header.wrapper}; decoding needs that wrapper's checkpoint"
+        )
+    if (
+        header.wrapper is not None
+        and wrapper is not None
+        and (wrapper.name, wrapper.weights_tag) != (header.wrapper.name, header.wrapper.weights_tag)
+    ):
+        raise BitstreamError(
+            f"the stream was coded with wrapper {header.wrapper}, but the one given is {wrapper.name} "
+            f"(weights {wrapper.weights_tag})"
+        )
 
 
 def load_model_for(
@@ -161,11 +214,17 @@ def _warn_on_weights_mismatch(header: Header, model: SplitModel) -> None:
 
 
 def decode_features(data: bytes) -> tuple[Features, Header, float, float]:
-    """Bitstream → reconstructed features (no model needed). Returns ``(features, header, codec_s, unpack_s)``.
+    """Bitstream → the coded tensors as the codec returns them (no model needed; for a wrapped stream these are the
+    wrapper's coded tensors). Returns ``(features, header, codec_s, unpack_s)``.
 
     Raises :class:`BitstreamError` for any invalid input, including a payload the codec cannot decode.
     """
     header, payload = bitstream.read(data)
+    features, codec_s, unpack_s = _reconstruct(header, payload)
+    return features, header, codec_s, unpack_s
+
+
+def _reconstruct(header: Header, payload: EncodedFrames) -> tuple[Features, float, float]:
     try:
         codec = get_codec(header.codec)
     except KeyError as e:
@@ -182,12 +241,21 @@ def decode_features(data: bytes) -> tuple[Features, Header, float, float]:
         raise BitstreamError(f"decoded frames do not match the header: {e}") from e
     tensors = unpack(packed)
     t2 = time.perf_counter()
-    return Features(tensors, dict(header.meta)), header, t1 - t0, t2 - t1
+    return Features(tensors, dict(header.meta)), t1 - t0, t2 - t1
 
 
-def decode(data: bytes, model: SplitModel | None = None, weights: str | Path | None = None) -> DecodeResult:
-    """Decode an fcm bitstream and run the cloud half. ``model`` defaults to the one the bitstream names."""
-    features, header, codec_s, unpack_s = decode_features(data)
+def decode(
+    data: bytes,
+    model: SplitModel | None = None,
+    weights: str | Path | None = None,
+    wrapper: WrapperPair | None = None,
+) -> DecodeResult:
+    """Decode an fcm bitstream and run the cloud half. ``model`` defaults to the one the bitstream names.
+
+    A stream coded with a wrapper needs that ``wrapper`` (same name and weights tag); one coded without refuses one.
+    Both are checked before anything is decoded.
+    """
+    header, payload = bitstream.read(data)
     if model is None:
         model = load_model_for(header, weights)
     elif (model.name, model.split) != (header.model, header.split):
@@ -196,12 +264,18 @@ def decode(data: bytes, model: SplitModel | None = None, weights: str | Path | N
         )
     else:
         _warn_on_weights_mismatch(header, model)
+    check_wrapper(header, wrapper)
+    if wrapper is not None:
+        _check_wrapper_split(wrapper, model)
+    coded, codec_s, unpack_s = _reconstruct(header, payload)
     t0 = time.perf_counter()
     try:
-        features.check(model.spec)
         with torch.no_grad():
+            features = coded if wrapper is None else Features(wrapper.decode(coded.tensors), coded.meta)
+            t1 = time.perf_counter()
+            features.check(model.spec)
             output = model.back(features)  # built-in models also check the side information they receive
     except ShapeError as e:
         raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
-    back_s = time.perf_counter() - t0
-    return DecodeResult(output, features, header, codec_s, unpack_s, back_s)
+    back_s = time.perf_counter() - t1
+    return DecodeResult(output, features, header, codec_s, unpack_s, back_s, t1 - t0)

@@ -104,3 +104,76 @@ def test_bad_checkpoints_are_refused(tmp_path, lite0):
         load_wrapper(tmp_path / "other.pt", lite0)
     with pytest.raises(WeightsError, match="not found"):
         load_wrapper(tmp_path / "missing.pt", lite0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Coding through a wrapper: the stream names it (bitstream version 2) and the decoder checks it
+
+
+@pytest.fixture(scope="module")
+def reduction(lite0):
+    torch.manual_seed(3)
+    w = build_wrapper("channel_reduction", lite0.spec, channels=40, hidden=8)
+    with torch.no_grad():
+        for p in w.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return w.eval()
+
+
+def test_wrapped_stream_names_its_wrapper_and_decodes_with_it(chelsea, lite0, reduction):
+    from fcm import bitstream, pipeline
+    from fcm.codecs import CodecParams
+
+    enc = pipeline.encode(chelsea, lite0, "x265", CodecParams(30, preset="ultrafast"), wrapper=reduction)
+    header, _ = bitstream.read(enc.bitstream)
+    assert enc.bitstream[4] == 2 and header.version == 2
+    assert (header.wrapper.name, header.wrapper.weights_tag) == ("channel_reduction", reduction.weights_tag)
+    assert [p.name for p in header.layout.placements] == ["stage4_r"]
+    assert [p.channels for p in header.layout.placements] == [40]
+    plain = pipeline.encode(chelsea, lite0, "x265", CodecParams(30, preset="ultrafast"))
+    assert header.layout.frame_height * header.layout.frame_width < plain.header.layout.frame_height * (
+        plain.header.layout.frame_width
+    )  # 40 of 80 channels: a smaller frame
+    dec = pipeline.decode(enc.bitstream, lite0, wrapper=reduction)
+    assert dec.output.shape == (1, 1000) and torch.isfinite(dec.output).all()
+    assert list(dec.features.tensors) == ["stage4"] and dec.features.tensors["stage4"].shape[1] == 80
+    assert enc.wrap_s > 0 and dec.unwrap_s > 0
+
+
+def test_decoder_refuses_a_missing_or_different_wrapper(chelsea, lite0, reduction, tmp_path):
+    from fcm import pipeline
+    from fcm.codecs import CodecParams
+    from fcm.errors import BitstreamError, ShapeError
+
+    params = CodecParams(30, preset="ultrafast")
+    wrapped = pipeline.encode(chelsea, lite0, "x265", params, wrapper=reduction).bitstream
+    with pytest.raises(BitstreamError, match="coded with wrapper channel_reduction .*needs that wrapper's checkpoint"):
+        pipeline.decode(wrapped, lite0)
+    other = build_wrapper("channel_reduction", lite0.spec, channels=40, hidden=8)
+    with pytest.raises(BitstreamError, match=f"the one given is channel_reduction \\(weights {other.weights_tag}\\)"):
+        pipeline.decode(wrapped, lite0, wrapper=other)
+    plain = pipeline.encode(chelsea, lite0, "x265", params).bitstream
+    with pytest.raises(BitstreamError, match="coded without a wrapper"):
+        pipeline.decode(plain, lite0, wrapper=reduction)
+    from fcm.models import get_model
+
+    stage3 = get_model("efficientnet_lite0", "stage3")
+    with pytest.raises(ShapeError, match="built for efficientnet_lite0/stage4, not efficientnet_lite0/stage3"):
+        pipeline.encode(chelsea, stage3, "x265", params, wrapper=reduction)
+
+
+def test_identity_wrapper_codes_what_the_feature_pipeline_codes(chelsea, lite0):
+    """The anchor wrapper changes nothing but the header: same frames, same payload, same task output."""
+    from fcm import bitstream, pipeline
+    from fcm.codecs import CodecParams
+
+    identity = build_wrapper("identity", lite0.spec)
+    params = CodecParams(32, preset="ultrafast")
+    wrapped = pipeline.encode(chelsea, lite0, "x265", params, wrapper=identity)
+    plain = pipeline.encode(chelsea, lite0, "x265", params)
+    (hw, pw), (hp, pp) = bitstream.read(wrapped.bitstream), bitstream.read(plain.bitstream)
+    assert pw == pp and hw.layout == hp.layout and hw.ranges == hp.ranges and hw.version == 2 and hp.version == 1
+    assert torch.equal(
+        pipeline.decode(wrapped.bitstream, lite0, wrapper=identity).output,
+        pipeline.decode(plain.bitstream, lite0).output,
+    )
