@@ -147,7 +147,7 @@ def test_decoder_refuses_a_missing_or_different_wrapper(chelsea, lite0, reductio
 
     params = CodecParams(30, preset="ultrafast")
     wrapped = pipeline.encode(chelsea, lite0, "x265", params, wrapper=reduction).bitstream
-    with pytest.raises(BitstreamError, match="coded with wrapper channel_reduction .*needs that wrapper's checkpoint"):
+    with pytest.raises(BitstreamError, match=r"coded with wrapper channel_reduction .*needs that wrapper's checkpoint"):
         pipeline.decode(wrapped, lite0)
     other = build_wrapper("channel_reduction", lite0.spec, channels=40, hidden=8)
     with pytest.raises(BitstreamError, match=f"the one given is channel_reduction \\(weights {other.weights_tag}\\)"):
