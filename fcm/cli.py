@@ -64,7 +64,8 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
 
     image = load_image(args.image)
     model = _model(args)
-    result = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
+    wrapper = _wrapper(args.wrapper, model)
+    result = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode, wrapper=wrapper)
     out = Path(args.output) if args.output else Path(Path(str(args.image).split(":")[-1]).stem + ".fcm")
     out.write_bytes(result.bitstream)
     return {
@@ -73,8 +74,23 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
         "bits": result.num_bits,
         "bpp": round(result.bpp, 6),
         "frame": f"{result.header.layout.frame_width}x{result.header.layout.frame_height}",
-        "encode_seconds": {"front": result.front_s, "pack": result.pack_s, "codec": result.codec_s},
+        "encode_seconds": {
+            "front": result.front_s,
+            "wrap": result.wrap_s,
+            "pack": result.pack_s,
+            "codec": result.codec_s,
+        },
+        **({"wrapper": str(result.header.wrapper)} if result.header.wrapper else {}),
     }
+
+
+def _wrapper(path: str | None, model: Any) -> Any:
+    """The wrapper of checkpoint ``path`` for ``model`` (``None`` without a path)."""
+    if path is None:
+        return None
+    from fcm.wrappers import load_wrapper
+
+    return load_wrapper(path, model)
 
 
 def _decode(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,13 +99,18 @@ def _decode(args: argparse.Namespace) -> dict[str, Any]:
     data = _read_file(args.bitstream)
     header, _ = bitstream.read(data)
     model = pipeline.load_model_for(header, args.weights, args.sha256)
-    result = pipeline.decode(data, model)
+    result = pipeline.decode(data, model, wrapper=_wrapper(args.wrapper, model))
     return {
         "model": header.model,
         "split": header.split,
         "task": model.task,
         "result": model.describe(result.output, args.top_k)[0],
-        "decode_seconds": {"codec": result.codec_s, "unpack": result.unpack_s, "back": result.back_s},
+        "decode_seconds": {
+            "codec": result.codec_s,
+            "unpack": result.unpack_s,
+            "unwrap": result.unwrap_s,
+            "back": result.back_s,
+        },
     }
 
 
@@ -109,11 +130,15 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
     h, w = size if len(size) == 2 and min(size) > 0 else (0, 0)
     lay = header.layout
     info: dict[str, Any] = {
-        "format_version": bitstream.VERSION,
+        "format_version": data[4],
         "model": header.model,
         "split": header.split,
         "weights": header.weights_tag,
+        "wrapper": None
+        if header.wrapper is None
+        else {"name": header.wrapper.name, "weights": header.wrapper.weights_tag},
         "meta": {k: list(v) for k, v in header.meta.items()},
+        "side_info": {k: list(v) for k, v in header.side_info.items()},
         "tensors": [
             {"name": p.name, "shape": [p.channels, p.height, p.width], "grid": [p.rows, p.cols], "top": p.top}
             for p in lay.placements
@@ -251,12 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="run the edge half on an image and write an .fcm bitstream")
     p.add_argument("image", help="image file, or skimage:NAME for a bundled photo (e.g. skimage:chelsea)")
     p.add_argument("-o", "--output", default=None, help="output .fcm file (default: IMAGE_STEM.fcm)")
+    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper (fcm train)")
     _add_model_args(p)
     _add_codec_args(p)
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="decode an .fcm bitstream and print the task result as JSON")
     p.add_argument("bitstream")
+    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="the wrapper a wrapped stream was coded with")
     p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) to print")
     _add_model_args(p, with_split=False)
     p.set_defaults(func=_decode)

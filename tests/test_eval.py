@@ -140,10 +140,15 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad("unknown split", split="stage9")
     bad("unknown codec", codecs=["x266"])
     bad("QP in", qps=[22, 99])
-    bad("unknown pipelines", pipelines=["feature", "edge"])
+    bad("unknown pipeline 'edge'; known: feature, remote, wrapped", pipelines=["feature", "edge"])
+    bad("pipeline label 'Wrapped!'", pipelines={"Wrapped!": {}})
+    bad("pipelines repeat a label", pipelines=["feature", "feature"])
+    bad("pipeline 'wrapped' needs checkpoint", pipelines={"wrapped": {}})
+    bad("wrapper checkpoint not found", pipelines={"wrapped[scaled]": {"checkpoint": str(tmp_path / "none.pt")}})
+    bad("pipeline 'feature': settings must be a mapping", pipelines={"feature": 3})
     bad("unknown config keys", qp=3)
     bad("anchor", anchor="remote/vp9")
-    bad("qps must be", qps=[True])
+    bad("qps of feature must be a non-empty list of int", qps=[True])
     bad("limit must be", limit=True)
     bad("model_options must be", model_options=[1, 2])
     bad("output must name a folder", output=None)
@@ -154,12 +159,16 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad(
         "remote pictures in yuv444p: codec 'svtav1' cannot code yuv444p",
         codecs=["svtav1"],
-        remote={"format": "yuv444p"},
+        pipelines={"feature": {}, "remote": {"format": "yuv444p"}},
     )
     bad("remote pictures in yuv420p10: codec 'vp9' does not support 10-bit", codecs=["vp9"])
-    bad("unknown picture format 'rgb24'", remote={"format": "rgb24"})
-    bad("unknown sample range 'tv'", remote={"range": "tv"})
-    bad("unknown remote settings", remote={"matrix": "bt709"})
+    bad("unknown picture format 'rgb24'", pipelines={"remote": {"format": "rgb24"}})
+    bad("unknown sample range 'tv'", pipelines={"remote": {"range": "tv"}})
+    bad(
+        r"pipeline 'remote': unknown settings \['matrix'\]; known: qps, format, range",
+        pipelines={"remote": {"matrix": "bt709"}},
+    )
+    bad("codec 'ffv1' is lossless", codecs=["ffv1"])
     bad("qps name pipelines", qps={"feature": [30], "remote": [20], "wrapped": [3]})
     bad("qps gives no QPs for pipelines", qps={"feature": [30]})
     bad("qps of pipeline 'remote' contain duplicates", qps={"feature": [30], "remote": [20, 20]})
@@ -172,6 +181,9 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad("dataset must be a mapping", dataset=5)
     raw = _cfg(tmp_path)
     del raw["qps"]
+    with pytest.raises(ConfigError, match=r"qps gives no QPs for pipelines \['feature'\]"):
+        SweepConfig.from_config(raw)
+    del raw["model"]
     with pytest.raises(ConfigError, match="missing required keys"):
         SweepConfig.from_config(raw)
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
@@ -193,7 +205,7 @@ def test_missing_dataset_fails_before_any_record(tmp_path):
 def test_shipped_configs_are_valid():
     configs = Path(__file__).parent.parent / "configs"
     cfg = SweepConfig.from_yaml(configs / "quickstart.yaml")
-    assert min(map(len, cfg.qps.values())) >= 5 and set(cfg.pipelines) == {"feature", "remote"}
+    assert min(map(len, cfg.qps.values())) >= 5 and set(cfg.qps) == {"feature", "remote"}
     assert cfg.codecs == ("x265",)
     for path in configs.glob("*.yaml"):
         SweepConfig.from_yaml(path)  # names, splits, codecs, QPs and anchors all check out
@@ -315,7 +327,7 @@ def test_report_from_results_folder(full_run):
         else:
             assert p["edge_macs"] == 0 and p["edge_seconds"] == pytest.approx(p["times"]["encode"])
     assert "## Edge cost" in md and "| `feature/x265` | 27 |" in md and "157.3 M" in md
-    assert "Remote anchor picture: `yuv420p10`, full range, BT.601" in md
+    assert "- `remote`: the picture itself, coded as `yuv420p10` (full range, BT.601; exact numpy conversion)" in md
     assert Path(out["report"]["edge_plot"]).is_file()
 
 
@@ -332,7 +344,10 @@ def test_each_pipeline_sweeps_its_own_qps(tmp_path):
         ("remote", 17),
         ("remote", 22),
     }
-    assert cfg.resolved()["qps"] == {"feature": [32, 42], "remote": [12, 17, 22]}
+    assert cfg.resolved()["pipelines"] == {
+        "feature": {"qps": [32, 42]},
+        "remote": {"qps": [12, 17, 22], "format": "yuv420p10", "range": "full"},
+    }
     assert SweepConfig.from_config({**_cfg(tmp_path), **cfg.resolved()}).qps == cfg.qps  # the manifest reloads
 
 
@@ -720,3 +735,50 @@ def test_skipped_unreadable_inputs_are_recorded_and_stay_skipped(tmp_path):
 
     with pytest.raises(ConfigError, match=r"^input b: .*skip_unreadable: true"):
         run_sweep(SweepConfig.from_config({**raw, "skip_unreadable": False}), progress=False)
+
+
+def test_wrapped_pipeline_in_a_sweep(tmp_path):
+    """A wrapped pipeline is one more registered pipeline: its curve is named by its label, its records carry the
+    pre-wrapper's cost, and another checkpoint in the same place is another sweep."""
+    import torch
+
+    from fcm.eval.sweep import run_sweep
+    from fcm.models import get_model
+    from fcm.wrappers import build_wrapper, save_wrapper
+
+    model = get_model("efficientnet_lite0", "stage4")
+    torch.manual_seed(0)
+    wrapper = build_wrapper("channel_reduction", model.spec, channels=40, hidden=8)
+    ckpt = tmp_path / "w.pt"
+    save_wrapper(ckpt, wrapper, model)
+    raw = _cfg(tmp_path, pipelines={"feature": {}, "wrapped[test]": {"checkpoint": str(ckpt)}}, anchor="feature/x265")
+    raw["dataset"] = {"kind": "embedded", "photos": ["chelsea"], "variants": 2}
+    cfg = SweepConfig.from_config(raw)
+    outcome = run_sweep(cfg, progress=False)
+    assert {p.curve for p in outcome.points} == {"feature/x265", "wrapped[test]/x265"}
+    wrapped = [r for r in outcome.records if r["pipeline"] == "wrapped[test]"]
+    feature = [r for r in outcome.records if r["pipeline"] == "feature"]
+    assert len(wrapped) == len(feature) == 4 and all(r["times"]["wrap"] > 0 for r in wrapped)
+    # the edge runs the front and the pre-wrapper: more MACs and parameters than the front alone
+    assert all(w["edge"]["macs"] > f["edge"]["macs"] == 157_260_992 for w, f in zip(wrapped, feature, strict=True))
+    with torch.no_grad():
+        next(wrapper.parameters()).view(-1)[0] += 1.0
+    save_wrapper(ckpt, wrapper, model)
+    with pytest.raises(ConfigError, match=r"different sweep.*pipeline_identity"):
+        run_sweep(SweepConfig.from_config(raw), progress=False)
+
+
+def test_report_of_a_folder_from_before_pipeline_settings_says_so(tmp_path, full_run):
+    """An old folder (no recorded pipeline settings) is reported without claiming today's remote format."""
+    import shutil
+
+    from fcm.eval.run import report_folder
+
+    cfg, _ = full_run
+    old = tmp_path / "old"
+    shutil.copytree(cfg.output, old)
+    stored = json.loads((old / "sweep.json").read_text())
+    del stored["pipeline_identity"]
+    (old / "sweep.json").write_text(json.dumps(stored))
+    md = Path(report_folder(old)["report"]["report_md"]).read_text()
+    assert "- `remote`: settings not recorded" in md and "yuv420p10" not in md

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from fcm.codecs.base import CodecParams, as_gop_structure, as_rate_control
-from fcm.codecs.color import PictureFormat
-from fcm.errors import ConfigError, FcmError
+from fcm.errors import ConfigError, FcmError, UnknownNameError
+from fcm.eval.pipelines import PIPELINES, Pipeline, parse_label
 
-PIPELINES = ("feature", "remote")
-REMOTE_DEFAULTS = {"format": "yuv420p10", "range": "full"}
+#: the pipelines of a sweep that names none: fcm against the remote-inference anchor
+DEFAULT_PIPELINES = ("feature", "remote")
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ class SweepConfig:
         dataset: dataset mapping (``kind`` + arguments, see :func:`fcm.data.build_dataset`).
         model, split, weights, sha256: the split model.
         codecs: codec registry names.
-        qps: QP values of each pipeline (applied to every codec). In YAML either one list for every pipeline or a
-            mapping ``{pipeline: [qp, …]}`` naming each pipeline of the sweep (the remote anchor usually needs lower
-            QPs than the feature pipeline to reach the reference accuracy).
-        pipelines: ``feature`` and/or ``remote``.
-        remote: how the ``remote`` anchor codes the picture: ``format`` (``yuv420p``, ``yuv420p10`` (default, as
-            the MPEG FCM remote-inference anchor), ``yuv444p``, ``yuv444p10``) and ``range`` (``full`` (default)
-            or ``limited``); see :mod:`fcm.codecs.color`.
+        pipelines: the registered pipelines (:mod:`fcm.eval.pipelines`) with their settings and QPs, in order. In
+            YAML a mapping ``{label: section}`` — the label is a pipeline kind, optionally with a variant
+            (``feature``, ``remote``, ``wrapped[scaled]``), the section that pipeline's settings and ``qps`` —, or a
+            list of labels using defaults. A section without ``qps`` takes the top-level ``qps``, which may also be
+            a mapping ``{label: [qp, …]}`` (the remote anchor usually needs lower QPs than fcm to reach the
+            reference accuracy). ``remote`` takes ``format`` (``yuv420p10`` default, ``yuv420p``, ``yuv444p``,
+            ``yuv444p10``) and ``range`` (``full`` default, ``limited``); ``wrapped`` takes ``checkpoint``.
         evaluator: evaluator name (``fidelity``, ``accuracy``, ``coco``, ``detection_fidelity``).
         output: results folder.
         bit_depth: packing bit depth (``None``: each codec's highest).
@@ -52,12 +52,11 @@ class SweepConfig:
     dataset: dict[str, Any]
     model: str
     codecs: tuple[str, ...]
-    qps: dict[str, tuple[int, ...]]
+    pipelines: tuple[Pipeline, ...]
     output: Path
     split: str | None = None
     weights: str | None = None
     sha256: str | None = None
-    pipelines: tuple[str, ...] = PIPELINES
     evaluator: str = "fidelity"
     bit_depth: int | None = None
     preset: str | None = None
@@ -66,7 +65,6 @@ class SweepConfig:
     anchor: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
-    remote: dict[str, str] = field(default_factory=lambda: dict(REMOTE_DEFAULTS))
     bootstrap: int = 1000
     bootstrap_seed: int = 0
     min_overlap: float = 0.5
@@ -86,11 +84,11 @@ class SweepConfig:
         """Build and validate a config from plain data (relative paths are taken from the working directory)."""
         if not isinstance(raw, dict):
             raise ConfigError(f"a sweep config must be a mapping, got {type(raw).__name__}")
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) | {"qps"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
-        missing = [k for k in ("dataset", "model", "codecs", "qps", "output") if k not in raw]
+        missing = [k for k in ("dataset", "model", "codecs", "output") if k not in raw]
         if missing:
             raise ConfigError(f"config is missing required keys {missing}")
 
@@ -126,22 +124,7 @@ class SweepConfig:
         if not isinstance(dataset, dict):
             raise ConfigError(f"dataset must be a mapping with a 'kind' (or a kind name), got {dataset!r}")
         model_options = optional("model_options", dict) or {}
-        pipelines = as_tuple("pipelines", str) if "pipelines" in raw else PIPELINES
-        qps = raw["qps"]
-        if isinstance(qps, dict):
-            unknown_qps = sorted(set(qps) - set(pipelines))
-            if unknown_qps:
-                raise ConfigError(f"qps name pipelines {unknown_qps} that the sweep does not run ({list(pipelines)})")
-            lacking = [p for p in pipelines if p not in qps]
-            if lacking:
-                raise ConfigError(f"qps gives no QPs for pipelines {lacking}")
-            per_pipeline = {p: as_tuple_of(f"qps.{p}", qps[p], int) for p in pipelines}
-        else:
-            per_pipeline = dict.fromkeys(pipelines, as_tuple("qps", int))
-        remote = optional("remote", dict) or {}
-        unknown_remote = sorted(set(remote) - set(REMOTE_DEFAULTS))
-        if unknown_remote:
-            raise ConfigError(f"unknown remote settings {unknown_remote}; known: {', '.join(REMOTE_DEFAULTS)}")
+        pipelines = _pipelines(raw.get("pipelines", list(DEFAULT_PIPELINES)), raw.get("qps"), as_tuple_of)
         bootstrap, bootstrap_seed = raw.get("bootstrap", 1000), raw.get("bootstrap_seed", 0)
         if not is_a(bootstrap, int) or bootstrap < 0:
             raise ConfigError(f"bootstrap must be a number of resamples >= 0, got {bootstrap!r}")
@@ -159,7 +142,6 @@ class SweepConfig:
             weights=optional("weights", str),
             sha256=optional("sha256", str),
             codecs=as_tuple("codecs", str),
-            qps=per_pipeline,
             pipelines=pipelines,
             evaluator=optional("evaluator", str, "fidelity"),
             output=path if path.is_absolute() else Path.cwd() / path,
@@ -170,7 +152,6 @@ class SweepConfig:
             anchor=optional("anchor", str),
             model_options=dict(model_options),
             limit=optional("limit", int),
-            remote={**REMOTE_DEFAULTS, **{str(k): v for k, v in remote.items()}},
             bootstrap=bootstrap,
             bootstrap_seed=bootstrap_seed,
             min_overlap=float(min_overlap),
@@ -191,39 +172,19 @@ class SweepConfig:
                 raise ConfigError(
                     f"unknown split {self.split!r} of model {self.model!r}; known: {', '.join(entry.splits)}"
                 )
-            bad = [p for p in self.pipelines if p not in PIPELINES]
-            if bad:
-                raise ConfigError(f"unknown pipelines {bad}; known: {', '.join(PIPELINES)}")
-            for pipeline, qps in self.qps.items():
-                if len(set(qps)) != len(qps):
-                    raise ConfigError(f"qps of pipeline {pipeline!r} contain duplicates: {list(qps)}")
-            picture = self.remote_format
+            for pipeline in self.pipelines:
+                if len(set(pipeline.qps)) != len(pipeline.qps):
+                    raise ConfigError(f"qps of pipeline {pipeline.label!r} contain duplicates: {list(pipeline.qps)}")
             if self.sha256 is not None and self.weights is None:
                 raise ConfigError("sha256 checks a weights file: set weights too")
             for name in self.codecs:
                 codec = get_codec(name)
                 depth = codec.default_bit_depth if self.bit_depth is None else self.bit_depth
-                if "remote" in self.pipelines and not codec.codes_images:
-                    raise ConfigError(
-                        f"codec {name!r} cannot code images for the 'remote' pipeline; drop it from "
-                        "codecs or set pipelines: [feature]"
-                    )
-                for pipeline, qps in self.qps.items():
-                    for qp in qps:
-                        params = self.codec_params(qp)
-                        if pipeline == "remote":
-                            try:
-                                codec.check_params(picture.bit_depth, params)
-                                codec.check_image_format(picture)
-                            except FcmError as e:
-                                raise ConfigError(
-                                    f"remote pictures in {picture.name}: {e}; choose another "
-                                    "remote: {format: …} or drop the codec"
-                                ) from e
-                        else:
-                            codec.check_params(depth, params)
+                for pipeline in self.pipelines:
+                    for qp in pipeline.qps:
+                        pipeline.check_codec(codec, depth, self.codec_params(qp))
             if self.anchor is not None:
-                curves = {f"{p}/{c}" for p in self.pipelines for c in self.codecs}
+                curves = {f"{p.label}/{c}" for p in self.pipelines for c in self.codecs}
                 if self.anchor not in curves:
                     raise ConfigError(f"anchor {self.anchor!r} is not one of the sweep's curves {sorted(curves)}")
             if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
@@ -236,9 +197,19 @@ class SweepConfig:
             raise ConfigError(str(e)) from e
 
     @property
-    def remote_format(self) -> PictureFormat:
-        """The picture format the ``remote`` anchor codes in."""
-        return PictureFormat.parse(self.remote["format"], self.remote["range"])
+    def qps(self) -> dict[str, tuple[int, ...]]:
+        """QPs of each pipeline, by label."""
+        return {p.label: p.qps for p in self.pipelines}
+
+    def pipeline(self, label: str) -> Pipeline:
+        for p in self.pipelines:
+            if p.label == label:
+                return p
+        raise ConfigError(f"the sweep has no pipeline {label!r}; it has {[p.label for p in self.pipelines]}")
+
+    def pipeline_identity(self) -> dict[str, Any]:
+        """What each pipeline's records depend on besides the shared settings (QPs excluded)."""
+        return {p.label: p.identity() for p in self.pipelines}
 
     def codec_params(self, qp: int) -> CodecParams:
         """Encoder settings of one operating point."""
@@ -248,7 +219,43 @@ class SweepConfig:
         """The config as plain data, for the run manifest."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["output"] = str(self.output)
-        d["codecs"], d["pipelines"] = list(self.codecs), list(self.pipelines)
-        d["qps"] = {p: list(qps) for p, qps in self.qps.items()}
-        d["remote"] = dict(self.remote)
+        d["codecs"] = list(self.codecs)
+        d["pipelines"] = {p.label: p.section() for p in self.pipelines}
         return d
+
+
+def _pipelines(given: Any, qps: Any, as_tuple_of: Any) -> tuple[Pipeline, ...]:
+    """The ``pipelines`` (and top-level ``qps``) of a config → pipeline objects, each validating its section."""
+    if isinstance(given, str):
+        given = [given]
+    if isinstance(given, (list, tuple)):
+        if not given or not all(isinstance(label, str) for label in given):
+            raise ConfigError(f"pipelines must be a mapping of label to settings or a list of labels, got {given!r}")
+        if len(set(given)) != len(given):
+            raise ConfigError(f"pipelines repeat a label: {list(given)}")
+        sections: dict[str, Any] = {label: {} for label in given}
+    elif isinstance(given, dict) and given:
+        sections = {str(k): ({} if v is None else v) for k, v in given.items()}
+    else:
+        raise ConfigError(f"pipelines must be a mapping of label to settings or a list of labels, got {given!r}")
+    if isinstance(qps, dict):
+        unknown = sorted(set(qps) - set(sections))
+        if unknown:
+            raise ConfigError(f"qps name pipelines {unknown} that the sweep does not run ({list(sections)})")
+    out = []
+    for label, section in sections.items():
+        kind, _ = parse_label(label)
+        if not isinstance(section, dict):
+            raise ConfigError(f"pipeline {label!r}: settings must be a mapping, got {section!r}")
+        try:
+            cls = PIPELINES.get(kind)
+        except UnknownNameError as e:
+            raise ConfigError(str(e)) from None
+        section = dict(section)
+        own = section.pop("qps", None)
+        if own is None:
+            own = qps.get(label) if isinstance(qps, dict) else qps
+        if own is None:
+            raise ConfigError(f"qps gives no QPs for pipelines [{label!r}]; set qps in its section or at the top")
+        out.append(cls.from_config(label, section, as_tuple_of(f"qps of {label}", own, int)))
+    return tuple(out)

@@ -26,6 +26,7 @@ import numpy as np
 from fcm.errors import ConfigError
 from fcm.eval.bd import BDResult, Interval, Method, Overlap, compare, pareto_front
 from fcm.eval.bootstrap import LEVEL, Resampled, percentile_interval, resample_points
+from fcm.eval.pipelines import parse_label
 from fcm.eval.points import OperatingPoint
 
 __all__ = ["BD_METHOD", "LEVEL", "Analysis", "analyse", "validate_points"]
@@ -99,7 +100,7 @@ def _group(points: Sequence[OperatingPoint]) -> dict[str, list[OperatingPoint]]:
 def _resolve_anchor(curves: Mapping[str, Sequence[OperatingPoint]], anchor: str | None) -> str:
     if anchor is None:
         for name, ps in curves.items():
-            if ps[0].pipeline == "remote":
+            if parse_label(ps[0].pipeline)[0] == "remote":
                 return name
         return next(iter(curves))
     if anchor not in curves:

@@ -438,7 +438,7 @@ def _write_md(
     reference: Mapping[str, float] | None,
     manifest: Mapping[str, Any] | None,
     skipped: Sequence[Mapping[str, str]],
-    remote_picture: str | None,
+    pipelines: Mapping[str, str],
     files: ReportFiles,
 ) -> None:
     dataset, metric, anchor = analysis.dataset, analysis.metric_name, analysis.anchor
@@ -452,8 +452,8 @@ def _write_md(
         "information included; remote: whole coded image streams)",
         f"- Curves: {', '.join(f'`{c}`' for c in analysis.curves)}; anchor: `{anchor}`",
     ]
-    if remote_picture:
-        lines.append(f"- Remote anchor picture: {remote_picture}")
+    for label, description in pipelines.items():
+        lines.append(f"- `{label}`: {description}")
     if reference:
         refs = ", ".join(f"{k} = {_num(float(v), '.2f')}" for k, v in reference.items())
         lines.append(f"- Reference (uncompressed inference): {refs}")
@@ -516,7 +516,7 @@ def write_report(
     seed: int = 0,
     min_overlap: float = 0.5,
     skipped: Sequence[Mapping[str, str]] = (),
-    remote_picture: str | None = None,
+    pipelines: Mapping[str, str] | None = None,
 ) -> ReportFiles:
     """Analyse ``points`` and write ``summary.csv``, ``report.json``, ``report.md``, ``rd_<metric>.png`` (and
     ``edge_cost.png`` / ``times.png`` when the points carry stage times) into ``out_dir``; return their paths.
@@ -533,8 +533,7 @@ def write_report(
         bootstrap, seed: resamples of the inputs for confidence intervals (0: none) and their seed.
         min_overlap: warn when a BD metric's overlap covers less than this fraction of either curve's range.
         skipped: inputs left out of the sweep (``{"input", "reason"}``), listed in the report.
-        remote_picture: how remote curves coded the picture (e.g. ``"yuv420p10 (full range, BT.601)"``), stated in
-            the report's header.
+        pipelines: what each pipeline (by label) sends, one line each in the report's header.
 
     Raises:
         ConfigError: no points, points of different datasets or metrics, a point with no pixels, or an unknown anchor.
@@ -585,7 +584,7 @@ def write_report(
         reference=reference,
         manifest=manifest,
         skipped=skipped,
-        remote_picture=remote_picture,
+        pipelines=pipelines or {},
         files=files,
     )
     return files

@@ -132,22 +132,36 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
     }
 
 
-def _report_settings(cfg: SweepConfig) -> dict[str, Any]:
-    remote = f"`{cfg.remote_format.name}`, {cfg.remote_format.range_name} range, BT.601 (exact numpy conversion)"
+def _report_settings(cfg: SweepConfig, legacy: bool = False) -> dict[str, Any]:
+    if legacy:  # a folder written before fcm recorded pipeline settings: say so rather than show today's defaults
+        said = "settings not recorded (fcm < 0.2; its remote anchor coded 8-bit 4:2:0, limited range, via FFmpeg)"
+        described = {p.label: said for p in cfg.pipelines}
+    else:
+        described = {p.label: p.describe() for p in cfg.pipelines}
     return {
         "bootstrap": cfg.bootstrap,
         "seed": cfg.bootstrap_seed,
         "min_overlap": cfg.min_overlap,
-        "remote_picture": remote if "remote" in cfg.pipelines else None,
+        "pipelines": described,
     }
 
 
 def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
     """Rebuild the report of a results folder from its records (no model inference, no coding)."""
     from fcm.eval.report import write_report
-    from fcm.eval.sweep import RESULTS_FILE, Worker, input_ids, load_config, read_records, skipped_list, summarize
+    from fcm.eval.sweep import (
+        RESULTS_FILE,
+        SWEEP_FILE,
+        Worker,
+        input_ids,
+        load_config,
+        read_records,
+        skipped_list,
+        summarize,
+    )
 
     cfg = load_config(out)
+    legacy = "pipeline_identity" not in json.loads((out / SWEEP_FILE).read_text())
     worker = Worker(cfg)
     records = read_records(out / RESULTS_FILE)
     ids = input_ids(cfg, worker)
@@ -163,6 +177,6 @@ def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
         title=f"fcm sweep: {cfg.name}",
         manifest=man,
         skipped=skipped,
-        **_report_settings(cfg),
+        **_report_settings(cfg, legacy),
     )
     return {"records": len(records), "skipped": skipped, "report": files.paths()}

@@ -27,16 +27,16 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fcm.codecs.base import CodecParams
 from fcm.errors import ConfigError, FcmError
 from fcm.eval.config import SweepConfig
+from fcm.eval.pipelines import InputContext, Measurement
 from fcm.eval.points import InputSamples, OperatingPoint
 from fcm.models.cost import ComputeCost
 
@@ -60,7 +60,7 @@ _IDENTITY_FIELDS = (
     "rate_control",
     "gop",
     "model_options",
-    "remote",
+    "pipeline_identity",
     "torch_threads",
 )
 
@@ -124,16 +124,9 @@ class Worker:
             # Mask R-CNN is judged on its masks too
             options = {"annotations": annotations, "masks": self.model.task == "instance_segmentation"}
         self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **options)
-        self._front_costs: dict[tuple[int, ...], ComputeCost] = {}
-
-    def front_cost(self, image: np.ndarray) -> ComputeCost:
-        """MACs and parameters of the edge half on ``image`` (counted once per input size: they depend on nothing
-        else)."""
-        from fcm.models.cost import measure_cost
-
-        if image.shape not in self._front_costs:
-            self._front_costs[image.shape] = measure_cost(self.model.front, self.model.prepare(image))
-        return self._front_costs[image.shape]
+        self.pipelines = {p.label: p for p in cfg.pipelines}
+        #: MACs and parameters counted once per (what, input size): they depend on nothing else
+        self._costs: dict[Any, ComputeCost] = {}
 
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
         """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes.
@@ -156,79 +149,35 @@ class Worker:
             self._measure(sample, image, keys, emit)
 
     def _measure(self, sample: Any, image: np.ndarray, keys: list[PointKey], emit) -> None:
-        from fcm.pipeline import run_front
-
         self.evaluator.reset()  # records go to ``emit``; the evaluator keeps none across inputs
         pixels = int(image.shape[0] * image.shape[1])
         t0 = time.perf_counter()
         with torch.no_grad():
             reference = self.model.full(self.model.prepare(image))
         ref_time = time.perf_counter() - t0
-        edge = None  # the front runs once per input, however many operating points code its features
+        # the front runs once per input, however many operating points of however many pipelines use it
+        ctx = InputContext(image, self.model, _costs=self._costs)
         for key in keys:
-            edge_cost = {"macs": 0, "params": 0}  # what the edge computes before coding (remote: nothing)
             if (key.pipeline, key.codec, key.qp) == REFERENCE:
-                output, bits, payload_bits, times = reference, 0, 0, {"infer": ref_time}
-            elif key.pipeline == "feature":
-                edge = edge or run_front(image, self.model)
-                output, bits, payload_bits, times = self._feature(edge, key)
-                edge_cost = asdict(self.front_cost(image))
+                m = Measurement(reference, 0, 0, {"infer": ref_time})
             else:
-                output, bits, payload_bits, times = self._remote(image, key)
-            evaluation = self.evaluator.process(sample, output, reference)
+                pipeline = self.pipelines[key.pipeline]
+                m = pipeline.measure(ctx, key.codec, self.cfg.codec_params(key.qp), self.cfg.bit_depth)
+            evaluation = self.evaluator.process(sample, m.output, reference)
             emit(
                 {
                     "pipeline": key.pipeline,
                     "codec": key.codec,
                     "qp": key.qp,
                     "input": sample.id,
-                    "bits": bits,
-                    "payload_bits": payload_bits,
+                    "bits": m.bits,
+                    "payload_bits": m.payload_bits,
                     "pixels": pixels,
-                    "times": {k: round(v, 6) for k, v in times.items()},
-                    "edge": edge_cost,
+                    "times": {k: round(v, 6) for k, v in m.times.items()},
+                    "edge": {"macs": m.edge_macs, "params": m.edge_params},  # what the edge computes before coding
                     "eval": evaluation,
                 }
             )
-
-    def _params(self, key: PointKey) -> CodecParams:
-        return self.cfg.codec_params(key.qp)
-
-    def _feature(self, edge: Any, key: PointKey) -> tuple[Any, int, int, dict[str, float]]:
-        """fcm: returns (output, all bits of the fcm bitstream, bits of its codec payload alone, stage times).
-
-        ``front`` is the time of the one front run this input's points share.
-        """
-        from fcm import pipeline
-
-        enc = pipeline.encode_features(edge, self.model, key.codec, self._params(key), self.cfg.bit_depth)
-        dec = pipeline.decode(enc.bitstream, self.model)
-        times = {
-            "front": enc.front_s,
-            "pack": enc.pack_s,
-            "encode": enc.codec_s,
-            "decode": dec.codec_s,
-            "unpack": dec.unpack_s,
-            "back": dec.back_s,
-        }
-        return dec.output, enc.num_bits, 8 * enc.payload_bytes, times
-
-    def _remote(self, image: np.ndarray, key: PointKey) -> tuple[Any, int, int, dict[str, float]]:
-        """Remote inference: the image's own coded stream is both all the bits and the payload."""
-        from fcm.codecs import get_codec
-
-        codec = get_codec(key.codec)
-        picture = self.cfg.remote_format
-        t0 = time.perf_counter()
-        encoded = codec.encode_image(image, self._params(key), picture)
-        t1 = time.perf_counter()
-        decoded = codec.decode_image(encoded, picture)
-        t2 = time.perf_counter()
-        with torch.no_grad():
-            output = self.model.full(self.model.prepare(decoded))
-        t3 = time.perf_counter()
-        bits = 8 * encoded.num_bytes
-        return output, bits, bits, {"encode": t1 - t0, "decode": t2 - t1, "infer": t3 - t2}
 
 
 # ---------------------------------------------------------------- results file
@@ -295,7 +244,8 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
 
     The weights' checksum tag counts too: another file at the same path is another sweep.
     """
-    resolved = json.loads(json.dumps({**cfg.resolved(), "weights_tag": weights_tag}, default=str))
+    stored_form = {**cfg.resolved(), "weights_tag": weights_tag, "pipeline_identity": cfg.pipeline_identity()}
+    resolved = json.loads(json.dumps(stored_form, default=str))
     identity = _identity(resolved)
     path = out / SWEEP_FILE
     if path.is_file():
@@ -319,6 +269,7 @@ def load_config(out: Path) -> SweepConfig:
         raise ConfigError(f"{out} is not a sweep results folder (no {SWEEP_FILE})")
     raw = json.loads(path.read_text())
     raw.pop("weights_tag", None)
+    raw.pop("pipeline_identity", None)
     raw["output"] = str(out.resolve())
     return SweepConfig.from_config(raw)
 
@@ -401,7 +352,7 @@ def plan(
 ) -> list[tuple[int, list[PointKey]]]:
     """``(input index, keys still to measure)`` for every input with work left (``skipped`` inputs have none)."""
     keys = [PointKey(*REFERENCE)] + [
-        PointKey(p, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(cfg.qps[p])
+        PointKey(p.label, c, qp) for p in cfg.pipelines for c in cfg.codecs for qp in sorted(p.qps)
     ]
     tasks = []
     for i, sample_id in enumerate(sample_ids):

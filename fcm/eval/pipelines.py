@@ -1,0 +1,304 @@
+"""Pipelines: the ways a sweep delivers an input to the task at one operating point, as registered objects.
+
+A pipeline is named in a sweep config by its **label**: the registered kind, optionally with a variant in brackets
+(``feature``, ``remote``, ``wrapped[scaled]``); curves read ``<label>/<codec>``. Each pipeline validates its own
+config section (:meth:`Pipeline.from_config`), states what makes its records what they are (:meth:`Pipeline.identity`,
+part of a results folder's identity), checks a codec before any work (:meth:`Pipeline.check_codec`), loads what it
+needs once per worker process (:meth:`Pipeline.setup`) and measures one (input, codec, QP) (:meth:`Pipeline.measure`).
+Config, worker and report code never name a pipeline.
+
+Registry contract (:data:`PIPELINES`): a :class:`Pipeline` subclass whose ``kind`` equals its registered name, whose
+``from_config(label, section)`` raises :class:`~fcm.errors.ConfigError` naming any unknown or bad key, and whose
+instances pickle (they travel to worker processes before ``setup``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from fcm.codecs.base import Codec, CodecParams
+from fcm.codecs.color import PictureFormat
+from fcm.errors import ConfigError, FcmError
+from fcm.registry import Registry
+
+if TYPE_CHECKING:
+    from fcm.models.base import SplitModel
+    from fcm.models.cost import ComputeCost
+    from fcm.pipeline import EdgeFeatures
+    from fcm.wrappers.base import WrapperPair
+
+__all__ = ["PIPELINES", "InputContext", "Measurement", "Pipeline", "parse_label"]
+
+_LABEL = re.compile(r"([a-z][a-z0-9_]*)(?:\[([A-Za-z0-9_.+-]+)\])?")
+
+
+def parse_label(label: str) -> tuple[str, str | None]:
+    """``"wrapped[scaled]"`` → ``("wrapped", "scaled")``; ``"feature"`` → ``("feature", None)``."""
+    m = _LABEL.fullmatch(label) if isinstance(label, str) else None
+    if m is None:
+        raise ConfigError(f"pipeline label {label!r} must be a name, optionally with a [variant]: e.g. wrapped[scaled]")
+    return m.group(1), m.group(2)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one pipeline measured at one operating point on one input."""
+
+    output: Any
+    bits: int
+    payload_bits: int
+    times: dict[str, float]
+    edge_macs: int = 0
+    edge_params: int = 0
+
+
+@dataclass
+class InputContext:
+    """What every pipeline measuring one input shares: the image, the model and the front's output, run once."""
+
+    image: np.ndarray
+    model: SplitModel
+    _edge: EdgeFeatures | None = field(default=None, repr=False)
+    _costs: dict[Any, ComputeCost] = field(default_factory=dict, repr=False)
+
+    def edge(self) -> EdgeFeatures:
+        """The front half's output on this input (computed on first use, then shared)."""
+        if self._edge is None:
+            from fcm.pipeline import run_front
+
+            self._edge = run_front(self.image, self.model)
+        return self._edge
+
+
+class Pipeline(ABC):
+    """One way of delivering inputs to the task; see the module docstring for the contract."""
+
+    kind: ClassVar[str] = ""
+    #: keys a config section may hold besides ``qps``
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, label: str, qps: tuple[int, ...]) -> None:
+        self.label = label
+        self.qps = qps
+
+    @classmethod
+    def from_config(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
+        """Build from a config section (``qps`` already resolved); unknown keys are errors."""
+        unknown = sorted(set(section) - set(cls.options))
+        if unknown:
+            known = ", ".join(("qps",) + cls.options)
+            raise ConfigError(f"pipeline {label!r}: unknown settings {unknown}; known: {known}")
+        return cls._from_section(label, section, qps)
+
+    @classmethod
+    def _from_section(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
+        return cls(label, qps)
+
+    def section(self) -> dict[str, Any]:
+        """The config section this pipeline came from (with ``qps``), for manifests and resumes."""
+        return {"qps": list(self.qps)}
+
+    def identity(self) -> dict[str, Any]:
+        """What makes this pipeline's records what they are (QPs excluded: a sweep may add QPs and resume)."""
+        return {k: v for k, v in self.section().items() if k != "qps"}
+
+    def check_codec(self, codec: Codec, bit_depth: int, params: CodecParams) -> None:
+        """Raise :class:`~fcm.errors.FcmError` if ``codec`` cannot run this pipeline at ``params``."""
+        codec.check_params(bit_depth, params)
+
+    def describe(self) -> str:
+        """One line for a report: what this pipeline sends."""
+        return (self.__doc__ or self.kind).strip().split(".")[0]
+
+    def setup(self, model: SplitModel) -> None:  # noqa: B027 - a hook: most pipelines need nothing loaded
+        """Load what measuring needs, once per process (default: nothing)."""
+
+    @abstractmethod
+    def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
+        """Code ``ctx``'s input at one operating point and run the task on what the cloud receives."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r}, qps={list(self.qps)})"
+
+
+PIPELINES: Registry[type[Pipeline]] = Registry("pipeline")
+
+
+def _front_cost(ctx: InputContext) -> ComputeCost:
+    from fcm.models.cost import measure_cost
+
+    key = ("front", ctx.image.shape)
+    if key not in ctx._costs:
+        ctx._costs[key] = measure_cost(ctx.model.front, ctx.model.prepare(ctx.image))
+    return ctx._costs[key]
+
+
+@PIPELINES.register("feature")
+class FeaturePipeline(Pipeline):
+    """fcm: code the split tensors (packed into frames) and run the back half on what the codec returns."""
+
+    kind = "feature"
+
+    def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
+        from fcm import pipeline
+
+        edge = ctx.edge()
+        enc = pipeline.encode_features(edge, ctx.model, codec, params, bit_depth)
+        dec = pipeline.decode(enc.bitstream, ctx.model)
+        cost = _front_cost(ctx)
+        times = {
+            "front": enc.front_s,
+            "pack": enc.pack_s,
+            "encode": enc.codec_s,
+            "decode": dec.codec_s,
+            "unpack": dec.unpack_s,
+            "back": dec.back_s,
+        }
+        return Measurement(dec.output, enc.num_bits, 8 * enc.payload_bytes, times, cost.macs, cost.params)
+
+
+@PIPELINES.register("remote")
+class RemotePipeline(Pipeline):
+    """Remote inference: code the picture itself in ``format`` / ``range`` (:mod:`fcm.codecs.color`) and run the
+    whole model on the decoded picture. The coded stream is all the bits; the edge computes nothing but the encode."""
+
+    kind = "remote"
+    options = ("format", "range")
+
+    def __init__(self, label: str, qps: tuple[int, ...], picture: PictureFormat) -> None:
+        super().__init__(label, qps)
+        self.picture = picture
+
+    @classmethod
+    def _from_section(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
+        return cls(label, qps, PictureFormat.parse(section.get("format", "yuv420p10"), section.get("range", "full")))
+
+    def section(self) -> dict[str, Any]:
+        return {"qps": list(self.qps), "format": self.picture.name, "range": self.picture.range_name}
+
+    def describe(self) -> str:
+        return (
+            f"the picture itself, coded as `{self.picture.name}` ({self.picture.range_name} range, BT.601; exact "
+            "numpy conversion), then the whole model"
+        )
+
+    def check_codec(self, codec: Codec, bit_depth: int, params: CodecParams) -> None:
+        if not codec.codes_images:
+            raise ConfigError(f"codec {codec.name!r} cannot code pictures for the {self.label!r} pipeline")
+        if codec.lossless:  # every QP would give one point, and FFV1 cannot signal the picture's sample range
+            raise ConfigError(
+                f"codec {codec.name!r} is lossless: the {self.label!r} anchor needs a lossy codec (every QP would give "
+                "the same point)"
+            )
+        try:
+            codec.check_params(self.picture.bit_depth, params)
+            codec.check_image_format(self.picture)
+        except FcmError as e:
+            raise ConfigError(
+                f"{self.label} pictures in {self.picture.name}: {e}; choose another format or drop the codec"
+            ) from e
+
+    def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
+        import torch
+
+        from fcm.codecs import get_codec
+
+        coder = get_codec(codec)
+        t0 = time.perf_counter()
+        encoded = coder.encode_image(ctx.image, params, self.picture)
+        t1 = time.perf_counter()
+        decoded = coder.decode_image(encoded, self.picture)
+        t2 = time.perf_counter()
+        with torch.no_grad():
+            output = ctx.model.full(ctx.model.prepare(decoded))
+        t3 = time.perf_counter()
+        bits = 8 * encoded.num_bytes
+        return Measurement(output, bits, bits, {"encode": t1 - t0, "decode": t2 - t1, "infer": t3 - t2})
+
+
+@PIPELINES.register("wrapped")
+class WrappedPipeline(Pipeline):
+    """fcm with a learned wrapper: the pre-wrapper (edge) reduces the split tensors before packing, the post-wrapper
+    (cloud) restores them before the back half. ``checkpoint`` is a wrapper checkpoint (:mod:`fcm.wrappers`); the
+    label's variant names how it was trained, e.g. ``wrapped[scaled]``. The stream names the wrapper and its weights
+    tag (bitstream version 2), and the decoder checks them."""
+
+    kind = "wrapped"
+    options = ("checkpoint",)
+
+    def __init__(self, label: str, qps: tuple[int, ...], checkpoint: str, weights_tag: str) -> None:
+        super().__init__(label, qps)
+        self.checkpoint = checkpoint
+        self.weights_tag = weights_tag
+        self._wrapper: WrapperPair | None = None
+
+    @classmethod
+    def _from_section(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
+        from pathlib import Path
+
+        from fcm.wrappers import read_checkpoint
+
+        path = section.get("checkpoint")
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"pipeline {label!r} needs checkpoint: the path of a wrapper checkpoint")
+        try:
+            data = read_checkpoint(path)
+        except FcmError as e:
+            raise ConfigError(f"pipeline {label!r}: {e}") from e
+        return cls(label, qps, str(Path(path).resolve()), str(data["weights_tag"]))
+
+    def section(self) -> dict[str, Any]:
+        return {"qps": list(self.qps), "checkpoint": self.checkpoint}
+
+    def identity(self) -> dict[str, Any]:
+        return {"checkpoint_weights_tag": self.weights_tag}  # the weights, wherever the file lies
+
+    def describe(self) -> str:
+        return f"the split tensors through the wrapper `{self.checkpoint}` (weights {self.weights_tag}), packed, coded"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_wrapper": None}  # workers load the checkpoint themselves
+
+    def setup(self, model: SplitModel) -> None:
+        from fcm.wrappers import load_wrapper
+
+        wrapper = load_wrapper(self.checkpoint, model)
+        if wrapper.weights_tag != self.weights_tag:
+            raise ConfigError(f"{self.checkpoint} changed since the sweep started (weights {wrapper.weights_tag})")
+        self._wrapper = wrapper
+
+    def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
+        from fcm import pipeline
+        from fcm.models.cost import measure_cost
+
+        if self._wrapper is None:
+            self.setup(ctx.model)
+        assert self._wrapper is not None
+        wrapper = self._wrapper
+        edge = ctx.edge()
+        enc = pipeline.encode_features(edge, ctx.model, codec, params, bit_depth, wrapper=wrapper)
+        dec = pipeline.decode(enc.bitstream, ctx.model, wrapper=wrapper)
+        front = _front_cost(ctx)
+        key = ("pre", self.weights_tag, ctx.image.shape)
+        if key not in ctx._costs:
+            ctx._costs[key] = measure_cost(wrapper.encode, edge.features.tensors)
+        pre = ctx._costs[key]
+        times = {
+            "front": enc.front_s,
+            "wrap": enc.wrap_s,
+            "pack": enc.pack_s,
+            "encode": enc.codec_s,
+            "decode": dec.codec_s,
+            "unpack": dec.unpack_s,
+            "unwrap": dec.unwrap_s,
+            "back": dec.back_s,
+        }
+        return Measurement(
+            dec.output, enc.num_bits, 8 * enc.payload_bytes, times, front.macs + pre.macs, front.params + pre.params
+        )
