@@ -8,11 +8,13 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fcm.eval.config import SweepConfig
+from fcm.eval.points import OperatingPoint
 
 MANIFEST_FILE = "manifest.json"
 #: environment variables that choose CPU kernels (and so the last bits of float results) on a given machine
@@ -146,9 +148,21 @@ def _report_settings(cfg: SweepConfig, legacy: bool = False) -> dict[str, Any]:
     }
 
 
-def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
-    """Rebuild the report of a results folder from its records (no model inference, no coding)."""
-    from fcm.eval.report import write_report
+@dataclass(frozen=True)
+class FolderResults:
+    """What a results folder holds, summarised: its config, operating points, reference and skipped inputs."""
+
+    config: SweepConfig
+    points: list[OperatingPoint]
+    reference: dict[str, float]
+    skipped: list[dict[str, str]]
+    records: int
+    #: written before fcm recorded pipeline settings (so they cannot be stated)
+    legacy: bool
+
+
+def folder_results(out: Path) -> FolderResults:
+    """Summarise a results folder from its records (no model inference, no coding)."""
     from fcm.eval.sweep import (
         RESULTS_FILE,
         SWEEP_FILE,
@@ -166,17 +180,25 @@ def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
     records = read_records(out / RESULTS_FILE)
     ids = input_ids(cfg, worker)
     points, reference = summarize(cfg, worker, records, ids)
-    skipped = skipped_list(cfg, records, ids)
+    return FolderResults(cfg, points, reference, skipped_list(cfg, records, ids), len(records), legacy)
+
+
+def report_folder(out: Path, anchor: str | None = None) -> dict[str, Any]:
+    """Rebuild the report of a results folder from its records (no model inference, no coding)."""
+    from fcm.eval.report import write_report
+
+    res = folder_results(out)
+    cfg = res.config
     man_path = out / MANIFEST_FILE
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
     files = write_report(
-        points,
+        res.points,
         out,
         anchor=anchor or cfg.anchor,
-        reference=reference,
+        reference=res.reference,
         title=f"fcm sweep: {cfg.name}",
         manifest=man,
-        skipped=skipped,
-        **_report_settings(cfg, legacy),
+        skipped=res.skipped,
+        **_report_settings(cfg, res.legacy),
     )
-    return {"records": len(records), "skipped": skipped, "report": files.paths()}
+    return {"records": res.records, "skipped": res.skipped, "report": files.paths()}
