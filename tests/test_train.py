@@ -150,6 +150,17 @@ def test_training_sources_exclude_every_evaluation_photo():
             assert image.shape[:2] != photo.shape[:2] or not np.array_equal(image, photo[:, :, :3]), source
 
 
+def test_shipped_training_configs_are_valid():
+    configs = sorted((REPO / "configs").glob("train_*.yaml"))
+    assert configs
+    for path in configs:
+        config = TrainConfig.from_yaml(path)
+        assert config.preset == "ultrafast" and config.sources == tuple(TRAINING_SOURCES)
+    wrapped = TrainConfig.from_yaml(REPO / "configs" / "train_wrapped.yaml")
+    assert (wrapped.model, wrapped.split, wrapped.surrogate) == ("efficientnet_lite0", "stage4", "scaled")
+    assert wrapped.wrapper == {"name": "channel_reduction", "channels": 40, "hidden": 64}
+
+
 def test_default_images_are_every_training_source(tmp_path):
     config = TrainConfig.from_config({"checkpoint": str(tmp_path / "w.pt"), "wrapper": {"name": "identity"}})
     assert config.sources == tuple(TRAINING_SOURCES) and len(config.sources) >= 10
@@ -230,7 +241,7 @@ def test_torchrun_single_process_trains_the_same_weights(tmp_path, model):
     assert read_checkpoint(config.checkpoint)["weights_tag"] == plain.weights_tag
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two processes, each loading the model: slow on a shared 2-core machine
 def test_torchrun_two_processes_shard_the_batch_and_write_once(tmp_path):
     config = _config(tmp_path, "ddp2", surrogate="noise")
     proc = _torchrun(tmp_path, 2, config)
@@ -242,7 +253,6 @@ def test_torchrun_two_processes_shard_the_batch_and_write_once(tmp_path):
     assert [int(r["step"]) for r in read_log(config.log_path)] == [0, 1, 2, 3]  # rank 0 alone logs
 
 
-@pytest.mark.slow  # about 30 s on two shared cores
 def test_short_training_lowers_the_loss_on_held_out_crops(tmp_path, model):
     config = _config(
         tmp_path,
