@@ -253,6 +253,17 @@ def _report(args: argparse.Namespace) -> dict[str, Any]:
     return report_folder(Path(args.results), anchor=args.anchor)
 
 
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from fcm.train.config import TrainConfig
+    from fcm.train.loop import train
+
+    overrides: dict[str, Any] = {"checkpoint": args.output} if args.output else {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    cfg = TrainConfig.from_yaml(args.config, overrides)
+    return train(cfg, progress=False if args.no_progress else None).summary()
+
+
 class _Parser(argparse.ArgumentParser):
     """Argument errors as one line (``fcm encode: error: …; see fcm encode --help``), exit code 2."""
 
@@ -311,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="a sweep's output folder")
     p.add_argument("--anchor", default=None, help="BD-rate anchor curve, pipeline/codec (default: from the sweep)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("train", help="train (or resume) a learned wrapper end to end through a codec, from YAML")
+    p.add_argument("config", help="training YAML (e.g. configs/train_wrapped.yaml)")
+    p.add_argument("--steps", type=_positive, default=None, help="override the config's step count")
+    p.add_argument("--output", default=None, help="override the config's checkpoint path")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("demo", help="encode+decode a bundled photo and compare with uncompressed inference")
     p.add_argument("image", nargs="?", default=DEFAULT_IMAGE)

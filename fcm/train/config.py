@@ -1,0 +1,257 @@
+"""Training configuration: YAML → a validated, frozen :class:`TrainConfig`, before any work starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from fcm.errors import ConfigError, FcmError
+
+Surrogate = Literal["scaled", "ste", "noise", "proxy"]
+SURROGATES: tuple[str, ...] = ("scaled", "ste", "noise", "proxy")
+Loss = Literal["output", "features"]
+LOSSES: tuple[str, ...] = ("output", "features")
+
+#: Fields that do not change what training computes: they are left out of :meth:`TrainConfig.identity`, so a run
+#: may resume with other workers, another log file or another save interval.
+_NOT_IN_IDENTITY = ("workers", "checkpoint", "log", "save_every")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a wrapper pair end to end through a codec (or a stand-in for one).
+
+    Attributes:
+        checkpoint: where the trained wrapper is written (:func:`fcm.wrappers.save_wrapper`); the resumable trainer
+            state lives next to it (``CHECKPOINT.state``).
+        wrapper: ``{name, ...options}`` of :func:`fcm.wrappers.build_wrapper`.
+        model, split: the split model (``split``: the model's default when omitted).
+        codec: registry name of the inner codec (``fcm codecs``).
+        preset: encoder preset of the real codec. ``ultrafast`` by default: training codes every batch item at every
+            step, and the fastest preset keeps the codec from dominating a step. Evaluate with the preset you deploy.
+        bit_depth: packing bit depth (``None``: the codec's highest).
+        qps: one is drawn per step (seeded), so one wrapper serves the whole rate range.
+        surrogate: the gradient path through the codec: ``scaled`` / ``ste`` (the real codec in the forward pass),
+            ``noise`` (uniform noise of the codec's quantizer step), ``proxy`` (the differentiable block-DCT codec).
+        lam: λ, weight of the rate proxy (bits per input pixel), ≥ 0.
+        loss: ``output`` (KL divergence of the back half's class distribution from the uncompressed model's:
+            distillation, no labels) or ``features`` (MSE of the restored split tensors to the uncompressed ones).
+        steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random.
+        images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`; default all of them).
+        crops_per_image: random crops taken per source (cached once, then sampled).
+        crop_size: ``[low, high]`` side of the square crops in source pixels (the model resizes them).
+        workers: codec worker processes (results do not depend on it).
+        log: per-step CSV log (default: the checkpoint's path with suffix ``.csv``).
+        save_every: steps between saves of the resumable trainer state.
+        torch_threads: intra-op threads of torch while training (``None``: torch's default, the core count). Float
+            sums split across threads round differently, so the weights depend on it: fix it to reproduce a run
+            on a machine with another core count.
+    """
+
+    checkpoint: Path
+    wrapper: dict[str, Any]
+    model: str = "efficientnet_lite0"
+    split: str | None = None
+    codec: str = "x265"
+    preset: str | None = "ultrafast"
+    bit_depth: int | None = None
+    qps: tuple[int, ...] = (27, 32, 37, 42)
+    surrogate: Surrogate = "scaled"
+    lam: float = 0.0
+    loss: Loss = "output"
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    images: tuple[str, ...] = ()
+    crops_per_image: int = 8
+    crop_size: tuple[int, int] = (128, 384)
+    workers: int = 0
+    log: Path | None = None
+    save_every: int = 50
+    torch_threads: int | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        from fcm.yaml_files import read_mapping
+
+        raw = read_mapping(path, "config file")
+        return cls.from_config({**raw, **(overrides or {})})
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Validate ``raw`` (a YAML mapping); :class:`ConfigError` names the first bad key."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"a training config must be a mapping, got {type(raw).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
+        missing = [k for k in ("checkpoint", "wrapper") if raw.get(k) is None]
+        if missing:
+            raise ConfigError(f"config is missing required keys {missing}")
+        values = dict(raw)
+        values["checkpoint"] = _path(raw["checkpoint"], "checkpoint")
+        values["log"] = None if raw.get("log") is None else _path(raw["log"], "log")
+        values["wrapper"] = _wrapper(raw["wrapper"])
+        for key in ("model", "codec"):
+            if key in raw:
+                values[key] = _string(raw[key], key)
+        for key in ("split", "preset"):
+            if raw.get(key) is not None:
+                values[key] = _string(raw[key], key)
+        if raw.get("bit_depth") is not None:
+            values["bit_depth"] = _integer(raw["bit_depth"], "bit_depth", 1)
+        if "qps" in raw:
+            values["qps"] = _int_list(raw["qps"], "qps", 0)
+        values["surrogate"] = _choice(raw.get("surrogate", cls.surrogate), "surrogate", SURROGATES)
+        values["loss"] = _choice(raw.get("loss", cls.loss), "loss", LOSSES)
+        if "lam" in raw:
+            values["lam"] = _number(raw["lam"], "lam", 0.0)
+        if "lr" in raw:
+            values["lr"] = _number(raw["lr"], "lr", 0.0)
+            if values["lr"] <= 0:
+                raise ConfigError(f"lr must be > 0, got {raw['lr']!r}")
+        for key, low in (("steps", 1), ("batch_size", 1), ("crops_per_image", 1), ("save_every", 1)):
+            if key in raw:
+                values[key] = _integer(raw[key], key, low)
+        if raw.get("torch_threads") is not None:
+            values["torch_threads"] = _integer(raw["torch_threads"], "torch_threads", 1)
+        for key in ("seed", "workers"):
+            if key in raw:
+                values[key] = _integer(raw[key], key, 0)
+        if raw.get("images") is not None:
+            values["images"] = _images(raw["images"])
+        else:
+            values.pop("images", None)
+        if "crop_size" in raw:
+            values["crop_size"] = _crop_size(raw["crop_size"])
+        config = cls(**values)
+        config._check_codec()
+        return config
+
+    def _check_codec(self) -> None:
+        from fcm.codecs import get_codec
+
+        try:
+            codec = get_codec(self.codec)
+        except FcmError as e:
+            raise ConfigError(f"codec: {e}") from e
+        if self.bit_depth is not None and self.bit_depth not in codec.bit_depths:
+            raise ConfigError(
+                f"bit_depth {self.bit_depth} is not one {self.codec} codes; it codes {list(codec.bit_depths)}"
+            )
+        low, high = codec.qp_range
+        bad = [q for q in self.qps if not low <= q <= high]
+        if bad:
+            raise ConfigError(f"qps {bad} lie outside {self.codec}'s range [{low}, {high}]")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The training sources in use (``images``, or every source when it is empty)."""
+        from fcm.train.data import TRAINING_SOURCES
+
+        return self.images or tuple(TRAINING_SOURCES)
+
+    @property
+    def codec_bit_depth(self) -> int:
+        """``bit_depth``, or the codec's highest."""
+        from fcm.codecs import get_codec
+
+        return self.bit_depth if self.bit_depth is not None else get_codec(self.codec).default_bit_depth
+
+    @property
+    def log_path(self) -> Path:
+        return self.log if self.log is not None else self.checkpoint.with_suffix(".csv")
+
+    @property
+    def state_path(self) -> Path:
+        """The resumable trainer state, next to the checkpoint."""
+        return self.checkpoint.with_name(self.checkpoint.name + ".state")
+
+    def identity(self) -> str:
+        """16 hex digits over every setting that changes what training computes (a resumed run must match it)."""
+        data = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_IDENTITY}
+        data["images"] = list(self.sources)
+        data["split"] = self.split
+        data["bit_depth"] = self.codec_bit_depth
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _path(value: Any, key: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise ConfigError(f"{key} must be a file path, got {value!r}")
+    return Path(value)
+
+
+def _string(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _integer(value: Any, key: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key} must be an integer ≥ {low}, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str, low: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low or value == float("inf"):
+        raise ConfigError(f"{key} must be a finite number ≥ {low}, got {value!r}")
+    return float(value)
+
+
+def _int_list(value: Any, key: str, low: int) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} must be a non-empty list of integers, got {value!r}")
+    out = tuple(_integer(v, f"{key} entry", low) for v in value)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{key} contain duplicates: {list(out)}")
+    return out
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> Any:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _wrapper(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConfigError(f"wrapper must be a mapping with a 'name' (e.g. channel_reduction), got {value!r}")
+    from fcm.wrappers import WRAPPERS
+
+    if value["name"] not in WRAPPERS.names():
+        raise ConfigError(f"wrapper: unknown wrapper {value['name']!r}; known: {', '.join(WRAPPERS.names())}")
+    return dict(value)
+
+
+def _images(value: Any) -> tuple[str, ...]:
+    from fcm.train.data import TRAINING_SOURCES
+
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"images must be a non-empty list of training source names, got {value!r}")
+    unknown = [v for v in value if v not in TRAINING_SOURCES]
+    if unknown:
+        raise ConfigError(f"images: unknown training sources {unknown}; known: {', '.join(TRAINING_SOURCES)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"images contain duplicates: {value}")
+    return tuple(value)
+
+
+def _crop_size(value: Any) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if not isinstance(value, list) or len(value) != 2:
+        raise ConfigError(f"crop_size must be [low, high] (pixels), got {value!r}")
+    low, high = (_integer(v, "crop_size entry", 16) for v in value)
+    if low > high:
+        raise ConfigError(f"crop_size must be [low, high] with low ≤ high, got {value!r}")
+    return low, high

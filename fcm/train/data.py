@@ -1,0 +1,198 @@
+"""Training images and the cache of what the frozen edge half makes of them.
+
+Sources (:data:`TRAINING_SOURCES`) are photos that installed packages ship, none of them an evaluation input:
+
+* scikit-image (``skimage.data``): brick, cell, clock, coins, colorwheel, grass, gravel, horse, immunohistochemistry,
+  logo, microaneurysms, moon, page, text (grey images and the binary horse are replicated to RGB; the logo's
+  transparency is composited on white);
+* matplotlib's sample data: ``grace_hopper.jpg``.
+
+Excluded on purpose: the evaluation photos (:data:`fcm.data.datasets._EMBEDDED_PHOTOS`: astronaut, camera, chelsea,
+coffee, motorcycle, rocket; both motorcycle frames, ``stereo_motorcycle``, show one scene; ``skimage.data.cat`` *is*
+chelsea) and every other photo the CLI offers as ``skimage:NAME`` (:data:`fcm.images.BUNDLED_PHOTOS`: retina,
+hubble_deep_field), so a user's evaluation on any bundled photo never sees a training image.
+
+Augmentation (seeded, numpy ``Generator``): per crop, a square side drawn uniformly in ``crop_size`` (clipped to the
+source's short side) — the scale augmentation, since the model resizes every crop to its input size — a uniform
+position, and a horizontal flip with probability ½.
+
+:func:`build_cache` runs ``model.prepare`` and ``model.front`` once per crop (no gradient) and keeps the split
+tensors and the teacher output (``model.back`` on those uncompressed tensors), so training steps run only the
+wrapper, the codec path and the back half.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fcm.errors import ConfigError, ShapeError
+from fcm.models.base import Features, SplitModel
+
+_SKIMAGE = (
+    "brick",
+    "cell",
+    "clock",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "immunohistochemistry",
+    "logo",
+    "microaneurysms",
+    "moon",
+    "page",
+    "text",
+)
+
+#: scikit-image / matplotlib names that show an evaluation photo: never a training source.
+EXCLUDED_PHOTOS = (
+    "astronaut",
+    "camera",
+    "cat",  # skimage.data.cat() is chelsea
+    "chelsea",
+    "coffee",
+    "motorcycle",
+    "stereo_motorcycle",  # left and right frames: one scene
+    "rocket",
+    "retina",
+    "hubble_deep_field",
+)
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        return getattr(data, name)()
+
+    return load
+
+
+def _grace_hopper() -> np.ndarray:
+    from matplotlib.cbook import get_sample_data
+    from PIL import Image
+
+    path = get_sample_data("grace_hopper.jpg", asfileobj=False)
+    with Image.open(str(path)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+#: name → loader of the raw picture (any dtype, grey/RGB/RGBA); :func:`load_source` makes it ``uint8`` RGB.
+TRAINING_SOURCES: OrderedDict[str, Callable[[], np.ndarray]] = OrderedDict(
+    [(f"skimage:{n}", _skimage(n)) for n in _SKIMAGE] + [("matplotlib:grace_hopper", _grace_hopper)]
+)
+
+
+def load_source(name: str) -> np.ndarray:
+    """Training source ``name`` as an ``H×W×3`` ``uint8`` RGB array."""
+    loader = TRAINING_SOURCES.get(name)
+    if loader is None:
+        raise ConfigError(f"unknown training source {name!r}; known: {', '.join(TRAINING_SOURCES)}")
+    try:
+        image = np.asarray(loader())
+    except ImportError as e:
+        raise ConfigError(f"training source {name!r} needs a package that is not installed: {e}") from e
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 4:  # composite on white: transparent pixels carry arbitrary colours
+        alpha = image[:, :, 3:].astype(np.float32) / 255.0
+        image = np.rint(image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ShapeError(f"training source {name!r} is {image.dtype}, not uint8")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Where one training crop comes from: source, square box (top, left, side) and whether it is mirrored."""
+
+    source: str
+    top: int
+    left: int
+    side: int
+    flip: bool
+
+    def cut(self, image: np.ndarray) -> np.ndarray:
+        crop = image[self.top : self.top + self.side, self.left : self.left + self.side]
+        return np.ascontiguousarray(crop[:, ::-1] if self.flip else crop)
+
+
+def plan_crops(
+    sources: Sequence[str], crops_per_image: int, crop_size: tuple[int, int], rng: np.random.Generator
+) -> list[Crop]:
+    """``crops_per_image`` random crops of each source (module doc), drawn from ``rng`` in source order."""
+    crops = []
+    for name in sources:
+        h, w = load_source(name).shape[:2]
+        for _ in range(crops_per_image):
+            short = min(h, w)
+            side = min(short, int(rng.integers(crop_size[0], crop_size[1] + 1)))
+            top = int(rng.integers(0, h - side + 1))
+            left = int(rng.integers(0, w - side + 1))
+            crops.append(Crop(name, top, left, side, bool(rng.integers(0, 2))))
+    return crops
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """The frozen edge half's output on every crop, and the teacher's answer.
+
+    Attributes:
+        features: ``{name: N×C×H×W}`` split tensors (uncompressed), in spec order.
+        teacher: ``model.back`` of those tensors (logits ``N×K`` for a classifier).
+        input_pixels: pixels of one model input (``h·w`` after ``prepare``): the rate is normalised by it.
+        crops: where each item came from.
+    """
+
+    features: OrderedDict[str, torch.Tensor]
+    teacher: torch.Tensor
+    input_pixels: int
+    crops: tuple[Crop, ...]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def take(self, index: torch.Tensor) -> tuple[OrderedDict[str, torch.Tensor], torch.Tensor]:
+        """The features and teacher outputs of items ``index``."""
+        return OrderedDict((k, v[index]) for k, v in self.features.items()), self.teacher[index]
+
+    def to(self, device: torch.device) -> FeatureCache:
+        features = OrderedDict((k, v.to(device)) for k, v in self.features.items())
+        return FeatureCache(features, self.teacher.to(device), self.input_pixels, self.crops)
+
+
+def build_cache(model: SplitModel, crops: Sequence[Crop], chunk: int = 16) -> FeatureCache:
+    """Run ``prepare`` → ``front`` → ``back`` once per crop, without gradients, on the CPU."""
+    if not crops:
+        raise ConfigError("no training crops")
+    images: dict[str, np.ndarray] = {}
+    inputs = []
+    for crop in crops:
+        if crop.source not in images:
+            images[crop.source] = load_source(crop.source)
+        inputs.append(model.prepare(crop.cut(images[crop.source])))
+    sizes = {tuple(x.shape) for x in inputs}
+    if len(sizes) != 1:
+        raise ShapeError(
+            f"model {model.name} prepares crops to different sizes {sorted(sizes)}; training batches need one size "
+            "(a classifier's fixed input size)"
+        )
+    parts: list[OrderedDict[str, torch.Tensor]] = []
+    teachers = []
+    with torch.no_grad():
+        for start in range(0, len(inputs), chunk):
+            batch = torch.cat(inputs[start : start + chunk])
+            front = model.front(batch)
+            parts.append(front.tensors)
+            teachers.append(torch.as_tensor(model.back(Features(front.tensors, front.meta))))
+    features = OrderedDict((name, torch.cat([p[name] for p in parts])) for name in model.spec.names)
+    height, width = inputs[0].shape[-2:]
+    return FeatureCache(features, torch.cat(teachers), int(height * width), tuple(crops))

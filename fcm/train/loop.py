@@ -1,0 +1,372 @@
+"""The training loop: Adam on the wrapper pair, through the coded path, with the model frozen.
+
+Per step ``k``: draw a batch of cached crops and one QP of ``qps`` (numpy ``Generator`` seeded by ``seed``), run
+:class:`fcm.train.channel.CodedPath` (encode → pack → surrogate → unpack → decode), the frozen back half, and
+minimise ``task loss + lam · rate proxy (bits per input pixel)`` (:mod:`fcm.train.objective`). The model's own
+parameters never require gradients: gradients reach the wrapper only, through ``back``.
+
+Reproducibility: everything random is seeded from ``seed`` (the crops, the wrapper's initial weights, the batches
+and QPs, the surrogates' noise), ``torch.use_deterministic_algorithms(True)`` is on while training, and the real
+codec is deterministic and run in submission order — so a config gives the same weights every time, whatever
+``workers`` (on one machine; set ``torch_threads`` to fix the float summation order across machines). The
+trainer state (:mod:`fcm.train.state`) is saved every ``save_every`` steps and at the end; running the same
+config again resumes from it and ends with the weights of an uninterrupted run (another config is refused).
+The per-step CSV log is trimmed back to the resumed step.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcm.errors import ConfigError
+from fcm.models.base import Features, SplitModel
+from fcm.train import distributed
+from fcm.train.channel import CodecChannel, CodedPath, RealChannel
+from fcm.train.config import TrainConfig
+from fcm.train.data import FeatureCache, build_cache, plan_crops
+from fcm.train.objective import rate_per_pixel, task_loss
+from fcm.train.state import TrainerState, capture_rng, load_state, restore_rng, save_state
+from fcm.wrappers import WrapperPair, build_wrapper, save_wrapper
+
+LOG_COLUMNS = (
+    "step",
+    "qp",
+    "loss",
+    "task_loss",
+    "rate_bpp",
+    "real_bytes",
+    "real_bpp",
+    "temperature",
+    "seconds",
+)
+
+#: independent seeded streams derived from ``seed``
+_CROPS_STREAM, _BATCH_STREAM, _HELD_OUT_STREAM = 1, 2, 3
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did."""
+
+    checkpoint: Path | None  # the wrapper checkpoint, when training finished
+    weights_tag: str
+    steps: int  # steps completed (all runs of this config together)
+    finished: bool
+    wall_seconds: float  # training time, all runs of this config together
+    log: Path
+    final: dict[str, float] = field(default_factory=dict)  # the last step's loss terms
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "weights_tag": self.weights_tag,
+            "steps": self.steps,
+            "finished": self.finished,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "log": str(self.log),
+            "final": self.final,
+        }
+
+
+def load_model(config: TrainConfig) -> SplitModel:
+    """The split model, frozen (no parameter requires a gradient) and in eval mode."""
+    from fcm.models import get_model
+
+    model = get_model(config.model, config.split)
+    if model.task != "classification" and config.loss == "output":
+        raise ConfigError(f"loss 'output' distils a classifier's softmax; {config.model} is a {model.task} model")
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def crop_rng(config: TrainConfig, stream: int = _CROPS_STREAM) -> np.random.Generator:
+    """The generator the config's training crops are drawn from (another ``stream``: other crops)."""
+    return np.random.default_rng([config.seed, stream])
+
+
+def crop_cache(config: TrainConfig, model: SplitModel, stream: int = _CROPS_STREAM) -> FeatureCache:
+    """The cached features of the config's crops (``stream``: another seeded stream gives held-out crops)."""
+    crops = plan_crops(config.sources, config.crops_per_image, config.crop_size, crop_rng(config, stream))
+    return build_cache(model, crops)
+
+
+def held_out_cache(config: TrainConfig, model: SplitModel) -> FeatureCache:
+    """Crops of the same sources drawn from a stream training never uses: for measuring generalisation."""
+    return crop_cache(config, model, _HELD_OUT_STREAM)
+
+
+def train(
+    config: TrainConfig,
+    progress: bool | None = None,
+    max_steps: int | None = None,
+    model: SplitModel | None = None,
+) -> TrainResult:
+    """Train (or resume training) the wrapper of ``config``; stop after ``max_steps`` steps of this call if given.
+
+    ``progress``: show a tqdm bar (``None``: only when stderr is a terminal). ``model``: an already built model
+    (it is frozen here); else it is built from the config.
+    """
+    where = distributed.setup()
+    previous_threads = torch.get_num_threads()
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
+    previous_determinism = torch.are_deterministic_algorithms_enabled()
+    # CUDA's deterministic kernels need a cuBLAS workspace setting the user may not have made: warn there, not fail
+    torch.use_deterministic_algorithms(True, warn_only=where.device.type == "cuda")
+    try:
+        return _train(config, where, progress, max_steps, model)
+    finally:
+        torch.use_deterministic_algorithms(previous_determinism)
+        torch.set_num_threads(previous_threads)
+        distributed.teardown(where)
+
+
+def _train(
+    config: TrainConfig,
+    where: distributed.Distributed,
+    progress: bool | None,
+    max_steps: int | None,
+    model: SplitModel | None,
+) -> TrainResult:
+    if max_steps is not None and max_steps < 0:
+        raise ConfigError(f"max_steps must be ≥ 0, got {max_steps}")
+    if config.batch_size < where.world_size:
+        raise ConfigError(f"batch_size {config.batch_size} is smaller than the {where.world_size} processes")
+    identity = config.identity()
+    model = load_model(config) if model is None else model.requires_grad_(False).eval()
+    if (model.name, model.split) != (config.model, config.split or model.split):
+        raise ConfigError(f"model {model.name}/{model.split} is not the config's {config.model}/{config.split}")
+    cache = crop_cache(config, model).to(where.device)
+    model.to(where.device)
+
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    sampler = np.random.default_rng([config.seed, _BATCH_STREAM])
+    wrapper = build_wrapper(config.wrapper["name"], model.spec, **_options(config.wrapper)).to(where.device)
+    wrapper.train()
+    optimizer = torch.optim.Adam(wrapper.parameters(), lr=config.lr)
+    start, wall_before = 0, 0.0
+    if config.state_path.is_file():
+        state = load_state(config.state_path, identity)
+        wrapper.load_state_dict(state.wrapper)
+        optimizer.load_state_dict(state.optimizer)
+        restore_rng(state.rng, sampler)
+        start, wall_before = state.step, state.wall_seconds
+    if where.is_main:
+        _trim_log(config.log_path, start)
+
+    channel = CodecChannel(config)
+    path: torch.nn.Module = CodedPath(wrapper, channel, channel.bit_depth)
+    if where.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        path = DistributedDataParallel(path, device_ids=[where.device.index] if where.device.type == "cuda" else None)
+
+    end = config.steps if max_steps is None else min(config.steps, start + max_steps)
+    show = (sys.stderr.isatty() if progress is None else progress) and where.is_main
+    began = time.perf_counter()
+    final: dict[str, float] = {}
+    step = start
+    try:
+        bar = _progress_bar(show, start, config.steps)
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            row = _step(config, model, cache, path, optimizer, sampler, step, where)
+            row["seconds"] = round(time.perf_counter() - t0, 4)
+            final = {k: float(row[k]) for k in ("loss", "task_loss", "rate_bpp")}
+            if where.is_main:
+                _append_log(config.log_path, row)
+                if (step + 1) % config.save_every == 0 and step + 1 < end:
+                    _save(config, identity, step + 1, wrapper, optimizer, sampler, wall_before + _since(began))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", qp=row["qp"])
+        step = end
+        if bar is not None:
+            bar.close()
+    finally:
+        channel.close()
+    wall = wall_before + _since(began)
+    finished = step >= config.steps
+    checkpoint = None
+    if where.is_main:
+        _save(config, identity, step, wrapper, optimizer, sampler, wall)
+        if finished:
+            checkpoint = config.checkpoint
+            save_wrapper(checkpoint, wrapper, model, training=_provenance(config, wall))
+    return TrainResult(checkpoint, wrapper.weights_tag, step, finished, wall, config.log_path, final)
+
+
+def _step(
+    config: TrainConfig,
+    model: SplitModel,
+    cache: FeatureCache,
+    path: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sampler: np.random.Generator,
+    step: int,
+    where: distributed.Distributed,
+) -> dict[str, Any]:
+    """One optimisation step on this process's shard of the batch; returns its log row."""
+    count = len(cache)
+    batch = sampler.choice(count, size=config.batch_size, replace=count < config.batch_size)
+    qp = int(config.qps[int(sampler.integers(len(config.qps)))])
+    shard = torch.as_tensor(np.sort(batch)[where.rank :: where.world_size], device=cache.teacher.device)
+    features, teacher = cache.take(shard)
+
+    out = path(features, qp, step)
+    if config.loss == "output":
+        student = model.back(Features(out.restored))
+        task = task_loss("output", student, teacher)
+    else:
+        task = task_loss("features", out.restored, features)
+    rate = rate_per_pixel(out.rate_bits, cache.input_pixels)
+    loss = task + config.lam * rate if config.lam > 0 else task
+    if not torch.isfinite(loss):
+        raise ConfigError(f"training diverged at step {step}: the loss is {loss.item()} (lower lr?)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+    real_bytes = None if out.real_bytes is None else int(out.real_bytes.sum())
+    items = int(shard.numel())
+    return {
+        "step": step,
+        "qp": qp,
+        "loss": float(loss.detach()),
+        "task_loss": float(task.detach()),
+        "rate_bpp": float(rate.detach()),
+        "real_bytes": "" if real_bytes is None else real_bytes,
+        "real_bpp": "" if real_bytes is None else 8 * real_bytes / (items * cache.input_pixels),
+        "temperature": "" if out.temperature is None else out.temperature,
+    }
+
+
+def evaluate(
+    wrapper: WrapperPair, model: SplitModel, cache: FeatureCache, config: TrainConfig, qps: tuple[int, ...] = ()
+) -> float:
+    """Mean task loss of ``wrapper`` on ``cache`` through the **real** codec (the config's codec and preset), over
+    ``qps`` (default the config's): how well the pair does where it is deployed, not on a surrogate."""
+    scores = []
+    with RealChannel(config) as channel, torch.no_grad():
+        path = CodedPath(wrapper, channel, channel.bit_depth)
+        for qp in qps or config.qps:
+            out = path(cache.features, qp, 0)
+            if config.loss == "output":
+                scores.append(float(task_loss("output", model.back(Features(out.restored)), cache.teacher)))
+            else:
+                scores.append(float(task_loss("features", out.restored, cache.features)))
+    return sum(scores) / len(scores)
+
+
+def _options(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "name"}
+
+
+def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
+    from fcm import __version__
+
+    return {
+        "surrogate": config.surrogate,
+        "steps": config.steps,
+        "qps": list(config.qps),
+        "lam": config.lam,
+        "loss": config.loss,
+        "seed": config.seed,
+        "codec": config.codec,
+        "preset": config.preset,
+        "bit_depth": config.codec_bit_depth,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "images": list(config.sources),
+        "config_identity": config.identity(),
+        "fcm_version": __version__,
+        "wall_seconds": round(wall, 3),
+    }
+
+
+def _save(
+    config: TrainConfig,
+    identity: str,
+    step: int,
+    wrapper: WrapperPair,
+    optimizer: torch.optim.Optimizer,
+    sampler: np.random.Generator,
+    wall: float,
+) -> None:
+    state = TrainerState(
+        identity,
+        step,
+        {k: v.detach().cpu() for k, v in wrapper.state_dict().items()},
+        optimizer.state_dict(),
+        capture_rng(sampler),
+        wall,
+    )
+    save_state(config.state_path, state)
+
+
+def _since(t0: float) -> float:
+    return time.perf_counter() - t0
+
+
+def _progress_bar(show: bool, start: int, total: int) -> Any:
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _trim_log(path: Path, start: int) -> None:
+    """Keep the log rows of steps before ``start`` (a run may have logged steps after its last saved state)."""
+    if not path.is_file():
+        return
+    if start == 0:
+        path.unlink()
+        return
+    with path.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) < start]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    """The CSV log's rows."""
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+__all__ = [
+    "LOG_COLUMNS",
+    "TrainResult",
+    "crop_cache",
+    "crop_rng",
+    "evaluate",
+    "held_out_cache",
+    "load_model",
+    "read_log",
+    "train",
+]

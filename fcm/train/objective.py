@@ -1,0 +1,44 @@
+"""The training objective: task loss + λ · rate proxy.
+
+* ``output`` — ``KL(p_teacher ‖ p_student)`` of the classifier's softmax, averaged over the batch (``batchmean``,
+  natural log: nats per image), with ``p_teacher`` the uncompressed model's prediction on the same crop (distillation:
+  no labels needed) and ``p_student`` the back half's on the restored tensors.
+* ``features`` — mean squared error of the restored split tensors against the uncompressed ones, averaged over every
+  element of every tensor (tensors weighted by their element counts).
+
+Rate: ``bits / (N · input_pixels)`` — the rate proxy's bits of the batch per pixel of the model input (bits per
+pixel, as fcm reports rates), so λ does not depend on the batch size or on how large the wrapper's frames are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from fcm.errors import ConfigError
+
+
+def task_loss(
+    kind: str,
+    student: torch.Tensor | Mapping[str, torch.Tensor],
+    teacher: torch.Tensor | Mapping[str, torch.Tensor],
+) -> torch.Tensor:
+    """The ``kind`` loss (module doc): ``student``/``teacher`` are logits (``output``) or split tensors."""
+    if kind == "output":
+        assert isinstance(student, torch.Tensor) and isinstance(teacher, torch.Tensor)
+        return F.kl_div(
+            F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), reduction="batchmean", log_target=True
+        )
+    if kind == "features":
+        assert isinstance(student, Mapping) and isinstance(teacher, Mapping)
+        squared = torch.stack([F.mse_loss(student[k], teacher[k], reduction="sum") for k in teacher]).sum()
+        count = sum(t.numel() for t in teacher.values())
+        return squared / count
+    raise ConfigError(f"loss must be output or features, got {kind!r}")
+
+
+def rate_per_pixel(rate_bits: torch.Tensor, input_pixels: int) -> torch.Tensor:
+    """Rate proxy bits of a batch (``(N,)``) → bits per input pixel."""
+    return rate_bits.sum() / (rate_bits.shape[0] * input_pixels)

@@ -1,0 +1,276 @@
+"""Training wrappers end to end through the real codec (fcm.train, ``fcm train``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from fcm.cli import main
+from fcm.data.datasets import _EMBEDDED_PHOTOS
+from fcm.errors import ConfigError
+from fcm.images import BUNDLED_PHOTOS, bundled_photo
+from fcm.train import TrainConfig
+from fcm.train.data import EXCLUDED_PHOTOS, TRAINING_SOURCES, load_source, plan_crops
+from fcm.train.loop import crop_rng, evaluate, held_out_cache, load_model, read_log, train
+from fcm.wrappers import build_wrapper, load_wrapper, read_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY: dict[str, Any] = {
+    "wrapper": {"name": "channel_reduction", "channels": 8, "hidden": 8},
+    "images": ["skimage:brick", "skimage:coins"],
+    "crops_per_image": 2,
+    "crop_size": [96, 200],
+    "batch_size": 2,
+    "steps": 4,
+    "qps": [32, 42],
+    "surrogate": "scaled",
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A model of this module's own: training freezes its parameters."""
+    config = TrainConfig.from_config({**TINY, "checkpoint": "unused.pt"})
+    return load_model(config)
+
+
+def _config(tmp_path: Path, name: str = "w", **changes: Any) -> TrainConfig:
+    return TrainConfig.from_config({**TINY, "checkpoint": str(tmp_path / name / "wrapper.pt"), **changes})
+
+
+def _initial_tag(config: TrainConfig, model) -> str:
+    torch.manual_seed(config.seed)
+    options = {k: v for k, v in config.wrapper.items() if k != "name"}
+    return build_wrapper(config.wrapper["name"], model.spec, **options).weights_tag
+
+
+@pytest.mark.parametrize("surrogate", ["scaled", "ste", "noise", "proxy"])
+def test_each_surrogate_trains_and_writes_a_loadable_checkpoint(tmp_path, model, surrogate):
+    config = _config(tmp_path, surrogate=surrogate, steps=3, lam=0.05)
+    result = train(config, progress=False, model=model)
+
+    assert result.finished and result.steps == 3 and result.checkpoint == config.checkpoint
+    rows = read_log(config.log_path)
+    assert [int(r["step"]) for r in rows] == [0, 1, 2]
+    assert all(math.isfinite(float(r["loss"])) and float(r["rate_bpp"]) > 0 for r in rows)
+    assert all(
+        math.isclose(float(r["loss"]), float(r["task_loss"]) + 0.05 * float(r["rate_bpp"]), rel_tol=1e-6) for r in rows
+    )
+    real = surrogate in ("scaled", "ste")
+    assert all((r["real_bytes"] != "") == real for r in rows)  # bytes exactly when a real codec ran
+    if real:
+        assert all(int(r["real_bytes"]) > 0 for r in rows)
+    if surrogate == "proxy":  # SUA temperature decays over the run
+        temperatures = [float(r["temperature"]) for r in rows]
+        assert temperatures[0] == 1.0 and temperatures == sorted(temperatures, reverse=True)
+
+    assert result.weights_tag != _initial_tag(config, model)
+    wrapper = load_wrapper(config.checkpoint, model)
+    assert wrapper.weights_tag == result.weights_tag
+    training = read_checkpoint(config.checkpoint)["training"]
+    assert training["surrogate"] == surrogate and training["steps"] == 3 and training["qps"] == [32, 42]
+    assert training["lam"] == 0.05 and training["codec"] == "x265" and training["preset"] == "ultrafast"
+    assert training["wall_seconds"] > 0 and "fcm_version" in training
+
+
+def test_feature_loss_trains(tmp_path, model):
+    config = _config(tmp_path, surrogate="noise", loss="features", steps=3)
+    result = train(config, progress=False, model=model)
+    rows = read_log(config.log_path)
+    assert result.finished and all(math.isfinite(float(r["task_loss"])) for r in rows)
+    assert float(rows[0]["loss"]) == float(rows[0]["task_loss"])  # lam 0: no rate term
+    assert result.weights_tag != _initial_tag(config, model)
+
+
+def test_same_config_gives_the_same_weights_whatever_the_codec_workers(tmp_path, model):
+    first = train(_config(tmp_path, "a"), progress=False, model=model)
+    again = train(_config(tmp_path, "b"), progress=False, model=model)
+    parallel = train(_config(tmp_path, "c", workers=2), progress=False, model=model)
+    other_seed = train(_config(tmp_path, "d", seed=1), progress=False, model=model)
+    assert first.weights_tag == again.weights_tag == parallel.weights_tag
+    assert other_seed.weights_tag != first.weights_tag
+    bytes_a = [r["real_bytes"] for r in read_log(first.log)]
+    assert bytes_a == [r["real_bytes"] for r in read_log(parallel.log)]
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, model):
+    # noise draws from torch's generator and the batch sampler: both must be restored for equal weights
+    uninterrupted = train(_config(tmp_path, "full", surrogate="noise", save_every=1), progress=False, model=model)
+
+    config = _config(tmp_path, "cut", surrogate="noise", save_every=3)
+    stopped = train(config, progress=False, max_steps=2, model=model)
+    assert not stopped.finished and stopped.steps == 2 and stopped.checkpoint is None
+    assert not config.checkpoint.exists() and config.state_path.is_file()
+    resumed = train(config, progress=False, model=model)
+
+    assert resumed.finished and resumed.steps == 4
+    assert resumed.weights_tag == uninterrupted.weights_tag
+    assert [int(r["step"]) for r in read_log(config.log_path)] == [0, 1, 2, 3]
+    assert read_log(config.log_path) != [] and load_wrapper(config.checkpoint, model).weights_tag == resumed.weights_tag
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, model):
+    config = _config(tmp_path, "run", surrogate="noise")
+    train(config, progress=False, max_steps=1, model=model)
+    changed = _config(tmp_path, "run", surrogate="noise", lr=0.01)
+    with pytest.raises(ConfigError, match="another training configuration"):
+        train(changed, progress=False, model=model)
+    # settings that do not change the result may differ
+    train(
+        _config(tmp_path, "run", surrogate="noise", workers=1, save_every=7), progress=False, max_steps=1, model=model
+    )
+
+
+def test_training_sources_exclude_every_evaluation_photo():
+    names = {source.split(":", 1)[1] for source in TRAINING_SOURCES}
+    assert not names & set(_EMBEDDED_PHOTOS)
+    assert not names & set(BUNDLED_PHOTOS)
+    assert not names & set(EXCLUDED_PHOTOS)
+    assert {"motorcycle", "stereo_motorcycle", "cat"} <= set(EXCLUDED_PHOTOS)
+
+    # by content too: no training picture is an evaluation picture, whatever its name
+    from skimage import data
+
+    left, right = data.stereo_motorcycle()[:2]
+    evaluation = [bundled_photo(p) for p in _EMBEDDED_PHOTOS] + [left, right]
+    for source in TRAINING_SOURCES:
+        image = load_source(source)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        for photo in evaluation:
+            assert image.shape[:2] != photo.shape[:2] or not np.array_equal(image, photo[:, :, :3]), source
+
+
+def test_shipped_training_configs_are_valid():
+    configs = sorted((REPO / "configs").glob("train_*.yaml"))
+    assert configs
+    for path in configs:
+        config = TrainConfig.from_yaml(path)
+        assert config.preset == "ultrafast" and config.sources == tuple(TRAINING_SOURCES)
+    wrapped = TrainConfig.from_yaml(REPO / "configs" / "train_wrapped.yaml")
+    assert (wrapped.model, wrapped.split, wrapped.surrogate) == ("efficientnet_lite0", "stage4", "scaled")
+    assert wrapped.wrapper == {"name": "channel_reduction", "channels": 40, "hidden": 64}
+
+
+def test_default_images_are_every_training_source(tmp_path):
+    config = TrainConfig.from_config({"checkpoint": str(tmp_path / "w.pt"), "wrapper": {"name": "identity"}})
+    assert config.sources == tuple(TRAINING_SOURCES) and len(config.sources) >= 10
+    assert config.preset == "ultrafast" and config.bit_depth is None and config.codec_bit_depth == 10
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"lam": -1}, "lam"),
+        ({"lr": 0}, "lr"),
+        ({"steps": 0}, "steps"),
+        ({"batch_size": "8"}, "batch_size"),
+        ({"surrogate": "magic"}, "surrogate"),
+        ({"loss": "accuracy"}, "loss"),
+        ({"qps": [30, 60]}, "qps"),
+        ({"qps": []}, "qps"),
+        ({"bit_depth": 12}, "bit_depth"),
+        ({"images": ["skimage:astronaut"]}, "images"),
+        ({"crop_size": [300, 100]}, "crop_size"),
+        ({"wrapper": {"name": "nope"}}, "wrapper"),
+        ({"workers": -1}, "workers"),
+        ({"lerning_rate": 0.1}, "lerning_rate"),
+        ({"codec": "x999"}, "codec"),
+    ],
+)
+def test_bad_config_values_are_one_line_config_errors(tmp_path, change, key):
+    with pytest.raises(ConfigError) as caught:
+        _config(tmp_path, **change)
+    message = str(caught.value)
+    assert key in message and "\n" not in message
+
+
+def test_cli_train_prints_a_summary_and_refuses_a_bad_config(tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text(json.dumps({**TINY, "surrogate": "proxy", "checkpoint": str(tmp_path / "unused.pt")}))
+    out = tmp_path / "cli" / "wrapper.pt"
+    assert main(["train", str(config), "--no-progress", "--steps", "2", "--output", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["checkpoint"] == str(out) and summary["steps"] == 2 and summary["finished"]
+    assert summary["weights_tag"] == read_checkpoint(out)["weights_tag"]
+    assert set(summary["final"]) == {"loss", "task_loss", "rate_bpp"}
+
+    config.write_text(json.dumps({**TINY, "lam": -2, "checkpoint": str(out)}))
+    assert main(["train", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fcm train: error:") and "lam" in err and "\n" not in err
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    decoder, objects, at = json.JSONDecoder(), [], 0
+    while (start := text.find("{", at)) >= 0:
+        value, at = decoder.raw_decode(text, start)
+        objects.append(value)
+    return objects
+
+
+def _torchrun(tmp_path: Path, procs: int, config: TrainConfig) -> subprocess.CompletedProcess[str]:
+    yaml_path = tmp_path / f"ddp{procs}.yaml"
+    yaml_path.write_text(
+        json.dumps(
+            {**TINY, "surrogate": "noise", "torch_threads": config.torch_threads, "checkpoint": str(config.checkpoint)}
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
+    command += ["-m", "fcm.cli", "train", str(yaml_path), "--no-progress"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+
+
+def test_torchrun_single_process_trains_the_same_weights(tmp_path, model):
+    # the child runs with OMP_NUM_THREADS=1; torch_threads fixes the float summation order in both runs
+    config = _config(tmp_path, "ddp", surrogate="noise", torch_threads=2)
+    proc = _torchrun(tmp_path, 1, config)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plain = train(_config(tmp_path, "plain", surrogate="noise", torch_threads=2), progress=False, model=model)
+    assert json.loads(proc.stdout)["weights_tag"] == plain.weights_tag
+    assert read_checkpoint(config.checkpoint)["weights_tag"] == plain.weights_tag
+
+
+@pytest.mark.slow  # two processes, each loading the model: slow on a shared 2-core machine
+def test_torchrun_two_processes_shard_the_batch_and_write_once(tmp_path):
+    config = _config(tmp_path, "ddp2", surrogate="noise")
+    proc = _torchrun(tmp_path, 2, config)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = _json_objects(proc.stdout)
+    assert len(summaries) == 2 and len({s["weights_tag"] for s in summaries}) == 1  # DDP keeps the ranks equal
+    tags = {s["weights_tag"] for s in summaries}
+    assert read_checkpoint(config.checkpoint)["weights_tag"] in tags
+    assert [int(r["step"]) for r in read_log(config.log_path)] == [0, 1, 2, 3]  # rank 0 alone logs
+
+
+def test_short_training_lowers_the_loss_on_held_out_crops(tmp_path, model):
+    config = _config(
+        tmp_path,
+        "short",
+        images=["skimage:brick", "skimage:coins", "skimage:clock", "matplotlib:grace_hopper"],
+        crops_per_image=4,
+        batch_size=8,
+        steps=30,
+        lr=3e-3,
+        wrapper={"name": "channel_reduction", "channels": 16, "hidden": 16},
+    )
+    result = train(config, progress=False, model=model)
+    held_out = held_out_cache(config, model)
+    training_crops = plan_crops(config.sources, config.crops_per_image, config.crop_size, crop_rng(config))
+    assert len(training_crops) == 16 and not set(held_out.crops) & set(training_crops)
+
+    torch.manual_seed(config.seed)
+    initial = build_wrapper("channel_reduction", model.spec, channels=16, hidden=16)
+    before = evaluate(initial, model, held_out, config)
+    after = evaluate(load_wrapper(config.checkpoint, model), model, held_out, config)
+    assert result.finished and after < 0.7 * before, (before, after)
