@@ -46,9 +46,10 @@ class TrainConfig:
         workers: codec worker processes (results do not depend on it).
         log: per-step CSV log (default: the checkpoint's path with suffix ``.csv``).
         save_every: steps between saves of the resumable trainer state.
-        torch_threads: intra-op threads of torch while training (``None``: torch's default, the core count). Float
-            sums split across threads round differently, so the weights depend on it: fix it to reproduce a run
-            on a machine with another core count.
+        torch_threads: intra-op threads of torch while training (default 2, whatever the machine). Float sums split
+            across threads round differently, so the weights depend on it: a fixed default makes a config give the
+            same weights on any machine of the same CPU type; raise it for speed on a bigger machine, knowing the
+            weights then differ.
     """
 
     checkpoint: Path
@@ -72,7 +73,7 @@ class TrainConfig:
     workers: int = 0
     log: Path | None = None
     save_every: int = 50
-    torch_threads: int | None = None
+    torch_threads: int = 2
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -118,7 +119,7 @@ class TrainConfig:
         for key, low in (("steps", 1), ("batch_size", 1), ("crops_per_image", 1), ("save_every", 1)):
             if key in raw:
                 values[key] = _integer(raw[key], key, low)
-        if raw.get("torch_threads") is not None:
+        if "torch_threads" in raw:
             values["torch_threads"] = _integer(raw["torch_threads"], "torch_threads", 1)
         for key in ("seed", "workers"):
             if key in raw:

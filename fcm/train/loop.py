@@ -117,8 +117,7 @@ def train(
     """
     where = distributed.setup()
     previous_threads = torch.get_num_threads()
-    if config.torch_threads is not None:
-        torch.set_num_threads(config.torch_threads)
+    torch.set_num_threads(config.torch_threads)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     # CUDA's deterministic kernels need a cuBLAS workspace setting the user may not have made: warn there, not fail
     torch.use_deterministic_algorithms(True, warn_only=where.device.type == "cuda")
