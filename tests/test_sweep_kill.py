@@ -88,12 +88,10 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
-def test_a_dead_worker_stops_the_sweep_with_a_clear_error(tmp_path):
-    """SIGKILL one worker of a --jobs 2 sweep: the parent must not hang; it exits 2, naming the problem."""
-    cfg = {**CONFIG, "output": str(tmp_path / "out")}
+def _parallel_sweep_with_records(tmp_path: Path, records: int) -> tuple[subprocess.Popen, Path]:
+    """Start ``fcm sweep --jobs 2`` on CONFIG and return once ``records`` records are written (and the file)."""
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config.write_text(yaml.safe_dump({**CONFIG, "output": str(tmp_path / "out")}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
         stdout=subprocess.PIPE,
@@ -101,9 +99,16 @@ def test_a_dead_worker_stops_the_sweep_with_a_clear_error(tmp_path):
     )
     results = tmp_path / "out" / "results.jsonl"
     deadline = time.time() + 240
-    while time.time() < deadline and not (results.is_file() and len(results.read_text().splitlines()) >= 3):
+    while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= records):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         time.sleep(0.05)
+    return proc, results
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_a_dead_worker_stops_the_sweep_with_a_clear_error(tmp_path):
+    """SIGKILL one worker of a --jobs 2 sweep: the parent must not hang; it exits 2, naming the problem."""
+    proc, results = _parallel_sweep_with_records(tmp_path, 3)
     workers = [p for p in _children(proc.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
     workers = [p for p in workers if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
     assert workers, "no worker processes found"
@@ -126,19 +131,7 @@ def _alive(pid: int) -> bool:
 def test_sigkill_of_the_sweep_ends_its_workers(tmp_path):
     """SIGKILL the parent of a --jobs 2 sweep: its workers (each holding a model) and multiprocessing's resource
     tracker must not outlive it."""
-    cfg = {**CONFIG, "output": str(tmp_path / "out")}
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fcm.cli", "sweep", str(config), "--no-progress", "--jobs", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    results = tmp_path / "out" / "results.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= 2):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.05)
+    proc, _ = _parallel_sweep_with_records(tmp_path, 2)
     children = {p: Path(f"/proc/{p}/cmdline").read_text(errors="replace") for p in _children(proc.pid)}
     workers = [p for p, cmd in children.items() if "spawn_main" in cmd]
     tracker = [p for p, cmd in children.items() if "resource_tracker" in cmd]

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcm.errors import ConfigError, WeightsError
+from fcm.errors import ConfigError
+from fcm.torch_files import load_mapping, save_mapping
 
 FORMAT = "fcm-train-state"
 
@@ -68,20 +69,12 @@ def _plain(value: Any) -> Any:
 
 
 def save_state(path: Path, state: TrainerState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state.__dict__}, tmp)
-    tmp.replace(path)
+    save_mapping(path, FORMAT, dict(state.__dict__))
 
 
 def load_state(path: Path, identity: str) -> TrainerState:
     """The state at ``path``; :class:`ConfigError` when it was saved by a run of another configuration."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path} is not a readable trainer state: {type(e).__name__}: {e}") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise WeightsError(f"{path} is not an fcm trainer state (no format {FORMAT!r})")
+    data = load_mapping(path, FORMAT, "trainer state")
     if data["config"] != identity:
         raise ConfigError(
             f"{path} holds a run of another training configuration ({data['config']}, this one is {identity}); "

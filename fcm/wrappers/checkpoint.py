@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fcm.errors import WeightsError
 from fcm.models.base import SplitModel, SplitSpec
+from fcm.torch_files import load_mapping, save_mapping
 from fcm.wrappers.base import WrapperPair
 
 __all__ = ["FORMAT", "load_wrapper", "save_wrapper"]
@@ -39,7 +38,6 @@ def save_wrapper(
     path = Path(path)
     tag = wrapper.weights_tag
     payload = {
-        "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "wrapper": wrapper.name,
         "options": dict(wrapper.options),
@@ -52,10 +50,7 @@ def save_wrapper(
         "state_dict": {k: v.detach().cpu() for k, v in wrapper.state_dict().items()},
         "training": dict(training or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_mapping(path, FORMAT, payload)
     return tag
 
 
@@ -64,12 +59,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"wrapper checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path} is not a readable wrapper checkpoint: {type(e).__name__}: {e}") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise WeightsError(f"{path} is not an fcm wrapper checkpoint (no format {FORMAT!r})")
+    data = load_mapping(path, FORMAT, "wrapper checkpoint")
     if data.get("format_version") != FORMAT_VERSION:
         raise WeightsError(f"{path}: checkpoint format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
     missing = [k for k in ("wrapper", "options", "model", "split", "weights_tag", "state_dict") if k not in data]
