@@ -74,3 +74,29 @@ def test_console_script_runs(tmp_path):
         [sys.executable, "-m", "fcm.cli", "info", str(tmp_path / "x.fcm")], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_wrapped_stream_on_the_command_line(tmp_path, capsys):
+    """encode --wrapper writes a version-2 stream naming the wrapper; decode needs the same checkpoint."""
+    import torch
+
+    from fcm.models import get_model
+    from fcm.wrappers import build_wrapper, save_wrapper
+
+    model = get_model("efficientnet_lite0", "stage4")
+    torch.manual_seed(0)
+    tag = save_wrapper(tmp_path / "w.pt", build_wrapper("channel_reduction", model.spec, channels=40, hidden=8), model)
+    stream = tmp_path / "cat.fcm"
+    code, out, err = _run(
+        capsys, "encode", "skimage:chelsea", "--qp", "32", "--wrapper", str(tmp_path / "w.pt"), "-o", str(stream)
+    )
+    assert code == 0, err
+    assert json.loads(out)["wrapper"] == f"channel_reduction (weights {tag})"
+    code, out, _ = _run(capsys, "info", str(stream))
+    info = json.loads(out)
+    assert info["format_version"] == 2 and info["wrapper"] == {"name": "channel_reduction", "weights": tag}
+    assert info["tensors"][0]["name"] == "stage4_r" and info["tensors"][0]["shape"] == [40, 14, 14]
+    code, _, err = _run(capsys, "decode", str(stream))
+    assert code == 2 and "coded with wrapper channel_reduction" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = _run(capsys, "decode", str(stream), "--wrapper", str(tmp_path / "w.pt"))
+    assert code == 0 and len(json.loads(out)["result"]["top"]) == 5
