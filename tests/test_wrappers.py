@@ -177,3 +177,21 @@ def test_identity_wrapper_codes_what_the_feature_pipeline_codes(chelsea, lite0):
         pipeline.decode(wrapped.bitstream, lite0, wrapper=identity).output,
         pipeline.decode(plain.bitstream, lite0).output,
     )
+
+
+def test_shipped_checkpoint_is_what_the_training_config_makes(lite0):
+    """checkpoints/…scaled.pt loads for Lite0 stage4, and was trained by exactly configs/train_wrapped.yaml (the same
+    config identity: `fcm train configs/train_wrapped.yaml` retrains it), with SCALED through x265."""
+    from pathlib import Path
+
+    from fcm.train.config import TrainConfig
+
+    root = Path(__file__).resolve().parent.parent
+    path = root / "checkpoints" / "efficientnet_lite0_stage4_cr40_scaled.pt"
+    wrapper = load_wrapper(path, lite0)
+    assert wrapper.name == "channel_reduction" and [t.channels for t in wrapper.coded_spec.tensors] == [40]
+    training = read_checkpoint(path)["training"]
+    config = TrainConfig.from_yaml(root / "configs" / "train_wrapped.yaml")
+    assert training["config_identity"] == config.identity()
+    assert (training["surrogate"], training["codec"], training["steps"]) == ("scaled", "x265", config.steps)
+    assert path.stat().st_size < 4 * 2**20  # a few MB at most
