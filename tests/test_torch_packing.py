@@ -155,3 +155,34 @@ def test_torch_packer_rejects_what_the_numpy_packer_rejects():
     for pack in (Packer(10).pack, lambda t: pack_torch(Packer(10), t)):
         with pytest.raises(ShapeError, match="NaN"):
             pack(bad)
+
+
+def test_live_ranges_equal_the_packers_and_make_the_coded_path_scale_invariant():
+    """Training's ranges are the packer's values, with gradients: a codec error fixed in samples then costs the same
+    whatever scale the pre-wrapper gives its output, so no gradient pushes that scale (detached ranges would: −2L/a)."""
+    from collections import OrderedDict
+
+    from fcm.packing import Packer
+    from fcm.packing.torch_ops import SampleRanges, from_sample_frames, to_sample_frames
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 6, 6, generator=g)
+    layout = Packer(10).layout_for(OrderedDict(t=x))
+    noise = 3 * torch.randn(2, layout.frame_height, layout.frame_width, generator=g)  # a codec error in samples
+
+    def loss_and_grad(scale: float, ranges_of) -> tuple[float, float]:
+        a = torch.tensor(scale, requires_grad=True)
+        coded = OrderedDict(t=a * x)
+        r = ranges_of(layout, coded, "frame")
+        y = to_sample_frames(layout, coded, r, 10)
+        loss = ((from_sample_frames(layout, y + noise, r, 10)["t"] / a - x) ** 2).mean()
+        loss.backward()
+        assert a.grad is not None
+        return loss.item(), a.grad.item()
+
+    live = [loss_and_grad(s, SampleRanges.live) for s in (0.5, 1.0, 2.0)]
+    detached = [loss_and_grad(s, SampleRanges.of) for s in (0.5, 1.0, 2.0)]
+    assert all(abs(grad) < 1e-4 * loss for loss, grad in live)  # float rounding only: 2L/a would be ~1e4 larger
+    assert all(grad == pytest.approx(-2 * loss / s, rel=1e-3) for (loss, grad), s in zip(detached, (0.5, 1.0, 2.0)))
+    coded = OrderedDict(t=x)
+    assert torch.equal(SampleRanges.live(layout, coded, "tensor").lo, SampleRanges.of(layout, coded, "tensor").lo)

@@ -201,16 +201,25 @@ class SampleRanges:
     @classmethod
     def of(cls, layout: Layout, tensors: Mapping[str, torch.Tensor], range_mode: RangeMode) -> SampleRanges:
         """The min–max ranges :meth:`Packer.pack` would signal for ``tensors`` (taken from detached features)."""
-        _batch_size(layout, tensors)
         with torch.no_grad():
-            x = [tensors[p.name].detach().to(torch.float32).flatten(1) for p in layout.placements]
-            lo = torch.stack([t.amin(dim=1) for t in x], dim=1)
-            hi = torch.stack([t.amax(dim=1) for t in x], dim=1)
-            if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-                raise ShapeError("features contain NaN or infinite values; refusing to quantize them")
-            if range_mode == "frame":
-                lo = lo.amin(dim=1, keepdim=True).expand_as(lo)
-                hi = hi.amax(dim=1, keepdim=True).expand_as(hi)
+            return cls.live(layout, {k: t.detach() for k, t in tensors.items()}, range_mode)
+
+    @classmethod
+    def live(cls, layout: Layout, tensors: Mapping[str, torch.Tensor], range_mode: RangeMode) -> SampleRanges:
+        """The same ranges as :meth:`of`, as functions of the features (gradients reach the extreme values).
+
+        For training: the codec works in samples, so its error in feature units scales with the range ``hi − lo``;
+        with detached ranges a wrapper would see a codec error that does not grow with its output's scale.
+        """
+        _batch_size(layout, tensors)
+        x = [tensors[p.name].to(torch.float32).flatten(1) for p in layout.placements]
+        lo = torch.stack([t.amin(dim=1) for t in x], dim=1)
+        hi = torch.stack([t.amax(dim=1) for t in x], dim=1)
+        if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+            raise ShapeError("features contain NaN or infinite values; refusing to quantize them")
+        if range_mode == "frame":
+            lo = lo.amin(dim=1, keepdim=True).expand_as(lo)
+            hi = hi.amax(dim=1, keepdim=True).expand_as(hi)
         return cls(lo, hi)
 
     @classmethod

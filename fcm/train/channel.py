@@ -126,7 +126,9 @@ class CodedPath(nn.Module):
         bits = self.bit_depth
         coded = self.wrapper.encode(features)
         layout = self._packer.layout_for(coded)
-        ranges = SampleRanges.of(layout, coded, "frame")
+        # ranges as functions of the coded tensors: the codec's error in feature units grows with hi − lo, and the
+        # wrapper must see that (same values as the packer's, so the forward pass is what is coded)
+        ranges = SampleRanges.live(layout, coded, "frame")
         y = to_sample_frames(layout, coded, ranges, bits)
         rate_bits = self._rate(y, qp).rate
         y_hat, real_bytes, temperature = self.channel(y, qp, step)
