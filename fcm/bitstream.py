@@ -41,6 +41,8 @@ VALUE_CHARS = r"\x20-\x7e"
 _NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME}}}")
 _PRESET = re.compile(f"[{NAME_CHARS}]{{0,{MAX_NAME}}}")  # empty: the codec's default
 _VALUE = re.compile(f"[{VALUE_CHARS}]{{0,{MAX_STRING}}}")
+#: a wrapper's weights tag: 16 lower-case hex digits (see fcm.wrappers.state_dict_tag)
+_TAG = re.compile("[0-9a-f]{16}")
 MAX_TENSORS = 64
 MAX_META = 32
 #: float side information (version 2): at most this many entries of at most MAX_SIDE_VALUES float32 values each
@@ -197,7 +199,7 @@ def _write_wrapper(w: _Writer, wrapper: WrapperRef | None) -> None:
         return
     w.uint(1)
     w.string(wrapper.name, "wrapper name")
-    w.string(wrapper.weights_tag, "wrapper weights tag")
+    w.string(wrapper.weights_tag, "wrapper weights tag", _TAG)
 
 
 def _write_side_info(w: _Writer, side_info: dict[str, tuple[float, ...]]) -> None:
@@ -206,7 +208,10 @@ def _write_side_info(w: _Writer, side_info: dict[str, tuple[float, ...]]) -> Non
     w.uint(len(side_info))
     for key, values in side_info.items():
         w.string(key, "side information key")
-        values32 = [float(struct.unpack("<f", struct.pack("<f", v))[0]) for v in values]
+        try:
+            values32 = [float(struct.unpack("<f", struct.pack("<f", v))[0]) for v in values]
+        except (struct.error, OverflowError, TypeError) as e:  # not a number, or beyond float32
+            raise BitstreamError(f"invalid side information {key!a}: {e}") from None
         if len(values32) > MAX_SIDE_VALUES or not all(math.isfinite(v) for v in values32):
             raise BitstreamError(
                 f"invalid side information {key!a}: at most {MAX_SIDE_VALUES} values, all finite in float32"
@@ -228,6 +233,8 @@ def _check_string(s: object, what: str, pattern: re.Pattern[str]) -> None:
     if not isinstance(s, str) or not pattern.fullmatch(s):
         if pattern is _VALUE:
             allowed = f"at most {MAX_STRING} printable ASCII characters"
+        elif pattern is _TAG:
+            allowed = "16 lower-case hexadecimal digits"
         else:
             allowed = f"{0 if pattern is _PRESET else 1}–{MAX_NAME} characters from [{NAME_CHARS}]"
         shown = ascii(s[:80]) + ("…" if len(s) > 80 else "") if isinstance(s, str) else type(s).__name__
@@ -417,7 +424,7 @@ def _read_wrapper(r: _Reader) -> WrapperRef | None:
     present = r.uint("wrapper flag", 1)
     if not present:
         return None
-    return WrapperRef(r.string("wrapper name"), r.string("wrapper weights tag"))
+    return WrapperRef(r.string("wrapper name"), r.string("wrapper weights tag", _TAG))
 
 
 def _read_side_info(r: _Reader) -> dict[str, tuple[float, ...]]:

@@ -399,3 +399,14 @@ def test_version_2_errors():
     with pytest.raises(BitstreamError, match="wrapper flag"):
         at = data.index(b"258fb6c6deadbeef") + 16  # the wrapper flag follows the weights tag
         bitstream.read(_recrc(data[:at] + b"\x02" + data[at + 1 :]))
+
+
+def test_wrapper_tag_and_side_information_are_checked_on_write():
+    h = _v2_header()
+    bad_tag = dataclasses.replace(h, wrapper=bitstream.WrapperRef("channel_reduction", "zz"))
+    with pytest.raises(BitstreamError, match="invalid wrapper weights tag 'zz': must be 16 lower-case hex"):
+        bitstream.write(bad_tag, _payload(bad_tag))
+    for value in (1e39, "x"):  # beyond float32, not a number
+        bad = dataclasses.replace(h, side_info={"scale": (value,)})
+        with pytest.raises(BitstreamError, match="invalid side information 'scale'"):
+            bitstream.write(bad, _payload(bad))

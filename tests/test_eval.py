@@ -784,3 +784,53 @@ def test_report_of_a_folder_from_before_pipeline_settings_says_so(tmp_path, full
     (old / "sweep.json").write_text(json.dumps(stored))
     md = Path(report_folder(old)["report"]["report_md"]).read_text()
     assert "- `remote`: settings not recorded" in md and "yuv420p10" not in md
+
+
+def test_a_sweep_may_add_a_pipeline_and_resume(tmp_path):
+    """Records of the pipelines both runs share stay valid: adding one resumes instead of being refused."""
+    from fcm.eval.sweep import run_sweep
+
+    raw = _cfg(tmp_path, pipelines=["feature"], qps=[37])
+    raw["dataset"] = {"kind": "embedded", "photos": ["chelsea"], "variants": 1}
+    first = run_sweep(SweepConfig.from_config(raw), progress=False)
+    second = run_sweep(SweepConfig.from_config({**raw, "pipelines": ["feature", "remote"]}), progress=False)
+    assert first.new_records == 2 and second.new_records == 1 and second.complete
+    stored = json.loads((Path(raw["output"]) / "sweep.json").read_text())
+    assert set(stored["pipeline_identity"]) == {"feature", "remote"}
+    with pytest.raises(ConfigError, match="pipeline_identity of 'remote'"):
+        run_sweep(
+            SweepConfig.from_config({**raw, "pipelines": {"feature": {}, "remote": {"format": "yuv444p"}}}),
+            progress=False,
+        )
+
+
+def test_wrapped_checkpoint_checks(tmp_path):
+    """A checkpoint for another split fails validation; a results folder reports without its checkpoint (the tag is
+    pinned in sweep.json) and refuses to resume with other weights at the same path."""
+    import torch
+
+    from fcm.eval.run import report_folder
+    from fcm.eval.sweep import load_config, run_sweep
+    from fcm.models import get_model
+    from fcm.wrappers import build_wrapper, save_wrapper
+
+    stage3 = get_model("efficientnet_lite0", "stage3")
+    save_wrapper(tmp_path / "s3.pt", build_wrapper("channel_reduction", stage3.spec, channels=8, hidden=4), stage3)
+    with pytest.raises(ConfigError, match="trained for efficientnet_lite0/stage3, not efficientnet_lite0/stage4"):
+        SweepConfig.from_config(_cfg(tmp_path, pipelines={"wrapped": {"checkpoint": str(tmp_path / "s3.pt")}}))
+    model = get_model("efficientnet_lite0", "stage4")
+    torch.manual_seed(0)
+    wrapper = build_wrapper("channel_reduction", model.spec, channels=40, hidden=8)
+    tag = save_wrapper(tmp_path / "w.pt", wrapper, model)
+    raw = _cfg(tmp_path, pipelines={"wrapped[x]": {"checkpoint": str(tmp_path / "w.pt")}}, qps=[37])
+    raw["dataset"] = {"kind": "embedded", "photos": ["chelsea"], "variants": 1}
+    run_sweep(SweepConfig.from_config(raw), progress=False)
+    out = Path(raw["output"])
+    with torch.no_grad():
+        next(wrapper.parameters()).view(-1)[0] += 1.0
+    save_wrapper(tmp_path / "w.pt", wrapper, model)
+    with pytest.raises(ConfigError, match=f"but the sweep was run with {tag}"):
+        load_config(out)
+    (tmp_path / "w.pt").unlink()
+    md = Path(report_folder(out)["report"]["report_md"]).read_text()
+    assert f"(weights {tag})" in md

@@ -162,7 +162,7 @@ def test_shipped_training_configs_are_valid():
 
 
 def test_default_images_are_every_training_source(tmp_path):
-    config = TrainConfig.from_config({"checkpoint": str(tmp_path / "w.pt"), "wrapper": {"name": "identity"}})
+    config = TrainConfig.from_config({"checkpoint": str(tmp_path / "w.pt"), "wrapper": {"name": "channel_reduction"}})
     assert config.sources == tuple(TRAINING_SOURCES) and len(config.sources) >= 10
     assert config.preset == "ultrafast" and config.bit_depth is None and config.codec_bit_depth == 10
 
@@ -274,3 +274,23 @@ def test_short_training_lowers_the_loss_on_held_out_crops(tmp_path, model):
     before = evaluate(initial, model, held_out, config)
     after = evaluate(load_wrapper(config.checkpoint, model), model, held_out, config)
     assert result.finished and after < 0.7 * before, (before, after)
+
+
+def test_wrapper_and_codec_settings_fail_at_config_time(tmp_path):
+    """Caught before any feature is cached: options the wrapper does not take, a wrapper with nothing to train, a
+    split the model lacks, and step-based surrogates on a codec whose QP is not on the H.264/HEVC scale."""
+    from fcm.errors import ConfigError
+    from fcm.train.config import TrainConfig
+
+    base = {"checkpoint": str(tmp_path / "w.pt"), "wrapper": {"name": "channel_reduction", "channels": 8}}
+    for overrides, message in (
+        ({"wrapper": {"name": "channel_reduction", "foo": 1}}, "unexpected keyword argument 'foo'"),
+        ({"wrapper": {"name": "channel_reduction", "channels": 500}}, "would grow tensor"),
+        ({"wrapper": "identity"}, "has no parameters to train"),
+        ({"split": "stage9"}, "unknown split 'stage9'"),
+        ({"codec": "svtav1", "qps": [40], "surrogate": "noise"}, "another QP scale"),
+        ({"codec": "svtav1", "qps": [40], "surrogate": "scaled", "lam": 0.1}, "another QP scale"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig.from_config({**base, **overrides})
+    TrainConfig.from_config({**base, "codec": "svtav1", "qps": [40], "surrogate": "scaled"})  # no step involved

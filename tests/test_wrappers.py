@@ -195,3 +195,21 @@ def test_shipped_checkpoint_is_what_the_training_config_makes(lite0):
     assert training["config_identity"] == config.identity()
     assert (training["surrogate"], training["codec"], training["steps"]) == ("scaled", "x265", config.steps)
     assert path.stat().st_size < 4 * 2**20  # a few MB at most
+
+
+def test_malformed_checkpoint_contents_are_weights_errors(tmp_path, lite0):
+    w = build_wrapper("channel_reduction", lite0.spec, channels=24, hidden=8)
+    save_wrapper(tmp_path / "w.pt", w, lite0)
+    data = torch.load(tmp_path / "w.pt", weights_only=True)
+    for key, value, message in (
+        ("options", {"channels": 24, "hidden": 8, "depth": 3}, "cannot rebuild wrapper"),
+        ("options", [24], "must be mappings"),
+        ("state_dict", [1, 2], "must be mappings"),
+        ("wrapper", "pca", "cannot rebuild wrapper 'pca'"),
+    ):
+        torch.save({**data, key: value}, tmp_path / "bad.pt")
+        with pytest.raises(WeightsError, match=message):
+            load_wrapper(tmp_path / "bad.pt", lite0)
+    torch.save({k: v for k, v in data.items() if k != "model_weights_tag"}, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="lacks"):
+        load_wrapper(tmp_path / "bad.pt", lite0)

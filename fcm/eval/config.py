@@ -172,7 +172,9 @@ class SweepConfig:
                 raise ConfigError(
                     f"unknown split {self.split!r} of model {self.model!r}; known: {', '.join(entry.splits)}"
                 )
+            split = self.split or entry.default_split
             for pipeline in self.pipelines:
+                pipeline.check_split(self.model, split)
                 if len(set(pipeline.qps)) != len(pipeline.qps):
                     raise ConfigError(f"qps of pipeline {pipeline.label!r} contain duplicates: {list(pipeline.qps)}")
             if self.sha256 is not None and self.weights is None:

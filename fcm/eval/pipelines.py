@@ -112,6 +112,9 @@ class Pipeline(ABC):
         """Raise :class:`~fcm.errors.FcmError` if ``codec`` cannot run this pipeline at ``params``."""
         codec.check_params(bit_depth, params)
 
+    def check_split(self, model: str, split: str) -> None:  # noqa: B027 - a hook: most pipelines fit any split
+        """Raise :class:`~fcm.errors.ConfigError` if this pipeline cannot serve ``model`` cut at ``split``."""
+
     def describe(self) -> str:
         """One line for a report: what this pipeline sends."""
         return (self.__doc__ or self.kind).strip().split(".")[0]
@@ -230,31 +233,52 @@ class WrappedPipeline(Pipeline):
     tag (bitstream version 2), and the decoder checks them."""
 
     kind = "wrapped"
-    options = ("checkpoint",)
+    options = ("checkpoint", "weights_tag")
 
-    def __init__(self, label: str, qps: tuple[int, ...], checkpoint: str, weights_tag: str) -> None:
+    def __init__(
+        self, label: str, qps: tuple[int, ...], checkpoint: str, weights_tag: str, trained_for: tuple[str, str] | None
+    ) -> None:
         super().__init__(label, qps)
         self.checkpoint = checkpoint
         self.weights_tag = weights_tag
+        self.trained_for = trained_for
         self._wrapper: WrapperPair | None = None
 
     @classmethod
     def _from_section(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
+        """``checkpoint`` (a path) and optionally ``weights_tag``, which pins the weights: a checkpoint holding other
+        weights is refused, and with the tag given the file need not exist to report a results folder."""
         from pathlib import Path
 
         from fcm.wrappers import read_checkpoint
 
-        path = section.get("checkpoint")
+        path, pinned = section.get("checkpoint"), section.get("weights_tag")
         if not isinstance(path, str) or not path:
             raise ConfigError(f"pipeline {label!r} needs checkpoint: the path of a wrapper checkpoint")
+        if pinned is not None and not isinstance(pinned, str):
+            raise ConfigError(f"pipeline {label!r}: weights_tag must be a string, got {pinned!r}")
+        resolved = str(Path(path).resolve())
+        if pinned is not None and not Path(path).exists():
+            return cls(label, qps, resolved, pinned, None)  # enough to report its records; measuring will say
         try:
             data = read_checkpoint(path)
         except FcmError as e:
             raise ConfigError(f"pipeline {label!r}: {e}") from e
-        return cls(label, qps, str(Path(path).resolve()), str(data["weights_tag"]))
+        if pinned is not None and pinned != data["weights_tag"]:
+            raise ConfigError(
+                f"pipeline {label!r}: {path} holds weights {data['weights_tag']}, but the sweep was run with {pinned}"
+            )
+        return cls(label, qps, resolved, str(data["weights_tag"]), (str(data["model"]), str(data["split"])))
+
+    def check_split(self, model: str, split: str) -> None:
+        if self.trained_for is not None and self.trained_for != (model, split):
+            raise ConfigError(
+                f"pipeline {self.label!r}: {self.checkpoint} was trained for {'/'.join(self.trained_for)}, "
+                f"not {model}/{split}"
+            )
 
     def section(self) -> dict[str, Any]:
-        return {"qps": list(self.qps), "checkpoint": self.checkpoint}
+        return {"qps": list(self.qps), "checkpoint": self.checkpoint, "weights_tag": self.weights_tag}
 
     def identity(self) -> dict[str, Any]:
         return {"checkpoint_weights_tag": self.weights_tag}  # the weights, wherever the file lies

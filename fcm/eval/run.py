@@ -135,11 +135,14 @@ def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> di
 
 
 def _report_settings(cfg: SweepConfig, legacy: bool = False) -> dict[str, Any]:
+    described = {p.label: p.describe() for p in cfg.pipelines}
     if legacy:  # a folder written before fcm recorded pipeline settings: say so rather than show today's defaults
-        said = "settings not recorded (fcm < 0.2; its remote anchor coded 8-bit 4:2:0, limited range, via FFmpeg)"
-        described = {p.label: said for p in cfg.pipelines}
-    else:
-        described = {p.label: p.describe() for p in cfg.pipelines}
+        for p in cfg.pipelines:
+            if p.kind == "remote":
+                described[p.label] = (
+                    "settings not recorded (written before fcm stated them: its remote anchor then coded 8-bit 4:2:0, "
+                    "limited range, through FFmpeg's scaler)"
+                )
     return {
         "bootstrap": cfg.bootstrap,
         "seed": cfg.bootstrap_seed,

@@ -253,12 +253,18 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
         previous = _identity(stored)
         if "weights_tag" not in stored:  # written before fcm recorded it: nothing to compare
             previous["weights_tag"] = identity["weights_tag"]
-        if previous != identity:
-            changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+        # a sweep may add (or leave out) pipelines; the ones both runs name must agree
+        before, now = previous.pop("pipeline_identity") or {}, identity.pop("pipeline_identity")
+        changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+        changed += [
+            f"pipeline_identity of {label!r}" for label in sorted(set(before) & set(now)) if before[label] != now[label]
+        ]
+        if changed:
             raise ConfigError(
                 f"{out} holds results of a different sweep (differs in {', '.join(changed)}); "
                 "choose another output folder or delete it"
             )
+        resolved["pipeline_identity"] = {**before, **now}
     path.write_text(json.dumps(resolved, indent=2))
 
 

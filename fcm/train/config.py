@@ -132,7 +132,34 @@ class TrainConfig:
             values["crop_size"] = _crop_size(raw["crop_size"])
         config = cls(**values)
         config._check_codec()
+        config._check_wrapper()
         return config
+
+    def _check_wrapper(self) -> None:
+        """Model, split and wrapper options, checked by building the wrapper on the split's published spec (no
+        weights are loaded), so a bad option fails here rather than after the feature cache is built."""
+        from fcm.models import MODELS
+        from fcm.wrappers import build_wrapper
+
+        try:
+            entry = MODELS.get(self.model)
+        except FcmError as e:
+            raise ConfigError(f"model: {e}") from e
+        split = self.split or entry.default_split
+        specs = {spec.split: spec for spec in entry.split_specs()}
+        if split not in specs:
+            if entry.any_node:  # a graph node: its tensors are known only once the model is cut there
+                return
+            raise ConfigError(f"split: unknown split {split!r} of model {self.model!r}; known: {', '.join(specs)}")
+        options = {k: v for k, v in self.wrapper.items() if k != "name"}
+        try:
+            wrapper = build_wrapper(self.wrapper["name"], specs[split], **options)
+        except TypeError as e:
+            raise ConfigError(f"wrapper {self.wrapper['name']!r}: {e}") from None
+        except FcmError as e:
+            raise ConfigError(f"wrapper: {e}") from e
+        if not any(p.requires_grad for p in wrapper.parameters()):
+            raise ConfigError(f"wrapper {self.wrapper['name']!r} has no parameters to train")
 
     def _check_codec(self) -> None:
         from fcm.codecs import get_codec
@@ -149,6 +176,12 @@ class TrainConfig:
         bad = [q for q in self.qps if not low <= q <= high]
         if bad:
             raise ConfigError(f"qps {bad} lie outside {self.codec}'s range [{low}, {high}]")
+        # the noise and proxy surrogates and the rate proxy take their step from the H.264/HEVC QP scale
+        if (self.surrogate in ("noise", "proxy") or self.lam > 0) and (codec.qp_range != (0, 51) or codec.lossless):
+            raise ConfigError(
+                f"surrogate {self.surrogate!r} (and the rate proxy, lam > 0) model an H.264/HEVC quantizer step; codec "
+                f"{self.codec!r} has another QP scale: use scaled or ste with lam 0, or x264/x265"
+            )
 
     @property
     def sources(self) -> tuple[str, ...]:

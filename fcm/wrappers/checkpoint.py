@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fcm.errors import WeightsError
+from fcm.errors import FcmError, WeightsError
 from fcm.models.base import SplitModel, SplitSpec
 from fcm.torch_files import load_mapping, save_mapping
 from fcm.wrappers.base import WrapperPair
@@ -62,7 +62,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     data = load_mapping(path, FORMAT, "wrapper checkpoint")
     if data.get("format_version") != FORMAT_VERSION:
         raise WeightsError(f"{path}: checkpoint format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
-    missing = [k for k in ("wrapper", "options", "model", "split", "weights_tag", "state_dict") if k not in data]
+    required = ("wrapper", "options", "model", "split", "model_weights_tag", "weights_tag", "state_dict")
+    missing = [k for k in required if k not in data]
     if missing:
         raise WeightsError(f"{path}: checkpoint lacks {missing}")
     return data
@@ -75,14 +76,16 @@ def load_wrapper(path: str | Path, model: SplitModel) -> WrapperPair:
     data = read_checkpoint(path)
     if (data["model"], data["split"]) != (model.name, model.split):
         raise WeightsError(f"{path} was trained for {data['model']}/{data['split']}, not {model.name}/{model.split}")
-    if data.get("model_weights_tag") not in (None, model.weights_tag):
+    if data["model_weights_tag"] != model.weights_tag:
         raise WeightsError(f"{path} was trained on model weights {data['model_weights_tag']}, not {model.weights_tag}")
-    cls = WRAPPERS.get(data["wrapper"])
-    wrapper = cls(model.spec, **data["options"])
+    if not isinstance(data["options"], dict) or not isinstance(data["state_dict"], dict):
+        raise WeightsError(f"{path}: checkpoint options and state_dict must be mappings")
     try:
+        cls = WRAPPERS.get(data["wrapper"])
+        wrapper = cls(model.spec, **data["options"])
         wrapper.load_state_dict(data["state_dict"], strict=True)
-    except RuntimeError as e:
-        raise WeightsError(f"{path}: weights do not fit wrapper {data['wrapper']!r}: {e}") from e
+    except (FcmError, TypeError, RuntimeError) as e:
+        raise WeightsError(f"{path}: cannot rebuild wrapper {data['wrapper']!r} from it: {e}") from e
     if wrapper.weights_tag != data["weights_tag"]:
         raise WeightsError(
             f"{path}: weights hash to {wrapper.weights_tag}, but the checkpoint states {data['weights_tag']} "
