@@ -35,12 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N inputs only")
     args = parser.parse_args(argv)
 
-    from fcm.train.config import TrainConfig
-    from fcm.train.loop import train
-
     from fcm.eval.config import SweepConfig
     from fcm.eval.curves import analyse
     from fcm.eval.run import run_and_report
+    from fcm.train.config import TrainConfig
+    from fcm.train.loop import train
 
     out = Path(args.out)
     surrogates = [s.strip() for s in args.surrogates.split(",") if s.strip()]
