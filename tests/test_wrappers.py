@@ -213,3 +213,27 @@ def test_malformed_checkpoint_contents_are_weights_errors(tmp_path, lite0):
     torch.save({k: v for k, v in data.items() if k != "model_weights_tag"}, tmp_path / "bad.pt")
     with pytest.raises(WeightsError, match="lacks"):
         load_wrapper(tmp_path / "bad.pt", lite0)
+
+
+def test_pca_start_reconstructs_like_principal_components(lite0):
+    """channel_reduction's PCA start: decode(encode(x)) is the rank-K projection of the channel vectors onto the
+    leading principal components of the example tensors (residual blocks still zero), deterministically."""
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.randn(80, 80, generator=g)
+    x = torch.einsum("dc,nchw->ndhw", mixing, torch.randn(6, 80, 14, 14, generator=g)) + 3.0
+    torch.manual_seed(1)
+    a = build_wrapper("channel_reduction", lite0.spec, channels=24, hidden=8)
+    torch.manual_seed(2)
+    b = build_wrapper("channel_reduction", lite0.spec, channels=24, hidden=8)
+    a.init_from_features({"stage4": x})
+    b.init_from_features({"stage4": x})
+    # the projections depend on the data only (the residual blocks' inner weights keep their random start)
+    assert torch.equal(a.pre["stage4"][0].weight, b.pre["stage4"][0].weight)
+    assert torch.equal(a.post["stage4"][-1].bias, b.post["stage4"][-1].bias)
+    rows = x.double().permute(0, 2, 3, 1).reshape(-1, 80)
+    mean = rows.mean(0)
+    _, _, v = torch.linalg.svd(rows - mean, full_matrices=False)
+    expected = ((rows - mean) @ v[:24].T @ v[:24] + mean).reshape(6, 14, 14, 80).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        got = a(OrderedDict(stage4=x))["stage4"].double()
+    assert torch.allclose(got, expected, atol=1e-3 * float(expected.abs().max()))

@@ -14,6 +14,8 @@ Surrogate = Literal["scaled", "ste", "noise", "proxy"]
 SURROGATES: tuple[str, ...] = ("scaled", "ste", "noise", "proxy")
 Loss = Literal["output", "features"]
 LOSSES: tuple[str, ...] = ("output", "features")
+#: how the wrapper starts: ``pca`` (from the training features, see WrapperPair.init_from_features) or as built
+INITS: tuple[str, ...] = ("pca", "random")
 
 #: Fields that do not change what training computes: they are left out of :meth:`TrainConfig.identity`, so a run
 #: may resume with other workers, another log file or another save interval.
@@ -37,6 +39,8 @@ class TrainConfig:
         surrogate: the gradient path through the codec: ``scaled`` / ``ste`` (the real codec in the forward pass),
             ``noise`` (uniform noise of the codec's quantizer step), ``proxy`` (the differentiable block-DCT codec).
         lam: λ, weight of the rate proxy (bits per input pixel), ≥ 0.
+        init: ``pca`` (default: the wrapper starts from the training features' principal components, where its
+            architecture supports it) or ``random`` (as built).
         loss: ``output`` (KL divergence of the back half's class distribution from the uncompressed model's:
             distillation, no labels) or ``features`` (MSE of the restored split tensors to the uncompressed ones).
         steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random.
@@ -63,6 +67,7 @@ class TrainConfig:
     surrogate: Surrogate = "scaled"
     lam: float = 0.0
     loss: Loss = "output"
+    init: str = "pca"
     steps: int = 300
     batch_size: int = 8
     lr: float = 1e-3
@@ -110,6 +115,7 @@ class TrainConfig:
             values["qps"] = _int_list(raw["qps"], "qps", 0)
         values["surrogate"] = _choice(raw.get("surrogate", cls.surrogate), "surrogate", SURROGATES)
         values["loss"] = _choice(raw.get("loss", cls.loss), "loss", LOSSES)
+        values["init"] = _choice(raw.get("init", cls.init), "init", INITS)
         if "lam" in raw:
             values["lam"] = _number(raw["lam"], "lam", 0.0)
         if "lr" in raw:

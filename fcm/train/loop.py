@@ -151,6 +151,8 @@ def _train(
     random.seed(config.seed)
     sampler = np.random.default_rng([config.seed, _BATCH_STREAM])
     wrapper = build_wrapper(config.wrapper["name"], model.spec, **_options(config.wrapper)).to(where.device)
+    if config.init == "pca":  # a resumed run overwrites this start with its saved weights below
+        wrapper.init_from_features(cache.features)
     wrapper.train()
     optimizer = torch.optim.Adam(wrapper.parameters(), lr=config.lr)
     start, wall_before = 0, 0.0
@@ -280,6 +282,7 @@ def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
         "qps": list(config.qps),
         "lam": config.lam,
         "loss": config.loss,
+        "init": config.init,
         "seed": config.seed,
         "codec": config.codec,
         "preset": config.preset,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -87,6 +88,31 @@ class ChannelReduction(WrapperPair):
         if k > ts.channels:
             raise ConfigError(f"channel_reduction to {k} channels would grow tensor {ts.name!r} of {ts.channels}")
         return TensorSpec(f"{ts.name}_r", k, ts.stride)
+
+    @torch.no_grad()
+    def init_from_features(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Start as principal component analysis of ``tensors``: the pre-wrapper's projection keeps the K leading
+        principal components of the channel vectors (centred), the post-wrapper's maps them back and adds the mean;
+        with the residual blocks still zero, ``decode(encode(x))`` is then the rank-K PCA reconstruction, which
+        training refines. Eigenvectors from float64 ``eigh`` of the channel covariance, signs fixed (largest entry
+        positive), so the start is deterministic."""
+        for ts, cs in zip(self.input_spec.tensors, self.coded_spec.tensors, strict=True):
+            x = tensors[ts.name].detach().to(torch.float64).permute(0, 2, 3, 1).reshape(-1, ts.channels)
+            mean = x.mean(dim=0)
+            centred = x - mean
+            _, vectors = torch.linalg.eigh(centred.T @ centred / max(1, len(x) - 1))
+            basis = vectors.flip(1)[:, : cs.channels].T  # K×C, leading components first
+            signs = torch.sign(basis.gather(1, basis.abs().argmax(dim=1, keepdim=True)))
+            basis = basis * signs
+            pre, post = self.pre[ts.name], self.post[ts.name]
+            assert isinstance(pre, nn.Sequential) and isinstance(post, nn.Sequential)
+            project, restore = pre[0], post[-1]
+            assert isinstance(project, nn.Conv2d) and isinstance(restore, nn.Conv2d)
+            assert project.bias is not None and restore.bias is not None
+            project.weight.copy_(basis.reshape(cs.channels, ts.channels, 1, 1).to(project.weight.dtype))
+            project.bias.copy_((-(basis @ mean)).to(project.bias.dtype))
+            restore.weight.copy_(basis.T.reshape(ts.channels, cs.channels, 1, 1).to(restore.weight.dtype))
+            restore.bias.copy_(mean.to(restore.bias.dtype))
 
     def build(self, ts: TensorSpec, coded: TensorSpec) -> tuple[nn.Module, nn.Module]:
         hidden = self._hidden

@@ -81,6 +81,9 @@ class WrapperPair(nn.Module):
         """``(pre, post)`` modules mapping ``ts`` to ``coded`` and back."""
         raise NotImplementedError
 
+    def init_from_features(self, tensors: Tensors) -> None:
+        """Initialise the weights from example split tensors (``N×C×H×W`` per name) before training."""
+
     # -- the contract -------------------------------------------------------------------------------------------------
 
     @property
