@@ -12,13 +12,14 @@ from typing import Any
 
 from fcm.models.base import SplitSpec
 from fcm.registry import Registry
-from fcm.wrappers.architectures import ChannelReduction, IdentityWrapper
+from fcm.wrappers.architectures import ChannelReduction, FpnFusion, IdentityWrapper
 from fcm.wrappers.base import WrapperPair, state_dict_tag
 from fcm.wrappers.checkpoint import load_wrapper, read_checkpoint, save_wrapper
 
 __all__ = [
     "WRAPPERS",
     "ChannelReduction",
+    "FpnFusion",
     "IdentityWrapper",
     "WrapperPair",
     "build_wrapper",
@@ -31,6 +32,7 @@ __all__ = [
 WRAPPERS: Registry[type[WrapperPair]] = Registry("wrapper")
 WRAPPERS.add(IdentityWrapper.name, IdentityWrapper)
 WRAPPERS.add(ChannelReduction.name, ChannelReduction)
+WRAPPERS.add(FpnFusion.name, FpnFusion)
 
 
 def build_wrapper(name: str, spec: SplitSpec, **options: Any) -> WrapperPair:

@@ -10,17 +10,18 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from fcm.errors import ConfigError
+from fcm.errors import ConfigError, ShapeError
 from fcm.models.base import SplitSpec, TensorSpec
 from fcm.wrappers.base import WrapperPair
 
-__all__ = ["ChannelReduction", "IdentityWrapper"]
+__all__ = ["ChannelReduction", "FpnFusion", "IdentityWrapper"]
 
 
 class IdentityWrapper(WrapperPair):
@@ -119,3 +120,79 @@ class ChannelReduction(WrapperPair):
         pre = nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1), _Residual(coded.channels, hidden))
         post = nn.Sequential(_Residual(coded.channels, hidden), nn.Conv2d(coded.channels, ts.channels, 1))
         return pre, post
+
+
+class FpnFusion(WrapperPair):
+    """Multi-scale fusion of FPN levels into one coded tensor, in the spirit of MPEG FCTM's feature reduction.
+
+    Pre: each level (e.g. P2–P5, strides 4–32) → a 1×1 projection to ``per_level`` channels, resampled to the grid of
+    the level at ``stride`` (average pooling from finer levels, nearest upsampling from coarser ones), concatenated
+    and fused by a 3×3 convolution into ``channels`` channels: one tensor ``fused`` instead of four. Post: a 3×3
+    convolution, then per level a 1×1 projection back to its channels, resampled to the level's grid (bilinear
+    upsampling to finer levels, average pooling to coarser ones). Level sizes must be exact multiples of each other
+    (torchvision's detectors pad images to multiples of 32, so P2–P5 are), so the post-wrapper recovers every level's
+    size from the fused tensor alone.
+
+    Options: ``channels`` (of the fused tensor, default 128), ``per_level`` (default 64), ``stride`` (the fused grid,
+    default 16, one of the levels' strides).
+    """
+
+    name = "fpn_fusion"
+
+    def __init__(self, input_spec: SplitSpec, channels: int = 128, per_level: int = 64, stride: int = 16) -> None:
+        strides = [t.stride for t in input_spec.tensors]
+        for key, value in (("channels", channels), ("per_level", per_level)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"fpn_fusion {key} must be a positive integer, got {value!r}")
+        if len(strides) < 2 or stride not in strides:
+            raise ConfigError(f"fpn_fusion needs several levels and stride among their strides {strides}, got {stride}")
+        nn.Module.__init__(self)  # one fused tensor: not the per-tensor pairs WrapperPair builds
+        self.input_spec = input_spec
+        self.options = {"channels": channels, "per_level": per_level, "stride": stride}
+        self.coded_spec = SplitSpec(
+            input_spec.model, input_spec.split, (TensorSpec("fused", channels, stride),), "fpn_fusion wrapper output"
+        )
+        self.stride = stride
+        self.project = nn.ModuleDict({t.name: nn.Conv2d(t.channels, per_level, 1) for t in input_spec.tensors})
+        self.fuse = nn.Conv2d(per_level * len(strides), channels, 3, padding=1)
+        self.expand = nn.Sequential(nn.Conv2d(channels, per_level * len(strides), 3, padding=1), nn.GELU())
+        self.restore = nn.ModuleDict({t.name: nn.Conv2d(per_level, t.channels, 1) for t in input_spec.tensors})
+        self.pre, self.post = nn.ModuleDict(), nn.ModuleDict()  # the per-tensor pairs of the base class: unused
+
+    def _resample(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        """Scale ``x``'s grid by ``factor`` (a power of two): average pooling down, interpolation up."""
+        if factor == 1:
+            return x
+        if factor < 1:
+            return nn.functional.avg_pool2d(x, round(1 / factor))
+        return nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+    def encode(self, tensors: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+        from fcm.wrappers.base import _check
+
+        _check(tensors, self.input_spec, "pre-wrapper 'fpn_fusion'")
+        ref = next(t for t in self.input_spec.tensors if t.stride == self.stride)
+        h, w = tensors[ref.name].shape[-2:]
+        parts = []
+        for t in self.input_spec.tensors:
+            x = tensors[t.name]
+            expected = (h * self.stride // t.stride, w * self.stride // t.stride)
+            if t.stride > self.stride and (h % (t.stride // self.stride) or w % (t.stride // self.stride)):
+                raise ShapeError(f"fpn_fusion: level {t.name!r} is not an exact multiple of the fused grid {h}x{w}")
+            if tuple(x.shape[-2:]) != expected:
+                raise ShapeError(
+                    f"fpn_fusion: level {t.name!r} is {tuple(x.shape[-2:])}, expected {expected} for a fused grid "
+                    f"of {h}x{w} (level sizes must be exact multiples of each other)"
+                )
+            parts.append(self._resample(self.project[t.name](x), t.stride / self.stride))
+        return OrderedDict(fused=self.fuse(torch.cat(parts, dim=1)))
+
+    def decode(self, tensors: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+        from fcm.wrappers.base import _check
+
+        _check(tensors, self.coded_spec, "post-wrapper 'fpn_fusion'")
+        parts = self.expand(tensors["fused"]).chunk(len(self.input_spec.tensors), dim=1)
+        return OrderedDict(
+            (t.name, self.restore[t.name](self._resample(part, self.stride / t.stride)))
+            for t, part in zip(self.input_spec.tensors, parts, strict=True)
+        )
