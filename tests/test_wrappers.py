@@ -55,7 +55,7 @@ def test_wrapper_options_are_checked(lite0):
         build_wrapper("channel_reduction", lite0.spec, channels=96)
     with pytest.raises(TypeError):
         build_wrapper("channel_reduction", lite0.spec, width=3)
-    with pytest.raises(UnknownNameError, match="unknown wrapper 'pca'; known: channel_reduction, identity"):
+    with pytest.raises(UnknownNameError, match="unknown wrapper 'pca'; known: channel_reduction, fpn_fusion, identity"):
         WRAPPERS.get("pca")
 
 
