@@ -149,21 +149,37 @@ class FeaturePipeline(Pipeline):
     kind = "feature"
 
     def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
-        from fcm import pipeline
+        return _code_split_tensors(ctx, codec, params, bit_depth, None)
 
-        edge = ctx.edge()
-        enc = pipeline.encode_features(edge, ctx.model, codec, params, bit_depth)
-        dec = pipeline.decode(enc.bitstream, ctx.model)
-        cost = _front_cost(ctx)
-        times = {
-            "front": enc.front_s,
-            "pack": enc.pack_s,
-            "encode": enc.codec_s,
-            "decode": dec.codec_s,
-            "unpack": dec.unpack_s,
-            "back": dec.back_s,
-        }
-        return Measurement(dec.output, enc.num_bits, 8 * enc.payload_bytes, times, cost.macs, cost.params)
+
+def _code_split_tensors(
+    ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None, wrapper: WrapperPair | None
+) -> Measurement:
+    """fcm's own path, with or without a wrapper: the front's output (through the pre-wrapper) packed, coded, decoded
+    and finished by the back half. Edge cost: the front, plus the pre-wrapper when there is one."""
+    from fcm import pipeline
+    from fcm.models.cost import measure_cost
+
+    edge = ctx.edge()
+    enc = pipeline.encode_features(edge, ctx.model, codec, params, bit_depth, wrapper=wrapper)
+    dec = pipeline.decode(enc.bitstream, ctx.model, wrapper=wrapper)
+    front = _front_cost(ctx)
+    macs, parameters = front.macs, front.params
+    times = {
+        "front": enc.front_s,
+        "pack": enc.pack_s,
+        "encode": enc.codec_s,
+        "decode": dec.codec_s,
+        "unpack": dec.unpack_s,
+        "back": dec.back_s,
+    }
+    if wrapper is not None:
+        key = ("pre", wrapper.weights_tag, ctx.image.shape)
+        if key not in ctx._costs:
+            ctx._costs[key] = measure_cost(wrapper.encode, edge.features.tensors)
+        macs, parameters = macs + ctx._costs[key].macs, parameters + ctx._costs[key].params
+        times |= {"wrap": enc.wrap_s, "unwrap": dec.unwrap_s}
+    return Measurement(dec.output, enc.num_bits, 8 * enc.payload_bytes, times, macs, parameters)
 
 
 @PIPELINES.register("remote")
@@ -298,31 +314,7 @@ class WrappedPipeline(Pipeline):
         self._wrapper = wrapper
 
     def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
-        from fcm import pipeline
-        from fcm.models.cost import measure_cost
-
         if self._wrapper is None:
             self.setup(ctx.model)
         assert self._wrapper is not None
-        wrapper = self._wrapper
-        edge = ctx.edge()
-        enc = pipeline.encode_features(edge, ctx.model, codec, params, bit_depth, wrapper=wrapper)
-        dec = pipeline.decode(enc.bitstream, ctx.model, wrapper=wrapper)
-        front = _front_cost(ctx)
-        key = ("pre", self.weights_tag, ctx.image.shape)
-        if key not in ctx._costs:
-            ctx._costs[key] = measure_cost(wrapper.encode, edge.features.tensors)
-        pre = ctx._costs[key]
-        times = {
-            "front": enc.front_s,
-            "wrap": enc.wrap_s,
-            "pack": enc.pack_s,
-            "encode": enc.codec_s,
-            "decode": dec.codec_s,
-            "unpack": dec.unpack_s,
-            "unwrap": dec.unwrap_s,
-            "back": dec.back_s,
-        }
-        return Measurement(
-            dec.output, enc.num_bits, 8 * enc.payload_bytes, times, front.macs + pre.macs, front.params + pre.params
-        )
+        return _code_split_tensors(ctx, codec, params, bit_depth, self._wrapper)

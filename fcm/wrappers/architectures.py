@@ -19,7 +19,7 @@ from torch import nn
 
 from fcm.errors import ConfigError, ShapeError
 from fcm.models.base import SplitSpec, TensorSpec
-from fcm.wrappers.base import WrapperPair
+from fcm.wrappers.base import WrapperPair, check_tensors
 
 __all__ = ["ChannelReduction", "FpnFusion", "IdentityWrapper"]
 
@@ -157,7 +157,6 @@ class FpnFusion(WrapperPair):
         self.fuse = nn.Conv2d(per_level * len(strides), channels, 3, padding=1)
         self.expand = nn.Sequential(nn.Conv2d(channels, per_level * len(strides), 3, padding=1), nn.GELU())
         self.restore = nn.ModuleDict({t.name: nn.Conv2d(per_level, t.channels, 1) for t in input_spec.tensors})
-        self.pre, self.post = nn.ModuleDict(), nn.ModuleDict()  # the per-tensor pairs of the base class: unused
 
     def _resample(self, x: torch.Tensor, factor: float) -> torch.Tensor:
         """Scale ``x``'s grid by ``factor`` (a power of two): average pooling down, interpolation up."""
@@ -168,9 +167,7 @@ class FpnFusion(WrapperPair):
         return nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
     def encode(self, tensors: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
-        from fcm.wrappers.base import _check
-
-        _check(tensors, self.input_spec, "pre-wrapper 'fpn_fusion'")
+        check_tensors(tensors, self.input_spec, "pre-wrapper 'fpn_fusion'")
         ref = next(t for t in self.input_spec.tensors if t.stride == self.stride)
         h, w = tensors[ref.name].shape[-2:]
         parts = []
@@ -188,9 +185,7 @@ class FpnFusion(WrapperPair):
         return OrderedDict(fused=self.fuse(torch.cat(parts, dim=1)))
 
     def decode(self, tensors: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
-        from fcm.wrappers.base import _check
-
-        _check(tensors, self.coded_spec, "post-wrapper 'fpn_fusion'")
+        check_tensors(tensors, self.coded_spec, "post-wrapper 'fpn_fusion'")
         parts = self.expand(tensors["fused"]).chunk(len(self.input_spec.tensors), dim=1)
         return OrderedDict(
             (t.name, self.restore[t.name](self._resample(part, self.stride / t.stride)))

@@ -26,7 +26,7 @@ from torch import nn
 from fcm.errors import ShapeError
 from fcm.models.base import SplitSpec, TensorSpec
 
-__all__ = ["WrapperPair", "state_dict_tag"]
+__all__ = ["WrapperPair", "check_tensors", "state_dict_tag"]
 
 Tensors = Mapping[str, torch.Tensor]
 
@@ -42,7 +42,7 @@ def state_dict_tag(module: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _check(tensors: Tensors, spec: SplitSpec, who: str) -> None:
+def check_tensors(tensors: Tensors, spec: SplitSpec, who: str) -> None:
     if tuple(tensors) != spec.names:
         raise ShapeError(f"{who} expects tensors {list(spec.names)}, got {list(tensors)}")
     for ts in spec.tensors:
@@ -92,7 +92,7 @@ class WrapperPair(nn.Module):
 
     def encode(self, tensors: Tensors) -> OrderedDict[str, torch.Tensor]:
         """Split tensors → coded tensors (the edge half)."""
-        _check(tensors, self.input_spec, f"pre-wrapper {self.name!r}")
+        check_tensors(tensors, self.input_spec, f"pre-wrapper {self.name!r}")
         out = OrderedDict()
         for ts, cs in zip(self.input_spec.tensors, self.coded_spec.tensors, strict=True):
             out[cs.name] = self.pre[ts.name](tensors[ts.name])
@@ -100,7 +100,7 @@ class WrapperPair(nn.Module):
 
     def decode(self, tensors: Tensors) -> OrderedDict[str, torch.Tensor]:
         """Coded tensors (decoded) → split tensors for the back half (the cloud half)."""
-        _check(tensors, self.coded_spec, f"post-wrapper {self.name!r}")
+        check_tensors(tensors, self.coded_spec, f"post-wrapper {self.name!r}")
         out = OrderedDict()
         for ts, cs in zip(self.input_spec.tensors, self.coded_spec.tensors, strict=True):
             out[ts.name] = self.post[ts.name](tensors[cs.name])
