@@ -24,11 +24,12 @@ from fcm.errors import BitstreamError, FcmError
 from fcm.packing.layout import MAX_DIM, Layout, TensorPlacement
 from fcm.packing.packer import RANGE_MODES, RangeMode
 from fcm.packing.quantize import SUPPORTED_BIT_DEPTHS, QuantRange
+from fcm.rdo.scaling import BlockScales
 
 MAGIC = b"FCM\x1a"
 #: the newest version this fcm reads and writes; a writer uses the lowest version that can hold its header, so a stream
 #: without a wrapper or float side information is still version 1, byte for byte what older fcm wrote
-VERSION = 2
+VERSION = 3
 _PREAMBLE = struct.Struct("<4sBI")  # magic, version, body length
 _CRC = struct.Struct("<I")
 MAX_STRING = 255
@@ -70,7 +71,8 @@ class WrapperRef:
 class Header:
     """Everything in an fcm bitstream except the codec payload.
 
-    ``wrapper`` and ``side_info`` (finite float32 values by name) need version 2; without them a stream is version 1.
+    ``wrapper`` and ``side_info`` (finite float32 values by name) need version 2, ``block_scales`` version 3; without
+    them a stream is version 1.
     """
 
     model: str
@@ -87,6 +89,8 @@ class Header:
     notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     wrapper: WrapperRef | None = None
     side_info: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    #: per-block sample scaling the frames were coded with (version 3; :mod:`fcm.rdo.scaling`), undone after decoding
+    block_scales: BlockScales | None = None
 
     @property
     def num_frames(self) -> int:
@@ -94,7 +98,10 @@ class Header:
 
     @property
     def version(self) -> int:
-        """The format version this header needs: 2 with a wrapper or float side information, else 1."""
+        """The format version this header needs: 3 with block scales, 2 with a wrapper or float side information,
+        else 1."""
+        if self.block_scales is not None:
+            return 3
         return 2 if self.wrapper is not None or self.side_info else 1
 
 
@@ -176,6 +183,8 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
         for r in frame_ranges:
             w.f32(r.lo)
             w.f32(r.hi)
+    if version >= 3:
+        _write_block_scales(w, header)
     w.string(header.codec, "codec name")
     params = header.params
     w.sint(params.qp)
@@ -219,6 +228,23 @@ def _write_side_info(w: _Writer, side_info: dict[str, tuple[float, ...]]) -> Non
         w.uint(len(values32))
         for v in values32:
             w.f32(v)
+
+
+def _write_block_scales(w: _Writer, header: Header) -> None:
+    scales = header.block_scales
+    if scales is None:
+        w.uint(0)
+        return
+    try:
+        scales.check_frames(
+            (header.num_frames, header.layout.frame_height, header.layout.frame_width), header.bit_depth
+        )
+    except FcmError as e:
+        raise BitstreamError(f"invalid block scales: {e}") from None
+    w.uint(scales.block)
+    for c in scales.centres:
+        w.uint(c)
+    w.raw(zlib.compress(scales.steps, 9))
 
 
 def _write_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...], what: str) -> None:
@@ -389,6 +415,7 @@ def _parse_body(r: _Reader, version: int) -> tuple[Header, EncodedFrames]:
     ranges = tuple(
         tuple(QuantRange(r.f32("range low"), r.f32("range high")) for _ in range(per_frame)) for _ in range(num_frames)
     )
+    block_scales = _read_block_scales(r, num_frames, frame_height, frame_width, bit_depth) if version >= 3 else None
     codec = r.string("codec name")
     qp = r.sint("qp")
     rate_control = r.choice("rate control", _RATE_CONTROLS)
@@ -413,6 +440,7 @@ def _parse_body(r: _Reader, version: int) -> tuple[Header, EncodedFrames]:
         notes,
         wrapper,
         side_info,
+        block_scales,
     )
     if header.version != version:  # one header, one encoding: a version-2 stream must use what version 2 adds
         raise BitstreamError(f"corrupt: a version-{version} stream whose header needs version {header.version}")
@@ -439,6 +467,27 @@ def _read_side_info(r: _Reader) -> dict[str, tuple[float, ...]]:
             raise BitstreamError(f"corrupt: side information {key!a} holds a non-finite value")
         side_info[key] = values
     return side_info
+
+
+def _read_block_scales(r: _Reader, n: int, height: int, width: int, bit_depth: int) -> BlockScales | None:
+    block = r.uint("scale block size", 256)
+    if block == 0:
+        return None
+    centres = tuple(r.uint("scale centre", (1 << bit_depth) - 1) for _ in range(n))
+    shape = (n, -(-height // block), -(-width // block))
+    size = shape[0] * shape[1] * shape[2]
+    packed = r.raw("block scale steps")
+    inflater = zlib.decompressobj()
+    try:
+        steps = inflater.decompress(packed, size)  # never more than the map can hold
+        if len(steps) != size or inflater.unconsumed_tail or not inflater.eof:
+            raise BitstreamError(f"corrupt: block scale steps do not hold exactly {size} values")
+    except zlib.error as e:
+        raise BitstreamError(f"corrupt: block scale steps do not inflate: {e}") from None
+    try:
+        return BlockScales(block, centres, shape, steps)
+    except FcmError as e:
+        raise BitstreamError(f"corrupt: {e}") from None
 
 
 def _read_pairs(r: _Reader, what: str) -> tuple[tuple[str, str], ...]:

@@ -65,7 +65,10 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
     image = load_image(args.image)
     model = _model(args)
     wrapper = _wrapper(args.wrapper, model)
-    result = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode, wrapper=wrapper)
+    allocation = _allocation(args)
+    result = pipeline.encode(
+        image, model, args.codec, _params(args), args.bit_depth, args.range_mode, wrapper=wrapper, allocation=allocation
+    )
     out = Path(args.output) if args.output else Path(Path(str(args.image).split(":")[-1]).stem + ".fcm")
     out.write_bytes(result.bitstream)
     return {
@@ -78,9 +81,55 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
             "front": result.front_s,
             "wrap": result.wrap_s,
             "pack": result.pack_s,
+            "rdo": result.rdo_s,
             "codec": result.codec_s,
         },
         **({"wrapper": str(result.header.wrapper)} if result.header.wrapper else {}),
+        **({"rdo": args.rdo} if args.rdo != "sse" else {}),
+    }
+
+
+def _allocation(args: argparse.Namespace) -> Any:
+    """The bit allocation of ``--rdo`` and its options (``None`` for ``sse``)."""
+    from fcm.rdo import RdoSettings, build_allocation
+
+    settings = RdoSettings(
+        mode=args.rdo,
+        route=args.rdo_route,
+        target=args.rdo_target,
+        probes=args.rdo_probes,
+        block=args.rdo_block,
+        max_offset=args.rdo_max_offset,
+        map_path=args.rdo_map,
+    )
+    return build_allocation(settings)
+
+
+def _rdo_weights(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from fcm.rdo.config import RdoWeightsConfig
+
+    cfg = RdoWeightsConfig.from_yaml(args.config)
+    if args.limit is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, limit=args.limit)
+    fixed = cfg.run(progress=not args.no_progress)
+    path = fixed.save(args.output)
+    ident = fixed.identity
+    return {
+        "output": str(path),
+        "model": ident["model"],
+        "split": ident["split"],
+        "wrapper": ident["wrapper"],
+        "target": ident["target"],
+        "frames": ident["frames"],
+        "frame": f"{ident['layout']['frame_width']}x{ident['layout']['frame_height']}",
+        "weight_percentiles": {
+            str(q): round(float(v), 4)
+            for q, v in zip((1, 50, 99), np.percentile(fixed.weights, [1, 50, 99]), strict=True)
+        },
     }
 
 
@@ -139,6 +188,13 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
         else {"name": header.wrapper.name, "weights": header.wrapper.weights_tag},
         "meta": {k: list(v) for k, v in header.meta.items()},
         "side_info": {k: list(v) for k, v in header.side_info.items()},
+        "block_scales": None
+        if header.block_scales is None
+        else {
+            "block": header.block_scales.block,
+            "blocks": list(header.block_scales.shape),
+            "mean_qp_equivalent": round(float(header.block_scales.step_map().mean()), 3),
+        },
         "tensors": [
             {"name": p.name, "shape": [p.channels, p.height, p.width], "grid": [p.rows, p.cols], "top": p.top}
             for p in lay.placements
@@ -290,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper (fcm train)")
     _add_model_args(p)
     _add_codec_args(p)
+    g = p.add_argument_group("wrapper-aware bit allocation (fcm.rdo)")
+    g.add_argument("--rdo", choices=("sse", "wa-frame", "wa-gop", "wa-fixed"), default="sse", help="default sse")
+    g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
+    g.add_argument("--rdo-route", choices=("qp", "scale"), default="qp", help="QP offsets (crf) or sample scaling")
+    g.add_argument("--rdo-target", choices=("kl", "output", "features"), default=None, help="what the weights protect")
+    g.add_argument("--rdo-probes", type=int, default=8, help="Rademacher probes (0: exact); default 8")
+    g.add_argument("--rdo-block", type=_positive, default=16, help="map block side; default 16 (x265 also 8)")
+    g.add_argument("--rdo-max-offset", type=int, default=6, help="QP offset clip ±N; default 6")
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="decode an .fcm bitstream and print the task result as JSON")
@@ -329,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="override the config's checkpoint path")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("rdo-weights", help="average wrapper-aware weights over a dataset into a fixed map (.npz)")
+    p.add_argument("config", help="rdo-weights YAML (e.g. configs/rdo_weights.yaml)")
+    p.add_argument("-o", "--output", required=True, help="the .npz map to write")
+    p.add_argument("--limit", type=_positive, default=None, help="use only the first N inputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_rdo_weights)
 
     p = sub.add_parser("demo", help="encode+decode a bundled photo and compare with uncompressed inference")
     p.add_argument("image", nargs="?", default=DEFAULT_IMAGE)

@@ -26,8 +26,10 @@ from fcm.codecs import Codec, CodecParams, EncodedFrames, get_codec
 from fcm.errors import BitstreamError, CodecError, ShapeError
 from fcm.models import Features, SplitModel, get_model
 from fcm.packing import PackedFrames, Packer, RangeMode, unpack
+from fcm.rdo.scaling import scale_frames, unscale_frames
 
 if TYPE_CHECKING:
+    from fcm.rdo.allocation import BitAllocation
     from fcm.wrappers import WrapperPair
 
 
@@ -45,6 +47,8 @@ class EncodeResult:
     codec_s: float
     #: time of the pre-wrapper (0 without one)
     wrap_s: float = 0.0
+    #: time of the bit allocation: weights, block map and (scale route) sample scaling; 0 with the codec's own RDO
+    rdo_s: float = 0.0
 
     @property
     def num_bits(self) -> int:
@@ -101,17 +105,49 @@ def encode(
     range_mode: RangeMode = "frame",
     block_qp_offsets: np.ndarray | None = None,
     wrapper: WrapperPair | None = None,
+    allocation: BitAllocation | None = None,
 ) -> EncodeResult:
     """Run the edge half on one RGB ``uint8`` image and code its features into an fcm bitstream.
 
     ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265). ``block_qp_offsets`` go to
     the codec (see :meth:`fcm.codecs.Codec.encode`). With ``wrapper``, its pre-wrapper reduces the features first.
+    ``allocation`` (:mod:`fcm.rdo`) computes a wrapper-aware block map instead of ``block_qp_offsets``.
     """
     codec = resolve_codec(codec)
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)  # before the (possibly slow) front
+    check_allocation(allocation, codec, params, block_qp_offsets)
     edge = run_front(image, model)
-    return encode_features(edge, model, codec, params, depth, range_mode, block_qp_offsets, wrapper=wrapper)
+    return encode_features(
+        edge, model, codec, params, depth, range_mode, block_qp_offsets, wrapper=wrapper, allocation=allocation
+    )
+
+
+def check_allocation(
+    allocation: BitAllocation | None, codec: Codec, params: CodecParams, block_qp_offsets: np.ndarray | None = None
+) -> None:
+    """Raise :class:`CodecError` if ``codec`` at ``params`` cannot carry ``allocation``'s maps."""
+    if allocation is None:
+        return
+    if block_qp_offsets is not None:
+        raise CodecError("give either block_qp_offsets or a bit allocation, not both")
+    if allocation.route == "qp":
+        if not codec.supports_block_qp_offsets:
+            raise CodecError(
+                f"codec {codec.name!r} takes no per-block QP offsets: use rdo route 'scale' (per-block sample "
+                "scaling, any codec)"
+            )
+        if params.rate_control not in codec.qp_offset_rate_controls:
+            modes = " or ".join(map(repr, codec.qp_offset_rate_controls))
+            raise CodecError(
+                f"codec {codec.name!r} applies per-block QP offsets only with rate_control={modes}; "
+                "run the SSE anchor in that mode too, so the comparison isolates the weights"
+            )
+        if allocation.settings.block not in codec.qp_block_sizes:
+            raise CodecError(
+                f"codec {codec.name!r} takes QP maps of {list(codec.qp_block_sizes)}-sample blocks, not "
+                f"{allocation.settings.block}"
+            )
 
 
 def encode_features(
@@ -124,11 +160,13 @@ def encode_features(
     block_qp_offsets: np.ndarray | None = None,
     *,
     wrapper: WrapperPair | None = None,
+    allocation: BitAllocation | None = None,
 ) -> EncodeResult:
     """Pack and code features the front already produced (so a sweep runs the front once per input).
 
     With ``wrapper`` (built for this model's split), the pre-wrapper maps the split tensors to its coded tensors
-    first, and the header names the wrapper and its weights tag.
+    first, and the header names the wrapper and its weights tag. With ``allocation``, its block QP map goes to the
+    codec (route ``qp``) or becomes per-block sample scaling signalled in the header (route ``scale``).
     """
     from fcm import __version__
     from fcm.bitstream import WrapperRef
@@ -136,6 +174,7 @@ def encode_features(
     codec = resolve_codec(codec)
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)
+    check_allocation(allocation, codec, params, block_qp_offsets)
     features = edge.features
     features.check(model.spec)  # the stored front output must belong to this model and split
     t0 = time.perf_counter()
@@ -147,7 +186,15 @@ def encode_features(
     t1 = time.perf_counter()
     packed = Packer(depth, range_mode).pack(tensors)
     t2 = time.perf_counter()
-    payload = codec.encode(packed.frames, depth, params, block_qp_offsets)
+    frames, scales = packed.frames, None
+    if allocation is not None:
+        offsets = allocation.offsets(packed, model, features.meta, wrapper)
+        if offsets is not None and allocation.route == "qp":
+            block_qp_offsets = offsets
+        elif offsets is not None:
+            frames, scales = scale_frames(frames, offsets, depth, allocation.settings.block)
+    t_rdo = time.perf_counter()
+    payload = codec.encode(frames, depth, params, block_qp_offsets)
     t3 = time.perf_counter()
     header = Header(
         model=model.name,
@@ -162,10 +209,13 @@ def encode_features(
         params=params,
         notes=(("fcm", __version__),),
         wrapper=None if wrapper is None else WrapperRef(wrapper.name, wrapper.weights_tag),
+        block_scales=scales,
     )
     data = bitstream.write(header, payload)
     pixels = edge.input_size[0] * edge.input_size[1]
-    return EncodeResult(data, header, pixels, payload.num_bytes, edge.front_s, t2 - t1, t3 - t2, t1 - t0)
+    return EncodeResult(
+        data, header, pixels, payload.num_bytes, edge.front_s, t2 - t1, t3 - t_rdo, t1 - t0, rdo_s=t_rdo - t2
+    )
 
 
 def _check_wrapper_split(wrapper: WrapperPair, model: SplitModel) -> None:
@@ -234,6 +284,11 @@ def _reconstruct(header: Header, payload: EncodedFrames) -> tuple[Features, floa
         frames = codec.decode(payload)
     except CodecError as e:
         raise BitstreamError(f"codec payload does not decode: {e}") from e
+    if header.block_scales is not None:
+        try:
+            frames = unscale_frames(frames, header.block_scales, header.bit_depth)
+        except ShapeError as e:
+            raise BitstreamError(f"block scales do not fit the decoded frames: {e}") from e
     t1 = time.perf_counter()
     try:
         packed = PackedFrames(frames, header.layout, header.bit_depth, header.range_mode, header.ranges)

@@ -377,8 +377,8 @@ def test_version_2_errors():
         bitstream.read(_recrc(plain[:4] + b"\x02" + plain[5:]))
     with pytest.raises(BitstreamError, match="corrupt"):
         bitstream.read(_recrc(data[:4] + b"\x01" + data[5:]))
-    with pytest.raises(BitstreamError, match="unsupported version 3"):
-        bitstream.read(_recrc(data[:4] + b"\x03" + data[5:]))
+    with pytest.raises(BitstreamError, match="unsupported version 4"):
+        bitstream.read(_recrc(data[:4] + b"\x04" + data[5:]))
     # a non-finite value, refused on write and on read
     nan = dataclasses.replace(h, side_info={"scale": (float("nan"),)})
     with pytest.raises(BitstreamError, match="invalid side information 'scale'"):

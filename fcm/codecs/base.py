@@ -106,6 +106,15 @@ class Codec(ABC):
     qp_range: tuple[int, int] = (0, 51)
     #: whether ``encode`` honours ``block_qp_offsets``
     supports_block_qp_offsets: bool = False
+    #: block sides a ``block_qp_offsets`` map may use (its shape selects one); the first is the default
+    qp_block_sizes: tuple[int, ...] = (16,)
+    #: the rate-control modes in which ``block_qp_offsets`` take effect
+    qp_offset_rate_controls: tuple[RateControl, ...] = ("crf",)
+
+    @property
+    def qp_block_size(self) -> int:
+        return self.qp_block_sizes[0]
+
     #: True when decode(encode(x)) == x exactly
     lossless: bool = False
 

@@ -21,11 +21,16 @@ with :meth:`str.format` placeholders:
     the QP; ``"intra"`` or ``"lowdelay"``; ``1`` for all-intra, ``-1`` (one intra frame only) for low delay
 ``{preset}``
     ``CodecParams.preset``, or the codec's ``default_preset``
+``{qp_map}``
+    path of a per-block QP-offset file (:func:`write_qp_map`) for an encoder that reads one (e.g. an HM/VTM build
+    patched for wrapper-aware RDO). A template using it makes the codec accept ``block_qp_offsets`` (blocks of
+    ``qp_map_block`` samples, constant-QP mode); without a map the file holds zeros.
 any name in ``variables``
     e.g. ``{config}`` for the path of a VTM/HM configuration file
 
 ``CodecParams.options`` become extra encoder arguments, each ``(key, value)`` formatted with ``option_template``
-(default ``"--{key} {value}"``). Only ``rate_control="cqp"`` is supported and per-block QP offsets are not.
+(default ``"--{key} {value}"``). Only ``rate_control="cqp"`` is supported; per-block QP offsets only through a
+``{qp_map}`` template.
 
 Ready-made: :func:`x265_cli` (registered as ``"x265-cli"``; Debian's ``x265`` binary, decoded with PyAV's HEVC
 decoder) and, through :func:`external_codec`, templates for VTM (``EncoderApp``/``DecoderApp``), VVenC
@@ -48,7 +53,7 @@ import numpy as np
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.pyav_codecs import _check_frames, _check_payload_bounds, decode_bitstream
-from fcm.errors import CodecError, ConfigError
+from fcm.errors import CodecError, ConfigError, ShapeError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only read by type checkers here
@@ -94,12 +99,13 @@ class ExternalCodec(Codec):
             built-in placeholders take precedence over same-named entries.
         option_template: how one ``CodecParams.options`` pair becomes encoder arguments.
         timeout_s: wall-clock limit for each encoder/decoder run.
+        qp_map_block: block side of the ``{qp_map}`` file's offsets.
 
     Raises :class:`ConfigError` for an unusable configuration (no decoder, unknown chroma format).
     """
 
     lossless = False
-    supports_block_qp_offsets = False
+    qp_offset_rate_controls = ("cqp",)
 
     def __init__(
         self,
@@ -116,6 +122,7 @@ class ExternalCodec(Codec):
         variables: Mapping[str, str] | None = None,
         option_template: str = "--{key} {value}",
         timeout_s: float = 3600.0,
+        qp_map_block: int = 16,
     ) -> None:
         if not name:
             raise ConfigError("an external codec needs a name")
@@ -138,6 +145,11 @@ class ExternalCodec(Codec):
         self.variables = dict(variables or {})
         self.option_template = option_template
         self.timeout_s = timeout_s
+        if not isinstance(qp_map_block, int) or not 4 <= qp_map_block <= 128:
+            raise ConfigError(f"external codec {name!r}: qp_map_block must be 4..128 samples, got {qp_map_block!r}")
+        self.qp_block_sizes = (qp_map_block,)
+        #: an encoder template with ``{qp_map}`` takes per-block QP offsets
+        self.supports_block_qp_offsets = "{qp_map}" in encoder_cmd
 
     def __repr__(self) -> str:
         return f"ExternalCodec(name={self.name!r}, encoder_cmd={self.encoder_cmd!r})"
@@ -263,14 +275,24 @@ class ExternalCodec(Codec):
         self.check_params(bit_depth, params)
         if params.rate_control != "cqp":
             raise CodecError(f"external codec {self.name!r} supports only rate_control='cqp'")
-        if block_qp_offsets is not None:
-            raise CodecError(f"per-block QP offsets are not supported yet by codec {self.name!r}")
+        if block_qp_offsets is not None and not self.supports_block_qp_offsets:
+            raise CodecError(
+                f"per-block QP offsets are not supported yet by codec {self.name!r} (its encoder template has no "
+                "{qp_map} placeholder)"
+            )
         frames = _check_frames(frames, bit_depth)
         n, h, w = frames.shape
+        block = self.qp_block_sizes[0]
+        grid = (n, -(-h // block), -(-w // block))
+        if self.supports_block_qp_offsets:
+            offsets = np.zeros(grid, np.int32) if block_qp_offsets is None else np.asarray(block_qp_offsets)
+            _check_offsets(offsets, grid, block, bit_depth)
         with tempfile.TemporaryDirectory(prefix="fcm-codec-") as tmp:
             src, dst = Path(tmp) / "input.yuv", Path(tmp) / "output.bin"
             self._write_raw(src, frames, bit_depth)
             values = self._placeholders(w, h, n, bit_depth, params, src, dst)
+            if self.supports_block_qp_offsets:
+                values["qp_map"] = str(write_qp_map(Path(tmp) / "qp_map.txt", offsets, block))
             self._run(self._command(self.encoder_cmd, values, params.options), "encoder")
             if not dst.exists() or dst.stat().st_size == 0:
                 raise CodecError(f"{self.name}: encoder wrote no bitstream to {{output}}")
@@ -372,6 +394,46 @@ class ExternalCodecOptions(TypedDict, total=False):
     default_preset: str | None
     option_template: str
     timeout_s: float
+
+
+def _check_offsets(offsets: np.ndarray, grid: tuple[int, int, int], block: int, bit_depth: int) -> None:
+    if offsets.shape != grid:
+        raise ShapeError(f"block_qp_offsets must have shape {grid} (blocks of {block}x{block}), got {offsets.shape}")
+    if not np.issubdtype(offsets.dtype, np.integer):
+        raise CodecError(f"block_qp_offsets must be integers, got dtype {offsets.dtype}")
+    qp_range = 51 + 6 * (bit_depth - 8)
+    if offsets.size and int(np.abs(offsets).max()) > qp_range:
+        raise CodecError(f"block_qp_offsets must lie in [-{qp_range}, {qp_range}] at {bit_depth} bits")
+
+
+def write_qp_map(path: Path, offsets: np.ndarray, block: int) -> Path:
+    """Write per-block QP offsets as text an encoder wrapper script can read::
+
+        # fcm block QP offsets: frames=N rows=R cols=C block=B
+        <R lines per frame, C integers each, separated by spaces; frames follow each other>
+
+    Row ``r``, column ``c`` of frame ``n`` is the offset of the luma samples ``[r·B, (r+1)·B) × [c·B, (c+1)·B)``.
+    """
+    n, rows, cols = offsets.shape
+    lines = [f"# fcm block QP offsets: frames={n} rows={rows} cols={cols} block={block}"]
+    lines += [" ".join(str(int(v)) for v in row) for frame in offsets for row in frame]
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
+    return path
+
+
+def read_qp_map(path: Path) -> np.ndarray:
+    """Inverse of :func:`write_qp_map` (for tests and for encoder wrappers written in Python)."""
+    import re
+
+    text = Path(path).read_text(encoding="ascii").splitlines()
+    m = re.fullmatch(r"# fcm block QP offsets: frames=(\d+) rows=(\d+) cols=(\d+) block=(\d+)", text[0] if text else "")
+    if m is None:
+        raise CodecError(f"{path} is not an fcm QP map file")
+    n, rows, cols = (int(m.group(i)) for i in (1, 2, 3))
+    values = [[int(v) for v in line.split()] for line in text[1:]]
+    if len(values) != n * rows or any(len(row) != cols for row in values):
+        raise CodecError(f"{path}: expected {n * rows} rows of {cols} offsets")
+    return np.array(values, dtype=np.int32).reshape(n, rows, cols)
 
 
 def external_codec(

@@ -50,7 +50,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -58,6 +58,7 @@ import numpy as np
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.color import DEFAULT_FORMAT, PICTURE_FORMATS, PictureFormat, planes_to_rgb, rgb_to_planes
+from fcm.codecs.roi import attach_regions, block_regions
 from fcm.errors import CodecError, ShapeError
 
 # ``av`` is imported lazily (see _import_av) so that ``import fcm.codecs`` stays light; PyAV objects are typed Any.
@@ -269,52 +270,6 @@ def _picture_format_of(frame: Any, expected: PictureFormat | None, who: str) -> 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Per-block QP offsets through FFmpeg's regions-of-interest side data
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _roi_runs(offsets: np.ndarray, block: int) -> list[tuple[int, int, int, int, int]]:
-    """(x, y, w, h, offset) rectangles covering the non-zero blocks of one frame, one per horizontal run."""
-    runs: list[tuple[int, int, int, int, int]] = []
-    for by, row in enumerate(offsets):
-        bx = 0
-        while bx < len(row):
-            value = int(row[bx])
-            end = bx + 1
-            while end < len(row) and row[end] == value:
-                end += 1
-            if value != 0:
-                runs.append((bx * block, by * block, (end - bx) * block, block, value))
-            bx = end
-    return runs
-
-
-def _attach_rois(av: Any, frame: Any, runs: Sequence[tuple[int, int, int, int, int]], qp_range: int) -> Any:
-    """Return ``frame`` carrying ``AV_FRAME_DATA_REGIONS_OF_INTEREST`` side data, built by FFmpeg's ``addroi`` filter.
-
-    PyAV cannot create frame side data directly, but a filter graph of ``addroi`` filters can; libx264 and libx265
-    turn each region's ``qoffset`` (a fraction of ``qp_range = 51 + 6 * (bit_depth - 8)``) into a QP offset of
-    ``qoffset * qp_range`` for the 16x16 blocks it covers.
-    """
-    if not runs:
-        return frame
-    graph = av.filter.Graph()
-    node = graph.add_buffer(
-        width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, _FPS)
-    )
-    source = node
-    for x, y, w, h, value in runs:
-        roi = graph.add("addroi", x=str(x), y=str(y), w=str(w), h=str(h), qoffset=f"{value}/{qp_range}")
-        node.link_to(roi)
-        node = roi
-    sink = graph.add("buffersink")
-    node.link_to(sink)
-    graph.configure()
-    source.push(frame)
-    return sink.pull()
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Decoding (shared with fcm.codecs.external for in-process decoding of external encoders' bitstreams)
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -444,8 +399,6 @@ class PyAVCodec(Codec):
     supports_crf: ClassVar[bool] = True
     #: smallest width/height the encoder accepts; smaller frames are edge-padded up to it
     min_size: ClassVar[int] = 1
-    #: side of the square blocks ``block_qp_offsets`` refers to
-    qp_block_size: ClassVar[int] = 16
     #: option keys whose values are ``key=value:key=value`` lists, merged rather than replaced by user options
     param_list_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -490,7 +443,8 @@ class PyAVCodec(Codec):
 
     def _roi_plan(
         self, offsets: np.ndarray | None, shape: tuple[int, int, int], bit_depth: int, params: CodecParams
-    ) -> list[list[tuple[int, int, int, int, int]]] | None:
+    ) -> tuple[list[np.ndarray], int] | None:
+        """The ROI regions of each frame and the block size the map's shape selects (one of ``qp_block_sizes``)."""
         if offsets is None:
             return None
         if not self.supports_block_qp_offsets:
@@ -501,17 +455,23 @@ class PyAVCodec(Codec):
                 "(adaptive quantization is off in 'cqp')"
             )
         n, h, w = shape
-        b = self.qp_block_size
-        expected = (n, -(-h // b), -(-w // b))
         offsets = np.asarray(offsets)
-        if offsets.shape != expected:
-            raise ShapeError(f"block_qp_offsets must have shape {expected} (blocks of {b}x{b}), got {offsets.shape}")
+        grids = {b: (n, -(-h // b), -(-w // b)) for b in self.qp_block_sizes}
+        matching = [b for b, grid in grids.items() if grid == offsets.shape]
+        if not matching:
+            expected = " or ".join(f"{grid} (blocks of {b}x{b})" for b, grid in grids.items())
+            raise ShapeError(f"block_qp_offsets must have shape {expected}, got {offsets.shape}")
+        b = matching[0]
         if not np.issubdtype(offsets.dtype, np.integer):
             raise CodecError(f"block_qp_offsets must be integers, got dtype {offsets.dtype}")
         qp_range = 51 + 6 * (bit_depth - 8)
         if offsets.size and int(np.abs(offsets).max()) > qp_range:
             raise CodecError(f"block_qp_offsets must lie in [-{qp_range}, {qp_range}] at {bit_depth} bits")
-        return [_roi_runs(frame_offsets, b) for frame_offsets in offsets]
+        return [block_regions(frame_offsets, b, qp_range) for frame_offsets in offsets], b
+
+    def _block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
+        """Encoder options that make the encoder's quantizer groups ``block`` samples wide (default: none)."""
+        return ()
 
     # -- the Codec interface ------------------------------------------------------------------------------------------
 
@@ -530,17 +490,20 @@ class PyAVCodec(Codec):
         self.check_params(bit_depth, params)
         frames = _check_frames(frames, bit_depth)
         self._check_rate_control(params)
-        rois = self._roi_plan(block_qp_offsets, frames.shape, bit_depth, params)
+        plan = self._roi_plan(block_qp_offsets, frames.shape, bit_depth, params)
+        rois = None
+        if plan is not None:
+            rois, block = plan
+            params = replace(params, options=self._block_size_options(block) + params.options)
         n, h, w = frames.shape
         coded_w, coded_h = self.coded_size(w, h)
         padded = _pad_edge(frames, coded_h, coded_w)
         layout = self._layout(bit_depth)
-        qp_range = 51 + 6 * (bit_depth - 8)
 
         def make_frames(av: Any) -> Iterator[Any]:
             for i in range(n):
                 frame = _make_frame(av, padded[i], layout, bit_depth, pts=i)
-                yield frame if rois is None else _attach_rois(av, frame, rois[i], qp_range)
+                yield frame if rois is None else attach_regions(frame, rois[i])
 
         extradata, packets = self._run_encoder(make_frames, coded_w, coded_h, layout.pix_fmt, bit_depth, params, n)
         return EncodedFrames(
@@ -750,12 +713,16 @@ class X265(PyAVCodec):
     bit_depths = (8, 10)
     qp_range = (0, 51)
     supports_block_qp_offsets = True
+    qp_block_sizes = (16, 8)
     default_preset = "medium"
     min_size = 16  # libx265 refuses smaller pictures ("Image size is too small")
     param_list_keys = ("x265-params",)
 
     def _layout(self, bit_depth: int) -> _Layout:
         return _Layout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
+
+    def _block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
+        return (("x265-params", f"qg-size={block}"),) if block != 16 else ()
 
     def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         x265: dict[str, str] = {

@@ -33,6 +33,7 @@ _FIELDS = {
     "timeout_s",
     "input_chroma",
     "decoded_chroma",
+    "qp_map_block",
     *_STRING_FIELDS,
 }
 #: resolved paths of the files loaded in this process, in load order (sent to sweep workers)

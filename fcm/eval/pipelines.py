@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from fcm.models.base import SplitModel
     from fcm.models.cost import ComputeCost
     from fcm.pipeline import EdgeFeatures
+    from fcm.rdo.allocation import BitAllocation, RdoSettings
     from fcm.wrappers.base import WrapperPair
 
 __all__ = ["PIPELINES", "InputContext", "Measurement", "Pipeline", "parse_label"]
@@ -60,10 +62,18 @@ class Measurement:
 
 @dataclass
 class InputContext:
-    """What every pipeline measuring one input shares: the image, the model and the front's output, run once."""
+    """What every pipeline measuring one input shares: the image, the model and the front's output, run once.
+
+    ``index`` is the input's position in the dataset and ``load_edge(i)`` runs the front on input ``i`` (for policies
+    that reuse what was computed on another input, e.g. a GOP's key frame); ``memo`` keeps per-input results that do
+    not depend on the operating point (e.g. rdo weights) across QPs and codecs.
+    """
 
     image: np.ndarray
     model: SplitModel
+    index: int = 0
+    load_edge: Callable[[int], EdgeFeatures] | None = field(default=None, repr=False)
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     _edge: EdgeFeatures | None = field(default=None, repr=False)
     _costs: dict[Any, ComputeCost] = field(default_factory=dict, repr=False)
 
@@ -142,26 +152,197 @@ def _front_cost(ctx: InputContext) -> ComputeCost:
     return ctx._costs[key]
 
 
+class CodedPipeline(Pipeline):
+    """Base of the pipelines that pack and code split tensors (``feature``, ``wrapped``): they share the ``rdo``
+    setting (:class:`fcm.rdo.RdoSettings`: a mode name, or a mapping with ``mode`` and its options), how the block
+    map is made and reused, and its checks. The sweep's ``rate_control`` applies to every pipeline alike, so an SSE
+    anchor runs in the same mode as its wrapper-aware variants."""
+
+    options: ClassVar[tuple[str, ...]] = ("rdo",)
+
+    def __init__(self, label: str, qps: tuple[int, ...], rdo: RdoSettings | None = None) -> None:
+        from fcm.rdo.allocation import RdoSettings
+
+        super().__init__(label, qps)
+        self.rdo = rdo if rdo is not None else RdoSettings()
+        self.map_tag = _file_tag(self.rdo.map_path) if self.rdo.map_path else None
+        self._allocation: BitAllocation | None = None
+
+    @classmethod
+    def _rdo_from(cls, label: str, section: dict[str, Any], variant_sets_mode: bool) -> RdoSettings:
+        from pathlib import Path
+
+        from fcm.rdo.allocation import RDO_MODES, RdoSettings
+
+        raw = section.get("rdo")
+        raw = (
+            {"mode": raw} if isinstance(raw, str) else dict(raw or {}) if isinstance(raw, dict) or raw is None else raw
+        )
+        if not isinstance(raw, dict):
+            raise ConfigError(f"pipeline {label!r}: rdo must be a mode name or a mapping, got {section.get('rdo')!r}")
+        _, variant = parse_label(label)
+        if variant_sets_mode and variant in RDO_MODES:
+            if raw.setdefault("mode", variant) != variant:
+                raise ConfigError(
+                    f"pipeline {label!r}: the label says rdo {variant!r}, its rdo mode is {raw['mode']!r}"
+                )
+        elif variant_sets_mode and variant is not None and "mode" not in raw:
+            raise ConfigError(
+                f"pipeline {label!r}: a feature pipeline's variant is its rdo mode ({', '.join(RDO_MODES)}), or "
+                "any name when its section sets rdo: {mode: ...}"
+            )
+        if isinstance(raw.get("map"), str):
+            raw["map"] = str(Path(raw["map"]).resolve())
+        return RdoSettings.from_config(raw, f"pipeline {label!r}: rdo")
+
+    def section(self) -> dict[str, Any]:
+        out = super().section()
+        if self.rdo.mode != "sse":
+            out["rdo"] = self.rdo.to_config()
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        out = super().identity()
+        if self.map_tag is not None:
+            out["rdo_map_tag"] = self.map_tag  # the map's content, wherever the file lies
+        return out
+
+    def rdo_description(self) -> str:
+        """``""`` for the codec's own RDO, else ``"; wrapper-aware bit allocation …"`` for :meth:`describe`."""
+        if self.rdo.mode == "sse":
+            return ""
+        how = "per-block QP offsets" if self.rdo.route == "qp" else "per-block sample scaling (map in the stream)"
+        b = self.rdo.block
+        return f"; wrapper-aware bit allocation `{self.rdo.mode}` through {how} on {b}×{b} blocks"
+
+    def check_codec(self, codec: Codec, bit_depth: int, params: CodecParams) -> None:
+        super().check_codec(codec, bit_depth, params)
+        if self.rdo.mode == "sse" or self.rdo.route != "qp":
+            return
+        if not codec.supports_block_qp_offsets:
+            raise ConfigError(
+                f"pipeline {self.label!r}: codec {codec.name!r} takes no per-block QP offsets; use rdo route: scale"
+            )
+        if params.rate_control not in codec.qp_offset_rate_controls:
+            modes = " or ".join(codec.qp_offset_rate_controls)
+            raise ConfigError(
+                f"pipeline {self.label!r}: codec {codec.name!r} applies per-block QP offsets only with rate_control: "
+                f"{modes} (set it for the whole sweep, so the SSE anchor runs in the same mode)"
+            )
+        if self.rdo.block not in codec.qp_block_sizes:
+            raise ConfigError(
+                f"pipeline {self.label!r}: codec {codec.name!r} takes QP maps of {list(codec.qp_block_sizes)}-sample "
+                f"blocks, not {self.rdo.block}"
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_allocation": None}
+
+    def setup(self, model: SplitModel) -> None:
+        from fcm.rdo.allocation import build_allocation
+
+        self._allocation = build_allocation(self.rdo)
+        if self.map_tag is not None and _file_tag(self.rdo.map_path) != self.map_tag:
+            raise ConfigError(f"{self.rdo.map_path} changed since the sweep started")
+
+    def allocation_for(
+        self, ctx: InputContext, wrapper: WrapperPair | None, bit_depth: int
+    ) -> tuple[BitAllocation | None, float]:
+        """The allocation for ``ctx``'s input and the time its map costs per encode (weights amortised over a GOP)."""
+        from fcm.rdo.allocation import FixedAllocation, PrecomputedAllocation
+
+        mode = self.rdo.mode
+        if mode == "sse":
+            return None, 0.0
+        if mode == "wa-fixed":
+            if self._allocation is None:
+                self.setup(ctx.model)
+            assert isinstance(self._allocation, FixedAllocation)
+            return self._allocation, 0.0
+        key = ctx.index - ctx.index % self.rdo.gop if mode == "wa-gop" else ctx.index
+        memo_key = ("rdo", self.label, key, bit_depth)
+        if memo_key not in ctx.memo:
+            if key == ctx.index:
+                edge = ctx.edge()
+            elif ctx.load_edge is not None:
+                edge = ctx.load_edge(key)
+            else:
+                raise ConfigError(f"pipeline {self.label!r}: rdo 'wa-gop' needs the inputs of its GOP")
+            ctx.memo[memo_key] = _key_frame_map(self.rdo, edge, ctx.model, wrapper, bit_depth)
+        offsets, layout, seconds = ctx.memo[memo_key]
+        per_encode = seconds / self.rdo.gop if mode == "wa-gop" else seconds
+        return PrecomputedAllocation(self.rdo, offsets, layout), per_encode
+
+
+def _key_frame_map(
+    rdo: RdoSettings, edge: EdgeFeatures, model: SplitModel, wrapper: WrapperPair | None, bit_depth: int
+) -> tuple[np.ndarray, Any, float]:
+    """The block map of one input's frame (as the edge packs it) and the seconds the weights and map took."""
+    import torch
+
+    from fcm.packing import Packer
+    from fcm.rdo.allocation import PerFrameAllocation
+
+    tensors = edge.features.tensors
+    if wrapper is not None:
+        with torch.no_grad():
+            tensors = wrapper.encode(tensors)
+    packed = Packer(bit_depth).pack(tensors)
+    t0 = time.perf_counter()
+    offsets = PerFrameAllocation(rdo).weights(packed, model, edge.features.meta, wrapper)
+    offsets = rdo.offsets_from_weights(offsets)
+    return offsets, packed.layout, time.perf_counter() - t0
+
+
+def _file_tag(path: str | None) -> str | None:
+    import hashlib
+    from pathlib import Path
+
+    if path is None or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 @PIPELINES.register("feature")
-class FeaturePipeline(Pipeline):
-    """fcm: code the split tensors (packed into frames) and run the back half on what the codec returns."""
+class FeaturePipeline(CodedPipeline):
+    """fcm: code the split tensors (packed into frames) and run the back half on what the codec returns. The label's
+    variant is its rdo mode: ``feature[wa-frame]``, ``feature[wa-gop]``, ``feature[wa-fixed]``."""
 
     kind = "feature"
 
+    @classmethod
+    def _from_section(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
+        return cls(label, qps, cls._rdo_from(label, section, variant_sets_mode=True))
+
+    def describe(self) -> str:
+        return (
+            "fcm: code the split tensors (packed into frames) and run the back half on what the codec returns"
+            + self.rdo_description()
+        )
+
     def measure(self, ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None) -> Measurement:
-        return _code_split_tensors(ctx, codec, params, bit_depth, None)
+        return _code_split_tensors(ctx, codec, params, bit_depth, None, self)
 
 
 def _code_split_tensors(
-    ctx: InputContext, codec: str, params: CodecParams, bit_depth: int | None, wrapper: WrapperPair | None
+    ctx: InputContext,
+    codec: str,
+    params: CodecParams,
+    bit_depth: int | None,
+    wrapper: WrapperPair | None,
+    pipeline_: CodedPipeline | None = None,
 ) -> Measurement:
     """fcm's own path, with or without a wrapper: the front's output (through the pre-wrapper) packed, coded, decoded
     and finished by the back half. Edge cost: the front, plus the pre-wrapper when there is one."""
     from fcm import pipeline
+    from fcm.codecs import get_codec
     from fcm.models.cost import measure_cost
 
     edge = ctx.edge()
-    enc = pipeline.encode_features(edge, ctx.model, codec, params, bit_depth, wrapper=wrapper)
+    coder = get_codec(codec)
+    depth = coder.default_bit_depth if bit_depth is None else bit_depth
+    allocation, map_s = (None, 0.0) if pipeline_ is None else pipeline_.allocation_for(ctx, wrapper, depth)
+    enc = pipeline.encode_features(edge, ctx.model, coder, params, depth, wrapper=wrapper, allocation=allocation)
     dec = pipeline.decode(enc.bitstream, ctx.model, wrapper=wrapper)
     front = _front_cost(ctx)
     macs, parameters = front.macs, front.params
@@ -173,6 +354,8 @@ def _code_split_tensors(
         "unpack": dec.unpack_s,
         "back": dec.back_s,
     }
+    if allocation is not None:
+        times["rdo"] = map_s + enc.rdo_s
     if wrapper is not None:
         key = ("pre", wrapper.weights_tag, ctx.image.shape)
         if key not in ctx._costs:
@@ -242,19 +425,25 @@ class RemotePipeline(Pipeline):
 
 
 @PIPELINES.register("wrapped")
-class WrappedPipeline(Pipeline):
+class WrappedPipeline(CodedPipeline):
     """fcm with a learned wrapper: the pre-wrapper (edge) reduces the split tensors before packing, the post-wrapper
     (cloud) restores them before the back half. ``checkpoint`` is a wrapper checkpoint (:mod:`fcm.wrappers`); the
     label's variant names how it was trained, e.g. ``wrapped[scaled]``. The stream names the wrapper and its weights
     tag (bitstream version 2), and the decoder checks them."""
 
     kind = "wrapped"
-    options = ("checkpoint", "weights_tag")
+    options = ("checkpoint", "weights_tag", "rdo")
 
     def __init__(
-        self, label: str, qps: tuple[int, ...], checkpoint: str, weights_tag: str, trained_for: tuple[str, str] | None
+        self,
+        label: str,
+        qps: tuple[int, ...],
+        checkpoint: str,
+        weights_tag: str,
+        trained_for: tuple[str, str] | None,
+        rdo: RdoSettings | None = None,
     ) -> None:
-        super().__init__(label, qps)
+        super().__init__(label, qps, rdo)
         self.checkpoint = checkpoint
         self.weights_tag = weights_tag
         self.trained_for = trained_for
@@ -268,6 +457,7 @@ class WrappedPipeline(Pipeline):
 
         from fcm.wrappers import read_checkpoint
 
+        rdo = cls._rdo_from(label, section, variant_sets_mode=False)
         path, pinned = section.get("checkpoint"), section.get("weights_tag")
         if not isinstance(path, str) or not path:
             raise ConfigError(f"pipeline {label!r} needs checkpoint: the path of a wrapper checkpoint")
@@ -275,7 +465,7 @@ class WrappedPipeline(Pipeline):
             raise ConfigError(f"pipeline {label!r}: weights_tag must be a string, got {pinned!r}")
         resolved = str(Path(path).resolve())
         if pinned is not None and not Path(path).exists():
-            return cls(label, qps, resolved, pinned, None)  # enough to report its records; measuring will say
+            return cls(label, qps, resolved, pinned, None, rdo)  # enough to report its records; measuring will say
         try:
             data = read_checkpoint(path)
         except FcmError as e:
@@ -284,7 +474,7 @@ class WrappedPipeline(Pipeline):
             raise ConfigError(
                 f"pipeline {label!r}: {path} holds weights {data['weights_tag']}, but the sweep was run with {pinned}"
             )
-        return cls(label, qps, resolved, str(data["weights_tag"]), (str(data["model"]), str(data["split"])))
+        return cls(label, qps, resolved, str(data["weights_tag"]), (str(data["model"]), str(data["split"])), rdo)
 
     def check_split(self, model: str, split: str) -> None:
         if self.trained_for is not None and self.trained_for != (model, split):
@@ -294,19 +484,26 @@ class WrappedPipeline(Pipeline):
             )
 
     def section(self) -> dict[str, Any]:
-        return {"qps": list(self.qps), "checkpoint": self.checkpoint, "weights_tag": self.weights_tag}
+        out = {"qps": list(self.qps), "checkpoint": self.checkpoint, "weights_tag": self.weights_tag}
+        return out | ({"rdo": self.rdo.to_config()} if self.rdo.mode != "sse" else {})
 
     def identity(self) -> dict[str, Any]:
-        return {"checkpoint_weights_tag": self.weights_tag}  # the weights, wherever the file lies
+        out: dict[str, Any] = {"checkpoint_weights_tag": self.weights_tag}  # the weights, wherever the file lies
+        if self.rdo.mode != "sse":
+            out["rdo"] = self.rdo.to_config() | {"map": self.map_tag}
+        return out
 
     def describe(self) -> str:
-        return f"the split tensors through the wrapper `{self.checkpoint}` (weights {self.weights_tag}), packed, coded"
+        base = f"the split tensors through the wrapper `{self.checkpoint}` (weights {self.weights_tag}), packed, coded"
+        return base + self.rdo_description()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_wrapper": None}  # workers load the checkpoint themselves
+        return {**super().__getstate__(), "_wrapper": None}  # workers load the checkpoint themselves
 
     def setup(self, model: SplitModel) -> None:
         from fcm.wrappers import load_wrapper
+
+        super().setup(model)
 
         wrapper = load_wrapper(self.checkpoint, model)
         if wrapper.weights_tag != self.weights_tag:
@@ -317,4 +514,4 @@ class WrappedPipeline(Pipeline):
         if self._wrapper is None:
             self.setup(ctx.model)
         assert self._wrapper is not None
-        return _code_split_tensors(ctx, codec, params, bit_depth, self._wrapper)
+        return _code_split_tensors(ctx, codec, params, bit_depth, self._wrapper, self)

@@ -16,7 +16,7 @@ from fcm.eval.points import EDGE_STAGES, OperatingPoint
 __all__ = ["STAGES", "plot_edge_cost", "plot_rd", "plot_times", "time_keys"]
 
 #: Pipeline stages in the order they run; times keys outside this list come after these, sorted.
-STAGES: tuple[str, ...] = ("front", "wrap", "pack", "encode", "decode", "unpack", "unwrap", "back")
+STAGES: tuple[str, ...] = ("front", "wrap", "pack", "rdo", "encode", "decode", "unpack", "unwrap", "back")
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 #: stages that run on the edge device, whatever the pipeline (remote: only ``encode``; ``wrap``: a pre-wrapper)
-EDGE_STAGES: tuple[str, ...] = ("front", "wrap", "pack", "encode")
+EDGE_STAGES: tuple[str, ...] = ("front", "wrap", "pack", "rdo", "encode")
 
 
 @dataclass(frozen=True, eq=False)

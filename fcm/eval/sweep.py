@@ -39,6 +39,7 @@ from fcm.eval.config import SweepConfig
 from fcm.eval.pipelines import InputContext, Measurement
 from fcm.eval.points import InputSamples, OperatingPoint
 from fcm.models.cost import ComputeCost
+from fcm.pipeline import EdgeFeatures
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "sweep.json"
@@ -127,6 +128,7 @@ class Worker:
         self.pipelines = {p.label: p for p in cfg.pipelines}
         #: MACs and parameters counted once per (what, input size): they depend on nothing else
         self._costs: dict[Any, ComputeCost] = {}
+        self._last_edge: tuple[int, EdgeFeatures] | None = None
 
     def run_input(self, index: int, keys: list[PointKey], emit) -> None:
         """Measure ``keys`` on input ``index``; call ``emit(record)`` as each one finishes.
@@ -146,9 +148,17 @@ class Worker:
             emit({"pipeline": SKIPPED, "codec": REFERENCE[1], "qp": REFERENCE[2], "input": sample.id, "reason": reason})
             return
         with torch_threads(self.cfg.torch_threads):
-            self._measure(sample, image, keys, emit)
+            self._measure(index, sample, image, keys, emit)
 
-    def _measure(self, sample: Any, image: np.ndarray, keys: list[PointKey], emit) -> None:
+    def _edge_of(self, index: int) -> EdgeFeatures:
+        """The front's output on input ``index`` (for pipelines reusing another input's work, e.g. a GOP key)."""
+        from fcm.pipeline import run_front
+
+        if self._last_edge is None or self._last_edge[0] != index:
+            self._last_edge = (index, run_front(self.dataset[index].image(), self.model))
+        return self._last_edge[1]
+
+    def _measure(self, index: int, sample: Any, image: np.ndarray, keys: list[PointKey], emit) -> None:
         self.evaluator.reset()  # records go to ``emit``; the evaluator keeps none across inputs
         pixels = int(image.shape[0] * image.shape[1])
         t0 = time.perf_counter()
@@ -156,7 +166,7 @@ class Worker:
             reference = self.model.full(self.model.prepare(image))
         ref_time = time.perf_counter() - t0
         # the front runs once per input, however many operating points of however many pipelines use it
-        ctx = InputContext(image, self.model, _costs=self._costs)
+        ctx = InputContext(image, self.model, index=index, load_edge=self._edge_of, _costs=self._costs)
         for key in keys:
             if (key.pipeline, key.codec, key.qp) == REFERENCE:
                 m = Measurement(reference, 0, 0, {"infer": ref_time})
