@@ -127,7 +127,7 @@ class RdoSettings:
         pre = {k: raw[k] for k in ("clip_percentile", "smooth", "tau") if k in raw}
         rest = {k: raw[k] for k in cls.KEYS if k in raw and k not in pre and k != "map"}
         for key in ("mode", "route", "target"):
-            if key in rest and not isinstance(rest[key], str):
+            if rest.get(key) is not None and not isinstance(rest[key], str):
                 raise ConfigError(f"{where}: {key} must be a string, got {rest[key]!r}")
         try:
             return cls(precondition=Preconditioning(**pre), map_path=raw.get("map"), **rest)
@@ -204,6 +204,7 @@ class GopAllocation(PerFrameAllocation):
     def __init__(self, settings: RdoSettings) -> None:
         super().__init__(settings)
         self._map: np.ndarray | None = None
+        self._layout: Any = None
         self._left = 0
 
     def offsets(
@@ -218,10 +219,10 @@ class GopAllocation(PerFrameAllocation):
         s = self.settings
         maps = []
         for i in range(packed.frames.shape[0]):
-            if self._left == 0 or self._map is None or self._map.shape[1:] != packed.frames.shape[1:]:
+            if self._left == 0 or self._map is None or self._layout != packed.layout:  # a new GOP (or a new layout)
                 one = _frame(packed, i)
                 raw = frame_sensitivity(one, model, meta, wrapper, as_target(s.target_for(model)), s.probes, s.seed)
-                self._map, self._left = s.offsets_from_weights(raw), s.gop
+                self._map, self._layout, self._left = s.offsets_from_weights(raw), packed.layout, s.gop
             maps.append(self._map[0])
             self._left -= 1
         return np.stack(maps)
