@@ -210,6 +210,11 @@ def test_shipped_configs_are_valid():
     for path in configs.glob("*.yaml"):
         if path.name.startswith("train_"):  # training configs (fcm train): tests/test_train.py checks them
             continue
+        if path.name.startswith("rdo_"):  # fixed-map configs (fcm rdo-weights)
+            from fcm.rdo.config import RdoWeightsConfig
+
+            RdoWeightsConfig.from_yaml(path)
+            continue
         SweepConfig.from_yaml(path)  # names, splits, codecs, QPs and anchors all check out
 
 
