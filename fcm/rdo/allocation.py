@@ -263,9 +263,14 @@ class FixedAllocation(BitAllocation):
         meta: dict[str, tuple[int, ...]],
         wrapper: WrapperPair | None,
     ) -> np.ndarray | None:
-        self.fixed.check(model, wrapper, packed.layout)
-        if self._cache is None or self._cache[0] != packed.layout:
-            self._cache = (packed.layout, self.settings.offsets_from_weights(self.fixed.weights[None]))
+        key = (
+            packed.layout,
+            None if model is None else (model.name, model.split, model.weights_tag),
+            None if wrapper is None else (wrapper.name, wrapper.weights_tag),
+        )
+        if self._cache is None or self._cache[0] != key:  # checked once per model, wrapper and layout
+            self.fixed.check(model, wrapper, packed.layout)
+            self._cache = (key, self.settings.offsets_from_weights(self.fixed.weights[None]))
         return np.repeat(self._cache[1], packed.frames.shape[0], axis=0)
 
 

@@ -4,7 +4,8 @@ Keys: ``model``, ``split``, ``weights``, ``sha256`` (the split model); ``wrapper
 ``bit_depth`` (default 10) and ``range_mode`` (``frame``) — how the edge packs; ``target``, ``probes``, ``seed`` (the
 weights, :mod:`fcm.rdo.sensitivity`); ``dataset``: ``training`` (default: crops of the photos installed packages ship,
 none of them an evaluation input — :mod:`fcm.train.data`; options ``crops_per_image``, ``crop_size``, ``seed``) or any
-sweep dataset mapping (``images``, ``imagefolder``, …: the user's own training images); ``limit``.
+sweep dataset mapping (``images``, ``imagefolder``, …: the user's own training images); ``limit``; ``torch_threads``
+(default 1: the map is the same on any machine).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class RdoWeightsConfig:
     seed: int = 0
     dataset: dict[str, Any] = field(default_factory=lambda: {"kind": "training"})
     limit: int | None = None
+    #: intra-op threads of torch while estimating (fixed, so the map does not depend on the machine's cores)
+    torch_threads: int = 1
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RdoWeightsConfig:
@@ -66,6 +69,7 @@ class RdoWeightsConfig:
             "probes": int,
             "seed": int,
             "limit": int,
+            "torch_threads": int,
         }
         for key, kind in types.items():
             value = raw.get(key)
@@ -79,8 +83,9 @@ class RdoWeightsConfig:
             raise ConfigError(f"dataset 'training' takes {', '.join(_TRAINING_KEYS[1:])}, got {sorted(dataset)}")
         if raw.get("range_mode", "frame") not in ("frame", "tensor"):
             raise ConfigError(f"range_mode must be 'frame' or 'tensor', got {raw['range_mode']!r}")
-        if raw.get("limit") is not None and raw["limit"] < 1:
-            raise ConfigError(f"limit must be a positive integer, got {raw['limit']}")
+        for key in ("limit", "torch_threads"):
+            if raw.get(key) is not None and raw[key] < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {raw[key]}")
         cfg = cls(**{k: v for k, v in raw.items() if k != "dataset"}, dataset=dict(dataset))
         cfg.settings()  # validates target, probes, seed
         return cfg
@@ -127,7 +132,12 @@ class RdoWeightsConfig:
         count, images = self.images(model)
         from tqdm import tqdm
 
-        with tqdm(total=count, desc="rdo weights", unit="input", disable=not progress) as bar:
+        from fcm.eval.sweep import torch_threads
+
+        with (
+            torch_threads(self.torch_threads),
+            tqdm(total=count, desc="rdo weights", unit="input", disable=not progress) as bar,
+        ):
             return make_fixed_map(
                 model,
                 images(),
