@@ -50,6 +50,10 @@ MAX_META = 32
 MAX_SIDE_INFO = 32
 MAX_SIDE_VALUES = 4096
 MAX_FRAMES = 1 << 20
+#: block scales (version 3): block side bounds and the most blocks a stream's map may hold (16 MiB of steps)
+MIN_SCALE_BLOCK = 4
+MAX_SCALE_BLOCK = 256
+MAX_SCALE_MAP = 1 << 24
 # the index into these tuples is what the bitstream stores: never reorder them
 _RATE_CONTROLS: tuple[RateControl, ...] = ("cqp", "crf")
 _GOPS: tuple[GopStructure, ...] = ("intra", "lowdelay")
@@ -241,6 +245,11 @@ def _write_block_scales(w: _Writer, header: Header) -> None:
         )
     except FcmError as e:
         raise BitstreamError(f"invalid block scales: {e}") from None
+    if not MIN_SCALE_BLOCK <= scales.block <= MAX_SCALE_BLOCK or len(scales.steps) > MAX_SCALE_MAP:
+        raise BitstreamError(
+            f"invalid block scales: blocks of {MIN_SCALE_BLOCK}–{MAX_SCALE_BLOCK} samples, at most {MAX_SCALE_MAP} "
+            "blocks in all"
+        )
     w.uint(scales.block)
     for c in scales.centres:
         w.uint(c)
@@ -470,20 +479,24 @@ def _read_side_info(r: _Reader) -> dict[str, tuple[float, ...]]:
 
 
 def _read_block_scales(r: _Reader, n: int, height: int, width: int, bit_depth: int) -> BlockScales | None:
-    block = r.uint("scale block size", 256)
+    block = r.uint("scale block size", MAX_SCALE_BLOCK)
     if block == 0:
         return None
+    if block < MIN_SCALE_BLOCK:
+        raise BitstreamError(f"corrupt: scale block size {block} is below {MIN_SCALE_BLOCK}")
     centres = tuple(r.uint("scale centre", (1 << bit_depth) - 1) for _ in range(n))
     shape = (n, -(-height // block), -(-width // block))
     size = shape[0] * shape[1] * shape[2]
+    if size > MAX_SCALE_MAP:  # checked before inflating: a small stream cannot ask for a huge map
+        raise BitstreamError(f"corrupt: a block scale map of {size} blocks exceeds {MAX_SCALE_MAP}")
     packed = r.raw("block scale steps")
     inflater = zlib.decompressobj()
     try:
         steps = inflater.decompress(packed, size)  # never more than the map can hold
-        if len(steps) != size or inflater.unconsumed_tail or not inflater.eof:
-            raise BitstreamError(f"corrupt: block scale steps do not hold exactly {size} values")
     except zlib.error as e:
         raise BitstreamError(f"corrupt: block scale steps do not inflate: {e}") from None
+    if len(steps) != size or inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
+        raise BitstreamError(f"corrupt: block scale steps are not one zlib stream of exactly {size} values")
     try:
         return BlockScales(block, centres, shape, steps)
     except FcmError as e:

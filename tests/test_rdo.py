@@ -185,10 +185,15 @@ def test_direct_roi_delivery_matches_the_filter_route(monkeypatch):
     offsets = rng.integers(-6, 7, size=(2, frames.shape[1] // 16, frames.shape[2] // 16)).astype(np.int32)
     params = CodecParams(30, rate_control="crf")
     fast = {name: get_codec(name).encode(frames, 10, params, offsets) for name in ("x265", "x264")}
+    # a frame whose size is not a multiple of 16: addroi clips edge regions, the direct route keeps whole blocks
+    odd = natural_frames(10, n=1, height=100, width=150)
+    odd_offsets = rng.integers(-6, 7, size=(1, 7, 10)).astype(np.int32)
+    fast_odd = {name: get_codec(name).encode(odd, 10, params, odd_offsets) for name in ("x265", "x264")}
     monkeypatch.setattr(roi, "_direct", False)
     assert roi.delivery_route() == "addroi"
     for name, encoded in fast.items():
         assert get_codec(name).encode(frames, 10, params, offsets) == encoded
+        assert get_codec(name).encode(odd, 10, params, odd_offsets) == fast_odd[name]
 
 
 def test_block_regions_cover_runs():
@@ -221,6 +226,16 @@ def test_scaling_round_trip_and_headroom():
     # the error of the round trip is the rounding of the scaled samples, magnified by 1/s
     gain = np.repeat(np.repeat(2.0 ** (steps / 6.0), 16, axis=1), 16, axis=2)[:, :40, :50]
     assert (np.abs(back.astype(float) - frames) <= gain / 2 + 0.5 + 1e-9).all()
+    # the raise is minimal: one step less and some sample of the block would leave the range
+    x = frames[0].astype(float)
+    c = scales.centres[0]
+    for by in range(3):
+        for bx in range(4):
+            k = int(steps[0, by, bx])
+            if k > offsets[0, by, bx]:
+                block = x[by * 16 : (by + 1) * 16, bx * 16 : (bx + 1) * 16]
+                wider = c + 2.0 ** (-(k - 1) / 6.0) * (block - c)
+                assert wider.max() > 1023 + 0.5 or wider.min() < -0.5
     # a zero map is the identity
     same, zero = scale_frames(frames[1:], np.zeros((1, 3, 4), np.int32), 10, 16)
     assert np.array_equal(same, frames[1:]) and np.array_equal(unscale_frames(same, zero, 10), frames[1:])
@@ -265,6 +280,17 @@ def test_block_scales_in_the_bitstream_are_checked():
     garbage = data[:i] + b"\x00" * len(packed) + data[i + len(packed) :]
     with pytest.raises(BitstreamError, match="block scale steps"):
         bitstream.read(_recrc(garbage))
+    # bytes after the zlib stream: one header, one encoding
+    trailing = packed + b"JUNK"
+    extra = data[: i - 1] + bytes([len(trailing)]) + trailing + data[i + len(packed) :]
+    extra = extra[:5] + (len(extra) - 13).to_bytes(4, "little") + extra[9:]
+    with pytest.raises(BitstreamError, match="not one zlib stream"):
+        bitstream.read(_recrc(extra))
+    # a block size below 4 is refused before anything is inflated (a tiny stream cannot ask for a huge map)
+    j = data.index(bytes([16, 0x80, 0x04]))  # block 16, then centre 512 as LEB128
+    tiny = data[:j] + bytes([2]) + data[j + 1 :]
+    with pytest.raises(BitstreamError, match="scale block size 2 is below 4"):
+        bitstream.read(_recrc(tiny))
 
 
 # ---------- policies
@@ -310,6 +336,9 @@ def test_fixed_map_refuses_what_it_was_not_made_for(lite0, chelsea, tmp_path):
     )
     with pytest.raises(ConfigError, match="made for layout"):
         allocation.offsets(other_layout, lite0, {}, None)
+    tensor_ranges = Packer(10, "tensor").pack(pipeline.run_front(chelsea, lite0).features.tensors)
+    with pytest.raises(ConfigError, match="made for range_mode 'frame', but this stream has 'tensor'"):
+        allocation.offsets(tensor_ranges, lite0, {}, None)
     with pytest.raises(ConfigError, match="made for model_weights"):
         FixedMap(fixed.weights, {**fixed.identity, "model_weights": "0" * 16}).check(lite0, None, packed.layout)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
@@ -395,9 +424,44 @@ def test_rdo_pipeline_labels_and_checks(tmp_path):
     assert scale.pipelines[0].rdo.route == "scale"
     with pytest.raises(ConfigError, match="unknown settings"):
         _sweep_cfg(tmp_path, {"feature[wa-frame]": {"qps": [30], "rdo": {"probez": 3}}})
+    with pytest.raises(ConfigError, match="tau must be a finite number"):
+        _sweep_cfg(tmp_path, {"feature[wa-frame]": {"qps": [30], "rdo": {"tau": "1e-3"}}})
+    with pytest.raises(ConfigError, match="clip_percentile must be a number"):
+        _sweep_cfg(tmp_path, {"feature[wa-frame]": {"qps": [30], "rdo": {"clip_percentile": None}}})
+    with pytest.raises(ConfigError, match="map must be the path"):
+        _sweep_cfg(tmp_path, {"feature[wa-fixed]": {"qps": [30], "rdo": {"map": 5}}})
+    with pytest.raises(ConfigError, match="route 'scale' takes blocks of 4–256"):
+        _sweep_cfg(tmp_path, {"feature[s]": {"qps": [30], "rdo": {"mode": "wa-frame", "route": "scale", "block": 300}}})
+    # a wrapped label naming an rdo mode sets it, and must agree with the section
+    from fcm.eval.pipelines import WrappedPipeline
+
+    rdo = WrappedPipeline._rdo_from("wrapped[scaled+wa-gop]", {}, variant_sets_mode=False)
+    assert rdo.mode == "wa-gop"
+    with pytest.raises(ConfigError, match="the label says rdo 'wa-gop', its rdo mode is 'wa-frame'"):
+        WrappedPipeline._rdo_from("wrapped[scaled+wa-gop]", {"rdo": "wa-frame"}, variant_sets_mode=False)
     with pytest.raises(ConfigError, match="does not exist"):
         cfg = _sweep_cfg(tmp_path, {"feature[wa-fixed]": {"qps": [30], "rdo": {"map": str(tmp_path / "none.npz")}}})
         cfg.pipelines[0].setup(None)
+
+
+def test_identity_follows_the_maps_content_not_its_path(tmp_path, lite0, chelsea):
+    import shutil
+
+    fixed = make_fixed_map(lite0, [chelsea], RdoSettings(mode="wa-frame", probes=1), 10)
+    first = fixed.save(tmp_path / "a" / "map.npz")
+    second = tmp_path / "b" / "moved.npz"
+    second.parent.mkdir()
+    shutil.copy(first, second)
+
+    def identity(path, **rdo):
+        cfg = _sweep_cfg(tmp_path, {"feature[wa-fixed]": {"qps": [30], "rdo": {"map": str(path), **rdo}}})
+        return cfg.pipeline_identity()
+
+    assert identity(first) == identity(second)
+    assert identity(first) != identity(first, max_offset=4)
+    # settings a mode ignores do not change its identity
+    frame = _sweep_cfg(tmp_path, {"feature[wa-frame]": {"qps": [30]}}).pipeline_identity()
+    assert frame == _sweep_cfg(tmp_path, {"feature[wa-frame]": {"qps": [30], "rdo": {"gop": 3}}}).pipeline_identity()
 
 
 def test_sweep_wa_gop_uses_the_key_inputs_map(tmp_path):
@@ -418,9 +482,10 @@ def test_sweep_wa_gop_uses_the_key_inputs_map(tmp_path):
     assert records[("feature[wa-gop]", key)]["bits"] == records[("feature[wa-frame]", key)]["bits"]
     assert records[("feature[wa-gop]", next_key)]["bits"] == records[("feature[wa-frame]", next_key)]["bits"]
     assert records[("feature[wa-gop]", follower)]["bits"] != records[("feature[wa-frame]", follower)]["bits"]
+    # charged 1/gop of the key map's weights time: the key and its follower report the same measurement (jobs=1), up
+    # to the microseconds of handing the map over
     gop_time = records[("feature[wa-gop]", follower)]["times"]["rdo"]
-    frame_time = records[("feature[wa-frame]", follower)]["times"]["rdo"]
-    assert 0 < gop_time < frame_time  # amortised over the GOP
+    assert gop_time > 0 and gop_time == pytest.approx(records[("feature[wa-gop]", key)]["times"]["rdo"], abs=1e-3)
 
 
 def test_external_codec_writes_the_qp_map(tmp_path):

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-SEED_CODECS = ("x265", "x264", "svtav1", "vp9", "ffv1")
+SEED_CODECS = ("x265", "x264", "svtav1", "vp9", "ffv1", "x265+scales")
 #: preamble bytes (magic, version, body length) that most field edits keep, to reach the body parser
 PREAMBLE_BYTES = 9
 MUTATIONS = (
@@ -55,21 +55,29 @@ def recrc(data: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def seed_stream(codec_name: str) -> bytes:
-    """A real two-frame, two-tensor fcm bitstream coded with ``codec_name`` (deterministic)."""
+def seed_stream(seed_name: str) -> bytes:
+    """A real two-frame, two-tensor fcm bitstream coded with the codec ``seed_name`` names (deterministic);
+    ``<codec>+scales`` codes it through per-block sample scaling (format version 3, field 10a)."""
     import torch
 
     from fcm import bitstream
     from fcm.codecs import CodecParams, get_codec
     from fcm.packing import Packer
+    from fcm.rdo.scaling import scale_frames
 
+    codec_name, _, variant = seed_name.partition("+")
     codec = get_codec(codec_name)
     bit_depth = 10 if 10 in codec.bit_depths else 8
     gen = torch.Generator().manual_seed(0)
     tensors = {"p2": torch.randn(2, 16, 8, 12, generator=gen).relu(), "p3": torch.randn(2, 16, 4, 6, generator=gen)}
     packed = Packer(bit_depth, "tensor").pack(tensors)
     params = CodecParams(qp=0 if codec.lossless else 30, gop="lowdelay")
-    payload = codec.encode(packed.frames, bit_depth, params)
+    frames, scales = packed.frames, None
+    if variant == "scales":
+        n, h, w = frames.shape
+        offsets = np.random.default_rng(0).integers(-6, 7, size=(n, -(-h // 8), -(-w // 8))).astype(np.int32)
+        frames, scales = scale_frames(frames, offsets, bit_depth, 8)
+    payload = codec.encode(frames, bit_depth, params)
     header = bitstream.Header(
         model="fuzz_model",
         split="fuzz_split",
@@ -82,6 +90,7 @@ def seed_stream(codec_name: str) -> bytes:
         codec=codec_name,
         params=params,
         notes=(("tool", "fuzz"),),
+        block_scales=scales,
     )
     return bitstream.write(header, payload)
 

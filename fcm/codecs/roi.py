@@ -14,9 +14,14 @@ PyAV cannot create side data. Two routes attach it:
   so the cost grows with the square of the region count (measured: 2.2 ms for 54 regions, 0.7 s for 7,026, 2.6 s for
   14,069).
 
-The direct route is used only after a self-check at first use proves it writes exactly the bytes the ``addroi`` route
-writes on a probe frame (same regions, same layout); otherwise, or if anything about the loaded libraries is not as
-expected, the filter route is used. :func:`delivery_route` says which one is active.
+The direct route relies on the layout of PyAV's Cython ``Frame`` object (header, vtable pointer, then the
+``AVFrame`` pointer), so it is enabled only for the PyAV major versions it was verified on (:data:`VERIFIED_PYAV`) and
+after a self-check at first use: the pointer must lead to an ``AVFrame`` of the probe frame's size, and the side data
+written must equal, byte for byte, what the ``addroi`` route writes for the same block-aligned regions. Otherwise the
+filter route is used (``FCM_ROI_ROUTE=addroi`` forces it). :func:`delivery_route` says which one is active. At the
+frame's right and bottom edges ``addroi`` clips a region to the frame while the direct route keeps whole blocks; the
+encoders clamp both to the same blocks, so the coded bytes are the same (``tests/test_rdo.py`` checks a frame whose
+size is not a multiple of 16).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import numpy as np
 _ROI_SIDE_DATA = 18
 _REGION_INTS = 7  # self_size, top, bottom, left, right, qoffset.num, qoffset.den
 _REGION_BYTES = 4 * _REGION_INTS
+#: PyAV major versions whose ``Frame`` layout the direct route was verified on
+VERIFIED_PYAV = ("18",)
 
 _lock = threading.Lock()
 _direct: _DirectWriter | bool | None = None  # None: not checked yet; False: unavailable
@@ -150,13 +157,15 @@ def _probe_direct_writer() -> _DirectWriter | None:
     """The direct writer if it reproduces the ``addroi`` route's bytes exactly on probe frames, else ``None``."""
     import av
 
-    if os.environ.get("FCM_ROI_ROUTE") == "addroi":
+    if os.environ.get("FCM_ROI_ROUTE") == "addroi" or av.__version__.split(".")[0] not in VERIFIED_PYAV:
         return None
     libs = glob.glob(os.path.join(os.path.dirname(av.__file__), os.pardir, "av.libs", "libavutil*.so*"))
     if len(libs) != 1:  # not the manylinux wheel layout we know
         return None
     # Cython extension object: PyObject header, the vtable pointer (Frame has cdef methods), then ``AVFrame *ptr``.
     offset = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+    if av.VideoFrame.__basicsize__ < offset + ctypes.sizeof(ctypes.c_void_p):  # the pointer must lie in the object
+        return None
     writer = _DirectWriter(ctypes.CDLL(libs[0]), offset)
     for width, height, pix_fmt in ((144, 112, "gray10le"), (80, 48, "gray")):
         probe = av.VideoFrame(width, height, pix_fmt)

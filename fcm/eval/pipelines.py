@@ -167,30 +167,35 @@ class CodedPipeline(Pipeline):
         self.rdo = rdo if rdo is not None else RdoSettings()
         self.map_tag = _file_tag(self.rdo.map_path) if self.rdo.map_path else None
         self._allocation: BitAllocation | None = None
+        #: wa-gop key maps this process computed: (label, key input, bit depth, wrapper tag) → (map, layout, seconds)
+        self._key_maps: dict[Any, tuple[np.ndarray, Any, float]] = {}
 
     @classmethod
     def _rdo_from(cls, label: str, section: dict[str, Any], variant_sets_mode: bool) -> RdoSettings:
+        """The ``rdo`` setting of a section. A label naming an rdo mode must agree with it: ``feature[wa-gop]``
+        (the variant sets the mode) or ``wrapped[scaled+wa-gop]`` (a ``+``-part names it)."""
         from pathlib import Path
 
         from fcm.rdo.allocation import RDO_MODES, RdoSettings
 
-        raw = section.get("rdo")
-        raw = (
-            {"mode": raw} if isinstance(raw, str) else dict(raw or {}) if isinstance(raw, dict) or raw is None else raw
-        )
-        if not isinstance(raw, dict):
-            raise ConfigError(f"pipeline {label!r}: rdo must be a mode name or a mapping, got {section.get('rdo')!r}")
+        given = section.get("rdo")
+        if isinstance(given, str):
+            raw: dict[str, Any] = {"mode": given}
+        elif given is None or isinstance(given, dict):
+            raw = dict(given or {})
+        else:
+            raise ConfigError(f"pipeline {label!r}: rdo must be a mode name or a mapping, got {given!r}")
         _, variant = parse_label(label)
-        if variant_sets_mode and variant in RDO_MODES:
-            if raw.setdefault("mode", variant) != variant:
-                raise ConfigError(
-                    f"pipeline {label!r}: the label says rdo {variant!r}, its rdo mode is {raw['mode']!r}"
-                )
-        elif variant_sets_mode and variant is not None and "mode" not in raw:
+        named = [part for part in (variant or "").split("+") if part in RDO_MODES]
+        if variant_sets_mode and variant is not None and not named and "mode" not in raw:
             raise ConfigError(
                 f"pipeline {label!r}: a feature pipeline's variant is its rdo mode ({', '.join(RDO_MODES)}), or "
                 "any name when its section sets rdo: {mode: ...}"
             )
+        if named:
+            mode = raw.setdefault("mode", named[-1])
+            if mode not in named:
+                raise ConfigError(f"pipeline {label!r}: the label says rdo {named[-1]!r}, its rdo mode is {mode!r}")
         if isinstance(raw.get("map"), str):
             raw["map"] = str(Path(raw["map"]).resolve())
         return RdoSettings.from_config(raw, f"pipeline {label!r}: rdo")
@@ -202,9 +207,9 @@ class CodedPipeline(Pipeline):
         return out
 
     def identity(self) -> dict[str, Any]:
-        out = super().identity()
-        if self.map_tag is not None:
-            out["rdo_map_tag"] = self.map_tag  # the map's content, wherever the file lies
+        out = {k: v for k, v in self.section().items() if k not in ("qps", "rdo")}
+        if self.rdo.mode != "sse":  # what the allocation does, and the map by content wherever the file lies
+            out["rdo"] = self.rdo.identity() | ({"map": self.map_tag} if self.map_tag is not None else {})
         return out
 
     def rdo_description(self) -> str:
@@ -236,7 +241,7 @@ class CodedPipeline(Pipeline):
             )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_allocation": None}
+        return {**self.__dict__, "_allocation": None, "_key_maps": {}}
 
     def setup(self, model: SplitModel) -> None:
         from fcm.rdo.allocation import build_allocation
@@ -248,7 +253,15 @@ class CodedPipeline(Pipeline):
     def allocation_for(
         self, ctx: InputContext, wrapper: WrapperPair | None, bit_depth: int
     ) -> tuple[BitAllocation | None, float]:
-        """The allocation for ``ctx``'s input and the time its map costs per encode (weights amortised over a GOP)."""
+        """The allocation for ``ctx``'s input and the seconds its map costs per encode.
+
+        ``wa-frame``: the input's own weights, estimated once per input (they do not depend on the QP or codec) and
+        charged in full to every encode. ``wa-gop``: consecutive inputs ``[k·gop, (k+1)·gop)`` of the dataset form a
+        GOP (as frames of a video would) and use the map of its first input, charged ``1/gop`` of its weights time
+        (what a stream pays per frame). The key map depends only on the key input, so results do not depend on
+        ``--jobs`` or on the order workers take inputs; a worker keeps the last few key maps. A follower whose key
+        input cannot be read or packs to another layout starts its own GOP (its own map, charged in full).
+        """
         from fcm.rdo.allocation import FixedAllocation, PrecomputedAllocation
 
         mode = self.rdo.mode
@@ -259,19 +272,32 @@ class CodedPipeline(Pipeline):
                 self.setup(ctx.model)
             assert isinstance(self._allocation, FixedAllocation)
             return self._allocation, 0.0
-        key = ctx.index - ctx.index % self.rdo.gop if mode == "wa-gop" else ctx.index
-        memo_key = ("rdo", self.label, key, bit_depth)
-        if memo_key not in ctx.memo:
-            if key == ctx.index:
-                edge = ctx.edge()
-            elif ctx.load_edge is not None:
-                edge = ctx.load_edge(key)
-            else:
-                raise ConfigError(f"pipeline {self.label!r}: rdo 'wa-gop' needs the inputs of its GOP")
-            ctx.memo[memo_key] = _key_frame_map(self.rdo, edge, ctx.model, wrapper, bit_depth)
-        offsets, layout, seconds = ctx.memo[memo_key]
-        per_encode = seconds / self.rdo.gop if mode == "wa-gop" else seconds
-        return PrecomputedAllocation(self.rdo, offsets, layout), per_encode
+        tag = None if wrapper is None else wrapper.weights_tag
+        own = ("rdo", self.label, ctx.index, bit_depth, tag)
+        if own not in ctx.memo:
+            ctx.memo[own] = _key_frame_map(self.rdo, ctx.edge(), ctx.model, wrapper, bit_depth)
+        if mode == "wa-frame":
+            offsets, layout, seconds = ctx.memo[own]
+            return PrecomputedAllocation(self.rdo, offsets, layout), seconds
+        key_index = ctx.index - ctx.index % self.rdo.gop
+        key = ("rdo", self.label, key_index, bit_depth, tag)
+        if key_index == ctx.index:
+            self._key_maps[key] = ctx.memo[own]
+        elif key not in self._key_maps and ctx.load_edge is not None:
+            try:
+                edge = ctx.load_edge(key_index)
+            except (OSError, ValueError):  # an unreadable key input (skip_unreadable): this input starts a GOP
+                edge = None
+            if edge is not None:
+                self._key_maps[key] = _key_frame_map(self.rdo, edge, ctx.model, wrapper, bit_depth)
+        found = self._key_maps.get(key)
+        if found is None or found[1] != ctx.memo[own][1]:  # no key map, or another layout: a GOP of its own
+            offsets, layout, seconds = ctx.memo[own]
+            return PrecomputedAllocation(self.rdo, offsets, layout), seconds
+        while len(self._key_maps) > 4:
+            self._key_maps.pop(next(iter(self._key_maps)))
+        offsets, layout, seconds = found
+        return PrecomputedAllocation(self.rdo, offsets, layout), seconds / self.rdo.gop
 
 
 def _key_frame_map(
@@ -490,7 +516,7 @@ class WrappedPipeline(CodedPipeline):
     def identity(self) -> dict[str, Any]:
         out: dict[str, Any] = {"checkpoint_weights_tag": self.weights_tag}  # the weights, wherever the file lies
         if self.rdo.mode != "sse":
-            out["rdo"] = self.rdo.to_config() | {"map": self.map_tag}
+            out["rdo"] = super().identity()["rdo"]
         return out
 
     def describe(self) -> str:

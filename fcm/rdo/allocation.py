@@ -95,10 +95,21 @@ class RdoSettings:
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
                 raise ConfigError(f"rdo {name} must be an integer >= {lo}, got {value!r}")
         qp_offsets(np.ones((1, 1, 1)), self.max_offset)  # validates max_offset
+        if self.map_path is not None and not isinstance(self.map_path, str):
+            raise ConfigError(f"rdo map must be the path of a .npz file, got {self.map_path!r}")
         if self.mode == "wa-fixed" and not self.map_path:
             raise ConfigError("rdo mode 'wa-fixed' needs map: the file `fcm rdo-weights` wrote")
         if self.mode != "wa-fixed" and self.map_path:
             raise ConfigError(f"rdo map is only used by mode 'wa-fixed', not {self.mode!r}")
+        if self.mode == "wa-fixed" and self.target is not None:
+            raise ConfigError("rdo mode 'wa-fixed' takes its target from the map; drop target")
+        if self.route == "scale":
+            from fcm.rdo.scaling import MAX_STEP
+
+            if not 4 <= self.block <= 256:
+                raise ConfigError(f"rdo route 'scale' takes blocks of 4–256 samples, got {self.block}")
+            if self.max_offset > MAX_STEP:
+                raise ConfigError(f"rdo route 'scale' takes max_offset <= {MAX_STEP}, got {self.max_offset}")
 
     #: config keys :meth:`from_config` accepts
     KEYS = (
@@ -133,6 +144,24 @@ class RdoSettings:
             return cls(precondition=Preconditioning(**pre), map_path=raw.get("map"), **rest)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change what this mode codes (for results folders): the estimator's settings only where
+        the mode estimates weights, the GOP length only for ``wa-gop``, the map by the caller's content tag."""
+        if self.mode == "sse":
+            return {"mode": "sse"}
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "route": self.route,
+            "block": self.block,
+            "max_offset": self.max_offset,
+        }
+        out |= asdict(self.precondition)
+        if self.mode in ("wa-frame", "wa-gop"):
+            out |= {"target": self.target, "probes": self.probes, "seed": self.seed}
+        if self.mode == "wa-gop":
+            out["gop"] = self.gop
+        return out
 
     def to_config(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("precondition", "map_path")}
@@ -267,9 +296,10 @@ class FixedAllocation(BitAllocation):
             packed.layout,
             None if model is None else (model.name, model.split, model.weights_tag),
             None if wrapper is None else (wrapper.name, wrapper.weights_tag),
+            packed.range_mode,
         )
-        if self._cache is None or self._cache[0] != key:  # checked once per model, wrapper and layout
-            self.fixed.check(model, wrapper, packed.layout)
+        if self._cache is None or self._cache[0] != key:  # checked once per model, wrapper, layout and range mode
+            self.fixed.check(model, wrapper, packed.layout, packed.range_mode)
             self._cache = (key, self.settings.offsets_from_weights(self.fixed.weights[None]))
         return np.repeat(self._cache[1], packed.frames.shape[0], axis=0)
 

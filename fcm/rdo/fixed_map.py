@@ -55,9 +55,12 @@ class FixedMap:
     weights: np.ndarray
     identity: dict[str, Any]
 
-    def check(self, model: SplitModel | None, wrapper: WrapperPair | None, layout: Layout) -> None:
-        """Raise :class:`ConfigError` naming the first identifier or layout field that differs."""
-        want = {**identifiers(model, wrapper), "layout": layout_record(layout)}
+    def check(
+        self, model: SplitModel | None, wrapper: WrapperPair | None, layout: Layout, range_mode: str = "frame"
+    ) -> None:
+        """Raise :class:`ConfigError` naming the first identifier, the layout or the range mode that differs (the
+        weights scale with each range's span, so a map made for per-tensor ranges does not fit per-frame ones)."""
+        want = {**identifiers(model, wrapper), "layout": layout_record(layout), "range_mode": range_mode}
         for key, value in want.items():
             have = self.identity.get(key)
             if _plain(have) != _plain(value):
@@ -90,7 +93,9 @@ class FixedMap:
             raise ConfigError(f"{path} is not a fixed rdo map: {e}") from None
         if not isinstance(identity, dict) or identity.get("format") != FORMAT:
             raise ConfigError(f"{path} is not a fixed rdo map (format {FORMAT})")
-        layout = identity.get("layout") or {}
+        layout = identity.get("layout")
+        if not isinstance(layout, dict):
+            raise ConfigError(f"{path} is not a fixed rdo map: it names no layout")
         if weights.shape != (layout.get("frame_height"), layout.get("frame_width")):
             raise ConfigError(f"{path}: weights of shape {weights.shape} do not match the layout it names")
         if not np.isfinite(weights).all() or (weights < 0).any():

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,12 +34,15 @@ class Preconditioning:
     tau: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 50.0 <= float(self.clip_percentile) <= 100.0:
-            raise ConfigError(f"clip_percentile must lie in [50, 100], got {self.clip_percentile!r}")
+        def number(value: object) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if not number(self.clip_percentile) or not 50.0 <= self.clip_percentile <= 100.0:
+            raise ConfigError(f"clip_percentile must be a number in [50, 100], got {self.clip_percentile!r}")
         if not isinstance(self.smooth, int) or isinstance(self.smooth, bool) or self.smooth < 0:
             raise ConfigError(f"smooth must be a radius in samples >= 0, got {self.smooth!r}")
-        if not float(self.tau) >= 0.0:
-            raise ConfigError(f"tau must be >= 0, got {self.tau!r}")
+        if not number(self.tau) or self.tau < 0:
+            raise ConfigError(f"tau must be a finite number >= 0, got {self.tau!r}")
 
 
 def precondition(weights: np.ndarray, settings: Preconditioning = Preconditioning()) -> np.ndarray:

@@ -43,7 +43,8 @@ class BlockScales:
             raise ShapeError(
                 f"block scales hold {len(self.centres)} centres and {len(self.steps)} steps for {self.shape}"
             )
-        if self.steps and int(np.abs(self.step_map().astype(np.int32)).max()) > MAX_STEP:
+        steps = np.frombuffer(self.steps, dtype=np.int8)
+        if steps.size and (int(steps.min()) < -MAX_STEP or int(steps.max()) > MAX_STEP):  # no copies of the map
             raise ShapeError(f"block scale steps must lie in [-{MAX_STEP}, {MAX_STEP}]")
 
     @classmethod

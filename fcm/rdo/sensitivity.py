@@ -71,17 +71,21 @@ def probe_diagonal(
     generator: torch.Generator,
     mixer: Mixer = identity_mixer,
 ) -> torch.Tensor:
-    """Estimate ``diag(JᵀMJ)`` of ``fn`` at ``x`` from ``probes`` Rademacher probes (same shape as ``x``)."""
+    """Estimate ``diag(JᵀMJ)`` of ``fn`` at ``x`` from ``probes`` Rademacher probes (each of the output's shape)."""
     if probes < 1:
         raise ConfigError(f"probes must be >= 1, got {probes}")
-    x = x.detach().requires_grad_(True)
-    y = fn(x)
-    r = torch.randint(0, 2, (probes, *y.shape), generator=generator, dtype=torch.int64).to(y.dtype) * 2 - 1
-    v = mixer(y, r)
-    try:
-        (grads,) = torch.autograd.grad(y, x, v, is_grads_batched=True)
-    except RuntimeError:  # an op without a batching rule: one backward pass per probe
-        grads = torch.stack([torch.autograd.grad(y, x, v[i], retain_graph=i + 1 < probes)[0] for i in range(probes)])
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        y = fn(x)
+        r = torch.randint(0, 2, (probes, *y.shape), generator=generator, dtype=torch.int64).to(y.dtype) * 2 - 1
+        v = mixer(y, r)
+        try:
+            # keep the graph: if an op has no batching rule the per-probe loop below reuses it
+            (grads,) = torch.autograd.grad(y, x, v, retain_graph=True, is_grads_batched=True)
+        except RuntimeError as e:
+            if "batch" not in str(e).lower() and "vmap" not in str(e).lower():
+                raise
+            grads = torch.stack([torch.autograd.grad(y, x, v[i], retain_graph=True)[0] for i in range(probes)])
     return grads.square().mean(dim=0)
 
 
@@ -89,16 +93,17 @@ def exact_diagonal(
     fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mixer: Mixer = identity_mixer
 ) -> torch.Tensor:
     """``diag(JᵀMJ)`` of ``fn`` at ``x`` exactly: ``Σₖ (Jᵀ A eₖ)²`` over the basis vectors ``eₖ`` of the output."""
-    x = x.detach().requires_grad_(True)
-    y = fn(x)
-    total = torch.zeros_like(x)
-    count = y.numel()
-    for k in range(count):
-        basis = torch.zeros(count, dtype=y.dtype, device=y.device)
-        basis[k] = 1
-        v = mixer(y, basis.reshape(1, *y.shape))[0]
-        (g,) = torch.autograd.grad(y, x, v, retain_graph=k + 1 < count)
-        total += g.square()
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        y = fn(x)
+        total = torch.zeros_like(x)
+        count = y.numel()
+        for k in range(count):
+            basis = torch.zeros(count, dtype=y.dtype, device=y.device)
+            basis[k] = 1
+            v = mixer(y, basis.reshape(1, *y.shape))[0]
+            (g,) = torch.autograd.grad(y, x, v, retain_graph=k + 1 < count)
+            total += g.square()
     return total
 
 
