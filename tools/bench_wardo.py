@@ -22,10 +22,12 @@ that wrapper's post-wrapper); ``--no-wrapped`` leaves them out.
 Prints JSON: per codec and mode the BD-rate and BD-accuracy against that codec's SSE curve (95 % bootstrap intervals
 over inputs), a BD-rate on mean KL (−10·log10 KL as the quality; no interval: a log of a mean is not a per-input
 mean), and the encode-time overhead: the mode's ``rdo`` time (weights — amortised over the GOP for ``wa-gop`` — plus
-map pooling and scaling) relative to SSE-RDO's codec encode time and to its whole edge time (front + pack + encode),
-and the encode time ratio (ROI delivery happens inside the encoder call). Then the per-block delivery cost at a
-classifier frame, a 1920×1088 frame and the Faster R-CNN FPN frame of an 800×1216 input (direct side data vs the
-``addroi`` filter chain, and the x265 encode time of that frame), and the targets of the issue.
+map pooling and scaling) plus the steady-state per-frame delivery of the QP map (regions built and attached as side
+data, measured separately: it happens inside the encoder call), relative to SSE-RDO's codec encode time and to its
+whole edge time (front + pack + encode), and the ratio of encode times (the encoder's own work with the map). Then
+the per-block delivery cost at a classifier frame, a 1920×1088 frame and the Faster R-CNN FPN frame of an 800×1216
+input (direct side data vs the ``addroi`` filter chain, and the x265 encode time of that frame), the per-GOP overhead
+by probes and GOP length, and the targets of the issue.
 """
 
 from __future__ import annotations
@@ -117,8 +119,10 @@ def _variant(label: str, anchor: str, family: str) -> bool:
     return label.startswith(anchor[:-1] + "+")  # wrapped[scaled] → wrapped[scaled+...]
 
 
-def overheads(points: list, codec: str, anchor: str) -> dict:
-    """Per WA curve: mean rdo time per encode relative to SSE-RDO's codec time and edge time, at matching QPs."""
+def overheads(points: list, codec: str, anchor: str, delivery_s: dict[str, float]) -> dict:
+    """Per WA curve: mean rdo time per encode (weights — amortised for wa-gop —, map, scaling) plus the steady-state
+    per-frame delivery of its QP map (``delivery_s``: ``fresh`` map or ``reused`` map; none for the scale route),
+    relative to SSE-RDO's codec time and edge time at matching QPs."""
     family = anchor.split("[", 1)[0]
     sse = {p.qp: p for p in points if p.codec == codec and p.pipeline == anchor}
     out: dict[str, dict] = {}
@@ -128,14 +132,17 @@ def overheads(points: list, codec: str, anchor: str) -> dict:
         mode = p.pipeline
         acc = out.setdefault(mode, {"rdo_s": [], "vs_encode": [], "vs_edge": [], "encode_ratio": []})
         base = sse[p.qp]
-        rdo = p.times.get("rdo", 0.0)
+        scale_route = mode.endswith("fixed-scale]")
+        reused = "wa-fixed" in mode or "wa-gop" in mode
+        deliver = 0.0 if scale_route else delivery_s["reused" if reused else "fresh"]
+        rdo = p.times.get("rdo", 0.0) + deliver
         acc["rdo_s"].append(rdo)
         acc["vs_encode"].append(rdo / base.times["encode"])
         acc["vs_edge"].append(rdo / base.edge_seconds)
         acc["encode_ratio"].append(p.times["encode"] / base.times["encode"])
     return {
         mode: {
-            "rdo_ms_per_encode": round(1000 * float(np.mean(v["rdo_s"])), 3),
+            "rdo_plus_delivery_ms_per_encode": round(1000 * float(np.mean(v["rdo_s"])), 4),
             "overhead_vs_sse_codec_encode": round(float(np.mean(v["vs_encode"])), 4),
             "overhead_vs_sse_edge_time": round(float(np.mean(v["vs_edge"])), 4),
             "encode_time_ratio": round(float(np.mean(v["encode_ratio"])), 4),
@@ -169,12 +176,24 @@ def delivery(preset: str, skip_fpn_encode: bool) -> dict:
     out = {}
     for name, (h, w) in sizes.items():
         offsets = rng.integers(-6, 7, size=(-(-h // 16), -(-w // 16))).astype(np.int32)
-        frame = av.VideoFrame(w, h, "gray10le")
+        reps = 200 if h * w < 3_000_000 else 20
+        frames = [av.VideoFrame(w, h, "gray10le") for _ in range(reps)]
         t0 = time.perf_counter()
-        regions = roi.block_regions(offsets, 16, 63)
-        roi.attach_regions(frame, regions)
-        direct = time.perf_counter() - t0
-        entry = {"blocks": int(offsets.size), "regions": len(regions), "direct_s": round(direct, 6)}
+        for frame in frames:  # a fresh map every frame (wa-frame): regions built, then attached
+            regions = roi.block_regions(offsets, 16, 63)
+            roi.attach_regions(frame, regions)
+        direct = (time.perf_counter() - t0) / reps
+        frames = [av.VideoFrame(w, h, "gray10le") for _ in range(reps)]
+        t0 = time.perf_counter()
+        for frame in frames:  # a reused map (wa-gop, wa-fixed): the codec remembers its regions
+            roi.attach_regions(frame, roi.cached_block_regions(offsets, 16, 63))
+        reused = (time.perf_counter() - t0) / reps
+        entry = {
+            "blocks": int(offsets.size),
+            "regions": len(regions),
+            "direct_s": round(direct, 7),
+            "direct_reused_map_s": round(reused, 7),
+        }
         if h * w <= 2_200_000:  # the filter chain grows with the square of the regions
             t0 = time.perf_counter()
             roi._attach_with_filters(av.VideoFrame(w, h, "gray10le"), regions)
@@ -314,14 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     points = folder_results(cfg.output).points
 
     anchors = ["feature"] + ([] if wrapped_map is None else ["wrapped[scaled]"])
+    deliver = delivery(args.preset, args.skip_fpn_encode)
+    small = deliver["classifier 112x144"]
+    delivery_s = {"fresh": small["direct_s"], "reused": small["direct_reused_map_s"]}
     results = {
         codec: {
             "bd": {k: v for a in anchors for k, v in bd_results(points, codec, a).items()},
-            "overhead": {k: v for a in anchors for k, v in overheads(points, codec, a).items()},
+            "overhead": {k: v for a in anchors for k, v in overheads(points, codec, a, delivery_s).items()},
         }
         for codec in codecs
     }
-    deliver = delivery(args.preset, args.skip_fpn_encode)
     fpn = fpn_weights_time(2)
     fpn_encode = next((v.get("x265_encode_s") for k, v in deliver.items() if k.startswith("FPN")), None)
     best = min(

@@ -58,7 +58,7 @@ import numpy as np
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.color import DEFAULT_FORMAT, PICTURE_FORMATS, PictureFormat, planes_to_rgb, rgb_to_planes
-from fcm.codecs.roi import attach_regions, block_regions
+from fcm.codecs.roi import attach_regions, cached_block_regions
 from fcm.errors import CodecError, ShapeError
 
 # ``av`` is imported lazily (see _import_av) so that ``import fcm.codecs`` stays light; PyAV objects are typed Any.
@@ -467,7 +467,7 @@ class PyAVCodec(Codec):
         qp_range = 51 + 6 * (bit_depth - 8)
         if offsets.size and int(np.abs(offsets).max()) > qp_range:
             raise CodecError(f"block_qp_offsets must lie in [-{qp_range}, {qp_range}] at {bit_depth} bits")
-        return [block_regions(frame_offsets, b, qp_range) for frame_offsets in offsets], b
+        return [cached_block_regions(frame_offsets, b, qp_range) for frame_offsets in offsets], b
 
     def _block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
         """Encoder options that make the encoder's quantizer groups ``block`` samples wide (default: none)."""

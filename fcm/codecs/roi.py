@@ -73,6 +73,25 @@ def block_regions(offsets: np.ndarray, block: int, qp_range: int) -> np.ndarray:
     return out
 
 
+_recent: dict[tuple[Any, ...], np.ndarray] = {}
+
+
+def cached_block_regions(offsets: np.ndarray, block: int, qp_range: int) -> np.ndarray:
+    """:func:`block_regions`, remembered for the last few maps: a fixed or per-GOP map is converted once, not once per
+    frame (the key is the map's bytes, so a changed map is never served stale)."""
+    arr = np.ascontiguousarray(offsets, dtype=np.int32)
+    key = (arr.shape, block, qp_range, arr.tobytes())
+    found = _recent.get(key)
+    if found is None:
+        found = block_regions(arr, block, qp_range)
+        found.setflags(write=False)
+        with _lock:
+            while len(_recent) >= 8:
+                _recent.pop(next(iter(_recent)))
+            _recent[key] = found
+    return found
+
+
 def attach_regions(frame: Any, regions: np.ndarray) -> Any:
     """Return ``frame`` carrying ``regions`` (from :func:`block_regions`) as ROI side data."""
     if len(regions) == 0:
