@@ -39,3 +39,19 @@ class BitstreamError(FcmError, ValueError):
     This is the one exception :func:`fcm.bitstream.read` (and therefore every decoder entry point) raises for bad
     input; the message names the problem (e.g. ``"bad magic"``, ``"checksum mismatch"``, ``"truncated"``).
     """
+
+
+def worker_death_message(what: str) -> str:
+    """Why a ``spawn`` worker process may have died, for an error message: besides a crash or running out of memory,
+    the commonest cause is a script that starts workers at import time (each spawned worker imports ``__main__``)."""
+    import sys
+
+    message = f"a {what} worker process died (crashed or ran out of memory)"
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if script and not str(script).endswith(("fcm/cli.py", "fcm/__main__.py")) and "pytest" not in str(script):
+        message += (
+            f'; if it was started from a script ({script}), put that call under `if __name__ == "__main__":` '
+            "(spawned workers import the main module, and must not start work of their own)"
+        )
+    return message

@@ -1,6 +1,7 @@
 """Datasets, evaluators, sweep configs, resumable sweeps and reports."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -839,3 +840,19 @@ def test_wrapped_checkpoint_checks(tmp_path):
     (tmp_path / "w.pt").unlink()
     md = Path(report_folder(out)["report"]["report_md"]).read_text()
     assert f"(weights {tag})" in md
+
+
+def test_worker_death_message_names_the_main_guard(monkeypatch):
+    import types
+
+    from fcm.errors import worker_death_message
+
+    script = types.ModuleType("__main__")
+    script.__file__ = "/somewhere/my_sweep.py"
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    message = worker_death_message("sweep")
+    assert message.startswith("a sweep worker process died") and 'if __name__ == "__main__":' in message
+    cli = types.ModuleType("__main__")
+    cli.__file__ = "/site-packages/fcm/cli.py"
+    monkeypatch.setitem(sys.modules, "__main__", cli)
+    assert "__name__" not in worker_death_message("sweep")

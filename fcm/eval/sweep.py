@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcm.errors import ConfigError, FcmError
+from fcm.errors import ConfigError, FcmError, worker_death_message
 from fcm.eval.config import SweepConfig
 from fcm.eval.pipelines import InputContext, Measurement
 from fcm.eval.points import InputSamples, OperatingPoint
@@ -478,8 +478,8 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
                         continue
                     if isinstance(exc, BrokenProcessPool):
                         raise FcmError(
-                            "a sweep worker process died (crashed or ran out of memory); the records "
-                            "finished so far are saved: run the sweep again to resume"
+                            f"{worker_death_message('sweep')}; the records finished so far are saved: run the "
+                            "sweep again to resume"
                         ) from exc
                     raise exc  # noqa: B904 - keeps the worker's remote traceback as its cause
                 # a skipped input sends one record instead of its planned ones

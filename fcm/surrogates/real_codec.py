@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from fcm.codecs import CodecParams, get_codec
-from fcm.errors import CodecError, ConfigError, ShapeError
+from fcm.errors import CodecError, ConfigError, ShapeError, worker_death_message
 from fcm.surrogates.scaled import DEFAULT_DELTA, DEFAULT_DIMS, scaled_estimate
 from fcm.surrogates.straight_through import straight_through
 
@@ -151,7 +151,7 @@ class RealCodec:
             return [f.result() for f in futures]  # in submission order: independent of scheduling
         except BrokenProcessPool as exc:
             self.close()  # the next call starts fresh workers
-            raise CodecError("a codec worker process died (crashed or ran out of memory)") from exc
+            raise CodecError(worker_death_message("codec")) from exc
 
     def _executor(self) -> Executor:
         if self._pool is None:
