@@ -26,7 +26,8 @@ with :meth:`str.format` placeholders:
     patched for wrapper-aware RDO). A template using it makes the codec accept ``block_qp_offsets`` (blocks of
     ``qp_map_block`` samples, constant-QP mode); without a map the file holds zeros.
 any name in ``variables``
-    e.g. ``{config}`` for the path of a VTM/HM configuration file
+    e.g. ``{config}`` for the path of a VTM/HM configuration file; ``config_intra`` / ``config_lowdelay``, when
+    given, become ``{config}`` for that GOP structure
 
 ``CodecParams.options`` become extra encoder arguments, each ``(key, value)`` formatted with ``option_template``
 (default ``"--{key} {value}"``). Only ``rate_control="cqp"`` is supported; per-block QP offsets only through a
@@ -179,6 +180,10 @@ class ExternalCodec(Codec):
         }
         if params is not None:
             preset = params.preset if params.preset is not None else self.default_preset
+            # a per-GOP configuration file (config_intra / config_lowdelay) takes precedence over a single config
+            per_gop = self.variables.get(f"config_{params.gop}")
+            if per_gop is not None:
+                values["config"] = per_gop
             values |= {
                 "qp": str(params.qp),
                 "gop": params.gop,
@@ -394,6 +399,7 @@ class ExternalCodecOptions(TypedDict, total=False):
     default_preset: str | None
     option_template: str
     timeout_s: float
+    qp_map_block: int
 
 
 def _check_offsets(offsets: np.ndarray, grid: tuple[int, int, int], block: int, bit_depth: int) -> None:
@@ -444,14 +450,17 @@ def external_codec(
     decoder_cmd: str | None = None,
     pyav_decoder: str | None = None,
     variables: Mapping[str, str] | None = None,
+    binary: str | None = None,
+    decoder_binary: str | None = None,
     **kwargs: Unpack[ExternalCodecOptions],
 ) -> ExternalCodec:
     """Build an :class:`ExternalCodec` from one of :data:`TEMPLATES` (``"x265-cli"``, ``"vtm"``, ``"hm"``,
     ``"vvenc"``), overriding any of its parts.
 
-    ``name`` defaults to the template's name. Giving ``pyav_decoder`` replaces a template's ``decoder_cmd`` and vice
-    versa. Other keyword arguments go to :class:`ExternalCodec`. Raises :class:`ConfigError` for an unknown
-    template.
+    ``name`` defaults to the template's name. ``binary`` / ``decoder_binary`` replace the program (the first word)
+    of the template's encoder / decoder command and keep its arguments, e.g. ``binary="/opt/vtm/bin/EncoderApp"``.
+    Giving ``pyav_decoder`` replaces a template's ``decoder_cmd`` and vice versa. Other keyword arguments go to
+    :class:`ExternalCodec`. Raises :class:`ConfigError` for an unknown template.
     """
     try:
         base = TEMPLATES[template]
@@ -472,14 +481,27 @@ def external_codec(
         "option_template": base.option_template,
     }
     options.update(kwargs)
+    enc_cmd = encoder_cmd or base.encoder_cmd
+    if binary is not None:
+        enc_cmd = _with_program(enc_cmd, binary)
+    if decoder_binary is not None:
+        if dec_cmd is None:
+            raise ConfigError(f"codec {name or template!r}: decoder_binary needs a decoder command (not pyav_decoder)")
+        dec_cmd = _with_program(dec_cmd, decoder_binary)
     return ExternalCodec(
         name or template,
-        encoder_cmd or base.encoder_cmd,
+        enc_cmd,
         dec_cmd,
         dec_av,
         variables=variables,
         **options,
     )
+
+
+def _with_program(command: str, program: str) -> str:
+    """``command`` with its program (first word) replaced by ``program``, quoted for :func:`shlex.split`."""
+    parts = command.split(None, 1)
+    return shlex.quote(program) + (" " + parts[1] if len(parts) > 1 else "")
 
 
 def x265_cli() -> ExternalCodec:

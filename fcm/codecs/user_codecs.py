@@ -24,7 +24,15 @@ from typing import Any
 from fcm.errors import ConfigError
 
 ENV_VAR = "FCM_CODECS"
-_STRING_FIELDS = ("encoder_cmd", "decoder_cmd", "pyav_decoder", "default_preset", "option_template")
+_STRING_FIELDS = (
+    "encoder_cmd",
+    "decoder_cmd",
+    "pyav_decoder",
+    "default_preset",
+    "option_template",
+    "binary",
+    "decoder_binary",
+)
 _FIELDS = {
     "template",
     "variables",
