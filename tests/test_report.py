@@ -161,6 +161,7 @@ def test_report_json_strict_and_bd_values(report):
         "bootstrap",
         "points",
         "bd",
+        "bd_smooth",
         "skipped",
         "manifest",
     }

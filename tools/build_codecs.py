@@ -30,6 +30,15 @@ import sys
 import time
 from pathlib import Path
 
+#: extra CMake arguments: HM builds with -Werror, and newer compilers warn where its authors' did not
+#: (GCC 12: array-bounds in TComLoopFilter.cpp); those warnings stay visible, they just do not stop the build
+EXTRA_CMAKE = {
+    "hm": [
+        "-DCMAKE_CXX_FLAGS=-Wno-error=array-bounds -Wno-error=maybe-uninitialized -Wno-error=stringop-overflow "
+        "-Wno-error=use-after-free -Wno-error=deprecated-declarations -Wno-error=class-memaccess"
+    ],
+}
+
 #: codec → (CMake targets, binaries to install (first: encoder), configuration files)
 SPECS = {
     "vvenc": (["vvencapp"], ["vvencapp"], []),
@@ -104,7 +113,7 @@ def build(codec: str, src: Path, prefix: Path, jobs: int) -> dict:
     log = prefix / "build" / f"{codec}.log"
     log.write_text("")
     t0 = time.perf_counter()
-    run(["cmake", "-S", str(src), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"], log)
+    run(["cmake", "-S", str(src), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release", *EXTRA_CMAKE.get(codec, [])], log)
     run(["cmake", "--build", str(build_dir), "--config", "Release", "-j", str(jobs), "--target", *targets], log)
     bin_dir = prefix / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ __all__ = [
     "external_codec",
     "get_codec",
     "register_codec",
+    "set_codec_threads",
 ]
 
 CodecFactory = Callable[[], Codec]
@@ -50,8 +51,24 @@ def register_codec(name: str, factory: CodecFactory) -> None:
     _CODECS.add(name, factory)
 
 
+#: encoder threads per codec name in this process (:func:`set_codec_threads`); absent: the codec's own default
+_THREADS: dict[str, int] = {}
+
+
+def set_codec_threads(threads: dict[str, int]) -> None:
+    """Run the encoders named in ``threads`` with that many threads in this process (sweeps set them in every
+    worker, so parallel workers do not oversubscribe the machine). Codecs whose output does not depend on the count
+    (x265's wavefront rows, SVT-AV1) or that are single-threaded anyway (x264, VP9 and FFV1 here, VTM, HM) accept
+    any value; for the others (VVenC) the count is part of what a sweep computes."""
+    for name, n in threads.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"threads of codec {name!r} must be a positive integer, got {n!r}")
+    _THREADS.clear()
+    _THREADS.update(threads)
+
+
 def get_codec(name: str) -> Codec:
-    """A new instance of the codec registered as ``name``.
+    """A new instance of the codec registered as ``name`` (with this process's thread setting for it).
 
     Raises :class:`fcm.errors.UnknownNameError` (listing the known names) for an unknown name. Codecs declared in
     the file named by ``$FCM_CODECS`` (see :mod:`fcm.codecs.user_codecs`) are registered when a name is not found.
@@ -61,6 +78,8 @@ def get_codec(name: str) -> Codec:
     codec = _CODECS.get(name)()
     if codec.name != name:  # a broken registrant would otherwise mislabel its payloads
         raise ValueError(f"codec registered as {name!r} calls itself {codec.name!r}")
+    if name in _THREADS:
+        codec.threads = _THREADS[name]
     return codec
 
 

@@ -117,6 +117,8 @@ class Codec(ABC):
 
     #: True when decode(encode(x)) == x exactly
     lossless: bool = False
+    #: encoder threads (``None``: the codec's default); see :func:`fcm.codecs.set_codec_threads`
+    threads: int | None = None
 
     @property
     def default_bit_depth(self) -> int:

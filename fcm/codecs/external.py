@@ -21,6 +21,8 @@ with :meth:`str.format` placeholders:
     the QP; ``"intra"`` or ``"lowdelay"``; ``1`` for all-intra, ``-1`` (one intra frame only) for low delay
 ``{preset}``
     ``CodecParams.preset``, or the codec's ``default_preset``
+``{threads}``
+    the encoder threads this process runs the codec with (:func:`fcm.codecs.set_codec_threads`; default 1)
 ``{qp_map}``
     path of a per-block QP-offset file (:func:`write_qp_map`) for an encoder that reads one (e.g. an HM/VTM build
     patched for wrapper-aware RDO). A template using it makes the codec accept ``block_qp_offsets`` (blocks of
@@ -35,8 +37,9 @@ any name in ``variables``
 
 Ready-made: :func:`x265_cli` (registered as ``"x265-cli"``; Debian's ``x265`` binary, decoded with PyAV's HEVC
 decoder) and, through :func:`external_codec`, templates for VTM (``EncoderApp``/``DecoderApp``), VVenC
-(``vvencapp``/``vvdecapp``) and HM (``TAppEncoder``/``TAppDecoder``). Only the x265 one is tested here: the
-other binaries are not installed; check their templates against your build's ``--help``.
+(``vvencapp``/``vvdecapp``) and HM (``TAppEncoder``/``TAppDecoder``). All four are tested for real:
+``x265-cli`` with Debian's binary, the others when ``$FCM_CODECS`` declares them (``tools/build_codecs.py`` builds
+VTM-23.13, VVenC 1.9.1 and HM 16.23 from source folders and writes that file; ``tests/test_external_codecs.py``).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
 
-from fcm.codecs.base import Codec, CodecParams, EncodedFrames
+from fcm.codecs.base import Codec, CodecParams, EncodedFrames, GopStructure
 from fcm.codecs.pyav_codecs import _check_frames, _check_payload_bounds, decode_bitstream
 from fcm.errors import CodecError, ConfigError, ShapeError
 
@@ -78,6 +81,10 @@ class ExternalTemplate:
     decoded_chroma: Chroma = "400"
     default_preset: str | None = None
     option_template: str = "--{key} {value}"
+    #: the GOP structures its command really produces
+    gop_structures: tuple[GopStructure, ...] = ("intra", "lowdelay")
+    #: the encoder's QP range (VVC: 0–63 at every bit depth fcm codes; HEVC: 0–51)
+    qp_range: tuple[int, int] = (0, 51)
     tested: bool = False
     notes: str = ""
 
@@ -124,6 +131,7 @@ class ExternalCodec(Codec):
         option_template: str = "--{key} {value}",
         timeout_s: float = 3600.0,
         qp_map_block: int = 16,
+        gop_structures: tuple[GopStructure, ...] = ("intra", "lowdelay"),
     ) -> None:
         if not name:
             raise ConfigError("an external codec needs a name")
@@ -151,9 +159,20 @@ class ExternalCodec(Codec):
         self.qp_block_sizes = (qp_map_block,)
         #: an encoder template with ``{qp_map}`` takes per-block QP offsets
         self.supports_block_qp_offsets = "{qp_map}" in encoder_cmd
+        self.gop_structures = tuple(gop_structures)
 
     def __repr__(self) -> str:
         return f"ExternalCodec(name={self.name!r}, encoder_cmd={self.encoder_cmd!r})"
+
+    def check_params(self, bit_depth: int, params: CodecParams) -> None:
+        super().check_params(bit_depth, params)
+        if params.rate_control != "cqp":
+            raise CodecError(f"external codec {self.name!r} supports only rate_control='cqp'")
+        if params.gop not in self.gop_structures:
+            raise CodecError(
+                f"external codec {self.name!r} cannot code gop={params.gop!r} (its command codes "
+                f"{', '.join(self.gop_structures)})"
+            )
 
     # -- command handling ---------------------------------------------------------------------------------------------
 
@@ -177,6 +196,7 @@ class ExternalCodec(Codec):
             "bit_depth": str(bit_depth),
             "depth_suffix": "" if bit_depth == 8 else f"_{bit_depth}",
             "chroma": self.input_chroma,
+            "threads": str(self.threads or 1),
         }
         if params is not None:
             preset = params.preset if params.preset is not None else self.default_preset
@@ -278,8 +298,6 @@ class ExternalCodec(Codec):
         (with the tail of its stderr) or a missing/empty output file.
         """
         self.check_params(bit_depth, params)
-        if params.rate_control != "cqp":
-            raise CodecError(f"external codec {self.name!r} supports only rate_control='cqp'")
         if block_qp_offsets is not None and not self.supports_block_qp_offsets:
             raise CodecError(
                 f"per-block QP offsets are not supported yet by codec {self.name!r} (its encoder template has no "
@@ -363,28 +381,39 @@ TEMPLATES: dict[str, ExternalTemplate] = {
         "pictures of at least one 64x64 CTU (the libx265 codec pads small frames itself).",
     ),
     "vtm": ExternalTemplate(
-        encoder_cmd="EncoderApp " + _JVET_ARGS,
+        # the all-intra CTC configuration codes every 8th frame only (TemporalSubsampleRatio 8): code them all
+        encoder_cmd="EncoderApp " + _JVET_ARGS + " --TemporalSubsampleRatio=1",
+        qp_range=(0, 63),
         decoder_cmd="DecoderApp -b {input} -o {output} -d {bit_depth}",
-        notes="Untested here. VVC reference software; pass variables={'config': path-to-cfg}. FFmpeg's 'vvc' "
-        "decoder can replace DecoderApp (pyav_decoder='vvc').",
+        tested=True,
+        notes="Tested with VTM-23.13 (tools/build_codecs.py; tests/test_external_codecs.py): 4:0:0 at 8 and 10 bits, "
+        "all-intra and low-delay P, frames below one CU, decoded by FFmpeg's 'vvc' decoder (pyav_decoder='vvc'). "
+        "Pass variables config_intra / config_lowdelay (or config): paths of the CTC .cfg files.",
     ),
     "hm": ExternalTemplate(
         encoder_cmd="TAppEncoder " + _JVET_ARGS + " --Profile=main-RExt",
         decoder_cmd="TAppDecoder -b {input} -o {output} -d {bit_depth}",
-        notes="Untested here. HEVC reference software; 4:0:0 needs a range-extensions profile; pass "
-        "variables={'config': path-to-cfg}. FFmpeg's 'hevc' decoder can replace TAppDecoder.",
+        tested=True,
+        notes="Tested with HM 16.23 (tools/build_codecs.py; tests/test_external_codecs.py): 4:0:0 through the "
+        "main-RExt profile at 8 and 10 bits, all-intra and low-delay P, decoded by FFmpeg's 'hevc' decoder. Pass "
+        "variables config_intra / config_lowdelay (or config): paths of the .cfg files.",
     ),
     "vvenc": ExternalTemplate(
         encoder_cmd=(
             "vvencapp -i {input} -s {width}x{height} -c yuv420{depth_suffix} -r {fps} -f {frames} --qp {qp} "
-            "--preset {preset} --intraperiod {intra_period} -o {output}"
+            "--preset {preset} --intraperiod {intra_period} --internal-bitdepth {bit_depth} --threads {threads} "
+            "-o {output}"
         ),
         decoder_cmd="vvdecapp -b {input} -o {output}",
         input_chroma="420",
         decoded_chroma="420",
         default_preset="medium",
-        notes="Untested here. vvencapp's easy mode takes only 4:2:0 input (neutral chroma is written); "
-        "check '--intraperiod' against your version's --help (older ones use --refreshsec).",
+        # vvencapp's easy mode has no low-delay GOP: beyond intra it codes random access (B frames, reordering)
+        gop_structures=("intra",),
+        qp_range=(0, 63),
+        tested=True,
+        notes="Tested with VVenC 1.9.1 (tools/build_codecs.py, pyav_decoder 'vvc'). vvencapp's easy mode takes only "
+        "4:2:0 input (neutral chroma is written) and codes all-intra or random access, not low delay.",
     ),
 }
 
@@ -400,6 +429,7 @@ class ExternalCodecOptions(TypedDict, total=False):
     option_template: str
     timeout_s: float
     qp_map_block: int
+    gop_structures: tuple[GopStructure, ...]
 
 
 def _check_offsets(offsets: np.ndarray, grid: tuple[int, int, int], block: int, bit_depth: int) -> None:
@@ -479,6 +509,8 @@ def external_codec(
         "decoded_chroma": base.decoded_chroma,
         "default_preset": base.default_preset,
         "option_template": base.option_template,
+        "gop_structures": base.gop_structures,
+        "qp_range": base.qp_range,
     }
     options.update(kwargs)
     enc_cmd = encoder_cmd or base.encoder_cmd

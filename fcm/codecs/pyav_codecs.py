@@ -740,6 +740,8 @@ class X265(PyAVCodec):
             "ipratio": "1",
             "pbratio": "1",
         }
+        if self.threads is not None:  # the wavefront thread pool: the output does not depend on its size
+            x265["pools"] = str(self.threads)
         if params.rate_control == "cqp":
             x265 |= {"qp": str(params.qp), "aq-mode": "0", "cutree": "0"}
         else:

@@ -2,8 +2,9 @@
 
 A sweep measures every operating point on the same inputs, so one resample (inputs drawn with replacement) is applied
 to every point at once (a paired bootstrap): each point's bpp becomes ``sum(bits[i]) / sum(pixels[i])`` and its
-metric ``mean(score[i])`` over the drawn indices ``i``, and every curve and BD value is rebuilt from those. Intervals
-are percentile intervals of the resampled values. Seeded: the same seed and inputs give the same intervals.
+metric ``mean(score[i])`` over the drawn indices ``i`` (through the samples' link, e.g. ``−10·log10`` of the mean),
+and every curve and BD value is rebuilt from those. Intervals are percentile intervals of the resampled values.
+Seeded: the same seed and inputs give the same intervals.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fcm.eval.bd import Interval
-from fcm.eval.points import OperatingPoint
+from fcm.eval.points import OperatingPoint, apply_link
 
 __all__ = ["LEVEL", "Resampled", "percentile_interval", "resample_points"]
 
@@ -68,6 +69,7 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
     bpp: dict[PointKey, np.ndarray] = {}
     metric: dict[PointKey, np.ndarray] = {}
     aligned = []
+    links = {(p.curve, p.qp): s.link for p, s in zip(points, measured, strict=True)}
     for p, s in zip(points, measured, strict=True):
         assert s.scores is not None
         where = {k: i for i, k in enumerate(s.ids)}
@@ -86,5 +88,5 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
         np.add.at(weights, (np.repeat(np.arange(k), n), draws.ravel()), 1.0)
         for p, bits, pixels, scores in aligned:
             bpp[(p.curve, p.qp)][start : start + k] = (weights @ bits) / (weights @ pixels)
-            metric[(p.curve, p.qp)][start : start + k] = (weights @ scores) / n
+            metric[(p.curve, p.qp)][start : start + k] = apply_link(links[(p.curve, p.qp)], (weights @ scores) / n)
     return Resampled(tuple(ids), resamples, seed, bpp, metric), ""

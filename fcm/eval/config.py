@@ -23,7 +23,9 @@ class SweepConfig:
         name: run name (used in titles).
         dataset: dataset mapping (``kind`` + arguments, see :func:`fcm.data.build_dataset`).
         model, split, weights, sha256: the split model.
-        codecs: codec registry names.
+        codecs: codec registry names. ``optional_codecs`` (in YAML) adds more where they are declared, and leaves
+            them out with a warning (listed in ``missing_codecs``) where not, e.g. reference encoders built with
+            ``tools/build_codecs.py`` and declared through ``--codecs`` / ``FCM_CODECS``.
         pipelines: the registered pipelines (:mod:`fcm.eval.pipelines`) with their settings and QPs, in order. In
             YAML a mapping ``{label: section}`` — the label is a pipeline kind, optionally with a variant
             (``feature``, ``remote``, ``wrapped[scaled]``), the section that pipeline's settings and ``qps`` —, or a
@@ -46,6 +48,9 @@ class SweepConfig:
             across threads round differently, so this is part of what a sweep computes; fixed here, results do not
             depend on ``--jobs`` or on the machine's core count. Parallelism comes from ``--jobs``.
         skip_unreadable: skip inputs whose image cannot be read (recorded as skipped) instead of stopping.
+        codec_threads: encoder threads per codec name (default 1 for every codec: parallelism comes from ``--jobs``,
+            so workers never oversubscribe the machine). Part of what a sweep computes (some encoders' output
+            depends on it) and recorded in the manifest.
     """
 
     name: str
@@ -70,6 +75,9 @@ class SweepConfig:
     min_overlap: float = 0.5
     torch_threads: int = 1
     skip_unreadable: bool = False
+    codec_threads: dict[str, int] = field(default_factory=dict)
+    #: optional codecs (``optional_codecs`` in YAML) this machine does not declare, left out of the sweep
+    missing_codecs: tuple[str, ...] = ()
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -84,7 +92,7 @@ class SweepConfig:
         """Build and validate a config from plain data (relative paths are taken from the working directory)."""
         if not isinstance(raw, dict):
             raise ConfigError(f"a sweep config must be a mapping, got {type(raw).__name__}")
-        known = set(cls.__dataclass_fields__) | {"qps"}
+        known = set(cls.__dataclass_fields__) | {"qps", "optional_codecs"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
@@ -134,6 +142,10 @@ class SweepConfig:
         if not (is_a(min_overlap, float) or is_a(min_overlap, int)) or not 0 <= min_overlap <= 1:
             raise ConfigError(f"min_overlap must be a fraction in [0, 1], got {min_overlap!r}")
         path = Path(output)
+        optional_codecs: tuple[str, ...] = ()
+        if "optional_codecs" in raw:
+            optional_codecs = as_tuple_of("optional_codecs", raw["optional_codecs"], str)
+        codecs, missing_codecs = _available_codecs(as_tuple("codecs", str), optional_codecs)
         cfg = cls(
             name=str(raw.get("name", path.name)),
             dataset=dataset,
@@ -141,7 +153,7 @@ class SweepConfig:
             split=optional("split", str),
             weights=optional("weights", str),
             sha256=optional("sha256", str),
-            codecs=as_tuple("codecs", str),
+            codecs=codecs,
             pipelines=pipelines,
             evaluator=optional("evaluator", str, "fidelity"),
             output=path if path.is_absolute() else Path.cwd() / path,
@@ -157,6 +169,8 @@ class SweepConfig:
             min_overlap=float(min_overlap),
             torch_threads=optional("torch_threads", int, 1),
             skip_unreadable=bool(optional("skip_unreadable", bool, False)),
+            codec_threads=_codec_threads(raw.get("codec_threads"), codecs),
+            missing_codecs=missing_codecs,
         )
         cfg.validate()
         return cfg
@@ -224,6 +238,37 @@ class SweepConfig:
         d["codecs"] = list(self.codecs)
         d["pipelines"] = {p.label: p.section() for p in self.pipelines}
         return d
+
+
+def _available_codecs(required: tuple[str, ...], optional: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(codecs to run, optional ones missing here)``: the optional ones are added where they are declared."""
+    import warnings
+
+    from fcm.codecs import codec_names
+
+    known = set(codec_names()) if optional else set()
+    missing = tuple(c for c in optional if c not in known)
+    for name in missing:
+        warnings.warn(
+            f"optional codec {name!r} is not declared here (fcm --codecs FILE or FCM_CODECS): left out of the sweep",
+            stacklevel=4,
+        )
+    return required + tuple(c for c in optional if c in known and c not in required), missing
+
+
+def _codec_threads(given: Any, codecs: tuple[str, ...]) -> dict[str, int]:
+    """Threads of every codec of the sweep: 1 unless ``codec_threads`` says otherwise."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"codec_threads must map codec names to thread counts, got {given!r}")
+    unknown = sorted(set(given) - set(codecs))
+    if unknown:
+        raise ConfigError(f"codec_threads names codecs {unknown} that the sweep does not run ({list(codecs)})")
+    for name, n in given.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"codec_threads of {name!r} must be a positive integer, got {n!r}")
+    return {name: int(given.get(name, 1)) for name in codecs}
 
 
 def _pipelines(given: Any, qps: Any, as_tuple_of: Any) -> tuple[Pipeline, ...]:

@@ -228,3 +228,38 @@ def analyse(
         seed,
         min_overlap,
     )
+
+
+def measure_points(points: Sequence[OperatingPoint], name: str) -> list[OperatingPoint]:
+    """The points that carry smooth measure ``name`` (their per-input values in ``samples.extra``), with that measure
+    as their metric: what :func:`analyse` ranks curves on instead of the primary metric."""
+    out = []
+    for p in points:
+        if p.samples is None or name not in p.samples.extra or name not in p.metrics:
+            continue
+        values, link = p.samples.extra[name]
+        samples = replace(p.samples, scores=values, link=link, extra={})
+        out.append(replace(p, metric_name=name, metric=float(p.metrics[name]), samples=samples))
+    return out
+
+
+def analyse_measures(
+    points: Sequence[OperatingPoint],
+    anchor: str | None,
+    names: Sequence[str],
+    *,
+    resamples: int = 0,
+    seed: int = 0,
+    min_overlap: float = 0.5,
+) -> dict[str, Analysis]:
+    """:func:`analyse` on each smooth measure in ``names`` that at least two curves carry. The anchor is ``anchor``
+    when it carries the measure, else the first curve that does (e.g. feature PSNR when the anchor is ``remote``)."""
+    out = {}
+    for name in names:
+        derived = measure_points(points, name)
+        curves = _group(derived)
+        if len(curves) < 2:
+            continue
+        chosen = anchor if anchor in curves else next(iter(curves))
+        out[name] = analyse(derived, chosen, resamples=resamples, seed=seed, min_overlap=min_overlap)
+    return out

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,30 @@ from fcm.errors import ConfigError
 from fcm.registry import Registry
 
 
+@dataclass(frozen=True)
+class SmoothMeasure:
+    """A measure that ranks close curves better than a thresholded metric such as top-1 agreement: per-input values
+    (``key`` of each input's record, from the evaluator's part ``"eval"`` or the pipeline's ``"record"``), averaged
+    over inputs and turned into the measure through ``link`` (:data:`fcm.eval.points.LINKS`). Higher is better."""
+
+    name: str
+    key: str
+    link: str
+    description: str
+    source: str = "eval"
+
+
+#: every coded-features pipeline records the PSNR of the decoded split tensors (``Measurement.feature_psnr``)
+FEATURE_PSNR = SmoothMeasure(
+    "feature_psnr",
+    "feature_psnr",
+    "mean",
+    "mean over inputs of the PSNR (dB) of the decoded split tensors against the uncompressed ones, peak = the input's "
+    "feature range",
+    source="record",
+)
+
+
 class Evaluator(ABC):
     name: str = ""
     kind: str = "labels"
@@ -33,6 +58,8 @@ class Evaluator(ABC):
     needs_reference: bool = False
     #: the dataset task this evaluator applies to
     task: str = "classification"
+    #: measures besides the primary metric that reports rank curves on (:class:`SmoothMeasure`)
+    smooth_measures: tuple[SmoothMeasure, ...] = (FEATURE_PSNR,)
 
     def __init__(self) -> None:
         self._records: list[dict[str, Any]] = []
@@ -104,6 +131,16 @@ class ClassificationFidelity(Evaluator):
         " in nats"
     )
     needs_reference = True
+    smooth_measures = (
+        SmoothMeasure(
+            "kl_db",
+            "kl",
+            "neg_db",
+            "−10·log10 of the mean KL divergence between uncompressed and decoded class distributions (dB; higher is "
+            "closer to uncompressed inference)",
+        ),
+        FEATURE_PSNR,
+    )
 
     def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
         p, q = _probs(reference), _probs(output)

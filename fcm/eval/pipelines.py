@@ -58,6 +58,8 @@ class Measurement:
     times: dict[str, float]
     edge_macs: int = 0
     edge_params: int = 0
+    #: PSNR (dB) of the split tensors the back half received against the uncompressed ones (coded-features pipelines)
+    feature_psnr: float | None = None
 
 
 @dataclass
@@ -388,7 +390,26 @@ def _code_split_tensors(
             ctx._costs[key] = measure_cost(wrapper.encode, edge.features.tensors)
         macs, parameters = macs + ctx._costs[key].macs, parameters + ctx._costs[key].params
         times |= {"wrap": enc.wrap_s, "unwrap": dec.unwrap_s}
-    return Measurement(dec.output, enc.num_bits, 8 * enc.payload_bytes, times, macs, parameters)
+    psnr = feature_psnr(edge.features.tensors, dec.features.tensors)
+    return Measurement(dec.output, enc.num_bits, 8 * enc.payload_bytes, times, macs, parameters, psnr)
+
+
+#: PSNR reported for a lossless reconstruction (JSON has no infinity; far above any lossy point)
+MAX_FEATURE_PSNR = 150.0
+
+
+def feature_psnr(reference: Any, decoded: Any) -> float:
+    """PSNR (dB) of ``decoded`` split tensors against ``reference`` over all their elements, with the reference's
+    range (max − min) as peak; :data:`MAX_FEATURE_PSNR` when they are equal."""
+    import torch
+
+    ref = torch.cat([t.detach().flatten().double() for t in reference.values()])
+    dec = torch.cat([decoded[k].detach().flatten().double() for k in reference])
+    mse = float(torch.mean((ref - dec) ** 2))
+    peak = float(ref.max() - ref.min())
+    if mse == 0.0 or peak == 0.0:
+        return MAX_FEATURE_PSNR if mse == 0.0 else 0.0
+    return float(min(MAX_FEATURE_PSNR, 10.0 * np.log10(peak * peak / mse)))
 
 
 @PIPELINES.register("remote")

@@ -11,24 +11,45 @@ import numpy as np
 EDGE_STAGES: tuple[str, ...] = ("front", "wrap", "pack", "rdo", "encode")
 
 
+#: how a point's metric follows from the mean of its per-input scores: the mean itself, or ``−10·log10(mean)`` (a
+#: distortion such as a KL divergence turned into decibels, higher is better)
+LINKS = ("mean", "neg_db")
+
+
+def apply_link(link: str, mean: np.ndarray | float) -> np.ndarray | float:
+    """The metric of a mean of per-input scores under ``link`` (see :data:`LINKS`)."""
+    if link == "mean":
+        return mean
+    with np.errstate(divide="ignore"):
+        return -10.0 * np.log10(mean)
+
+
 @dataclass(frozen=True, eq=False)
 class InputSamples:
     """Per-input measurements behind one operating point, aligned by input id: what bootstrap intervals resample.
 
     ``scores`` are the per-input values whose mean is the point's metric (``None`` when the metric is not a mean over
-    inputs, e.g. mAP).
+    inputs, e.g. mAP), through ``link`` (:data:`LINKS`). ``extra`` holds the per-input values and link of other
+    measures by name (e.g. ``"kl_db"``, ``"feature_psnr"``), for reports that rank curves on more than the primary
+    metric.
     """
 
     ids: tuple[str, ...]
     bits: np.ndarray
     pixels: np.ndarray
     scores: np.ndarray | None = None
+    link: str = "mean"
+    extra: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         sizes = {len(self.bits), len(self.pixels)} | ({len(self.scores)} if self.scores is not None else set())
+        sizes |= {len(v) for v, _ in self.extra.values()}
         if sizes != {n}:
             raise ValueError(f"input samples disagree in length: {n} ids, arrays of {sorted(sizes)}")
+        for link in (self.link, *(link for _, link in self.extra.values())):
+            if link not in LINKS:
+                raise ValueError(f"unknown link {link!r}; known: {', '.join(LINKS)}")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 from fcm.errors import ConfigError
 from fcm.eval.bd import BDResult, Interval
-from fcm.eval.curves import BD_METHOD, Analysis, analyse
+from fcm.eval.curves import BD_METHOD, Analysis, analyse, analyse_measures
 from fcm.eval.plots import STAGES, plot_edge_cost, plot_rd, plot_times, time_keys
 from fcm.eval.points import EDGE_STAGES, OperatingPoint
 
@@ -121,7 +121,9 @@ def _bd_cells(r: BDResult) -> tuple[str, str]:
     return rate, acc
 
 
-def _bd_table(analysis: Analysis) -> str:
+def _bd_table(analysis: Analysis, unit: str = "pp") -> str:
+    """The BD table of ``analysis``; ``unit`` of the BD-accuracy column (percentage points, or dB for smooth
+    measures)."""
     anchor, metric = analysis.anchor, analysis.metric_name
     lines = [f"BD metrics against the anchor `{anchor}` (rate: bpp; accuracy: {metric}; {BD_METHOD} interpolation)", ""]
     if not analysis.results:
@@ -129,7 +131,7 @@ def _bd_table(analysis: Analysis) -> str:
         return "\n".join(lines)
     ci = analysis.resamples > 0
     interval = " [95 % CI]" if ci else ""
-    lines += [f"| Test curve | BD-rate (%) vs `{anchor}`{interval} | BD-{metric} (pp){interval} |", "|:--|--:|--:|"]
+    lines += [f"| Test curve | BD-rate (%) vs `{anchor}`{interval} | BD-{metric} ({unit}){interval} |", "|:--|--:|--:|"]
     for r in analysis.results:
         rate, acc = _bd_cells(r)
         lines.append(f"| `{r.test}` | {_md_cell(rate)} | {_md_cell(acc)} |")
@@ -440,6 +442,7 @@ def _write_md(
     skipped: Sequence[Mapping[str, str]],
     pipelines: Mapping[str, str],
     files: ReportFiles,
+    smooth: Mapping[str, tuple[str, Analysis]] | None = None,
 ) -> None:
     dataset, metric, anchor = analysis.dataset, analysis.metric_name, analysis.anchor
     points = analysis.points
@@ -459,6 +462,16 @@ def _write_md(
         lines.append(f"- Reference (uncompressed inference): {refs}")
     lines += ["", "## BD metrics", "", _bd_table(analysis), ""]
     lines += _overlap_lines(analysis)
+    if smooth:
+        lines += [
+            "## BD on smooth measures",
+            "",
+            f"{metric} thresholds every input to right or wrong, so with few inputs it cannot rank close curves; these "
+            "measures vary smoothly with the coding error (each curve's Pareto front on the measure):",
+            "",
+        ]
+        for name, (description, a) in smooth.items():
+            lines += [f"### `{name}`", "", f"{description}.", "", _bd_table(a, unit="dB"), ""]
 
     lines += ["## Rate–accuracy", "", f"![{metric} vs bpp]({files.rd_plot.name})", ""]
     if reference and metric in reference:
@@ -517,6 +530,7 @@ def write_report(
     min_overlap: float = 0.5,
     skipped: Sequence[Mapping[str, str]] = (),
     pipelines: Mapping[str, str] | None = None,
+    measures: Mapping[str, str] | None = None,
 ) -> ReportFiles:
     """Analyse ``points`` and write ``summary.csv``, ``report.json``, ``report.md``, ``rd_<metric>.png`` (and
     ``edge_cost.png`` / ``times.png`` when the points carry stage times) into ``out_dir``; return their paths.
@@ -534,11 +548,17 @@ def write_report(
         min_overlap: warn when a BD metric's overlap covers less than this fraction of either curve's range.
         skipped: inputs left out of the sweep (``{"input", "reason"}``), listed in the report.
         pipelines: what each pipeline (by label) sends, one line each in the report's header.
+        measures: smooth measures (name → description) to rank curves on besides the primary metric, e.g. ``kl_db``
+            and ``feature_psnr`` (:class:`fcm.eval.evaluators.SmoothMeasure`): a BD table each, with intervals.
 
     Raises:
         ConfigError: no points, points of different datasets or metrics, a point with no pixels, or an unknown anchor.
     """
     analysis = analyse(points, anchor, resamples=bootstrap, seed=seed, min_overlap=min_overlap)
+    measures = dict(measures or {})
+    smooth = analyse_measures(
+        points, analysis.anchor, list(measures), resamples=bootstrap, seed=seed, min_overlap=min_overlap
+    )
     if reference is not None and not isinstance(reference, Mapping):
         raise ConfigError(f"reference must be a dict of metric name to value, got {type(reference).__name__}")
 
@@ -566,6 +586,15 @@ def write_report(
         "bootstrap": {"resamples": analysis.resamples, "seed": analysis.seed, "level": 0.95, "note": analysis.ci_note},
         "points": [{**p.to_dict(), "metric_ci": _ci_dict(analysis.interval(p))} for p in analysis.points],
         "bd": [_bd_dict(r) for r in analysis.results],
+        "bd_smooth": {
+            name: {
+                "description": measures[name],
+                "anchor": a.anchor,
+                "bootstrap_note": a.ci_note,
+                "bd": [_bd_dict(r) for r in a.results],
+            }
+            for name, a in smooth.items()
+        },
         "skipped": [dict(s) for s in skipped],
         "manifest": manifest,
     }
@@ -586,5 +615,6 @@ def write_report(
         skipped=skipped,
         pipelines=pipelines or {},
         files=files,
+        smooth={name: (measures[name], a) for name, a in smooth.items()},
     )
     return files

@@ -64,6 +64,7 @@ def _numerics(cfg: SweepConfig) -> dict[str, Any]:
 
     return {
         "torch_threads": cfg.torch_threads,
+        "codec_threads": dict(cfg.codec_threads),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "environment": {name: os.environ.get(name) for name in _KERNEL_ENV},
     }
@@ -143,11 +144,15 @@ def _report_settings(cfg: SweepConfig, legacy: bool = False) -> dict[str, Any]:
                     "settings not recorded (written before fcm stated them: its remote anchor then coded 8-bit 4:2:0, "
                     "limited range, through FFmpeg's scaler)"
                 )
+    from fcm.eval.evaluators import EVALUATORS
+
+    measures = {m.name: m.description for m in EVALUATORS.get(cfg.evaluator).smooth_measures}
     return {
         "bootstrap": cfg.bootstrap,
         "seed": cfg.bootstrap_seed,
         "min_overlap": cfg.min_overlap,
         "pipelines": described,
+        "measures": measures,
     }
 
 

@@ -37,7 +37,7 @@ import torch
 from fcm.errors import ConfigError, FcmError, worker_death_message
 from fcm.eval.config import SweepConfig
 from fcm.eval.pipelines import InputContext, Measurement
-from fcm.eval.points import InputSamples, OperatingPoint
+from fcm.eval.points import InputSamples, OperatingPoint, apply_link
 from fcm.models.cost import ComputeCost
 from fcm.pipeline import EdgeFeatures
 
@@ -63,6 +63,7 @@ _IDENTITY_FIELDS = (
     "model_options",
     "pipeline_identity",
     "torch_threads",
+    "codec_threads",
 )
 
 
@@ -107,11 +108,13 @@ class Worker:
     """Everything one process needs to measure points: model, dataset, evaluator, codecs."""
 
     def __init__(self, cfg: SweepConfig) -> None:
+        from fcm.codecs import set_codec_threads
         from fcm.data import build_dataset
         from fcm.eval.evaluators import build_evaluator
         from fcm.models import get_model
 
         self.cfg = cfg
+        set_codec_threads(cfg.codec_threads)  # in every process that codes (workers and the parent alike)
         self.model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256, **cfg.model_options)
         self.dataset = build_dataset(cfg.dataset, self.model.categories)
         options: dict[str, Any] = {}
@@ -186,6 +189,7 @@ class Worker:
                     "times": {k: round(v, 6) for k, v in m.times.items()},
                     "edge": {"macs": m.edge_macs, "params": m.edge_params},  # what the edge computes before coding
                     "eval": evaluation,
+                    **({"feature_psnr": round(m.feature_psnr, 6)} if m.feature_psnr is not None else {}),
                 }
             )
 
@@ -265,9 +269,17 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
             previous["weights_tag"] = identity["weights_tag"]
         # a sweep may add (or leave out) pipelines; the ones both runs name must agree
         before, now = previous.pop("pipeline_identity") or {}, identity.pop("pipeline_identity")
+        # likewise codecs; a folder written before fcm recorded codec threads ran x265 with its own (output-neutral)
+        # pool and had no other threaded encoder, so it agrees with any count
+        threads_before, threads_now = previous.pop("codec_threads") or {}, identity.pop("codec_threads") or {}
         changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
         changed += [
             f"pipeline_identity of {label!r}" for label in sorted(set(before) & set(now)) if before[label] != now[label]
+        ]
+        changed += [
+            f"codec_threads of {name!r}"
+            for name in sorted(set(threads_before) & set(threads_now))
+            if threads_before[name] != threads_now[name]
         ]
         if changed:
             raise ConfigError(
@@ -275,6 +287,7 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
                 "choose another output folder or delete it"
             )
         resolved["pipeline_identity"] = {**before, **now}
+        resolved["codec_threads"] = {**threads_before, **threads_now}
     path.write_text(json.dumps(resolved, indent=2))
 
 
@@ -286,6 +299,10 @@ def load_config(out: Path) -> SweepConfig:
     raw = json.loads(path.read_text())
     raw.pop("weights_tag", None)
     raw.pop("pipeline_identity", None)
+    codecs = raw.get("codecs") if isinstance(raw.get("codecs"), list) else []
+    threads = raw.get("codec_threads")
+    if isinstance(threads, dict):  # the merged record of every run may name codecs this config no longer runs
+        raw["codec_threads"] = {k: v for k, v in threads.items() if k in codecs}
     raw["output"] = str(out.resolve())
     return SweepConfig.from_config(raw)
 
@@ -498,6 +515,17 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
     pool.shutdown(wait=True)
 
 
+def smooth_values(ev: Any, records: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, str]]:
+    """Per-input values of the evaluator's smooth measures that every record of a point carries (older records, or
+    pipelines without split tensors, lack some)."""
+    out = {}
+    for m in ev.smooth_measures:
+        values = [(r["eval"] if m.source == "eval" else r).get(m.key) for r in records]
+        if values and all(isinstance(v, (int, float)) for v in values):
+            out[m.name] = (np.array(values, dtype=np.float64), m.link)
+    return out
+
+
 def summarize(
     cfg: SweepConfig, worker: Worker, records: list[dict[str, Any]], ids: list[str]
 ) -> tuple[list[OperatingPoint], dict[str, float]]:
@@ -521,11 +549,14 @@ def summarize(
             continue
         time_keys = sorted({k for r in rs for k in r["times"]})
         times = {k: float(np.mean([r["times"].get(k, 0.0) for r in rs])) for k in time_keys}
+        extra = smooth_values(ev, rs)
+        metrics = {**metrics, **{name: float(apply_link(link, np.mean(v))) for name, (v, link) in extra.items()}}
         samples = InputSamples(
             ids=tuple(r["input"] for r in rs),
             bits=np.array([r["bits"] for r in rs], dtype=np.int64),
             pixels=np.array([r["pixels"] for r in rs], dtype=np.int64),
             scores=ev.input_scores([r["eval"] for r in rs]),
+            extra=extra,
         )
         edge = [r.get("edge", {}) for r in rs]  # records written before fcm measured edge cost have none
         points.append(
