@@ -6,8 +6,11 @@ import csv
 import json
 import math
 import sys
+from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
 from fcm.errors import ConfigError
 from fcm.eval.bd import bd_accuracy, bd_rate
@@ -355,3 +358,59 @@ def test_import_does_not_load_matplotlib():
     code = "import sys, fcm.eval.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_smooth_measures_rank_curves_with_intervals():
+    """A link turns the per-input mean into the measure (−10·log10 of a mean KL) in the point and in every bootstrap
+    draw; measures a curve lacks (no split tensors) leave it out of that measure's table."""
+    from fcm.eval.bootstrap import resample_points
+    from fcm.eval.curves import analyse_measures
+    from fcm.eval.points import InputSamples, OperatingPoint
+
+    rng = np.random.default_rng(0)
+    ids = tuple(f"i{k}" for k in range(12))
+    points = []
+    for curve, factor in (("a", 1.0), ("b", 0.8)):
+        for qp in (22, 27, 32, 37, 42):
+            bits = rng.integers(900, 1100, 12) * (60 - qp)
+            kl = factor * np.exp((qp - 40) / 4.0) * rng.uniform(0.5, 1.5, 12)
+            extra = {"kl_db": (kl, "neg_db")}
+            samples = InputSamples(ids, bits, np.full(12, 1000), rng.uniform(0, 100, 12), extra=extra)
+            metrics = {"top1": 50.0, "kl_db": float(-10 * np.log10(kl.mean()))}
+            points.append(
+                OperatingPoint(
+                    "d", curve, "x265", qp, 12, int(bits.sum()), 12000, "top1", 50.0, metrics, samples=samples
+                )
+            )
+    resampled, _ = resample_points(
+        [
+            replace(
+                p,
+                metric_name="kl_db",
+                metric=p.metrics["kl_db"],
+                samples=replace(p.samples, scores=p.samples.extra["kl_db"][0], link="neg_db"),
+            )
+            for p in points
+        ],
+        200,
+        0,
+    )
+    assert resampled is not None
+    key = ("a/x265", 22)
+    draws = resampled.metric[key]
+    assert np.isfinite(draws).all() and draws.min() < points[0].metrics["kl_db"] < draws.max()
+    out = analyse_measures(points, "a/x265", ["kl_db", "feature_psnr"], resamples=200, seed=0)
+    assert list(out) == ["kl_db"]  # nobody carries feature_psnr
+    (r,) = out["kl_db"].results
+    assert r.bd_rate is not None and r.bd_rate < 0 and r.rate_ci is not None  # b has 20 % less KL at every rate
+    with pytest.raises(ValueError, match="unknown link"):
+        InputSamples(ids, np.ones(12), np.ones(12), np.ones(12), link="log")
+
+
+def test_feature_psnr():
+    from fcm.eval.pipelines import MAX_FEATURE_PSNR, feature_psnr
+
+    ref = {"t": torch.linspace(0, 10, 1000).reshape(1, 10, 10, 10)}
+    assert feature_psnr(ref, ref) == MAX_FEATURE_PSNR
+    noisy = {"t": ref["t"] + 0.1}
+    assert feature_psnr(ref, noisy) == pytest.approx(10 * np.log10(100 / 0.01))

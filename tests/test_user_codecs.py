@@ -122,3 +122,72 @@ def test_bad_codec_files_are_rejected(tmp_path, text, message):
 def test_missing_codec_file(tmp_path, capsys):
     assert main(["--codecs", str(tmp_path / "none.yaml"), "codecs"]) == 2
     assert "codec file not found" in capsys.readouterr().err
+
+
+@needs_x265
+@pytest.mark.filterwarnings("ignore:optional codec 'not-built'")
+def test_sweep_records_external_codecs_threads_and_identity(tmp_path):
+    """A sweep names each codec's threads and an external codec's command lines in its identity: a results folder
+    refuses to resume with another command (e.g. other encoder settings) instead of mixing records."""
+    import json
+    import warnings
+
+    from fcm.eval.config import SweepConfig
+    from fcm.eval.sweep import run_sweep
+
+    path = tmp_path / "codecs.yaml"
+    path.write_text(f"id-hevc:\n  template: x265-cli\n  encoder_cmd: {X265_CMD}\n  default_preset: ultrafast\n")
+    load_codec_file(path)
+    raw = {
+        "dataset": {"kind": "embedded", "photos": ["rocket"], "variants": 1},
+        "model": "efficientnet_lite0",
+        "codecs": ["x265"],
+        "optional_codecs": ["id-hevc", "not-built"],
+        "codec_threads": {"x265": 2},
+        "qps": [32],
+        "pipelines": ["feature"],
+        "output": str(tmp_path / "out"),
+        "bootstrap": 0,
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = SweepConfig.from_config(raw)
+    assert cfg.codecs == ("x265", "id-hevc") and cfg.missing_codecs == ("not-built",)
+    assert any("optional codec 'not-built' is not declared here" in str(w.message) for w in caught)
+    assert cfg.codec_threads == {"x265": 2, "id-hevc": 1}
+    assert run_sweep(cfg, progress=False).complete
+    stored = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert stored["codec_threads"] == {"x265": 2, "id-hevc": 1}
+    assert (
+        stored["codec_identity"]["x265"] == {}
+        and "--preset {preset}" in stored["codec_identity"]["id-hevc"]["encoder_cmd"]
+    )
+    with pytest.raises(ConfigError, match="codec_threads of 'x265'"):
+        run_sweep(SweepConfig.from_config({**raw, "codec_threads": {"x265": 1}}), progress=False)
+    from fcm.codecs import _CODECS
+    from fcm.codecs.external import external_codec
+
+    declared = _CODECS._items["id-hevc"]
+    _CODECS._items["id-hevc"] = lambda: external_codec(  # the same name, another command line
+        "x265-cli", name="id-hevc", encoder_cmd=X265_CMD + " --no-wpp", default_preset="ultrafast"
+    )
+    try:
+        with pytest.raises(ConfigError, match="codec_identity of 'id-hevc'"):
+            run_sweep(SweepConfig.from_config(raw), progress=False)
+    finally:
+        _CODECS._items["id-hevc"] = declared
+    with pytest.raises(ConfigError, match="codec_threads names codecs"):
+        SweepConfig.from_config({**raw, "codec_threads": {"vp9": 1}})
+
+
+def test_codec_threads_reach_the_encoders():
+    from fcm.codecs import set_codec_threads
+
+    try:
+        set_codec_threads({"x265": 3})
+        assert get_codec("x265").threads == 3 and get_codec("x264").threads is None
+        assert "pools=3" in get_codec("x265")._encoder_options(10, CodecParams(30))["x265-params"]
+        with pytest.raises(ValueError, match="positive integer"):
+            set_codec_threads({"x265": 0})
+    finally:
+        set_codec_threads({})

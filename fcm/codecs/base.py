@@ -124,6 +124,11 @@ class Codec(ABC):
     def default_bit_depth(self) -> int:
         return max(self.bit_depths)
 
+    def identity(self) -> dict[str, object]:
+        """What, besides its name and fcm's version, decides this codec's output (a results folder's identity):
+        nothing for the built-in codecs; an external codec's command lines and settings."""
+        return {}
+
     @abstractmethod
     def encode(
         self,

@@ -164,6 +164,16 @@ class ExternalCodec(Codec):
     def __repr__(self) -> str:
         return f"ExternalCodec(name={self.name!r}, encoder_cmd={self.encoder_cmd!r})"
 
+    def identity(self) -> dict[str, object]:
+        return {
+            "encoder_cmd": self.encoder_cmd,
+            "decoder": self.decoder_cmd or f"pyav:{self.pyav_decoder}",
+            "variables": dict(sorted(self.variables.items())),
+            "input_chroma": self.input_chroma,
+            "default_preset": self.default_preset,
+            "option_template": self.option_template,
+        }
+
     def check_params(self, bit_depth: int, params: CodecParams) -> None:
         super().check_params(bit_depth, params)
         if params.rate_control != "cqp":
@@ -401,8 +411,8 @@ TEMPLATES: dict[str, ExternalTemplate] = {
     "vvenc": ExternalTemplate(
         encoder_cmd=(
             "vvencapp -i {input} -s {width}x{height} -c yuv420{depth_suffix} -r {fps} -f {frames} --qp {qp} "
-            "--preset {preset} --intraperiod {intra_period} --internal-bitdepth {bit_depth} --threads {threads} "
-            "-o {output}"
+            "--preset {preset} --intraperiod {intra_period} --internal-bitdepth {bit_depth} --qpa 0 "
+            "--threads {threads} -o {output}"
         ),
         decoder_cmd="vvdecapp -b {input} -o {output}",
         input_chroma="420",
@@ -413,7 +423,8 @@ TEMPLATES: dict[str, ExternalTemplate] = {
         qp_range=(0, 63),
         tested=True,
         notes="Tested with VVenC 1.9.1 (tools/build_codecs.py, pyav_decoder 'vvc'). vvencapp's easy mode takes only "
-        "4:2:0 input (neutral chroma is written) and codes all-intra or random access, not low delay.",
+        "4:2:0 input (neutral chroma is written) and codes all-intra or random access, not low delay. Its perceptual "
+        "QP adaptation (an XPSNR model of human vision, on by default) is turned off: feature frames are not pictures.",
     ),
 }
 

@@ -223,6 +223,12 @@ class SweepConfig:
                 return p
         raise ConfigError(f"the sweep has no pipeline {label!r}; it has {[p.label for p in self.pipelines]}")
 
+    def codec_identity(self) -> dict[str, Any]:
+        """What decides each codec's output besides its name (external codecs: their command lines)."""
+        from fcm.codecs import get_codec
+
+        return {name: get_codec(name).identity() for name in self.codecs}
+
     def pipeline_identity(self) -> dict[str, Any]:
         """What each pipeline's records depend on besides the shared settings (QPs excluded)."""
         return {p.label: p.identity() for p in self.pipelines}

@@ -64,6 +64,7 @@ _IDENTITY_FIELDS = (
     "pipeline_identity",
     "torch_threads",
     "codec_threads",
+    "codec_identity",
 )
 
 
@@ -258,7 +259,12 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
 
     The weights' checksum tag counts too: another file at the same path is another sweep.
     """
-    stored_form = {**cfg.resolved(), "weights_tag": weights_tag, "pipeline_identity": cfg.pipeline_identity()}
+    stored_form = {
+        **cfg.resolved(),
+        "weights_tag": weights_tag,
+        "pipeline_identity": cfg.pipeline_identity(),
+        "codec_identity": cfg.codec_identity(),
+    }
     resolved = json.loads(json.dumps(stored_form, default=str))
     identity = _identity(resolved)
     path = out / SWEEP_FILE
@@ -272,9 +278,15 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
         # likewise codecs; a folder written before fcm recorded codec threads ran x265 with its own (output-neutral)
         # pool and had no other threaded encoder, so it agrees with any count
         threads_before, threads_now = previous.pop("codec_threads") or {}, identity.pop("codec_threads") or {}
+        codecs_before, codecs_now = previous.pop("codec_identity") or {}, identity.pop("codec_identity") or {}
         changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
         changed += [
             f"pipeline_identity of {label!r}" for label in sorted(set(before) & set(now)) if before[label] != now[label]
+        ]
+        changed += [  # an external codec's command lines (a folder written before fcm recorded them agrees)
+            f"codec_identity of {name!r}"
+            for name in sorted(set(codecs_before) & set(codecs_now))
+            if codecs_before[name] != codecs_now[name]
         ]
         changed += [
             f"codec_threads of {name!r}"
@@ -288,6 +300,7 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
             )
         resolved["pipeline_identity"] = {**before, **now}
         resolved["codec_threads"] = {**threads_before, **threads_now}
+        resolved["codec_identity"] = {**codecs_before, **codecs_now}
     path.write_text(json.dumps(resolved, indent=2))
 
 
@@ -299,6 +312,7 @@ def load_config(out: Path) -> SweepConfig:
     raw = json.loads(path.read_text())
     raw.pop("weights_tag", None)
     raw.pop("pipeline_identity", None)
+    raw.pop("codec_identity", None)
     codecs = raw.get("codecs") if isinstance(raw.get("codecs"), list) else []
     threads = raw.get("codec_threads")
     if isinstance(threads, dict):  # the merged record of every run may name codecs this config no longer runs
