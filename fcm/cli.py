@@ -105,6 +105,42 @@ def _allocation(args: argparse.Namespace) -> Any:
     return build_allocation(settings)
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from fcm.serve.app import ServeConfig, ServedModel, serve
+    from fcm.serve.auth import load_token
+
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        raise FcmError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    models = tuple(ServedModel.parse(m) for m in (args.model or ["efficientnet_lite0"]))
+    config = ServeConfig(
+        models,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        concurrency=args.concurrency,
+        token=load_token(args.token_file),
+    )
+    tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
+    scheme = "https" if tls else "http"
+    print(f"fcm serve: {scheme}://{args.host}:{args.port} ({', '.join(m.model for m in models)})", file=sys.stderr)
+    serve(config, args.host, args.port, **tls)
+
+
+def _send(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from fcm.images import load_image
+    from fcm.serve.auth import load_token
+    from fcm.serve.client import EdgeClient
+
+    model = _model(args)
+    wrapper = _wrapper(args.wrapper, model)
+    out = []
+    with EdgeClient(args.server, load_token(args.token_file)) as client:  # one connection for every image
+        for image in args.images:
+            sent = client.send(
+                load_image(image), model, args.codec, _params(args), args.bit_depth, args.top_k, wrapper=wrapper
+            )
+            out.append({"image": image, **sent.to_dict()})
+    return out
+
+
 def _rdo_weights(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
@@ -393,6 +429,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="override the config's checkpoint path")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("serve", help="run the cloud half as an HTTP service that decodes posted bitstreams")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="MODEL[:SPLIT][@WRAPPER]",
+        help="a model to serve (repeatable); default efficientnet_lite0 at its default split",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_positive, default=8000)
+    p.add_argument("--max-body-mb", type=float, default=16.0, help="largest bitstream accepted (MiB); default 16")
+    p.add_argument("--concurrency", type=_positive, default=2, help="decodes running at once; default 2")
+    p.add_argument("--token-file", default=None, help="bearer token file (else $FCM_SERVE_TOKEN; neither: no auth)")
+    p.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM); with --ssl-keyfile, serve HTTPS")
+    p.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("send", help="run the edge half on images and send the bitstreams to an fcm server")
+    p.add_argument("images", nargs="+", help="image files, or skimage:NAME for bundled photos")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token-file", default=None, help="file holding the bearer token (else $FCM_SERVE_TOKEN)")
+    p.add_argument("--top-k", type=_positive, default=5)
+    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper")
+    _add_model_args(p)
+    _add_codec_args(p)
+    p.set_defaults(func=_send)
 
     p = sub.add_parser("rdo-weights", help="average wrapper-aware weights over a dataset into a fixed map (.npz)")
     p.add_argument("config", help="rdo-weights YAML (e.g. configs/rdo_weights.yaml)")

@@ -1,0 +1,40 @@
+"""Bearer-token access: only the operator's edge devices get in.
+
+The token comes from an environment variable or a file (never the command line, where ``ps`` would show it) and is
+compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+from fcm.errors import ConfigError
+
+TOKEN_ENV = "FCM_SERVE_TOKEN"
+
+
+def load_token(token_file: str | Path | None = None, env: str = TOKEN_ENV) -> str | None:
+    """The token from ``token_file`` (first line, stripped) or ``$FCM_SERVE_TOKEN``; ``None``: no auth."""
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read a token from {token_file}: {e}") from None
+    else:
+        token = os.environ.get(env, "").strip()
+        if not token:
+            return None
+    if len(token) < 16:
+        raise ConfigError("the access token must have at least 16 characters")
+    return token
+
+
+def authorized(header: str | None, token: str | None) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>`` (always, without a token)."""
+    if token is None:
+        return True
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[len("Bearer ") :].encode(), token.encode())
