@@ -107,3 +107,10 @@ def test_a_slow_encoder_is_stopped(codec):
     impatient.timeout_s = 0.001  # type: ignore[attr-defined]
     with pytest.raises(CodecError, match="timed out after"):
         impatient.encode(_frames(2, 48, 80, 10), 10, CodecParams(22))
+
+
+def test_no_files_left_in_the_working_directory(codec, tmp_path, monkeypatch):
+    """The CTC configurations ask for a reconstruction file: it must land nowhere the caller can see."""
+    monkeypatch.chdir(tmp_path)
+    codec.encode(_frames(1, 48, 80, 10), 10, CodecParams(32))
+    assert list(tmp_path.iterdir()) == []

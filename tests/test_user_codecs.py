@@ -158,10 +158,18 @@ def test_sweep_records_external_codecs_threads_and_identity(tmp_path):
     assert run_sweep(cfg, progress=False).complete
     stored = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert stored["codec_threads"] == {"x265": 2, "id-hevc": 1}
-    assert (
-        stored["codec_identity"]["x265"] == {}
-        and "--preset {preset}" in stored["codec_identity"]["id-hevc"]["encoder_cmd"]
-    )
+    assert stored["codec_identity"]["x265"] == {}
+    ident = stored["codec_identity"]["id-hevc"]  # the program by the sha256 of its content, wherever it lies
+    assert "--preset {preset}" in ident["encoder_arguments"] and ident["encoder_program"].startswith("sha256:")
+    assert stored["codecs"] == ["x265"] and stored["optional_codecs"] == ["id-hevc", "not-built"]
+    from fcm.eval.sweep import load_config
+
+    reloaded = load_config(tmp_path / "out")
+    assert reloaded.codecs == cfg.codecs and reloaded.missing_codecs == ("not-built",)
+    with pytest.raises(ConfigError, match="optional_codecs repeats a name"):
+        SweepConfig.from_config({**raw, "optional_codecs": ["id-hevc", "id-hevc"]})
+    with_threads = SweepConfig.from_config({**raw, "codec_threads": {"x265": 2, "not-built": 4}})
+    assert with_threads.codec_threads == {"x265": 2, "id-hevc": 1}  # threads of a codec missing here are dropped
     with pytest.raises(ConfigError, match="codec_threads of 'x265'"):
         run_sweep(SweepConfig.from_config({**raw, "codec_threads": {"x265": 1}}), progress=False)
     from fcm.codecs import _CODECS

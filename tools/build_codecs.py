@@ -30,14 +30,34 @@ import sys
 import time
 from pathlib import Path
 
-#: extra CMake arguments: HM builds with -Werror, and newer compilers warn where its authors' did not
-#: (GCC 12: array-bounds in TComLoopFilter.cpp); those warnings stay visible, they just do not stop the build
-EXTRA_CMAKE = {
-    "hm": [
-        "-DCMAKE_CXX_FLAGS=-Wno-error=array-bounds -Wno-error=maybe-uninitialized -Wno-error=stringop-overflow "
-        "-Wno-error=use-after-free -Wno-error=deprecated-declarations -Wno-error=class-memaccess"
-    ],
-}
+#: HM builds with -Werror, and newer compilers warn where its authors' did not (GCC 12: array-bounds in
+#: TComLoopFilter.cpp): these warnings stay visible but do not stop the build. Only the options the compiler knows
+#: are passed (an unknown -Wno-error=X is itself an error), after the user's own CXXFLAGS.
+HM_TOLERATED = ("array-bounds", "maybe-uninitialized", "stringop-overflow", "use-after-free", "class-memaccess")
+
+
+def supported_flags(candidates: list[str]) -> list[str]:
+    """The compiler options among ``candidates`` that ``$CXX`` (default ``c++``) accepts."""
+    compiler = os.environ.get("CXX", "c++")
+    ok = []
+    for flag in candidates:
+        probe = subprocess.run(
+            [compiler, "-Werror", flag, "-x", "c++", "-fsyntax-only", "-"],
+            input=b"int main() { return 0; }\n",
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            ok.append(flag)
+    return ok
+
+
+def extra_cmake(codec: str) -> list[str]:
+    if codec != "hm":
+        return []
+    flags = [os.environ.get("CXXFLAGS", "").strip(), *supported_flags([f"-Wno-error={w}" for w in HM_TOLERATED])]
+    return [f"-DCMAKE_CXX_FLAGS={' '.join(f for f in flags if f)}"]
+
 
 #: codec → (CMake targets, binaries to install (first: encoder), configuration files)
 SPECS = {
@@ -113,7 +133,7 @@ def build(codec: str, src: Path, prefix: Path, jobs: int) -> dict:
     log = prefix / "build" / f"{codec}.log"
     log.write_text("")
     t0 = time.perf_counter()
-    run(["cmake", "-S", str(src), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release", *EXTRA_CMAKE.get(codec, [])], log)
+    run(["cmake", "-S", str(src), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release", *extra_cmake(codec)], log)
     run(["cmake", "--build", str(build_dir), "--config", "Release", "-j", str(jobs), "--target", *targets], log)
     bin_dir = prefix / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -149,11 +169,11 @@ def codecs_yaml(built: dict[str, dict]) -> str:
         lines += [
             f"vtm:  # {b['version']}; reference decoder: {b['binaries']['DecoderApp']}",
             "  template: vtm",
-            f"  binary: {b['binaries']['EncoderApp']}",
+            f"  binary: {json.dumps(b['binaries']['EncoderApp'])}",
             "  pyav_decoder: vvc",
             "  variables:",
-            f"    config_intra: {cfg / 'encoder_intra_vtm.cfg'}",
-            f"    config_lowdelay: {cfg / 'encoder_lowdelay_P_vtm.cfg'}",
+            f"    config_intra: {json.dumps(str(cfg / 'encoder_intra_vtm.cfg'))}",
+            f"    config_lowdelay: {json.dumps(str(cfg / 'encoder_lowdelay_P_vtm.cfg'))}",
             "",
         ]
     if "vvenc" in built:
@@ -161,7 +181,7 @@ def codecs_yaml(built: dict[str, dict]) -> str:
         lines += [
             f"vvenc:  # {b['version']}",
             "  template: vvenc",
-            f"  binary: {b['binaries']['vvencapp']}",
+            f"  binary: {json.dumps(b['binaries']['vvencapp'])}",
             "  pyav_decoder: vvc",
             "",
         ]
@@ -171,11 +191,11 @@ def codecs_yaml(built: dict[str, dict]) -> str:
         lines += [
             f"hm:  # {b['version']}; reference decoder: {b['binaries']['TAppDecoder']}",
             "  template: hm",
-            f"  binary: {b['binaries']['TAppEncoder']}",
+            f"  binary: {json.dumps(b['binaries']['TAppEncoder'])}",
             "  pyav_decoder: hevc",
             "  variables:",
-            f"    config_intra: {cfg / 'encoder_intra_main_rext.cfg'}",
-            f"    config_lowdelay: {cfg / 'encoder_lowdelay_P_main.cfg'}",
+            f"    config_intra: {json.dumps(str(cfg / 'encoder_intra_main_rext.cfg'))}",
+            f"    config_lowdelay: {json.dumps(str(cfg / 'encoder_lowdelay_P_main.cfg'))}",
             "",
         ]
     return "\n".join(lines)
@@ -195,10 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (Debian: apt install cmake g++)")
     prefix = args.prefix.resolve()
-    built = {}
+    record = prefix / "built.json"  # every codec built into this prefix so far: a later run keeps them declared
+    built = json.loads(record.read_text()) if record.is_file() else {}
     for codec, src in chosen.items():
         print(f"building {codec} from {src} …", file=sys.stderr)
         built[codec] = build(codec, src.resolve(), prefix, args.jobs)
+    record.write_text(json.dumps(built, indent=2))
     yaml_path = prefix / "codecs.yaml"
     yaml_path.write_text(codecs_yaml(built))
     print(json.dumps({"prefix": str(prefix), "codecs_yaml": str(yaml_path), "built": built}, indent=2))

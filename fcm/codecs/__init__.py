@@ -19,7 +19,8 @@ module that defines a codec must stay cheap: import heavy libraries (``av``) ins
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.external import ExternalCodec, external_codec, x265_cli
@@ -32,6 +33,7 @@ __all__ = [
     "EncodedFrames",
     "ExternalCodec",
     "codec_names",
+    "codec_threads",
     "external_codec",
     "get_codec",
     "register_codec",
@@ -65,6 +67,17 @@ def set_codec_threads(threads: dict[str, int]) -> None:
             raise ValueError(f"threads of codec {name!r} must be a positive integer, got {n!r}")
     _THREADS.clear()
     _THREADS.update(threads)
+
+
+@contextmanager
+def codec_threads(threads: dict[str, int]) -> Iterator[None]:
+    """:func:`set_codec_threads` for the ``with`` block, then the previous setting again."""
+    before = dict(_THREADS)
+    set_codec_threads(threads)
+    try:
+        yield
+    finally:
+        set_codec_threads(before)
 
 
 def get_codec(name: str) -> Codec:

@@ -165,13 +165,21 @@ class ExternalCodec(Codec):
         return f"ExternalCodec(name={self.name!r}, encoder_cmd={self.encoder_cmd!r})"
 
     def identity(self) -> dict[str, object]:
+        """The command lines and settings, with the encoder program and any file a variable names (a .cfg) by the
+        sha256 of their content: a rebuilt binary or an edited config is another codec, a moved one is not."""
+        program, _, arguments = self.encoder_cmd.strip().partition(" ")
         return {
-            "encoder_cmd": self.encoder_cmd,
+            "encoder_program": _content_tag(shutil.which(shlex.split(program)[0]) if program else None) or program,
+            "encoder_arguments": arguments,
             "decoder": self.decoder_cmd or f"pyav:{self.pyav_decoder}",
-            "variables": dict(sorted(self.variables.items())),
+            "variables": {k: _content_tag(v) or v for k, v in sorted(self.variables.items())},
             "input_chroma": self.input_chroma,
             "default_preset": self.default_preset,
             "option_template": self.option_template,
+            "bit_depths": list(self.bit_depths),
+            "qp_range": list(self.qp_range),
+            "qp_map_block": self.qp_block_sizes[0],
+            "gop_structures": list(self.gop_structures),
         }
 
     def check_params(self, bit_depth: int, params: CodecParams) -> None:
@@ -183,6 +191,8 @@ class ExternalCodec(Codec):
                 f"external codec {self.name!r} cannot code gop={params.gop!r} (its command codes "
                 f"{', '.join(self.gop_structures)})"
             )
+        # every placeholder must have a value now, not at the first encode of a sweep (e.g. no config for this GOP)
+        self._command(self.encoder_cmd, self._placeholders(16, 16, 1, bit_depth, params, Path("in"), Path("out")))
 
     # -- command handling ---------------------------------------------------------------------------------------------
 
@@ -238,13 +248,17 @@ class ExternalCodec(Codec):
             raise CodecError(f"{self.name}: empty command template")
         return words
 
-    def _run(self, args: list[str], what: str) -> None:
+    def _run(self, args: list[str], what: str, cwd: Path | None = None) -> None:
+        """Run a command (in ``cwd``: the call's own temporary folder, so that files an encoder writes beside its
+        output, such as a reconstruction, never land in the caller's working directory)."""
         binary = args[0]
-        if shutil.which(binary) is None:
+        found = shutil.which(binary)
+        if found is None:
             raise CodecError(f"{self.name}: {what} binary {binary!r} not found (not on PATH or not executable)")
         try:
             proc = subprocess.run(
-                args,
+                [found, *args[1:]],
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -326,7 +340,7 @@ class ExternalCodec(Codec):
             values = self._placeholders(w, h, n, bit_depth, params, src, dst)
             if self.supports_block_qp_offsets:
                 values["qp_map"] = str(write_qp_map(Path(tmp) / "qp_map.txt", offsets, block))
-            self._run(self._command(self.encoder_cmd, values, params.options), "encoder")
+            self._run(self._command(self.encoder_cmd, values, params.options), "encoder", Path(tmp))
             if not dst.exists() or dst.stat().st_size == 0:
                 raise CodecError(f"{self.name}: encoder wrote no bitstream to {{output}}")
             bitstream = dst.read_bytes()
@@ -355,7 +369,7 @@ class ExternalCodec(Codec):
             src, dst = Path(tmp) / "input.bin", Path(tmp) / "output.yuv"
             src.write_bytes(encoded.packets[0])
             values = self._placeholders(w, h, n, bd, None, src, dst)
-            self._run(self._command(self.decoder_cmd, values), "decoder")
+            self._run(self._command(self.decoder_cmd, values), "decoder", Path(tmp))
             return self._read_raw(dst, w, h, bd, n)
 
 
@@ -375,8 +389,8 @@ _X265_CLI = (
 #: Common VTM/HM arguments: 4:0:0 in and coded, the given bit depth throughout, padding to the minimum CU size
 #: signalled by a conformance window. ``{config}`` must name a configuration file (e.g. VTM's
 #: ``cfg/encoder_intra_vtm.cfg`` or ``cfg/encoder_lowdelay_P_vtm.cfg``).
-_JVET_ARGS = (
-    "-c {config} -i {input} -b {output} -wdt {width} -hgt {height} -fr {fps} -f {frames} -q {qp} "
+_JVET_ARGS = (  # "-o ''": no reconstruction file (the CTC configs ask for rec.yuv)
+    "-c {config} -i {input} -b {output} -o '' -wdt {width} -hgt {height} -fr {fps} -f {frames} -q {qp} "
     "--InputBitDepth={bit_depth} --InternalBitDepth={bit_depth} --OutputBitDepth={bit_depth} "
     "--InputChromaFormat=400 --ChromaFormatIDC=400 --IntraPeriod={intra_period} --ConformanceWindowMode=1"
 )
@@ -539,6 +553,18 @@ def external_codec(
         variables=variables,
         **options,
     )
+
+
+def _content_tag(path: str | None) -> str | None:
+    """``sha256:<first 16 hex>`` of a file's content (``None`` unless ``path`` names a readable file)."""
+    import hashlib
+
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
 
 
 def _with_program(command: str, program: str) -> str:

@@ -28,6 +28,8 @@ PointKey = tuple[str, int]  # (curve, qp)
 def percentile_interval(values: np.ndarray, level: float = LEVEL) -> Interval:
     """The central ``level`` percentile interval of ``values`` (finite values only)."""
     finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("no finite values to take an interval of")
     tail = 100.0 * (1.0 - level) / 2.0
     lo, hi = np.percentile(finite, [tail, 100.0 - tail])
     return Interval(float(lo), float(hi), level, int(finite.size))

@@ -76,7 +76,9 @@ class SweepConfig:
     torch_threads: int = 1
     skip_unreadable: bool = False
     codec_threads: dict[str, int] = field(default_factory=dict)
-    #: optional codecs (``optional_codecs`` in YAML) this machine does not declare, left out of the sweep
+    #: the optional codecs (``optional_codecs`` in YAML) declared here, included in ``codecs``
+    optional_codecs: tuple[str, ...] = ()
+    #: optional codecs this machine does not declare, left out of the sweep
     missing_codecs: tuple[str, ...] = ()
 
     @classmethod
@@ -92,7 +94,7 @@ class SweepConfig:
         """Build and validate a config from plain data (relative paths are taken from the working directory)."""
         if not isinstance(raw, dict):
             raise ConfigError(f"a sweep config must be a mapping, got {type(raw).__name__}")
-        known = set(cls.__dataclass_fields__) | {"qps", "optional_codecs"}
+        known = set(cls.__dataclass_fields__) | {"qps"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
@@ -143,7 +145,7 @@ class SweepConfig:
             raise ConfigError(f"min_overlap must be a fraction in [0, 1], got {min_overlap!r}")
         path = Path(output)
         optional_codecs: tuple[str, ...] = ()
-        if "optional_codecs" in raw:
+        if raw.get("optional_codecs"):
             optional_codecs = as_tuple_of("optional_codecs", raw["optional_codecs"], str)
         codecs, missing_codecs = _available_codecs(as_tuple("codecs", str), optional_codecs)
         cfg = cls(
@@ -169,7 +171,8 @@ class SweepConfig:
             min_overlap=float(min_overlap),
             torch_threads=optional("torch_threads", int, 1),
             skip_unreadable=bool(optional("skip_unreadable", bool, False)),
-            codec_threads=_codec_threads(raw.get("codec_threads"), codecs),
+            codec_threads=_codec_threads(raw.get("codec_threads"), codecs, missing_codecs),
+            optional_codecs=tuple(c for c in optional_codecs if c not in missing_codecs),
             missing_codecs=missing_codecs,
         )
         cfg.validate()
@@ -241,7 +244,10 @@ class SweepConfig:
         """The config as plain data, for the run manifest."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["output"] = str(self.output)
-        d["codecs"] = list(self.codecs)
+        # required and optional apart, so that a folder reloads (fcm report) where an optional codec is not declared
+        d["codecs"] = [c for c in self.codecs if c not in self.optional_codecs]
+        d["optional_codecs"] = [*self.optional_codecs, *self.missing_codecs]
+        d.pop("missing_codecs")
         d["pipelines"] = {p.label: p.section() for p in self.pipelines}
         return d
 
@@ -252,8 +258,11 @@ def _available_codecs(required: tuple[str, ...], optional: tuple[str, ...]) -> t
 
     from fcm.codecs import codec_names
 
+    for kind, names in (("codecs", required), ("optional_codecs", optional)):
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{kind} repeats a name: {list(names)}")
     known = set(codec_names()) if optional else set()
-    missing = tuple(c for c in optional if c not in known)
+    missing = tuple(c for c in optional if c not in known and c not in required)
     for name in missing:
         warnings.warn(
             f"optional codec {name!r} is not declared here (fcm --codecs FILE or FCM_CODECS): left out of the sweep",
@@ -262,12 +271,14 @@ def _available_codecs(required: tuple[str, ...], optional: tuple[str, ...]) -> t
     return required + tuple(c for c in optional if c in known and c not in required), missing
 
 
-def _codec_threads(given: Any, codecs: tuple[str, ...]) -> dict[str, int]:
-    """Threads of every codec of the sweep: 1 unless ``codec_threads`` says otherwise."""
+def _codec_threads(given: Any, codecs: tuple[str, ...], missing: tuple[str, ...] = ()) -> dict[str, int]:
+    """Threads of every codec of the sweep: 1 unless ``codec_threads`` says otherwise (entries for optional codecs
+    missing here are dropped)."""
     if given is None:
         given = {}
     if not isinstance(given, dict):
         raise ConfigError(f"codec_threads must map codec names to thread counts, got {given!r}")
+    given = {k: v for k, v in given.items() if k not in missing}
     unknown = sorted(set(given) - set(codecs))
     if unknown:
         raise ConfigError(f"codec_threads names codecs {unknown} that the sweep does not run ({list(codecs)})")

@@ -14,14 +14,16 @@ EDGE_STAGES: tuple[str, ...] = ("front", "wrap", "pack", "rdo", "encode")
 #: how a point's metric follows from the mean of its per-input scores: the mean itself, or ``−10·log10(mean)`` (a
 #: distortion such as a KL divergence turned into decibels, higher is better)
 LINKS = ("mean", "neg_db")
+#: the smallest mean ``neg_db`` takes (150 dB)
+MIN_DB_MEAN = 1e-15
 
 
 def apply_link(link: str, mean: np.ndarray | float) -> np.ndarray | float:
     """The metric of a mean of per-input scores under ``link`` (see :data:`LINKS`)."""
     if link == "mean":
         return mean
-    with np.errstate(divide="ignore"):
-        return -10.0 * np.log10(mean)
+    # floored: a lossless point (mean KL 0) reads 150 dB, far above any lossy one, not infinity
+    return -10.0 * np.log10(np.maximum(mean, MIN_DB_MEAN))
 
 
 @dataclass(frozen=True, eq=False)

@@ -109,13 +109,11 @@ class Worker:
     """Everything one process needs to measure points: model, dataset, evaluator, codecs."""
 
     def __init__(self, cfg: SweepConfig) -> None:
-        from fcm.codecs import set_codec_threads
         from fcm.data import build_dataset
         from fcm.eval.evaluators import build_evaluator
         from fcm.models import get_model
 
         self.cfg = cfg
-        set_codec_threads(cfg.codec_threads)  # in every process that codes (workers and the parent alike)
         self.model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256, **cfg.model_options)
         self.dataset = build_dataset(cfg.dataset, self.model.categories)
         options: dict[str, Any] = {}
@@ -151,7 +149,10 @@ class Worker:
                 ) from e
             emit({"pipeline": SKIPPED, "codec": REFERENCE[1], "qp": REFERENCE[2], "input": sample.id, "reason": reason})
             return
-        with torch_threads(self.cfg.torch_threads):
+        from fcm.codecs import codec_threads
+
+        # the config's threads while measuring, in whichever process does it; the caller's settings come back after
+        with torch_threads(self.cfg.torch_threads), codec_threads(self.cfg.codec_threads):
             self._measure(index, sample, image, keys, emit)
 
     def _edge_of(self, index: int) -> EdgeFeatures:
@@ -313,7 +314,7 @@ def load_config(out: Path) -> SweepConfig:
     raw.pop("weights_tag", None)
     raw.pop("pipeline_identity", None)
     raw.pop("codec_identity", None)
-    codecs = raw.get("codecs") if isinstance(raw.get("codecs"), list) else []
+    codecs = [c for key in ("codecs", "optional_codecs") if isinstance(raw.get(key), list) for c in raw[key]]
     threads = raw.get("codec_threads")
     if isinstance(threads, dict):  # the merged record of every run may name codecs this config no longer runs
         raw["codec_threads"] = {k: v for k, v in threads.items() if k in codecs}
