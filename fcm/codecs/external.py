@@ -192,7 +192,8 @@ class ExternalCodec(Codec):
                 f"{', '.join(self.gop_structures)})"
             )
         # every placeholder must have a value now, not at the first encode of a sweep (e.g. no config for this GOP)
-        self._command(self.encoder_cmd, self._placeholders(16, 16, 1, bit_depth, params, Path("in"), Path("out")))
+        values = self._placeholders(16, 16, 1, bit_depth, params, Path("in"), Path("out"))
+        self._command(self.encoder_cmd, values | ({"qp_map": "map"} if self.supports_block_qp_offsets else {}))
 
     # -- command handling ---------------------------------------------------------------------------------------------
 
