@@ -8,7 +8,8 @@ Starts ``fcm serve`` (EfficientNet-Lite0 stage4) as a subprocess, codes the embe
 ``tools/fuzz_bitstream.py``'s mutations) through one keep-alive connection per in-flight slot. Prints JSON per level:
 throughput, latency percentiles (p50/p95/p99 of the round trip), answers by status (5xx must be 0), and the server's
 resident memory at the start and end (its growth). Then the latency the service adds over an in-process
-``pipeline.decode`` with a warm model, at concurrency 1 (median of ``--overhead-samples`` each).
+``pipeline.decode`` with a warm model and the server's one torch thread, at concurrency 1 (median of
+``--overhead-samples`` each).
 """
 
 from __future__ import annotations
@@ -98,12 +99,14 @@ async def drive(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[f
 def overhead(url: str, samples: int) -> dict:
     """Service round trip vs in-process decode with a warm model, one request at a time (medians)."""
     import httpx
+    import torch
 
     from fcm import pipeline
     from fcm.codecs import CodecParams
     from fcm.images import bundled_photo
     from fcm.models import get_model
 
+    torch.set_num_threads(1)  # the server decodes with one torch thread (ServeConfig.torch_threads): compare alike
     model = get_model("efficientnet_lite0", "stage4")
     data = pipeline.encode(bundled_photo("chelsea"), model, "x265", CodecParams(32)).bitstream
     pipeline.decode(data, model)
@@ -132,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--overhead-samples", type=int, default=200)
     parser.add_argument("--server-concurrency", type=int, default=2, help="decodes the server runs at once")
+    parser.add_argument("--overhead-only", action="store_true", help="only the added latency at concurrency 1")
     args = parser.parse_args(argv)
 
-    bodies, fuzzed = bitstreams(args.fuzzed, args.requests)
+    bodies, fuzzed = bitstreams(args.fuzzed, 50 if args.overhead_only else args.requests)
     url = f"http://127.0.0.1:{args.port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("FCM_SERVE_TOKEN", None)
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
         asyncio.run(drive(url, bodies[:50], 2))  # warm-up: first requests load lazily-initialised kernels
         levels = {}
-        for c in (int(x) for x in args.concurrency.split(",")):
+        for c in [] if args.overhead_only else (int(x) for x in args.concurrency.split(",")):
             before = rss_mib(server.pid)
             latencies, statuses, wall = asyncio.run(drive(url, bodies, c))
             after = rss_mib(server.pid)
