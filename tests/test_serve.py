@@ -190,3 +190,32 @@ def test_token_and_model_specs(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError):
         ServeConfig(())
+
+
+def test_detector_bitstreams_decode_like_the_in_process_decoder(lite0):
+    """A Faster R-CNN (FPN split) stream: the server's detections are the in-process decoder's."""
+    import torch
+
+    from fcm.models import get_model
+
+    torch.manual_seed(3)
+    detector = get_model("faster_rcnn_r50_fpn", "fpn", min_size=128, max_size=160, box_score_thresh=0.0)
+    served = ModelCache((ServedModel("faster_rcnn_r50_fpn", "fpn"),))
+    entry = type("E", (), {"model": detector, "wrapper": None})()
+    served.entries[(detector.name, detector.split, detector.weights_tag, None, None)] = entry
+    srv = _Server(create_app(ServeConfig(served.served), served))
+    try:
+        image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+        enc = pipeline.encode(image, detector, "x265", CodecParams(27))
+        with torch.no_grad():
+            expected = detector.describe(pipeline.decode(enc.bitstream, detector).output, 5)[0]
+        with EdgeClient(srv.url) as client:
+            answer = client.decode(enc.bitstream)
+        assert answer["task"] == "detection" and answer["result"] == json.loads(json.dumps(expected))
+        assert len(answer["result"]["detections"]) == 5
+        # the classifier stream is not this server's: a 404 naming what it serves
+        other = pipeline.encode(image, lite0, "x265", CodecParams(27))
+        with EdgeClient(srv.url) as client, pytest.raises(ServerError, match="serves faster_rcnn_r50_fpn/fpn"):
+            client.decode(other.bitstream)
+    finally:
+        srv.stop()
