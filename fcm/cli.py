@@ -336,7 +336,7 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         overrides["limit"] = args.limit
     cfg = SweepConfig.from_yaml(args.config, overrides)
-    return run_and_report(cfg, jobs=args.jobs, progress=not args.no_progress)
+    return run_and_report(cfg, jobs=args.jobs, progress=not args.no_progress, ray_address=args.ray)
 
 
 def _report(args: argparse.Namespace) -> dict[str, Any]:
@@ -416,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="override the config's output folder")
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run the inputs on a Ray cluster: auto, ray://HOST:PORT, or local (--jobs CPUs here); fcm[ray]",
+    )
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("report", help="(re)write summary.csv, report.json, report.md and RD plots of a results folder")

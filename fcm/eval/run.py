@@ -101,13 +101,16 @@ def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
     }
 
 
-def run_and_report(cfg: SweepConfig, jobs: int = 1, progress: bool = True) -> dict[str, Any]:
+def run_and_report(
+    cfg: SweepConfig, jobs: int = 1, progress: bool = True, ray_address: str | None = None
+) -> dict[str, Any]:
     from fcm.eval.report import format_bd_table, write_report
     from fcm.eval.sweep import run_sweep
 
     man = manifest(cfg, jobs)
     t0 = time.perf_counter()
-    outcome = run_sweep(cfg, jobs=jobs, progress=progress)  # creates the folder once config, model and data are valid
+    # creates the folder once config, model and data are valid
+    outcome = run_sweep(cfg, jobs=jobs, progress=progress, ray_address=ray_address)
     man["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     man["wall_seconds_this_run"] = round(time.perf_counter() - t0, 2)
     man["new_records_this_run"] = outcome.new_records

@@ -419,19 +419,29 @@ def input_ids(cfg: SweepConfig, worker: Worker) -> list[str]:
 
 
 def run_sweep(
-    cfg: SweepConfig, jobs: int = 1, progress: bool = True, max_new_records: int | None = None
+    cfg: SweepConfig,
+    jobs: int = 1,
+    progress: bool = True,
+    max_new_records: int | None = None,
+    ray_address: str | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep. ``max_new_records`` stops after that many new records, as a kill would."""
+    """Run (or resume) a sweep. ``max_new_records`` stops after that many new records, as a kill would.
+    ``ray_address`` runs the inputs on a Ray cluster instead of local processes (:mod:`fcm.eval.ray_backend`)."""
     worker = Worker(cfg)  # builds model, dataset and evaluator: every config error surfaces before any file is written
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
         _check_identity(cfg, out, worker.model.weights_tag)
-        return _run_locked(cfg, worker, jobs, progress, max_new_records)
+        return _run_locked(cfg, worker, jobs, progress, max_new_records, ray_address)
 
 
 def _run_locked(
-    cfg: SweepConfig, worker: Worker, jobs: int, progress: bool, max_new_records: int | None
+    cfg: SweepConfig,
+    worker: Worker,
+    jobs: int,
+    progress: bool,
+    max_new_records: int | None,
+    ray_address: str | None = None,
 ) -> SweepOutcome:
     from tqdm import tqdm
 
@@ -460,7 +470,11 @@ def _run_locked(
                 raise _Stop
 
         try:
-            if jobs <= 1 or len(tasks) <= 1:
+            if ray_address is not None and tasks:
+                from fcm.eval.ray_backend import run_on_ray
+
+                run_on_ray(cfg, tasks, ray_address, jobs, emit)
+            elif jobs <= 1 or len(tasks) <= 1:
                 for index, keys in tasks:
                     worker.run_input(index, keys, emit)
             else:

@@ -1,0 +1,46 @@
+"""Sweeps on a Ray cluster: a local Ray instance started here runs the same work and writes the same records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("ray", reason="the ray extra is not installed (pip install fcm[ray])")
+
+from fcm.eval.config import SweepConfig
+from fcm.eval.sweep import read_records, run_sweep
+
+
+def _records(path):
+    return sorted(json.dumps({k: v for k, v in r.items() if k != "times"}, sort_keys=True) for r in read_records(path))
+
+
+def test_ray_sweep_writes_the_records_of_a_local_sweep(tmp_path):
+    import ray
+
+    raw = {
+        "dataset": {"kind": "embedded", "photos": ["rocket", "coffee"], "variants": 2},
+        "model": "efficientnet_lite0",
+        "codecs": ["x265"],
+        "qps": [27, 37],
+        "pipelines": ["feature", "remote"],
+        "preset": "ultrafast",
+        "bootstrap": 0,
+    }
+    local = run_sweep(SweepConfig.from_config({**raw, "output": str(tmp_path / "local")}), progress=False)
+    try:
+        on_ray = run_sweep(
+            SweepConfig.from_config({**raw, "output": str(tmp_path / "ray")}),
+            jobs=2,
+            progress=False,
+            ray_address="local",
+        )
+        assert on_ray.complete and on_ray.new_records == local.new_records == 4 * (1 + 2 * 2)
+        assert _records(tmp_path / "ray" / "results.jsonl") == _records(tmp_path / "local" / "results.jsonl")
+        # resuming a finished Ray sweep has nothing left to do
+        cfg = SweepConfig.from_config({**raw, "output": str(tmp_path / "ray")})
+        again = run_sweep(cfg, jobs=2, progress=False, ray_address="local")
+        assert again.complete and again.new_records == 0
+    finally:
+        ray.shutdown()
