@@ -111,7 +111,15 @@ def _serve(args: argparse.Namespace) -> None:
 
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         raise FcmError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    from dataclasses import replace
+
     models = tuple(ServedModel.parse(m) for m in (args.model or ["efficientnet_lite0"]))
+    if args.weights or args.sha256 or args.model_option:
+        if len(models) != 1:
+            raise FcmError("--weights, --sha256 and --model-option apply to one served model; serve one per server")
+        if args.sha256 and not args.weights:
+            raise FcmError("--sha256 checks a weights file: give --weights too")
+        models = (replace(models[0], weights=args.weights, sha256=args.sha256, options=_model_options(args)),)
     config = ServeConfig(
         models,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
@@ -122,6 +130,24 @@ def _serve(args: argparse.Namespace) -> None:
     scheme = "https" if tls else "http"
     print(f"fcm serve: {scheme}://{args.host}:{args.port} ({', '.join(m.model for m in models)})", file=sys.stderr)
     serve(config, args.host, args.port, **tls)
+
+
+def _model_options(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
+    """``--model-option KEY=VALUE`` pairs, numbers as numbers."""
+    out = []
+    for item in args.model_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise FcmError(f"--model-option takes KEY=VALUE, got {item!r}")
+        parsed: Any = value
+        for kind in (int, float):
+            try:
+                parsed = kind(value)
+                break
+            except ValueError:
+                continue
+        out.append((key, parsed))
+    return tuple(out)
 
 
 def _send(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -443,6 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MODEL[:SPLIT][@WRAPPER]",
         help="a model to serve (repeatable); default efficientnet_lite0 at its default split",
+    )
+    p.add_argument("--weights", default=None, help="local weights file of the (one) served model")
+    p.add_argument("--sha256", default=None, help="expected sha256 (or prefix) of --weights")
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model keyword argument (repeatable; numbers parsed), e.g. min_size=800 for a detector",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_positive, default=8000)

@@ -219,3 +219,14 @@ def test_detector_bitstreams_decode_like_the_in_process_decoder(lite0):
             client.decode(other.bitstream)
     finally:
         srv.stop()
+
+
+def test_serve_command_line_errors(capsys):
+    from fcm.cli import main
+
+    assert main(["serve", "--model", "efficientnet_lite0", "--model", "resnet18", "--weights", "w.pth"]) == 2
+    assert "apply to one served model" in capsys.readouterr().err
+    assert main(["serve", "--model-option", "min_size"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["serve", "--ssl-certfile", "c.pem"]) == 2
+    assert "needs both" in capsys.readouterr().err

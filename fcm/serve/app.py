@@ -54,6 +54,8 @@ class ServedModel:
     weights: str | None = None
     sha256: str | None = None
     wrapper: str | None = None
+    #: extra keyword arguments of the model (e.g. a detector's ``min_size``), as ``(key, value)`` pairs
+    options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> ServedModel:
@@ -101,7 +103,7 @@ class ModelCache:
         from fcm.models import get_model
 
         for s in self.served:
-            model = get_model(s.model, s.split, s.weights, s.sha256)
+            model = get_model(s.model, s.split, s.weights, s.sha256, **dict(s.options))
             wrapper = None
             if s.wrapper is not None:
                 from fcm.wrappers import load_wrapper
