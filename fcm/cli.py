@@ -111,6 +111,8 @@ def _serve(args: argparse.Namespace) -> None:
 
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         raise FcmError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    if not 0 < args.max_body_mb <= 4096:
+        raise FcmError(f"--max-body-mb must lie in (0, 4096], got {args.max_body_mb}")
     from dataclasses import replace
 
     models = tuple(ServedModel.parse(m) for m in (args.model or ["efficientnet_lite0"]))

@@ -171,6 +171,36 @@ def test_client_disconnect_mid_upload_leaves_the_server_serving(server, lite0, c
         )
     with EdgeClient(server.url) as client:
         assert client.decode(enc.bitstream)["result"]["top"]
+    import httpx
+
+    deadline = time.time() + 10
+    while 'fcm_decode_errors_total{reason="disconnect"}' not in httpx.get(server.url + "/metrics").text:
+        assert time.time() < deadline, "the abandoned upload was never counted"
+        time.sleep(0.1)
+
+
+def test_streams_asking_for_too_much_work_or_giving_non_finite_outputs(server, lite0, chelsea):
+    import torch
+
+    from fcm.errors import BitstreamError
+    from fcm.pipeline import EdgeFeatures, run_front
+    from fcm.serve.app import _check_finite
+
+    edge = run_front(chelsea, lite0)
+    two = EdgeFeatures(
+        type(edge.features)({k: v.repeat(2, 1, 1, 1) for k, v in edge.features.tensors.items()}, edge.features.meta),
+        edge.input_size,
+        edge.front_s,
+    )
+    enc = pipeline.encode_features(two, lite0, "x265", CodecParams(32))
+    assert enc.header.num_frames == 2
+    with EdgeClient(server.url) as client, pytest.raises(ServerError, match=r"400.*at most 1 frame"):
+        client.decode(enc.bitstream)
+    with pytest.raises(BitstreamError, match="non-finite"):
+        _check_finite(torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(BitstreamError, match="non-finite"):
+        _check_finite([{"boxes": torch.tensor([[0.0, 0.0, float("inf"), 1.0]]), "labels": torch.tensor([1])}])
+    _check_finite(torch.zeros(1, 3))
 
 
 def test_token_and_model_specs(tmp_path, monkeypatch):

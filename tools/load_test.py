@@ -66,28 +66,32 @@ def bitstreams(fuzzed: float, count: int, seed: int = 0) -> tuple[list[bytes], l
     return bodies, is_fuzzed
 
 
-async def drive(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], collections.Counter, float]:
+async def drive(
+    url: str, bodies: list[bytes], concurrency: int, fuzzed: list[bool] | None = None
+) -> tuple[list[float], collections.Counter, float]:
+    """Post every body; statuses are counted as ``valid:<status>`` / ``fuzzed:<status>``."""
     import httpx
 
     latencies: list[float] = []
     statuses: collections.Counter = collections.Counter()
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for b in bodies:
-        queue.put_nowait(b)
+    queue: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
+    for b, f in zip(bodies, fuzzed or [False] * len(bodies), strict=True):
+        queue.put_nowait((b, f))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     async def worker(client: httpx.AsyncClient) -> None:
         while True:
             try:
-                body = queue.get_nowait()
+                body, is_fuzzed = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            kind = "fuzzed" if is_fuzzed else "valid"
             t0 = time.perf_counter()
             try:
                 r = await client.post("/v1/decode", content=body, headers={"content-type": "application/octet-stream"})
-                statuses[r.status_code] += 1
+                statuses[f"{kind}:{r.status_code}"] += 1
             except httpx.HTTPError as e:
-                statuses[f"transport:{type(e).__name__}"] += 1
+                statuses[f"{kind}:transport:{type(e).__name__}"] += 1
             latencies.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.server_concurrency),
         ],
         env=env,
-        stderr=subprocess.DEVNULL,
+        stderr=None,  # the server's own errors stay visible
     )
     try:
         import httpx
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         levels = {}
         for c in [] if args.overhead_only else (int(x) for x in args.concurrency.split(",")):
             before = rss_mib(server.pid)
-            latencies, statuses, wall = asyncio.run(drive(url, bodies, c))
+            latencies, statuses, wall = asyncio.run(drive(url, bodies, c, fuzzed))
             after = rss_mib(server.pid)
             lat = np.array(latencies) * 1000
             levels[str(c)] = {
@@ -186,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_ms": {
                     q: round(float(np.percentile(lat, p)), 2) for q, p in (("p50", 50), ("p95", 95), ("p99", 99))
                 },
-                "statuses": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))},
-                "server_5xx": sum(v for k, v in statuses.items() if isinstance(k, int) and k >= 500),
+                "statuses": dict(sorted(statuses.items())),
+                "server_5xx": sum(v for k, v in statuses.items() if k.split(":")[1].startswith("5")),
+                "valid_not_200": sum(v for k, v in statuses.items() if k.startswith("valid:") and k != "valid:200"),
                 "server_rss_mib": {
                     "start": round(before, 1),
                     "end": round(after, 1),
@@ -199,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     finally:
         server.terminate()
-        server.wait(10)
-    return 0
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    failed = any(level["server_5xx"] or level["valid_not_200"] for level in levels.values())
+    return 1 if failed or not report["server_alive_at_end"] else 0
 
 
 if __name__ == "__main__":

@@ -112,14 +112,15 @@ def _import_av() -> Any:
 #: Captures in progress in this process; PyAV's repeated-message suppression is off while any is (see below).
 _capture_depth = 0
 _capture_lock = threading.Lock()
-#: PyAV's skip-repeated setting before the outermost capture began, restored when the last one ends.
+#: PyAV's skip-repeated setting and log level before the outermost capture began, restored when the last one ends.
 _capture_skip_repeated = [True]
+_capture_level: list[Any] = [None]
 
 
 @contextmanager
 def _captured_ffmpeg_log(warnings: bool = False) -> Iterator[list[tuple[int, str, str]]]:
-    """Collect FFmpeg's log messages emitted by this thread while the block runs (ERROR or worse, plus WARNING with
-    ``warnings``).
+    """Collect FFmpeg's log messages (WARNING or worse) emitted by this thread while the block runs; callers that
+    judge damage keep the ERROR ones (:func:`_errors`). ``warnings`` states that the caller reads warnings too.
 
     PyAV discards FFmpeg's log by default; decoders report some damage (FFV1 slice CRC mismatches, a damaged H.264
     SPS, unknown AV1 OBUs) and encoder wrappers report rejected ``*-params`` entries only there, so we install PyAV's
@@ -133,23 +134,24 @@ def _captured_ffmpeg_log(warnings: bool = False) -> Iterator[list[tuple[int, str
     av = _import_av()
     with _capture_lock:
         if _capture_depth == 0:
+            # the level is process-wide: set once for all concurrent captures (threads of a server) and restored
+            # when the last one ends, so one thread's capture never turns another's off
             _capture_skip_repeated[0] = av.logging.get_skip_repeated()
+            _capture_level[0] = av.logging.get_level()
             av.logging.set_skip_repeated(False)
+            if _capture_level[0] is None or _capture_level[0] < av.logging.WARNING:
+                av.logging.set_level(av.logging.WARNING)
         _capture_depth += 1
-    previous = av.logging.get_level()
-    wanted = av.logging.WARNING if warnings else av.logging.ERROR
-    if previous is None or previous < wanted:
-        av.logging.set_level(wanted)
     try:
         with av.logging.Capture(local=True) as logs:
             yield logs
     finally:
-        if av.logging.get_level() != previous:
-            av.logging.set_level(previous)
         with _capture_lock:
             _capture_depth -= 1
             if _capture_depth == 0:
                 av.logging.set_skip_repeated(_capture_skip_repeated[0])
+                if av.logging.get_level() != _capture_level[0]:
+                    av.logging.set_level(_capture_level[0])
 
 
 def _errors(logs: Sequence[tuple[int, str, str]]) -> list[str]:

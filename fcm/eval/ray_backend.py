@@ -1,7 +1,8 @@
 """Sweeps on a Ray cluster: the same per-input work as local worker processes, run by Ray actors.
 
-``fcm sweep CONFIG --ray ADDRESS`` (``pip install fcm[ray]``): ``ADDRESS`` is a cluster address (``auto``,
-``ray://head:10001``, ``HOST:PORT``) or ``local`` (start a Ray instance on this machine with ``--jobs`` CPUs). Each
+``fcm sweep CONFIG --ray ADDRESS --jobs N`` (``pip install fcm[ray]``): ``ADDRESS`` is a cluster address (``auto``,
+``ray://head:10001``, ``HOST:PORT``) or ``local`` (start a Ray instance on this machine with ``N`` CPUs); ``N``
+actors (at most the cluster's CPUs) run at once. Each
 actor builds one :class:`~fcm.eval.sweep.Worker` (model, dataset, evaluator) and measures whole inputs; the records of
 an input come back to this process, which alone writes ``results.jsonl`` — so resuming, identities and reports are
 exactly those of a local sweep, and the records are the same (every record depends only on the config and its input;
@@ -44,21 +45,23 @@ def _actor_class() -> Any:
 
 
 def connect(address: str, jobs: int) -> int:
-    """Join the cluster at ``address`` (or start a local instance for ``"local"``); the number of actors to use."""
+    """Join the cluster at ``address`` (or start a local instance for ``"local"``); the number of actors to use:
+    ``jobs``, at most the cluster's CPUs."""
     try:
         import ray
     except ImportError as e:
         raise ConfigError("--ray needs Ray: pip install fcm[ray]") from e
     if not ray.is_initialized():
         if address == "local":
-            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+            # address="local": a new instance here, even where RAY_ADDRESS or a running cluster would be joined
+            ray.init(address="local", num_cpus=jobs, include_dashboard=False, log_to_driver=False)
         else:
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             except ConnectionError as e:
                 raise ConfigError(f"cannot reach a Ray cluster at {address!r}: {e}") from e
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(jobs, cpus) if address == "local" else cpus)
+    return max(1, min(jobs, cpus))
 
 
 def run_on_ray(

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BODY = 16 << 20
 
 
+class NotServed(FcmError):
+    """A stream for a model, split, weights or wrapper this server does not serve."""
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """One model the server decodes for: a registered split model, its weights, and optionally a wrapper
@@ -76,12 +80,19 @@ class ServeConfig:
     concurrency: int = 2
     torch_threads: int = 1
     token: str | None = field(default=None, repr=False)
+    #: the most frames and samples a stream may ask to decode: a few bytes of a flat picture can claim a huge frame
+    max_frames: int = 1
+    max_samples: int = 1 << 25
+    #: seconds a client may take to send its body
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("the server needs at least one model to serve")
         if self.max_body_bytes < 64:
             raise ConfigError(f"max_body_bytes must be at least 64, got {self.max_body_bytes}")
+        if self.max_frames < 1 or self.max_samples < 1 or not self.body_timeout_s > 0:
+            raise ConfigError("max_frames, max_samples and body_timeout_s must be positive")
         if self.concurrency < 1 or self.torch_threads < 1:
             raise ConfigError("concurrency and torch_threads must be positive")
 
@@ -110,7 +121,10 @@ class ModelCache:
 
                 wrapper = load_wrapper(s.wrapper, model)
             names = (None, None) if wrapper is None else (wrapper.name, wrapper.weights_tag)
-            self.entries[(model.name, model.split, model.weights_tag, names[0], names[1])] = _Entry(model, wrapper)
+            key = (model.name, model.split, model.weights_tag, names[0], names[1])
+            if key in self.entries:
+                raise ConfigError(f"{s.model}/{model.split} is served twice with the same weights and wrapper")
+            self.entries[key] = _Entry(model, wrapper)
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -125,7 +139,7 @@ class ModelCache:
         ]
 
     def find(self, header: Any) -> _Entry:
-        """The entry for a stream's model, split, model weights and wrapper; ``LookupError`` naming what is served."""
+        """The entry for a stream's model, split, weights and wrapper; :class:`NotServed` naming what is served."""
         wrapper = header.wrapper
         names = (None, None) if wrapper is None else (wrapper.name, wrapper.weights_tag)
         entry = self.entries.get((header.model, header.split, header.weights_tag, names[0], names[1]))
@@ -137,7 +151,7 @@ class ModelCache:
                 f"{k[0]}/{k[1]} (weights {k[2]})" + ("" if k[3] is None else f" through {k[3]} (weights {k[4]})")
                 for k in self.entries
             )
-            raise LookupError(f"this server does not serve {what}; it serves {served}")
+            raise NotServed(f"this server does not serve {what}; it serves {served}")
         return entry
 
 
@@ -171,11 +185,15 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
     async def lifespan(app: Any) -> AsyncIterator[None]:
         import torch
 
-        torch.set_num_threads(config.torch_threads)
-        if not state["ready"]:
-            await run_in_threadpool(models.load)
-            state["ready"] = True
-        yield
+        before = torch.get_num_threads()
+        torch.set_num_threads(config.torch_threads)  # process-wide: given back when the server stops
+        try:
+            if not state["ready"]:
+                await run_in_threadpool(models.load)
+                state["ready"] = True
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     app = FastAPI(title="fcm cloud", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -185,7 +203,10 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
 
     def refused(endpoint: str, status: int, reason: str, message: str) -> JSONResponse:
         metrics.errors.labels(reason).inc()
-        return answer(endpoint, status, {"error": message})
+        response = answer(endpoint, status, {"error": message})
+        if status in (401, 408, 413):  # do not read (and discard) the rest of an unwanted body on this connection
+            response.headers["connection"] = "close"
+        return response
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -209,7 +230,6 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
 
     @app.post("/v1/decode")
     async def decode(request: Request, top_k: int = 5) -> Response:
-        t0 = time.perf_counter()
         if not authorized(request.headers.get("authorization"), config.token):
             return refused("decode", 401, "auth", "missing or wrong bearer token")
         if not 1 <= top_k <= 100:
@@ -220,43 +240,66 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
                 "decode", 413, "too_large", f"the body ({declared} bytes) exceeds the limit of {config.max_body_bytes}"
             )
         body = bytearray()
-        try:
+
+        async def read() -> None:
             async for chunk in request.stream():
-                body += chunk
+                body.extend(chunk)
                 if len(body) > config.max_body_bytes:
-                    return refused("decode", 413, "too_large", f"the body exceeds the limit of {config.max_body_bytes}")
+                    raise _TooLarge
+
+        try:
+            await asyncio.wait_for(read(), config.body_timeout_s)
+        except _TooLarge:
+            return refused("decode", 413, "too_large", f"the body exceeds the limit of {config.max_body_bytes}")
+        except asyncio.TimeoutError:
+            return refused("decode", 408, "slow_body", f"the body did not arrive within {config.body_timeout_s:g} s")
         except ClientDisconnect:
             metrics.errors.labels("disconnect").inc()
+            metrics.requests.labels("decode", "499").inc()
             return Response(status_code=499)
         metrics.bytes.inc(len(body))
         if not state["ready"]:
             return refused("decode", 503, "not_ready", "models are still loading")
+        t0 = time.perf_counter()  # the cloud's time starts with a whole body: its upload is the network's
         async with gate:
             try:
-                result = await run_in_threadpool(_decode, models, bytes(body), top_k)
-            except (BitstreamError, ValueError) as e:  # ValueError: BitstreamError's base, and dataclass checks
-                return refused("decode", 400, "bitstream", f"{type(e).__name__}: {e}")
-            except LookupError as e:
+                result = await run_in_threadpool(_decode, models, bytes(body), top_k, config)
+                result["server_seconds"] = round(time.perf_counter() - t0, 6)
+                response = answer("decode", 200, result)  # rendering (strict JSON) inside the guard too
+            except NotServed as e:
                 return refused("decode", 404, "not_served", str(e))
-            except FcmError as e:
+            except (FcmError, ValueError) as e:  # BitstreamError (a ValueError), dataclass checks, non-finite output
                 return refused("decode", 400, "bitstream", f"{type(e).__name__}: {e}")
-        result["server_seconds"] = round(time.perf_counter() - t0, 6)
+            except Exception as e:  # whatever a stream can still trigger deeper down is answered as JSON, and counted
+                return refused("decode", 500, "internal", f"decoding failed: {type(e).__name__}: {e}")
         metrics.latency.observe(time.perf_counter() - t0)
-        return answer("decode", 200, result)
+        return response
 
     return app
 
 
-def _decode(models: ModelCache, data: bytes, top_k: int) -> dict[str, Any]:
-    """Parse, pick the served model, decode and describe (runs in a worker thread)."""
+class _TooLarge(Exception):
+    pass
+
+
+def _decode(models: ModelCache, data: bytes, top_k: int, config: ServeConfig) -> dict[str, Any]:
+    """Parse, pick the served model, bound the work, decode and describe (runs in a worker thread)."""
     import torch
 
     from fcm import bitstream, pipeline
 
     header, _ = bitstream.read(data)
     entry = models.find(header)
+    samples = header.num_frames * header.layout.frame_height * header.layout.frame_width
+    if header.num_frames > config.max_frames or samples > config.max_samples:
+        raise BitstreamError(
+            f"the stream asks for {header.num_frames} frame(s) of {header.layout.frame_width}x"
+            f"{header.layout.frame_height} samples; this server decodes at most {config.max_frames} frame(s) and "
+            f"{config.max_samples} samples"
+        )
     with torch.no_grad():
         result = pipeline.decode(data, entry.model, wrapper=entry.wrapper)
+    _check_finite(result.output)
     return {
         "model": header.model,
         "split": header.split,
@@ -271,8 +314,29 @@ def _decode(models: ModelCache, data: bytes, top_k: int) -> dict[str, Any]:
     }
 
 
+def _check_finite(output: Any) -> None:
+    """Refuse an output with NaN or infinity (features at the edge of the allowed ranges can drive a model there)."""
+    import torch
+
+    tensors = [output] if isinstance(output, torch.Tensor) else [v for d in output for v in d.values()]
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise BitstreamError("the decoded features drive the model to non-finite outputs")
+
+
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
-    """Run the server until interrupted (``uvicorn_options``: e.g. ``ssl_certfile``/``ssl_keyfile`` for TLS)."""
+    """Load the models, then run the server until interrupted (``uvicorn_options``: e.g. ``ssl_certfile`` /
+    ``ssl_keyfile`` for TLS). Loading first means a bad model or weights file is an :class:`FcmError` here, before
+    the port opens, not an error inside the server."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", **uvicorn_options)
+    cache = ModelCache(config.models)
+    cache.load()
+    uvicorn.run(
+        create_app(config, cache),
+        host=host,
+        port=port,
+        log_level="warning",
+        limit_concurrency=max(64, 8 * config.concurrency),  # requests beyond are answered 503 at once
+        **uvicorn_options,
+    )

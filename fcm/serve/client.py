@@ -24,7 +24,7 @@ class ServerError(FcmError):
     """The server refused a request; ``status`` is its HTTP status, the message its explanation."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"server answered {status}: {message}")
+        super().__init__(f"server answered {status}: {message}" if status else f"no answer from the server: {message}")
         self.status = status
 
 
@@ -70,11 +70,19 @@ class EdgeClient:
         self._http.close()
 
     def models(self) -> list[dict[str, Any]]:
-        return self._checked(self._http.get("/v1/models"))["models"]
+        return self._checked(self._request("GET", "/v1/models"))["models"]
 
     def decode(self, data: bytes, top_k: int = 5) -> dict[str, Any]:
-        """Post one bitstream; the server's JSON answer (``ServerError`` for a refusal)."""
-        return self._checked(self._http.post("/v1/decode", params={"top_k": top_k}, content=data))
+        """Post one bitstream; the server's JSON answer (``ServerError`` for a refusal or an unreachable server)."""
+        return self._checked(self._request("POST", "/v1/decode", params={"top_k": top_k}, content=data))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise ServerError(0, f"{type(e).__name__}: {e} ({self._http.base_url}{path})") from e
 
     def send(
         self,
@@ -99,10 +107,13 @@ class EdgeClient:
 
     @staticmethod
     def _checked(response: Any) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
         if response.status_code != 200:
-            try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text
+            message = body.get("error", response.text) if isinstance(body, dict) else response.text
             raise ServerError(response.status_code, str(message)[:500])
-        return response.json()
+        if not isinstance(body, dict):
+            raise ServerError(response.status_code, f"the answer is not a JSON object: {response.text[:200]!r}")
+        return body
