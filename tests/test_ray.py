@@ -42,5 +42,15 @@ def test_ray_sweep_writes_the_records_of_a_local_sweep(tmp_path):
         cfg = SweepConfig.from_config({**raw, "output": str(tmp_path / "ray")})
         again = run_sweep(cfg, jobs=2, progress=False, ray_address="local")
         assert again.complete and again.new_records == 0
+        # a node whose weights (or fcm, or codecs) differ from this machine's is refused before measuring
+        from fcm.errors import FcmError
+        from fcm.eval.ray_backend import node_identity, run_on_ray
+
+        other = SweepConfig.from_config({**raw, "output": str(tmp_path / "other")})
+        wrong = {**node_identity(other, "0000000000000000")}
+        emitted: list = []
+        with pytest.raises(FcmError, match="a Ray node differs from this machine in weights_tag"):
+            run_on_ray(other, [(0, [])], "local", 2, emitted.append, wrong)
+        assert emitted == []
     finally:
         ray.shutdown()

@@ -35,6 +35,10 @@ def _actor_class() -> Any:
             for path in codec_files:
                 load_codec_file(path)
             self.worker = Worker(cfg)
+            self.identity = node_identity(cfg, self.worker.model.weights_tag)
+
+        def describe(self) -> dict[str, Any]:
+            return self.identity
 
         def run(self, index: int, keys: list[PointKey]) -> list[dict[str, Any]]:
             records: list[dict[str, Any]] = []
@@ -42,6 +46,14 @@ def _actor_class() -> Any:
             return records
 
     return SweepActor
+
+
+def node_identity(cfg: SweepConfig, weights_tag: str) -> dict[str, Any]:
+    """What must be the same on every node for its records to be this sweep's: fcm's version, the model's weights
+    (by tag: another file at the same path is another model) and each codec's identity (external binaries, configs)."""
+    from fcm import __version__
+
+    return {"fcm": __version__, "weights_tag": weights_tag, "codecs": cfg.codec_identity()}
 
 
 def connect(address: str, jobs: int) -> int:
@@ -70,9 +82,12 @@ def run_on_ray(
     address: str,
     jobs: int,
     emit: Callable[[dict[str, Any]], None],
+    expected: dict[str, Any] | None = None,
 ) -> None:
     """Measure ``tasks`` on Ray actors, emitting each input's records as it completes (in completion order, as a
-    local parallel sweep does; reports sort records by input)."""
+    local parallel sweep does; reports sort records by input). ``expected`` is this process's
+    :func:`node_identity`: an actor whose node differs (other weights at the same path, another fcm or codec build)
+    stops the sweep before it measures anything."""
     import ray
 
     from fcm.codecs.user_codecs import loaded_files
@@ -83,6 +98,17 @@ def run_on_ray(
     pending: dict[Any, Any] = {}
     queue = list(tasks)
     try:
+        try:
+            identities = ray.get([a.describe.remote() for a in actors])
+        except ray.exceptions.RayActorError as e:
+            raise FcmError(f"a Ray sweep actor could not start (model, data or codec files on its node?): {e}") from e
+        for found in identities:
+            if expected is not None and found != expected:
+                differs = sorted(k for k in expected if found.get(k) != expected.get(k))
+                raise FcmError(
+                    f"a Ray node differs from this machine in {', '.join(differs)} ({found} vs {expected}): its "
+                    "records would not be this sweep's; install the same fcm, weights and codecs on every node"
+                )
         for actor in actors:  # one input in flight per actor; the next goes to whichever finishes first
             if queue:
                 index, keys = queue.pop(0)

@@ -471,9 +471,9 @@ def _run_locked(
 
         try:
             if ray_address is not None and tasks:
-                from fcm.eval.ray_backend import run_on_ray
+                from fcm.eval.ray_backend import node_identity, run_on_ray
 
-                run_on_ray(cfg, tasks, ray_address, jobs, emit)
+                run_on_ray(cfg, tasks, ray_address, jobs, emit, node_identity(cfg, worker.model.weights_tag))
             elif jobs <= 1 or len(tasks) <= 1:
                 for index, keys in tasks:
                     worker.run_input(index, keys, emit)
