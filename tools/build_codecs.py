@@ -60,6 +60,9 @@ def extra_cmake(codec: str) -> list[str]:
 
 
 #: codec → (CMake targets, binaries to install (first: encoder), configuration files)
+#: codec → FFmpeg decoder that decodes its streams in process
+PYAV_DECODERS = {"vtm": "vvc", "vvenc": "vvc", "hm": "hevc"}
+
 SPECS = {
     "vvenc": (["vvencapp"], ["vvencapp"], []),
     "vtm": (
@@ -163,41 +166,26 @@ def codecs_yaml(built: dict[str, dict]) -> str:
         "#   fcm --codecs THIS_FILE …  (or FCM_CODECS=THIS_FILE)",
         "",
     ]
-    if "vtm" in built:
-        b = built["vtm"]
-        cfg = Path(b["cfg"])
+    for codec in ("vtm", "vvenc", "hm"):  # the order the file has always had
+        if codec not in built:
+            continue
+        b = built[codec]
+        _, binaries, cfgs = SPECS[codec]
+        decoder = f"; reference decoder: {b['binaries'][binaries[1]]}" if len(binaries) > 1 else ""
         lines += [
-            f"vtm:  # {b['version']}; reference decoder: {b['binaries']['DecoderApp']}",
-            "  template: vtm",
-            f"  binary: {json.dumps(b['binaries']['EncoderApp'])}",
-            "  pyav_decoder: vvc",
-            "  variables:",
-            f"    config_intra: {json.dumps(str(cfg / 'encoder_intra_vtm.cfg'))}",
-            f"    config_lowdelay: {json.dumps(str(cfg / 'encoder_lowdelay_P_vtm.cfg'))}",
-            "",
+            f"{codec}:  # {b['version']}{decoder}",
+            f"  template: {codec}",
+            f"  binary: {json.dumps(b['binaries'][binaries[0]])}",
+            f"  pyav_decoder: {PYAV_DECODERS[codec]}",
         ]
-    if "vvenc" in built:
-        b = built["vvenc"]
-        lines += [
-            f"vvenc:  # {b['version']}",
-            "  template: vvenc",
-            f"  binary: {json.dumps(b['binaries']['vvencapp'])}",
-            "  pyav_decoder: vvc",
-            "",
-        ]
-    if "hm" in built:
-        b = built["hm"]
-        cfg = Path(b["cfg"])
-        lines += [
-            f"hm:  # {b['version']}; reference decoder: {b['binaries']['TAppDecoder']}",
-            "  template: hm",
-            f"  binary: {json.dumps(b['binaries']['TAppEncoder'])}",
-            "  pyav_decoder: hevc",
-            "  variables:",
-            f"    config_intra: {json.dumps(str(cfg / 'encoder_intra_main_rext.cfg'))}",
-            f"    config_lowdelay: {json.dumps(str(cfg / 'encoder_lowdelay_P_main.cfg'))}",
-            "",
-        ]
+        if cfgs:  # the CTC configurations: intra, then low delay
+            cfg = Path(b["cfg"])
+            lines += [
+                "  variables:",
+                f"    config_intra: {json.dumps(str(cfg / cfgs[0]))}",
+                f"    config_lowdelay: {json.dumps(str(cfg / cfgs[1]))}",
+            ]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -243,14 +243,11 @@ class GopAllocation(PerFrameAllocation):
         meta: dict[str, tuple[int, ...]],
         wrapper: WrapperPair | None,
     ) -> np.ndarray | None:
-        from fcm.rdo.sensitivity import frame_sensitivity
-
         s = self.settings
         maps = []
         for i in range(packed.frames.shape[0]):
             if self._left == 0 or self._map is None or self._layout != packed.layout:  # a new GOP (or a new layout)
-                one = _frame(packed, i)
-                raw = frame_sensitivity(one, model, meta, wrapper, as_target(s.target_for(model)), s.probes, s.seed)
+                raw = self.weights(_frame(packed, i), model, meta, wrapper)
                 self._map, self._layout, self._left = s.offsets_from_weights(raw), packed.layout, s.gop
             maps.append(self._map[0])
             self._left -= 1
