@@ -113,6 +113,10 @@ def _serve(args: argparse.Namespace) -> None:
         raise FcmError("TLS needs both --ssl-certfile and --ssl-keyfile")
     if not 0 < args.max_body_mb <= 4096:
         raise FcmError(f"--max-body-mb must lie in (0, 4096], got {args.max_body_mb}")
+    if not 0 < args.max_buffered_mb <= 1 << 20:
+        raise FcmError(f"--max-buffered-mb must be positive, got {args.max_buffered_mb}")
+    if not 0 <= args.batch_wait_ms <= 1000:
+        raise FcmError(f"--batch-wait-ms must lie in [0, 1000], got {args.batch_wait_ms}")
     from dataclasses import replace
 
     models = tuple(ServedModel.parse(m) for m in (args.model or ["efficientnet_lite0"]))
@@ -127,6 +131,9 @@ def _serve(args: argparse.Namespace) -> None:
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         concurrency=args.concurrency,
         token=load_token(args.token_file),
+        max_buffered_bytes=max(int(args.max_buffered_mb * (1 << 20)), int(args.max_body_mb * (1 << 20))),
+        batch_max=args.batch,
+        batch_wait_ms=args.batch_wait_ms,
     )
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
     scheme = "https" if tls else "http"
@@ -485,6 +492,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive, default=8000)
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest bitstream accepted (MiB); default 16")
     p.add_argument("--concurrency", type=_positive, default=2, help="decodes running at once; default 2")
+    p.add_argument(
+        "--max-buffered-mb",
+        type=float,
+        default=256.0,
+        help="request bodies held at once over all requests (MiB); beyond it requests get 503; default 256",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="micro-batch up to N back-half calls that share a model (default 1: off)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="latency cap of micro-batching: the longest a request waits for others (default 5 ms)",
+    )
     p.add_argument("--token-file", default=None, help="bearer token file (else $FCM_SERVE_TOKEN; neither: no auth)")
     p.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM); with --ssl-keyfile, serve HTTPS")
     p.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")

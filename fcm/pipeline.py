@@ -299,6 +299,50 @@ def _reconstruct(header: Header, payload: EncodedFrames) -> tuple[Features, floa
     return Features(tensors, dict(header.meta)), t1 - t0, t2 - t1
 
 
+@dataclass(frozen=True)
+class SplitDecode:
+    """A bitstream decoded up to the split: the features the back half takes, and the cloud stage times so far."""
+
+    features: Features
+    header: Header
+    codec_s: float
+    unpack_s: float
+    #: time of the post-wrapper (0 without one)
+    unwrap_s: float = 0.0
+
+
+def decode_split(data: bytes, model: SplitModel, wrapper: WrapperPair | None = None) -> SplitDecode:
+    """Decode an fcm bitstream up to ``model``'s split (codec, unpack, post-wrapper), checked against the model:
+    what :func:`decode` does before the back half. A server that batches back-half calls runs this per stream."""
+    header, payload = bitstream.read(data)
+    if (model.name, model.split) != (header.model, header.split):
+        raise BitstreamError(
+            f"bitstream is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
+        )
+    _warn_on_weights_mismatch(header, model)
+    check_wrapper(header, wrapper)
+    if wrapper is not None:
+        _check_wrapper_split(wrapper, model)
+    coded, codec_s, unpack_s = _reconstruct(header, payload)
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            features = coded if wrapper is None else Features(wrapper.decode(coded.tensors), coded.meta)
+        features.check(model.spec)
+    except ShapeError as e:
+        raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
+    return SplitDecode(features, header, codec_s, unpack_s, time.perf_counter() - t0)
+
+
+def run_back(features: Features, model: SplitModel) -> Any:
+    """The cloud half on decoded features; a :class:`BitstreamError` when they do not fit the split."""
+    try:
+        with torch.no_grad():
+            return model.back(features)  # built-in models also check the side information they receive
+    except ShapeError as e:
+        raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
+
+
 def decode(
     data: bytes,
     model: SplitModel | None = None,
@@ -310,27 +354,11 @@ def decode(
     A stream coded with a wrapper needs that ``wrapper`` (same name and weights tag); one coded without refuses one.
     Both are checked before anything is decoded.
     """
-    header, payload = bitstream.read(data)
     if model is None:
-        model = load_model_for(header, weights)
-    elif (model.name, model.split) != (header.model, header.split):
-        raise BitstreamError(
-            f"bitstream is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
-        )
-    else:
-        _warn_on_weights_mismatch(header, model)
-    check_wrapper(header, wrapper)
-    if wrapper is not None:
-        _check_wrapper_split(wrapper, model)
-    coded, codec_s, unpack_s = _reconstruct(header, payload)
+        header, _ = bitstream.read(data)
+        model = get_model(header.model, header.split, weights)  # decode_split warns on other weights
+    split = decode_split(data, model, wrapper)
     t0 = time.perf_counter()
-    try:
-        with torch.no_grad():
-            features = coded if wrapper is None else Features(wrapper.decode(coded.tensors), coded.meta)
-            t1 = time.perf_counter()
-            features.check(model.spec)
-            output = model.back(features)  # built-in models also check the side information they receive
-    except ShapeError as e:
-        raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
-    back_s = time.perf_counter() - t1
-    return DecodeResult(output, features, header, codec_s, unpack_s, back_s, t1 - t0)
+    output = run_back(split.features, model)
+    back_s = time.perf_counter() - t0
+    return DecodeResult(output, split.features, split.header, split.codec_s, split.unpack_s, back_s, split.unwrap_s)

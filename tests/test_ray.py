@@ -54,3 +54,49 @@ def test_ray_sweep_writes_the_records_of_a_local_sweep(tmp_path):
         assert emitted == []
     finally:
         ray.shutdown()
+
+
+def test_ray_actors_killed_mid_sweep_are_restarted_and_the_records_are_unchanged(tmp_path, monkeypatch):
+    """Every actor is killed as the first input's records arrive (one mid-input): Ray restarts them, the interrupted
+    input runs again, and the results are those of a local sweep, each record once."""
+    import ray
+
+    from fcm.eval import ray_backend
+
+    raw = {
+        "dataset": {"kind": "embedded", "photos": ["rocket", "coffee", "chelsea"], "variants": 1},
+        "model": "efficientnet_lite0",
+        "codecs": ["x265"],
+        "qps": [32],
+        "pipelines": ["feature"],
+        "preset": "ultrafast",
+        "bootstrap": 0,
+    }
+    local = run_sweep(SweepConfig.from_config({**raw, "output": str(tmp_path / "local")}), progress=False)
+    original = ray_backend.run_on_ray
+    killed: list[str] = []
+
+    def run_and_kill(cfg, tasks, address, jobs, emit, expected=None, run_id=None):
+        def emit_and_kill(record):
+            emit(record)
+            if not killed:
+                for i in range(jobs):
+                    name = f"fcm-sweep-killtest-{i}"
+                    ray.kill(ray.get_actor(name), no_restart=False)
+                    killed.append(name)
+
+        original(cfg, tasks, address, jobs, emit_and_kill, expected, run_id="killtest")
+
+    monkeypatch.setattr(ray_backend, "run_on_ray", run_and_kill)
+    try:
+        on_ray = run_sweep(
+            SweepConfig.from_config({**raw, "output": str(tmp_path / "ray")}),
+            jobs=2,
+            progress=False,
+            ray_address="local",
+        )
+        assert killed == ["fcm-sweep-killtest-0", "fcm-sweep-killtest-1"]
+        assert on_ray.complete and on_ray.new_records == local.new_records
+        assert _records(tmp_path / "ray" / "results.jsonl") == _records(tmp_path / "local" / "results.jsonl")
+    finally:
+        ray.shutdown()

@@ -26,11 +26,12 @@ class _Server:
     def __init__(self, app) -> None:
         import uvicorn
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        # the server takes this bound socket: no window in which another process could take the port
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         self.thread.start()
         deadline = time.time() + 30
         while not self.server.started:
@@ -45,6 +46,7 @@ class _Server:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.socket.close()
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +262,157 @@ def test_serve_command_line_errors(capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
     assert main(["serve", "--ssl-certfile", "c.pem"]) == 2
     assert "needs both" in capsys.readouterr().err
+
+
+def test_micro_batching_groups_concurrent_streams_and_answers_each_its_own(cache, lite0):
+    """Eight streams sent at once to a server batching up to 4 back-half calls (200 ms cap): each answer is the
+    in-process decoder's (to float precision), and a bad stream in the crowd is its own 400."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from fcm.images import bundled_photo
+
+    photos = ["chelsea", "coffee", "rocket", "astronaut", "camera", "motorcycle", "retina", "hubble_deep_field"]
+    streams = [
+        pipeline.encode(bundled_photo(p), lite0, "x265", CodecParams(30 + i)).bitstream for i, p in enumerate(photos)
+    ]
+    expected = [lite0.describe(pipeline.decode(s, lite0).output, 5)[0] for s in streams]
+    config = ServeConfig(cache.served, concurrency=2, batch_max=4, batch_wait_ms=200)
+    srv = _Server(create_app(config, cache))
+    try:
+
+        def post(data: bytes):
+            with httpx.Client(base_url=srv.url, timeout=60) as http:
+                return http.post("/v1/decode", content=data)
+
+        with ThreadPoolExecutor(len(streams) + 1) as pool:
+            answers = list(pool.map(post, [*streams, b"FCM garbage"]))
+        assert answers[-1].status_code == 400
+        for answer, want in zip(answers[:-1], expected, strict=True):
+            assert answer.status_code == 200, answer.text
+            got = answer.json()["result"]["top"]
+            assert [t["class_id"] for t in got] == [t["class_id"] for t in want["top"]]
+            assert np.allclose([t["probability"] for t in got], [t["probability"] for t in want["top"]], atol=1e-4)
+        metrics = httpx.get(srv.url + "/metrics").text
+        calls = float(metrics.split("fcm_back_half_batch_size_count ")[1].split()[0])
+        total = float(metrics.split("fcm_back_half_batch_size_sum ")[1].split()[0])
+        assert total == len(streams) and calls <= len(streams), metrics  # how many share a call depends on timing
+    finally:
+        srv.stop()
+
+
+def test_batched_back_half_splits_per_stream(lite0, chelsea):
+    """stack → back half → unstack gives each stream the output it gets alone; a detector's list output too."""
+    import torch
+
+    from fcm.images import bundled_photo
+    from fcm.models import get_model
+    from fcm.pipeline import run_back, run_front
+    from fcm.serve.batching import signature, stack, unstack
+
+    a, b = run_front(chelsea, lite0).features, run_front(bundled_photo("coffee"), lite0).features
+    a.meta["input_size"], b.meta["input_size"] = (300, 451), (400, 600)  # as streams carry them
+    assert signature(a) != signature(b) and signature(a, lite0.back_meta) == signature(b, lite0.back_meta)
+    outs = unstack(run_back(stack([a, b]), lite0), [1, 1])
+    for single, batched in zip([run_back(a, lite0), run_back(b, lite0)], outs, strict=True):
+        assert batched.shape == single.shape and torch.allclose(batched, single, atol=1e-4)
+    torch.manual_seed(3)
+    detector = get_model("faster_rcnn_r50_fpn", "fpn", min_size=128, max_size=160, box_score_thresh=0.0)
+    image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    f = run_front(image, detector).features
+    g = run_front(image[:, ::-1].copy(), detector).features
+    assert signature(f, detector.back_meta) == signature(g, detector.back_meta)
+    outs = unstack(run_back(stack([f, g]), detector), [1, 1])
+    for single, batched in zip([run_back(f, detector), run_back(g, detector)], outs, strict=True):
+        assert len(batched) == 1
+        assert torch.allclose(batched[0]["scores"][:5], single[0]["scores"][:5], atol=1e-4)
+    small = run_front(image[:64], detector).features
+    assert signature(small, detector.back_meta) != signature(f, detector.back_meta)  # other sizes: other batches
+    with pytest.raises(ValueError, match="3 records for a batch of 2"):
+        unstack([{}, {}, {}], [1, 1])
+
+
+def test_buffered_bytes_budget_answers_busy_then_recovers(cache, lite0, chelsea):
+    """Bodies held at once are bounded over all requests: a slow upload holding the budget makes the next request a
+    503, and the budget comes back when that upload goes away."""
+    enc = pipeline.encode(chelsea, lite0, "x265", CodecParams(32))
+    config = ServeConfig(cache.served, max_body_bytes=1 << 20, max_buffered_bytes=1 << 20)
+    srv = _Server(create_app(config, cache))
+    try:
+        raw = socket.create_connection(("127.0.0.1", srv.port))
+        raw.sendall(b"POST /v1/decode HTTP/1.1\r\nHost: x\r\nContent-Length: 1048000\r\n\r\n" + b"\0" * 10)
+        time.sleep(0.3)
+        with EdgeClient(srv.url) as client:
+            with pytest.raises(ServerError, match=r"503.*retry later"):
+                client.decode(enc.bitstream)
+            raw.close()
+            deadline = time.time() + 10
+            while True:
+                try:
+                    assert client.decode(enc.bitstream)["result"]["top"]
+                    break
+                except ServerError as e:
+                    assert e.status == 503 and time.time() < deadline
+                    time.sleep(0.1)
+        with pytest.raises(Exception, match="max_buffered_bytes"):
+            ServeConfig(cache.served, max_body_bytes=1 << 20, max_buffered_bytes=1 << 19)
+    finally:
+        srv.stop()
+
+
+def test_batcher_windows_close_on_size_cap_or_when_nobody_is_arriving(lite0, chelsea):
+    """Six requests on their way: batches of the size cap (4, then 2 when the last arrives); a lone request later
+    runs at once, without waiting out the latency cap; features that do not fit fail alone."""
+    import asyncio
+
+    from fcm.images import bundled_photo
+    from fcm.pipeline import run_back, run_front
+    from fcm.serve.app import _run_batch
+    from fcm.serve.batching import BackHalfBatcher
+
+    features = [run_front(bundled_photo(p), lite0).features for p in ("chelsea", "coffee", "rocket")] * 2
+    entry = type("E", (), {"model": lite0, "wrapper": None})()
+    sizes: list[int] = []
+
+    async def scenario():
+        async def inline(fn):
+            return fn()
+
+        batcher = BackHalfBatcher(4, 10.0, _run_batch, inline)
+        batcher.on_batch = sizes.append
+
+        async def one(f, gate: asyncio.Event):
+            with batcher.arriving():
+                await gate.wait()
+            return await batcher.submit(entry, f)
+
+        gates = [asyncio.Event() for _ in features]
+        tasks = [asyncio.create_task(one(f, g)) for f, g in zip(features, gates, strict=True)]
+        for g in gates:
+            await asyncio.sleep(0.01)
+            g.set()
+        outs = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        t0 = asyncio.get_running_loop().time()
+        with batcher.arriving():
+            pass
+        lone = await batcher.submit(entry, features[0])
+        waited = asyncio.get_running_loop().time() - t0
+        bad = type(features[0])({k: v[:, :3] for k, v in features[1].tensors.items()}, features[1].meta)
+        with batcher.arriving():
+            mixed = [asyncio.create_task(batcher.submit(entry, f)) for f in (features[2], bad)]
+        results = await asyncio.gather(*mixed, return_exceptions=True)
+        return outs, lone, waited, results
+
+    outs, lone, waited, results = asyncio.run(scenario())
+    assert sizes[:3] == [4, 2, 1] and waited < 1.0
+    for f, out in zip(features, outs, strict=True):
+        assert torch_close(out, run_back(f, lite0))
+    assert torch_close(lone, run_back(features[0], lite0))
+    assert torch_close(results[0], run_back(features[2], lite0)) and isinstance(results[1], Exception)
+
+
+def torch_close(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.allclose(a, b, atol=1e-4))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Load-test ``fcm serve`` on loopback: a real server process, a mix of valid and fuzzed bitstreams.
 
-    python tools/load_test.py [--requests 10000] [--concurrency 8,32] [--fuzzed 0.1] [--port 8765]
+    python tools/load_test.py [--requests 10000] [--concurrency 8,32] [--fuzzed 0.1] [--port 8765] [--batch N]
 
 Starts ``fcm serve`` (EfficientNet-Lite0 stage4) as a subprocess, codes the embedded set's 30 inputs with x265 at QP
 32, and for each concurrency level posts ``--requests`` bitstreams (a fraction ``--fuzzed`` of them mutated by
@@ -100,6 +100,19 @@ async def drive(
     return latencies, statuses, time.perf_counter() - t0
 
 
+def batch_size(url: str) -> float | None:
+    """Mean streams per back-half call so far (the server's micro-batching histogram; None when off)."""
+    import httpx
+
+    text = httpx.get(url + "/metrics").text
+    try:
+        calls = float(text.split("fcm_back_half_batch_size_count ")[1].split()[0])
+        total = float(text.split("fcm_back_half_batch_size_sum ")[1].split()[0])
+    except IndexError:
+        return None
+    return round(total / calls, 2) if calls else None
+
+
 def overhead(url: str, samples: int) -> dict:
     """Service round trip vs in-process decode with a warm model, one request at a time (medians)."""
     import httpx
@@ -139,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--overhead-samples", type=int, default=200)
     parser.add_argument("--server-concurrency", type=int, default=2, help="decodes the server runs at once")
+    parser.add_argument("--batch", type=int, default=1, help="server micro-batching: back-half calls per batch")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="server micro-batching latency cap")
     parser.add_argument("--overhead-only", action="store_true", help="only the added latency at concurrency 1")
     args = parser.parse_args(argv)
 
@@ -158,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             "efficientnet_lite0:stage4",
             "--concurrency",
             str(args.server_concurrency),
+            "--batch",
+            str(args.batch),
+            "--batch-wait-ms",
+            str(args.batch_wait_ms),
         ],
         env=env,
         stderr=None,  # the server's own errors stay visible
@@ -193,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 "statuses": dict(sorted(statuses.items())),
                 "server_5xx": sum(v for k, v in statuses.items() if k.split(":")[1].startswith("5")),
                 "valid_not_200": sum(v for k, v in statuses.items() if k.startswith("valid:") and k != "valid:200"),
+                "mean_batch": batch_size(url),
                 "server_rss_mib": {
                     "start": round(before, 1),
                     "end": round(after, 1),

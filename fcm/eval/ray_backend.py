@@ -23,10 +23,16 @@ if TYPE_CHECKING:
     from fcm.eval.sweep import PointKey
 
 
+#: times an actor is restarted (on its node or another) after its process or node dies; its input is retried
+ACTOR_RESTARTS = 3
+
+
 def _actor_class() -> Any:
     import ray
 
-    @ray.remote(num_cpus=1)
+    # a restarted actor rebuilds its Worker and runs the interrupted input again: every record depends only on the
+    # config and the input, and no record of an unfinished input was emitted, so a retry cannot duplicate or differ
+    @ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
     class SweepActor:
         def __init__(self, cfg: SweepConfig, codec_files: list[str]) -> None:
             from fcm.codecs.user_codecs import load_codec_file
@@ -40,10 +46,10 @@ def _actor_class() -> Any:
         def describe(self) -> dict[str, Any]:
             return self.identity
 
-        def run(self, index: int, keys: list[PointKey]) -> list[dict[str, Any]]:
+        def run(self, index: int, keys: list[PointKey]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             records: list[dict[str, Any]] = []
             self.worker.run_input(index, keys, records.append)
-            return records
+            return self.identity, records  # a restarted actor may live on another node: checked with every input
 
     return SweepActor
 
@@ -54,6 +60,15 @@ def node_identity(cfg: SweepConfig, weights_tag: str) -> dict[str, Any]:
     from fcm import __version__
 
     return {"fcm": __version__, "weights_tag": weights_tag, "codecs": cfg.codec_identity()}
+
+
+def _check_identity(found: dict[str, Any], expected: dict[str, Any] | None) -> None:
+    if expected is not None and found != expected:
+        differs = sorted(k for k in expected if found.get(k) != expected.get(k))
+        raise FcmError(
+            f"a Ray node differs from this machine in {', '.join(differs)} ({found} vs {expected}): its "
+            "records would not be this sweep's; install the same fcm, weights and codecs on every node"
+        )
 
 
 def connect(address: str, jobs: int) -> int:
@@ -83,18 +98,27 @@ def run_on_ray(
     jobs: int,
     emit: Callable[[dict[str, Any]], None],
     expected: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> None:
     """Measure ``tasks`` on Ray actors, emitting each input's records as it completes (in completion order, as a
     local parallel sweep does; reports sort records by input). ``expected`` is this process's
     :func:`node_identity`: an actor whose node differs (other weights at the same path, another fcm or codec build)
-    stops the sweep before it measures anything."""
+    stops the sweep before it measures anything, and so does a restarted actor on such a node before its records
+    are kept. Actors are named ``fcm-sweep-RUNID-I`` (``run_id``: random unless given); a dead actor is restarted up
+    to :data:`ACTOR_RESTARTS` times and its input run again."""
+    import uuid
+
     import ray
 
     from fcm.codecs.user_codecs import loaded_files
 
     actors_wanted = connect(address, jobs)
     actor_cls = _actor_class()
-    actors = [actor_cls.remote(cfg, loaded_files()) for _ in range(min(actors_wanted, len(tasks)))]
+    run_id = run_id or uuid.uuid4().hex[:12]
+    actors = [
+        actor_cls.options(name=f"fcm-sweep-{run_id}-{i}").remote(cfg, loaded_files())
+        for i in range(min(actors_wanted, len(tasks)))
+    ]
     pending: dict[Any, Any] = {}
     queue = list(tasks)
     try:
@@ -103,12 +127,7 @@ def run_on_ray(
         except ray.exceptions.RayActorError as e:
             raise FcmError(f"a Ray sweep actor could not start (model, data or codec files on its node?): {e}") from e
         for found in identities:
-            if expected is not None and found != expected:
-                differs = sorted(k for k in expected if found.get(k) != expected.get(k))
-                raise FcmError(
-                    f"a Ray node differs from this machine in {', '.join(differs)} ({found} vs {expected}): its "
-                    "records would not be this sweep's; install the same fcm, weights and codecs on every node"
-                )
+            _check_identity(found, expected)
         for actor in actors:  # one input in flight per actor; the next goes to whichever finishes first
             if queue:
                 index, keys = queue.pop(0)
@@ -118,15 +137,16 @@ def run_on_ray(
             ref = done[0]
             actor = pending.pop(ref)
             try:
-                records = ray.get(ref)
+                found, records = ray.get(ref)
             except ray.exceptions.RayActorError as e:
                 raise FcmError(
-                    f"a Ray sweep actor died ({e}); the records finished so far are saved: run the sweep again to "
-                    "resume"
+                    f"a Ray sweep actor died more than {ACTOR_RESTARTS} times or could not restart ({e}); the records "
+                    "finished so far are saved: run the sweep again to resume"
                 ) from e
             except ray.exceptions.RayTaskError as e:
                 cause = e.as_instanceof_cause()
                 raise cause from None
+            _check_identity(found, expected)
             for record in records:
                 emit(record)
             if queue:

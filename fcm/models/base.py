@@ -96,6 +96,9 @@ class SplitModel(nn.Module, metaclass=ABCMeta):
     task: Task = "classification"
     #: class names indexed by label id (ImageNet, COCO, ...), for human-readable output
     categories: tuple[str, ...] = ()
+    #: the side-information keys :meth:`back` reads (``None``: any); streams whose features differ only in other
+    #: keys (e.g. the ``input_size`` every stream carries for bpp) can share one batched back-half call
+    back_meta: tuple[str, ...] | None = None
 
     def __init__(self, split: str, weights_tag: str) -> None:
         super().__init__()

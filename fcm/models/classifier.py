@@ -21,6 +21,7 @@ class ClassifierSplit(SplitModel):
     """Base for classifiers: resize the short side, centre-crop, normalise; outputs are logits ``N×K``."""
 
     task = "classification"
+    back_meta = ()  # the head needs nothing but the tensors
     resize_size: int = 256
     crop_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)

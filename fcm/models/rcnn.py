@@ -38,6 +38,7 @@ class _RCNNSplit(SplitModel):
     """Shared implementation; subclasses set ``name``, ``task`` and the torchvision builder."""
 
     builder_name = ""
+    back_meta: tuple[str, ...] = ("original_size", "image_size", "batch_size")
 
     def __init__(
         self,
@@ -119,7 +120,7 @@ class _RCNNSplit(SplitModel):
     def _check_meta(self, features: Features) -> tuple[tuple[int, int], ...]:
         """The three sizes the cloud half needs, checked against each other and against the P2–P5 shapes."""
         sizes = []
-        for key in ("original_size", "image_size", "batch_size"):
+        for key in self.back_meta:
             value = tuple(features.meta.get(key, ()))
             if len(value) != 2 or min(value) < 1 or max(value) > 1 << 15:
                 raise ShapeError(f"{self.name} needs meta {key} = (height, width) > 0, got {value}")

@@ -38,7 +38,8 @@ from fcm.errors import BitstreamError, ConfigError, FcmError
 from fcm.serve.auth import authorized
 
 if TYPE_CHECKING:
-    from fcm.models.base import SplitModel
+    from fcm.models.base import Features, SplitModel
+    from fcm.pipeline import SplitDecode
     from fcm.wrappers.base import WrapperPair
 
 DEFAULT_MAX_BODY = 16 << 20
@@ -85,6 +86,12 @@ class ServeConfig:
     max_samples: int = 1 << 25
     #: seconds a client may take to send its body
     body_timeout_s: float = 30.0
+    #: request bodies held at once, over all requests (reading or decoding); beyond it a request is answered 503
+    max_buffered_bytes: int = 256 << 20
+    #: micro-batching of back-half calls that share a model: at most ``batch_max`` per batch (1: off), and no
+    #: request waits more than ``batch_wait_ms`` for others (see :mod:`fcm.serve.batching`)
+    batch_max: int = 1
+    batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -95,9 +102,18 @@ class ServeConfig:
             raise ConfigError("max_frames, max_samples and body_timeout_s must be positive")
         if self.concurrency < 1 or self.torch_threads < 1:
             raise ConfigError("concurrency and torch_threads must be positive")
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ConfigError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes})"
+            )
+        if self.batch_max < 1 or not 0 <= self.batch_wait_ms <= 1000:
+            raise ConfigError(
+                f"batch_max must be positive and batch_wait_ms in [0, 1000], got {self.batch_max}, {self.batch_wait_ms}"
+            )
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the batcher groups calls by entry
 class _Entry:
     model: SplitModel
     wrapper: WrapperPair | None
@@ -170,6 +186,12 @@ class _Metrics:
             registry=self.registry,
         )
         self.bytes = Counter("fcm_received_bytes", "bitstream bytes received", registry=self.registry)
+        self.batch = Histogram(
+            "fcm_back_half_batch_size",
+            "streams per back-half call (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
 
 
 def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
@@ -180,6 +202,17 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
     metrics = _Metrics()
     state = {"ready": bool(models.entries)}
     gate = asyncio.Semaphore(config.concurrency)
+    buffered = _Budget(config.max_buffered_bytes)
+    batcher = None
+    if config.batch_max > 1:
+        from fcm.serve.batching import BackHalfBatcher
+
+        async def gated(fn: Any) -> Any:
+            async with gate:
+                return await run_in_threadpool(fn)
+
+        batcher = BackHalfBatcher(config.batch_max, config.batch_wait_ms / 1000, _run_batch, gated)
+        batcher.on_batch = metrics.batch.observe
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -240,38 +273,66 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
                 "decode", 413, "too_large", f"the body ({declared} bytes) exceeds the limit of {config.max_body_bytes}"
             )
         body = bytearray()
+        reserved = 0
 
         async def read() -> None:
+            nonlocal reserved
             async for chunk in request.stream():
                 body.extend(chunk)
                 if len(body) > config.max_body_bytes:
                     raise _TooLarge
+                if len(body) > reserved:
+                    reserved += buffered.take(len(body) - reserved)
 
         try:
+            if declared is not None:
+                reserved = buffered.take(int(declared))
             await asyncio.wait_for(read(), config.body_timeout_s)
+        except _Busy:
+            buffered.give(reserved)
+            return refused(
+                "decode", 503, "busy", f"the server holds {config.max_buffered_bytes} bytes of requests; retry later"
+            )
         except _TooLarge:
+            buffered.give(reserved)
             return refused("decode", 413, "too_large", f"the body exceeds the limit of {config.max_body_bytes}")
         except asyncio.TimeoutError:
+            buffered.give(reserved)
             return refused("decode", 408, "slow_body", f"the body did not arrive within {config.body_timeout_s:g} s")
         except ClientDisconnect:
+            buffered.give(reserved)
             metrics.errors.labels("disconnect").inc()
             metrics.requests.labels("decode", "499").inc()
             return Response(status_code=499)
-        metrics.bytes.inc(len(body))
+        try:
+            return await decode_body(bytes(body), top_k)
+        finally:
+            buffered.give(reserved)
+
+    async def decode_body(data: bytes, top_k: int) -> Response:
+        metrics.bytes.inc(len(data))
         if not state["ready"]:
             return refused("decode", 503, "not_ready", "models are still loading")
         t0 = time.perf_counter()  # the cloud's time starts with a whole body: its upload is the network's
-        async with gate:
-            try:
-                result = await run_in_threadpool(_decode, models, bytes(body), top_k, config)
-                result["server_seconds"] = round(time.perf_counter() - t0, 6)
-                response = answer("decode", 200, result)  # rendering (strict JSON) inside the guard too
-            except NotServed as e:
-                return refused("decode", 404, "not_served", str(e))
-            except (FcmError, ValueError) as e:  # BitstreamError (a ValueError), dataclass checks, non-finite output
-                return refused("decode", 400, "bitstream", f"{type(e).__name__}: {e}")
-            except Exception as e:  # whatever a stream can still trigger deeper down is answered as JSON, and counted
-                return refused("decode", 500, "internal", f"decoding failed: {type(e).__name__}: {e}")
+        try:
+            if batcher is None:
+                async with gate:
+                    result = await run_in_threadpool(_decode, models, data, top_k, config)
+            else:
+                with batcher.arriving():
+                    async with gate:
+                        entry, split = await run_in_threadpool(_decode_split, models, data, config)
+                t1 = time.perf_counter()
+                output = await batcher.submit(entry, split.features, entry.model.back_meta)
+                result = _answer(entry, split, output, top_k, time.perf_counter() - t1)
+            result["server_seconds"] = round(time.perf_counter() - t0, 6)
+            response = answer("decode", 200, result)  # rendering (strict JSON) inside the guard too
+        except NotServed as e:
+            return refused("decode", 404, "not_served", str(e))
+        except (FcmError, ValueError) as e:  # BitstreamError (a ValueError), dataclass checks, non-finite output
+            return refused("decode", 400, "bitstream", f"{type(e).__name__}: {e}")
+        except Exception as e:  # whatever a stream can still trigger deeper down is answered as JSON, and counted
+            return refused("decode", 500, "internal", f"decoding failed: {type(e).__name__}: {e}")
         metrics.latency.observe(time.perf_counter() - t0)
         return response
 
@@ -282,10 +343,29 @@ class _TooLarge(Exception):
     pass
 
 
-def _decode(models: ModelCache, data: bytes, top_k: int, config: ServeConfig) -> dict[str, Any]:
-    """Parse, pick the served model, bound the work, decode and describe (runs in a worker thread)."""
-    import torch
+class _Busy(Exception):
+    pass
 
+
+class _Budget:
+    """Bytes of request bodies held at once, over every request (the event loop is one thread: no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> int:
+        if self.held + n > self.limit:
+            raise _Busy
+        self.held += n
+        return n
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+def _decode_split(models: ModelCache, data: bytes, config: ServeConfig) -> tuple[_Entry, SplitDecode]:
+    """Parse, pick the served model, bound the work and decode up to the split (runs in a worker thread)."""
     from fcm import bitstream, pipeline
 
     header, _ = bitstream.read(data)
@@ -297,20 +377,36 @@ def _decode(models: ModelCache, data: bytes, top_k: int, config: ServeConfig) ->
             f"{header.layout.frame_height} samples; this server decodes at most {config.max_frames} frame(s) and "
             f"{config.max_samples} samples"
         )
-    with torch.no_grad():
-        result = pipeline.decode(data, entry.model, wrapper=entry.wrapper)
-    _check_finite(result.output)
+    return entry, pipeline.decode_split(data, entry.model, entry.wrapper)
+
+
+def _decode(models: ModelCache, data: bytes, top_k: int, config: ServeConfig) -> dict[str, Any]:
+    """The whole decode of one stream, unbatched (runs in a worker thread)."""
+    from fcm import pipeline
+
+    entry, split = _decode_split(models, data, config)
+    t0 = time.perf_counter()
+    output = pipeline.run_back(split.features, entry.model)
+    return _answer(entry, split, output, top_k, time.perf_counter() - t0)
+
+
+def _run_batch(entry: Any, batch: list[Features]) -> list[Any]:
+    """The back half of ``entry``'s model on a batch of features with one signature; one output per features."""
+    from fcm import pipeline
+    from fcm.serve.batching import stack, unstack
+
+    output = pipeline.run_back(stack(batch), entry.model)
+    return unstack(output, [next(iter(f.tensors.values())).shape[0] for f in batch])
+
+
+def _answer(entry: _Entry, split: SplitDecode, output: Any, top_k: int, back_s: float) -> dict[str, Any]:
+    _check_finite(output)
     return {
-        "model": header.model,
-        "split": header.split,
+        "model": split.header.model,
+        "split": split.header.split,
         "task": entry.model.task,
-        "result": entry.model.describe(result.output, top_k)[0],
-        "seconds": {
-            "codec": result.codec_s,
-            "unpack": result.unpack_s,
-            "unwrap": result.unwrap_s,
-            "back": result.back_s,
-        },
+        "result": entry.model.describe(output, top_k)[0],
+        "seconds": {"codec": split.codec_s, "unpack": split.unpack_s, "unwrap": split.unwrap_s, "back": back_s},
     }
 
 
