@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from fcm import bitstream
-from fcm.bitstream import Header
+from fcm.bitstream import Header, WrapperRef
 from fcm.codecs import Codec, CodecParams, EncodedFrames, get_codec
 from fcm.errors import BitstreamError, CodecError, ShapeError
 from fcm.models import Features, SplitModel, get_model
@@ -180,7 +180,7 @@ def encode_features(
     t0 = time.perf_counter()
     tensors = features.tensors
     if wrapper is not None:
-        _check_wrapper_split(wrapper, model)
+        check_wrapper_split(wrapper, model)
         with torch.no_grad():
             tensors = wrapper.encode(tensors)
     t1 = time.perf_counter()
@@ -218,7 +218,7 @@ def encode_features(
     )
 
 
-def _check_wrapper_split(wrapper: WrapperPair, model: SplitModel) -> None:
+def check_wrapper_split(wrapper: WrapperPair, model: SplitModel) -> None:
     if wrapper.input_spec != model.spec:
         raise ShapeError(
             f"wrapper {wrapper.name!r} was built for {wrapper.input_spec.model}/{wrapper.input_spec.split}, "
@@ -226,21 +226,22 @@ def _check_wrapper_split(wrapper: WrapperPair, model: SplitModel) -> None:
         )
 
 
-def check_wrapper(header: Header, wrapper: WrapperPair | None) -> None:
-    """Refuse to decode a stream with a wrapper other than the one it was coded with (or without the one it needs)."""
-    if header.wrapper is None and wrapper is not None:
+def check_wrapper(coded_with: WrapperRef | None, wrapper: WrapperPair | None) -> None:
+    """Refuse to decode a stream with a wrapper other than the one it was coded with (``coded_with``, from its
+    header), or without the one it needs."""
+    if coded_with is None and wrapper is not None:
         raise BitstreamError(f"the stream was coded without a wrapper, but wrapper {wrapper.name!r} was given")
-    if header.wrapper is not None and wrapper is None:
+    if coded_with is not None and wrapper is None:
         raise BitstreamError(
-            f"the stream was coded with wrapper {header.wrapper}; decoding needs that wrapper's checkpoint"
+            f"the stream was coded with wrapper {coded_with}; decoding needs that wrapper's checkpoint"
         )
     if (
-        header.wrapper is not None
+        coded_with is not None
         and wrapper is not None
-        and (wrapper.name, wrapper.weights_tag) != (header.wrapper.name, header.wrapper.weights_tag)
+        and (wrapper.name, wrapper.weights_tag) != (coded_with.name, coded_with.weights_tag)
     ):
         raise BitstreamError(
-            f"the stream was coded with wrapper {header.wrapper}, but the one given is {wrapper.name} "
+            f"the stream was coded with wrapper {coded_with}, but the one given is {wrapper.name} "
             f"(weights {wrapper.weights_tag})"
         )
 
@@ -254,12 +255,12 @@ def load_model_for(
     return model
 
 
-def _warn_on_weights_mismatch(header: Header, model: SplitModel) -> None:
+def _warn_on_weights_mismatch(header: Header, model: SplitModel, stacklevel: int = 3) -> None:
     if model.weights_tag != header.weights_tag:
         warnings.warn(
             f"bitstream was encoded with {header.model} weights {header.weights_tag}, decoding with "
             f"{model.weights_tag}: the result may be meaningless",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -311,7 +312,9 @@ class SplitDecode:
     unwrap_s: float = 0.0
 
 
-def decode_split(data: bytes, model: SplitModel, wrapper: WrapperPair | None = None) -> SplitDecode:
+def decode_split(
+    data: bytes, model: SplitModel, wrapper: WrapperPair | None = None, *, _stacklevel: int = 3
+) -> SplitDecode:
     """Decode an fcm bitstream up to ``model``'s split (codec, unpack, post-wrapper), checked against the model:
     what :func:`decode` does before the back half. A server that batches back-half calls runs this per stream."""
     header, payload = bitstream.read(data)
@@ -319,19 +322,20 @@ def decode_split(data: bytes, model: SplitModel, wrapper: WrapperPair | None = N
         raise BitstreamError(
             f"bitstream is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
         )
-    _warn_on_weights_mismatch(header, model)
-    check_wrapper(header, wrapper)
+    _warn_on_weights_mismatch(header, model, _stacklevel)
+    check_wrapper(header.wrapper, wrapper)
     if wrapper is not None:
-        _check_wrapper_split(wrapper, model)
+        check_wrapper_split(wrapper, model)
     coded, codec_s, unpack_s = _reconstruct(header, payload)
     t0 = time.perf_counter()
     try:
         with torch.no_grad():
             features = coded if wrapper is None else Features(wrapper.decode(coded.tensors), coded.meta)
+        unwrap_s = time.perf_counter() - t0
         features.check(model.spec)
     except ShapeError as e:
         raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
-    return SplitDecode(features, header, codec_s, unpack_s, time.perf_counter() - t0)
+    return SplitDecode(features, header, codec_s, unpack_s, unwrap_s)
 
 
 def run_back(features: Features, model: SplitModel) -> Any:
@@ -357,7 +361,7 @@ def decode(
     if model is None:
         header, _ = bitstream.read(data)
         model = get_model(header.model, header.split, weights)  # decode_split warns on other weights
-    split = decode_split(data, model, wrapper)
+    split = decode_split(data, model, wrapper, _stacklevel=4)  # a weights warning points at decode's caller
     t0 = time.perf_counter()
     output = run_back(split.features, model)
     back_s = time.perf_counter() - t0

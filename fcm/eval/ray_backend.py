@@ -152,6 +152,8 @@ def run_on_ray(
             if queue:
                 index, keys = queue.pop(0)
                 pending[actor.run.remote(index, keys)] = actor
+            else:  # idle for good: give its CPU back, so a restarting actor elsewhere can be placed
+                ray.kill(actor)
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -120,7 +120,7 @@ class _RCNNSplit(SplitModel):
     def _check_meta(self, features: Features) -> tuple[tuple[int, int], ...]:
         """The three sizes the cloud half needs, checked against each other and against the P2–P5 shapes."""
         sizes = []
-        for key in self.back_meta:
+        for key in ("original_size", "image_size", "batch_size"):
             value = tuple(features.meta.get(key, ()))
             if len(value) != 2 or min(value) < 1 or max(value) > 1 << 15:
                 raise ShapeError(f"{self.name} needs meta {key} = (height, width) > 0, got {value}")

@@ -207,8 +207,12 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
     if config.batch_max > 1:
         from fcm.serve.batching import BackHalfBatcher
 
+        # back halves have their own slots: a closed window does not queue behind every stream still decoding
+        back_gate = asyncio.Semaphore(config.concurrency)
+        in_batching = asyncio.Semaphore(config.concurrency * config.batch_max)
+
         async def gated(fn: Any) -> Any:
-            async with gate:
+            async with back_gate:
                 return await run_in_threadpool(fn)
 
         batcher = BackHalfBatcher(config.batch_max, config.batch_wait_ms / 1000, _run_batch, gated)
@@ -237,7 +241,7 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
     def refused(endpoint: str, status: int, reason: str, message: str) -> JSONResponse:
         metrics.errors.labels(reason).inc()
         response = answer(endpoint, status, {"error": message})
-        if status in (401, 408, 413):  # do not read (and discard) the rest of an unwanted body on this connection
+        if status in (401, 408, 413, 503):  # do not read (and discard) the rest of an unwanted body on this connection
             response.headers["connection"] = "close"
         return response
 
@@ -277,36 +281,36 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
 
         async def read() -> None:
             nonlocal reserved
-            async for chunk in request.stream():
+            async for chunk in request.stream():  # reserved as bytes arrive: a declared length costs nothing yet
                 body.extend(chunk)
                 if len(body) > config.max_body_bytes:
                     raise _TooLarge
-                if len(body) > reserved:
-                    reserved += buffered.take(len(body) - reserved)
+                reserved += buffered.take(len(body) - reserved)
 
         try:
-            if declared is not None:
-                reserved = buffered.take(int(declared))
-            await asyncio.wait_for(read(), config.body_timeout_s)
-        except _Busy:
-            buffered.give(reserved)
-            return refused(
-                "decode", 503, "busy", f"the server holds {config.max_buffered_bytes} bytes of requests; retry later"
-            )
-        except _TooLarge:
-            buffered.give(reserved)
-            return refused("decode", 413, "too_large", f"the body exceeds the limit of {config.max_body_bytes}")
-        except asyncio.TimeoutError:
-            buffered.give(reserved)
-            return refused("decode", 408, "slow_body", f"the body did not arrive within {config.body_timeout_s:g} s")
-        except ClientDisconnect:
-            buffered.give(reserved)
-            metrics.errors.labels("disconnect").inc()
-            metrics.requests.labels("decode", "499").inc()
-            return Response(status_code=499)
-        try:
-            return await decode_body(bytes(body), top_k)
-        finally:
+            try:
+                await asyncio.wait_for(read(), config.body_timeout_s)
+            except _Busy:
+                return refused(
+                    "decode",
+                    503,
+                    "busy",
+                    f"the server holds {config.max_buffered_bytes} bytes of requests; retry later",
+                )
+            except _TooLarge:
+                return refused("decode", 413, "too_large", f"the body exceeds the limit of {config.max_body_bytes}")
+            except asyncio.TimeoutError:
+                return refused(
+                    "decode", 408, "slow_body", f"the body did not arrive within {config.body_timeout_s:g} s"
+                )
+            except ClientDisconnect:
+                metrics.errors.labels("disconnect").inc()
+                metrics.requests.labels("decode", "499").inc()
+                return Response(status_code=499)
+            data = bytes(body)
+            body.clear()  # one copy held, the one the budget counts
+            return await decode_body(data, top_k)
+        finally:  # every way out, cancellation included, gives the reservation back
             buffered.give(reserved)
 
     async def decode_body(data: bytes, top_k: int) -> Response:
@@ -319,12 +323,16 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
                 async with gate:
                     result = await run_in_threadpool(_decode, models, data, top_k, config)
             else:
-                with batcher.arriving():
+                # decoded features wait for their batch: at most concurrency x batch_max of them exist at once
+                async with in_batching:
                     async with gate:
-                        entry, split = await run_in_threadpool(_decode_split, models, data, config)
-                t1 = time.perf_counter()
-                output = await batcher.submit(entry, split.features, entry.model.back_meta)
-                result = _answer(entry, split, output, top_k, time.perf_counter() - t1)
+                        with batcher.arriving():
+                            entry, split = await run_in_threadpool(_decode_split, models, data, config)
+                    t1 = time.perf_counter()
+                    output, back_s = await batcher.submit(entry, split.features, entry.model.back_meta)
+                    queued_s = time.perf_counter() - t1 - back_s
+                    result = await run_in_threadpool(_answer, entry, split, output, top_k, back_s)
+                    result["seconds"]["batch_wait"] = round(max(queued_s, 0.0), 6)
             result["server_seconds"] = round(time.perf_counter() - t0, 6)
             response = answer("decode", 200, result)  # rendering (strict JSON) inside the guard too
         except NotServed as e:
@@ -391,12 +399,15 @@ def _decode(models: ModelCache, data: bytes, top_k: int, config: ServeConfig) ->
 
 
 def _run_batch(entry: Any, batch: list[Features]) -> list[Any]:
-    """The back half of ``entry``'s model on a batch of features with one signature; one output per features."""
+    """The back half of ``entry``'s model on a batch of features with one signature: per features, its output and
+    the batch's compute seconds."""
     from fcm import pipeline
     from fcm.serve.batching import stack, unstack
 
+    t0 = time.perf_counter()
     output = pipeline.run_back(stack(batch), entry.model)
-    return unstack(output, [next(iter(f.tensors.values())).shape[0] for f in batch])
+    seconds = time.perf_counter() - t0
+    return [(part, seconds) for part in unstack(output, [next(iter(f.tensors.values())).shape[0] for f in batch])]
 
 
 def _answer(entry: _Entry, split: SplitDecode, output: Any, top_k: int, back_s: float) -> dict[str, Any]:

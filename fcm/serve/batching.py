@@ -4,12 +4,13 @@ cloud half as one batch.
 A request decodes its stream up to the split on its own (codec, unpack, post-wrapper), then hands its features to a
 :class:`BackHalfBatcher`. The first features for a model open a window of ``max_wait_s`` (the latency cap: no request
 waits longer than that for company); the window closes early once ``max_batch`` features are waiting, or as soon as
-no other request is still on its way (between its body and its features: see :meth:`BackHalfBatcher.arriving`), so
+no other request is still on its way (decoding its stream up to the split: see :meth:`BackHalfBatcher.arriving`), so
 a lone request never waits.
 
 Features are batched only with others of the same tensor shapes and the same side information the back half reads,
-so every stream gets exactly the computation its own shapes call for. Which side information must match is the model's to say (:attr:`~fcm.models.SplitModel.back_meta`): a classifier
-reads none, so streams of any input size share a batch; a detector reads its image sizes.
+so every stream gets exactly the computation its own shapes call for. Which side information must match is the
+model's to say (:attr:`~fcm.models.SplitModel.back_meta`): a classifier reads none, so streams of any input size
+share a batch; a detector reads its image sizes.
 
 A batched convolution may round differently from a single one (BLAS blocks the work by batch size): outputs agree
 with an unbatched decode to float precision, not bit for bit. Leave batching off (``max_batch`` 1) where bit-exact
@@ -132,14 +133,19 @@ class BackHalfBatcher:
         if self._windows.get(key) is window:
             del self._windows[key]  # later arrivals open a new window while this one runs
         items = window.items
-        for start in range(0, len(items), self.max_batch):
-            await self._run_batch(key[0], items[start : start + self.max_batch])
+        try:
+            for start in range(0, len(items), self.max_batch):
+                await self._run_batch(key[0], items[start : start + self.max_batch])
+        finally:  # nothing a batch does may leave a caller waiting forever
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(RuntimeError("the back-half batch did not complete"))
 
     async def _run_batch(self, model_key: Hashable, items: list[tuple[Features, asyncio.Future[Any]]]) -> None:
         batch = [f for f, _ in items]
-        self.on_batch(len(batch))
         try:
             results = await self._run(lambda: self._process(model_key, batch))
+            self.on_batch(len(batch))
         except Exception as e:
             if len(items) == 1:
                 results = [e]
