@@ -112,7 +112,9 @@ class Header:
 # ---------------------------------------------------------------- writing
 
 
-class _Writer:
+class FieldWriter:
+    """Appends the container's field encodings (LEB128 integers, zig-zag, float32, length-prefixed bytes)."""
+
     def __init__(self) -> None:
         self.buf = bytearray()
 
@@ -159,44 +161,25 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
     ):
         raise ValueError("payload frame size, bit depth or count disagrees with the header")
     version = header.version
-    w = _Writer()
+    w = FieldWriter()
     w.string(header.model, "model name")
     w.string(header.split, "split name")
     w.string(header.weights_tag, "weights tag")
     if version >= 2:
-        _write_wrapper(w, header.wrapper)
-    w.uint(len(header.meta))
-    for key, values in header.meta.items():
-        w.string(key, "meta key")
-        w.uint(len(values))
-        for v in values:
-            w.sint(int(v))
+        write_wrapper(w, header.wrapper)
+    write_meta(w, header.meta)
     if version >= 2:
         _write_side_info(w, header.side_info)
     w.uint(header.bit_depth)
     w.choice(header.range_mode, RANGE_MODES)
-    w.uint(lay.frame_height)
-    w.uint(lay.frame_width)
-    w.uint(len(lay.placements))
-    for p in lay.placements:
-        w.string(p.name, "tensor name")
-        for v in (p.channels, p.height, p.width, p.cols, p.top):
-            w.uint(v)
+    write_layout(w, lay)
     w.uint(header.num_frames)
     for frame_ranges in header.ranges:
-        for r in frame_ranges:
-            w.f32(r.lo)
-            w.f32(r.hi)
+        write_ranges(w, frame_ranges)
     if version >= 3:
         _write_block_scales(w, header)
-    w.string(header.codec, "codec name")
-    params = header.params
-    w.sint(params.qp)
-    w.choice(params.rate_control, _RATE_CONTROLS)
-    w.choice(params.gop, _GOPS)
-    w.string(params.preset or "", "preset", _PRESET)
-    _write_pairs(w, params.options, "codec option")
-    _write_pairs(w, header.notes, "note")
+    write_codec(w, header.codec, header.params)
+    write_pairs(w, header.notes, "note")
     w.raw(payload.extradata)
     w.uint(len(payload.packets))
     for packet in payload.packets:
@@ -206,7 +189,42 @@ def write(header: Header, payload: EncodedFrames) -> bytes:
     return head + body + _CRC.pack(zlib.crc32(head + body))
 
 
-def _write_wrapper(w: _Writer, wrapper: WrapperRef | None) -> None:
+def write_meta(w: FieldWriter, meta: dict[str, tuple[int, ...]]) -> None:
+    """Integer side information by name (shared with the video container, as are the writers below)."""
+    w.uint(len(meta))
+    for key, values in meta.items():
+        w.string(key, "meta key")
+        w.uint(len(values))
+        for v in values:
+            w.sint(int(v))
+
+
+def write_layout(w: FieldWriter, lay: Layout) -> None:
+    w.uint(lay.frame_height)
+    w.uint(lay.frame_width)
+    w.uint(len(lay.placements))
+    for p in lay.placements:
+        w.string(p.name, "tensor name")
+        for v in (p.channels, p.height, p.width, p.cols, p.top):
+            w.uint(v)
+
+
+def write_ranges(w: FieldWriter, frame_ranges: tuple[QuantRange, ...]) -> None:
+    for r in frame_ranges:
+        w.f32(r.lo)
+        w.f32(r.hi)
+
+
+def write_codec(w: FieldWriter, codec: str, params: CodecParams) -> None:
+    w.string(codec, "codec name")
+    w.sint(params.qp)
+    w.choice(params.rate_control, _RATE_CONTROLS)
+    w.choice(params.gop, _GOPS)
+    w.string(params.preset or "", "preset", _PRESET)
+    write_pairs(w, params.options, "codec option")
+
+
+def write_wrapper(w: FieldWriter, wrapper: WrapperRef | None) -> None:
     if wrapper is None:
         w.uint(0)
         return
@@ -215,7 +233,7 @@ def _write_wrapper(w: _Writer, wrapper: WrapperRef | None) -> None:
     w.string(wrapper.weights_tag, "wrapper weights tag", _TAG)
 
 
-def _write_side_info(w: _Writer, side_info: dict[str, tuple[float, ...]]) -> None:
+def _write_side_info(w: FieldWriter, side_info: dict[str, tuple[float, ...]]) -> None:
     if len(side_info) > MAX_SIDE_INFO:
         raise BitstreamError(f"invalid side information: {len(side_info)} entries, at most {MAX_SIDE_INFO}")
     w.uint(len(side_info))
@@ -234,7 +252,7 @@ def _write_side_info(w: _Writer, side_info: dict[str, tuple[float, ...]]) -> Non
             w.f32(v)
 
 
-def _write_block_scales(w: _Writer, header: Header) -> None:
+def _write_block_scales(w: FieldWriter, header: Header) -> None:
     scales = header.block_scales
     if scales is None:
         w.uint(0)
@@ -256,7 +274,7 @@ def _write_block_scales(w: _Writer, header: Header) -> None:
     w.raw(zlib.compress(scales.steps, 9))
 
 
-def _write_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...], what: str) -> None:
+def write_pairs(w: FieldWriter, pairs: tuple[tuple[str, str], ...], what: str) -> None:
     w.uint(len(pairs))
     for k, v in pairs:
         w.string(k, f"{what} key")
@@ -279,7 +297,9 @@ def _check_string(s: object, what: str, pattern: re.Pattern[str]) -> None:
 # ---------------------------------------------------------------- reading
 
 
-class _Reader:
+class FieldReader:
+    """Reads :class:`FieldWriter`'s encodings, every length and count checked against the bytes that remain."""
+
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
@@ -378,7 +398,7 @@ def _parse(data: bytes) -> tuple[Header, EncodedFrames]:
     (crc,) = _CRC.unpack_from(data, end)
     if zlib.crc32(data[:end]) != crc:
         raise BitstreamError("checksum mismatch: the bitstream is corrupted")
-    r = _Reader(data[:end])
+    r = FieldReader(data[:end])
     r.pos = _PREAMBLE.size
     try:
         header, payload = _parse_body(r, version)
@@ -391,48 +411,25 @@ def _parse(data: bytes) -> tuple[Header, EncodedFrames]:
     return header, payload
 
 
-def _parse_body(r: _Reader, version: int) -> tuple[Header, EncodedFrames]:
+def _parse_body(r: FieldReader, version: int) -> tuple[Header, EncodedFrames]:
     model = r.string("model name")
     split = r.string("split name")
     weights_tag = r.string("weights tag")
-    wrapper = _read_wrapper(r) if version >= 2 else None
-    meta: dict[str, tuple[int, ...]] = {}
-    for _ in range(r.count("meta entry count", MAX_META, 2)):
-        key = r.string("meta key")
-        if key in meta:
-            raise BitstreamError(f"corrupt: meta key {key!a} appears twice")
-        values = tuple(r.sint(f"meta {key}") for _ in range(r.count(f"meta {key} length", 16)))
-        meta[key] = values
+    wrapper = read_wrapper(r) if version >= 2 else None
+    meta = read_meta(r)
     side_info = _read_side_info(r) if version >= 2 else {}
-    bit_depth = r.uint("bit depth", 64)
-    if bit_depth not in SUPPORTED_BIT_DEPTHS:
-        raise BitstreamError(f"corrupt: bit depth {bit_depth} is not one of {SUPPORTED_BIT_DEPTHS}")
+    bit_depth = read_bit_depth(r)
     range_mode = r.choice("range mode", RANGE_MODES)
-    frame_height = r.uint("frame height", MAX_DIM)
-    frame_width = r.uint("frame width", MAX_DIM)
-    placements = []
-    for _ in range(r.count("tensor count", MAX_TENSORS, 6)):
-        name = r.string("tensor name")
-        fields = ("channels", "height", "width", "cols", "top")
-        c, h, w, cols, top = (r.uint(f"tensor {name} {f}", MAX_DIM) for f in fields)
-        placements.append(TensorPlacement(name, c, h, w, cols, top))
-    layout = Layout(tuple(placements), frame_height, frame_width)  # validates the geometry
-    per_frame = 1 if range_mode == "frame" else len(placements)
+    layout = read_layout(r)
+    frame_height, frame_width = layout.frame_height, layout.frame_width
+    per_frame = ranges_per_frame(range_mode, layout)
     num_frames = r.count("frame count", MAX_FRAMES, 8 * per_frame)
     if num_frames < 1:
         raise BitstreamError("corrupt: frame count is 0")
-    ranges = tuple(
-        tuple(QuantRange(r.f32("range low"), r.f32("range high")) for _ in range(per_frame)) for _ in range(num_frames)
-    )
+    ranges = tuple(read_ranges(r, per_frame) for _ in range(num_frames))
     block_scales = _read_block_scales(r, num_frames, frame_height, frame_width, bit_depth) if version >= 3 else None
-    codec = r.string("codec name")
-    qp = r.sint("qp")
-    rate_control = r.choice("rate control", _RATE_CONTROLS)
-    gop = r.choice("GOP structure", _GOPS)
-    preset = r.string("preset", _PRESET) or None
-    options = _read_pairs(r, "codec option")
-    notes = _read_pairs(r, "note")
-    params = CodecParams(qp, rate_control, gop, preset, options)
+    codec, params = read_codec(r)
+    notes = read_pairs(r, "note")
     extradata = r.raw("codec extradata")
     packets = tuple(r.raw("packet") for _ in range(r.count("packet count", MAX_FRAMES * 4, 1)))
     header = Header(
@@ -457,14 +454,62 @@ def _parse_body(r: _Reader, version: int) -> tuple[Header, EncodedFrames]:
     return header, payload
 
 
-def _read_wrapper(r: _Reader) -> WrapperRef | None:
+def read_meta(r: FieldReader) -> dict[str, tuple[int, ...]]:
+    meta: dict[str, tuple[int, ...]] = {}
+    for _ in range(r.count("meta entry count", MAX_META, 2)):
+        key = r.string("meta key")
+        if key in meta:
+            raise BitstreamError(f"corrupt: meta key {key!a} appears twice")
+        values = tuple(r.sint(f"meta {key}") for _ in range(r.count(f"meta {key} length", 16)))
+        meta[key] = values
+    return meta
+
+
+def read_bit_depth(r: FieldReader) -> int:
+    bit_depth = r.uint("bit depth", 64)
+    if bit_depth not in SUPPORTED_BIT_DEPTHS:
+        raise BitstreamError(f"corrupt: bit depth {bit_depth} is not one of {SUPPORTED_BIT_DEPTHS}")
+    return bit_depth
+
+
+def read_layout(r: FieldReader) -> Layout:
+    frame_height = r.uint("frame height", MAX_DIM)
+    frame_width = r.uint("frame width", MAX_DIM)
+    placements = []
+    for _ in range(r.count("tensor count", MAX_TENSORS, 6)):
+        name = r.string("tensor name")
+        fields = ("channels", "height", "width", "cols", "top")
+        c, h, w, cols, top = (r.uint(f"tensor {name} {f}", MAX_DIM) for f in fields)
+        placements.append(TensorPlacement(name, c, h, w, cols, top))
+    return Layout(tuple(placements), frame_height, frame_width)  # validates the geometry
+
+
+def ranges_per_frame(range_mode: RangeMode, layout: Layout) -> int:
+    return 1 if range_mode == "frame" else len(layout.placements)
+
+
+def read_ranges(r: FieldReader, per_frame: int) -> tuple[QuantRange, ...]:
+    return tuple(QuantRange(r.f32("range low"), r.f32("range high")) for _ in range(per_frame))
+
+
+def read_codec(r: FieldReader) -> tuple[str, CodecParams]:
+    codec = r.string("codec name")
+    qp = r.sint("qp")
+    rate_control = r.choice("rate control", _RATE_CONTROLS)
+    gop = r.choice("GOP structure", _GOPS)
+    preset = r.string("preset", _PRESET) or None
+    options = read_pairs(r, "codec option")
+    return codec, CodecParams(qp, rate_control, gop, preset, options)
+
+
+def read_wrapper(r: FieldReader) -> WrapperRef | None:
     present = r.uint("wrapper flag", 1)
     if not present:
         return None
     return WrapperRef(r.string("wrapper name"), r.string("wrapper weights tag", _TAG))
 
 
-def _read_side_info(r: _Reader) -> dict[str, tuple[float, ...]]:
+def _read_side_info(r: FieldReader) -> dict[str, tuple[float, ...]]:
     side_info: dict[str, tuple[float, ...]] = {}
     for _ in range(r.count("side information count", MAX_SIDE_INFO, 2)):
         key = r.string("side information key")
@@ -478,7 +523,7 @@ def _read_side_info(r: _Reader) -> dict[str, tuple[float, ...]]:
     return side_info
 
 
-def _read_block_scales(r: _Reader, n: int, height: int, width: int, bit_depth: int) -> BlockScales | None:
+def _read_block_scales(r: FieldReader, n: int, height: int, width: int, bit_depth: int) -> BlockScales | None:
     block = r.uint("scale block size", MAX_SCALE_BLOCK)
     if block == 0:
         return None
@@ -503,7 +548,7 @@ def _read_block_scales(r: _Reader, n: int, height: int, width: int, bit_depth: i
         raise BitstreamError(f"corrupt: {e}") from None
 
 
-def _read_pairs(r: _Reader, what: str) -> tuple[tuple[str, str], ...]:
+def read_pairs(r: FieldReader, what: str) -> tuple[tuple[str, str], ...]:
     return tuple(
         (r.string(f"{what} key"), r.string(f"{what} value", _VALUE)) for _ in range(r.count(f"{what} count", 64, 2))
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import warnings
@@ -93,6 +94,7 @@ def _allocation(args: argparse.Namespace) -> Any:
     """The bit allocation of ``--rdo`` and its options (``None`` for ``sse``)."""
     from fcm.rdo import RdoSettings, build_allocation
 
+    gop = getattr(args, "rdo_gop", None) or getattr(args, "intra_period", 0) or 8
     settings = RdoSettings(
         mode=args.rdo,
         route=args.rdo_route,
@@ -101,6 +103,7 @@ def _allocation(args: argparse.Namespace) -> Any:
         block=args.rdo_block,
         max_offset=args.rdo_max_offset,
         map_path=args.rdo_map,
+        gop=gop,
     )
     return build_allocation(settings)
 
@@ -232,6 +235,109 @@ def _decode(args: argparse.Namespace) -> dict[str, Any]:
             "back": result.back_s,
         },
     }
+
+
+def _encode_video(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from fcm.video.pipeline import encode_video
+    from fcm.video.sources import open_source
+
+    source = open_source(args.source, args.frames, args.fps)
+    model = _model(args)
+    wrapper = _wrapper(args.wrapper, model)
+    allocation = _allocation(args)
+    if args.intra_period < 0:
+        raise FcmError(f"--intra-period must be >= 0 (0: only the first frame is a key frame), got {args.intra_period}")
+    out = Path(args.output) if args.output else Path(source.name + ".fcmv")
+    with open(out, "wb") as sink, tqdm(total=source.num_frames, unit="frame", desc="encode", disable=args.quiet) as bar:
+        stats = encode_video(
+            source.frames(),
+            model,
+            args.codec,
+            _params(args),
+            sink,
+            source.fps,
+            intra_period=args.intra_period,
+            bit_depth=args.bit_depth,
+            range_mode=args.range_mode,
+            wrapper=wrapper,
+            allocation=allocation,
+            on_frame=lambda i: bar.update(1),
+        )
+    return {
+        "output": str(out),
+        "frames": stats.frames,
+        "fps": float(stats.fps),
+        "bytes": stats.bytes,
+        "kbps": round(stats.kbps, 3),
+        "frame": f"{stats.input_size[1]}x{stats.input_size[0]}",
+        "encode_fps": round(stats.encode_fps, 2),
+        "seconds": {
+            "total": round(stats.seconds, 3),
+            "front": round(stats.front_s, 3),
+            "codec": round(stats.codec_s, 3),
+        },
+    }
+
+
+def _decode_video(args: argparse.Namespace) -> dict[str, Any] | None:
+    import time
+
+    from tqdm import tqdm
+
+    from fcm.video.container import VideoReader
+    from fcm.video.pipeline import decode_video
+
+    path = Path(args.stream)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with open(path, "rb") as f:
+        header = VideoReader(f).header
+    model = _video_model(header, args)
+    wrapper = _wrapper(args.wrapper, model)
+    t0 = time.perf_counter()
+    frames = 0
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(args.output, "w", encoding="utf-8")) if args.output else sys.stdout
+        f = stack.enter_context(open(path, "rb"))
+        bar = stack.enter_context(tqdm(unit="frame", desc="decode", disable=args.quiet or sink is sys.stdout))
+        _, results = decode_video(f, model, wrapper)
+        for r in results:
+            record = {"frame": r.index, "result": model.describe(r.output, args.top_k)[0]}
+            sink.write(json.dumps(record) + "\n")
+            frames += 1
+            bar.update(1)
+    seconds = time.perf_counter() - t0
+    size = path.stat().st_size
+    summary = {
+        "model": header.model,
+        "split": header.split,
+        "frames": frames,
+        "fps": float(header.fps),
+        "bytes": size,
+        "kbps": round(8 * size / 1000 / (frames / float(header.fps)), 3) if frames else None,
+        "decode_fps": round(frames / seconds, 2) if seconds > 0 else None,
+    }
+    if not args.output:  # stdout holds the frames' lines: the summary goes to stderr
+        print(json.dumps(summary), file=sys.stderr)
+        return None
+    return {**summary, "output": args.output}
+
+
+def _video_model(header: Any, args: argparse.Namespace) -> Any:
+    from fcm.models import get_model
+
+    if args.sha256 and not args.weights:
+        raise FcmError("--sha256 checks a weights file: give --weights too")
+    model = get_model(header.model, header.split, args.weights, args.sha256)
+    if model.weights_tag != header.weights_tag:
+        warnings.warn(
+            f"the video was encoded with {header.model} weights {header.weights_tag}, decoding with "
+            f"{model.weights_tag}: the results may be meaningless",
+            stacklevel=2,
+        )
+    return model
 
 
 def _read_file(path: str) -> bytes:
@@ -433,6 +539,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) to print")
     _add_model_args(p, with_split=False)
     p.set_defaults(func=_decode)
+
+    p = sub.add_parser("encode-video", help="run the edge half on every frame of a video and write an .fcmv stream")
+    p.add_argument("source", help="video file, folder of images, or clip:PHOTO[:FRAMES[:WxH]] (generated)")
+    p.add_argument("-o", "--output", default=None, help="output .fcmv file (default: SOURCE_NAME.fcmv)")
+    p.add_argument("--frames", type=_positive, default=None, help="stop after this many frames")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the source's; clips/folders 25)")
+    p.add_argument("--intra-period", type=int, default=0, help="frames between key frames in lowdelay (0: first only)")
+    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_args(p)
+    _add_codec_args(p)
+    p.set_defaults(gop="lowdelay")
+    g = p.add_argument_group("wrapper-aware bit allocation (QP route; wa-gop: per intra period)")
+    g.add_argument("--rdo", choices=("sse", "wa-frame", "wa-gop", "wa-fixed"), default="sse", help="default sse")
+    g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
+    g.add_argument("--rdo-target", choices=("kl", "output", "features"), default=None, help="what the weights protect")
+    g.add_argument("--rdo-probes", type=int, default=8, help="Rademacher probes (0: exact); default 8")
+    g.add_argument("--rdo-block", type=_positive, default=16, help="map block side; default 16 (x265 also 8)")
+    g.add_argument("--rdo-max-offset", type=int, default=6, help="QP offset clip ±N; default 6")
+    g.add_argument("--rdo-gop", type=_positive, default=None, help="wa-gop group length (default: the intra period)")
+    p.set_defaults(func=_encode_video, rdo_route="qp")
+
+    p = sub.add_parser("decode-video", help="decode an .fcmv stream frame by frame; one JSON line per frame")
+    p.add_argument("stream")
+    p.add_argument("-o", "--output", default=None, help="write the JSON lines here (default: stdout)")
+    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="the wrapper the stream was coded with")
+    p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) per frame")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_args(p, with_split=False)
+    p.set_defaults(func=_decode_video)
 
     p = sub.add_parser("info", help="print an .fcm bitstream's header, sizes and bits per pixel")
     p.add_argument("bitstream")

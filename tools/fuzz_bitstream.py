@@ -130,7 +130,7 @@ def _payload_start(data: bytes) -> int:
     from fcm import bitstream
 
     _, payload = bitstream.read(data)
-    tail = bitstream._Writer()
+    tail = bitstream.FieldWriter()
     tail.raw(payload.extradata)
     tail.uint(len(payload.packets))
     for packet in payload.packets:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -150,6 +150,30 @@ class Codec(ABC):
         Raises :class:`fcm.errors.CodecError` when the payload cannot be decoded or decodes to something other
         than the declared frames.
         """
+
+    #: whether :meth:`open_encoder` / :meth:`open_decoder` run frame by frame (the in-process codecs)
+    supports_streaming: bool = False
+
+    def open_encoder(
+        self,
+        width: int,
+        height: int,
+        bit_depth: int,
+        params: CodecParams,
+        intra_period: int = 0,
+        qp_block: int | None = None,
+    ) -> Any:
+        """A streaming encoder session (push a frame, get packets; flush at the end) for ``width`` x ``height``
+        frames; ``intra_period``: frames between key frames with ``gop="lowdelay"`` (0: only the first)."""
+        from fcm.errors import CodecError
+
+        raise CodecError(f"codec {self.name!r} cannot code frame by frame (it codes whole sequences)")
+
+    def open_decoder(self, width: int, height: int, bit_depth: int, extradata: bytes = b"") -> Any:
+        """A streaming decoder session for what :meth:`open_encoder` made (push a packet, get frames)."""
+        from fcm.errors import CodecError
+
+        raise CodecError(f"codec {self.name!r} cannot decode frame by frame")
 
     #: whether :meth:`encode_image` can code an RGB picture (for the remote-inference anchor)
     codes_images: bool = False

@@ -66,6 +66,8 @@ from fcm.errors import CodecError, ShapeError
 __all__ = [
     "X264",
     "X265",
+    "DecoderSession",
+    "EncoderSession",
     "Ffv1",
     "PyAVCodec",
     "SvtAv1",
@@ -346,17 +348,24 @@ def _frames_to_array(
         raise CodecError(f"{who}: payload decoded to {len(frames)} frame(s), expected {num_frames}")
     out = np.empty((num_frames, height, width), dtype=np.uint16)
     for i, frame in enumerate(frames):
-        if (frame.width, frame.height) != coded:
-            raise CodecError(
-                f"{who}: frame {i} decoded as {frame.width}x{frame.height}, expected {coded[0]}x{coded[1]}"
-            )
-        bits = frame.format.components[0].bits
-        if bits != bit_depth:
-            raise CodecError(
-                f"{who}: frame {i} decoded with {bits}-bit luma ({frame.format.name}), expected {bit_depth}-bit"
-            )
-        out[i] = _luma_of(frame, bit_depth, height, width)
+        out[i] = _checked_luma(frame, i, width, height, bit_depth, coded, who)
     return out
+
+
+def _checked_luma(
+    frame: Any, index: int, width: int, height: int, bit_depth: int, coded: tuple[int, int], who: str
+) -> np.ndarray:
+    """A decoded frame's luma cropped to ``height`` x ``width``, after checking its coded size and bit depth."""
+    if (frame.width, frame.height) != coded:
+        raise CodecError(
+            f"{who}: frame {index} decoded as {frame.width}x{frame.height}, expected {coded[0]}x{coded[1]}"
+        )
+    bits = frame.format.components[0].bits
+    if bits != bit_depth:
+        raise CodecError(
+            f"{who}: frame {index} decoded with {bits}-bit luma ({frame.format.name}), expected {bit_depth}-bit"
+        )
+    return _luma_of(frame, bit_depth, height, width)
 
 
 def decode_bitstream(
@@ -475,6 +484,11 @@ class PyAVCodec(Codec):
         """Encoder options that make the encoder's quantizer groups ``block`` samples wide (default: none)."""
         return ()
 
+    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+        """Encoder options for a key frame every ``period`` frames in low delay (appended to the user's options;
+        the context's ``gop_size`` is set to ``period`` as well)."""
+        return ()
+
     # -- the Codec interface ------------------------------------------------------------------------------------------
 
     def encode(
@@ -536,38 +550,34 @@ class PyAVCodec(Codec):
         Unknown options, parameters the encoder logs as rejected, failures and a packet count other than ``n`` all
         raise :class:`CodecError`.
         """
-        options = self._merged_options(self._encoder_options(bit_depth, params), params.options)
-        av = _import_av()
-        self._prepare_environment()
-        with _captured_ffmpeg_log(warnings=True) as logs:
-            try:
-                ctx = av.CodecContext.create(self.encoder, "w")
-                ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, pix_fmt
-                ctx.time_base = Fraction(1, _FPS)
-                ctx.framerate = Fraction(_FPS, 1)
-                ctx.gop_size = self._gop_size(params)
-                ctx.max_b_frames = 0
-                ctx.thread_count = self._thread_count()
-                if configure is not None:
-                    configure(ctx)
-                ctx.options = options
-                packets: list[bytes] = []
-                for frame in make_frames(av):
-                    packets.extend(bytes(p) for p in ctx.encode(frame))
-                packets.extend(bytes(p) for p in ctx.encode(None))
-                extradata = bytes(ctx.extradata or b"")
-                # After opening, PyAV's options hold what avcodec_open2 did not consume: unknown option names.
-                leftover = dict(ctx.options)
-            except (av.FFmpegError, EOFError, ValueError, OSError) as exc:
-                raise CodecError(_with_log(f"{self.name}: encoder {self.encoder} failed: {exc}", logs)) from exc
-        if leftover:
-            raise CodecError(f"{self.name}: encoder {self.encoder} has no option(s) {', '.join(sorted(leftover))}")
-        rejected = [msg.strip() for _, _, msg in logs if _REJECTED_PARAM.search(msg)]
-        if rejected:
-            raise CodecError(f"{self.name}: encoder {self.encoder} rejected: {'; '.join(rejected)}")
+        encoder = _AvEncoder(self, coded_w, coded_h, pix_fmt, bit_depth, params, self._gop_size(params), configure)
+        packets: list[bytes] = []
+        for frame in make_frames(encoder.av):
+            packets.extend(encoder.encode(frame))
+        packets.extend(encoder.encode(None))
         if len(packets) != n:
             raise CodecError(f"{self.name}: encoder produced {len(packets)} packets for {n} frames")
-        return extradata, packets
+        return encoder.extradata, packets
+
+    # -- streaming ----------------------------------------------------------------------------------------------------
+
+    supports_streaming = True
+
+    def open_encoder(
+        self,
+        width: int,
+        height: int,
+        bit_depth: int,
+        params: CodecParams,
+        intra_period: int = 0,
+        qp_block: int | None = None,
+    ) -> EncoderSession:
+        """A streaming encoder for ``width`` x ``height`` frames (see :class:`EncoderSession`)."""
+        return EncoderSession(self, width, height, bit_depth, params, intra_period, qp_block)
+
+    def open_decoder(self, width: int, height: int, bit_depth: int, extradata: bytes = b"") -> DecoderSession:
+        """A streaming decoder for what :meth:`open_encoder` made (see :class:`DecoderSession`)."""
+        return DecoderSession(self, width, height, bit_depth, extradata)
 
     # -- coding the image itself (the remote-inference anchor) ---------------------------------------------------------
 
@@ -726,6 +736,9 @@ class X265(PyAVCodec):
     def _block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
         return (("x265-params", f"qg-size={block}"),) if block != 16 else ()
 
+    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+        return (("x265-params", f"keyint={period}:min-keyint={period}"),)
+
     def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         x265: dict[str, str] = {
             "log-level": "error",
@@ -776,6 +789,9 @@ class X264(PyAVCodec):
 
     def _layout(self, bit_depth: int) -> _Layout:
         return _Layout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
+
+    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+        return (("x264-params", f"keyint={period}:min-keyint={period}"),)
 
     def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         keyint = "1" if params.gop == "intra" else "infinite"
@@ -828,6 +844,9 @@ class SvtAv1(PyAVCodec):
     def _thread_count(self) -> int:
         return 0  # SVT-AV1 ignores it; its output does not depend on its thread pool
 
+    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+        return (("svtav1-params", f"keyint={period}"),)
+
     def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         opts = {"qp" if params.rate_control == "cqp" else "crf": str(params.qp)}
         # gop_size=1 makes FFmpeg send every frame as a key picture; low delay: one key frame, P frames only.
@@ -858,6 +877,9 @@ class Vp9(PyAVCodec):
 
     def _layout(self, bit_depth: int) -> _Layout:
         return _Layout("yuv420p", neutral_chroma=True)
+
+    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+        return (("keyint_min", str(period)),)
 
     def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         opts = {
@@ -899,3 +921,226 @@ class Ffv1(PyAVCodec):
     def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         # Everything explicit so that a change of FFmpeg defaults cannot change the bytes.
         return {"level": "3", "coder": "1", "context": "0", "slices": "4", "slicecrc": "1"}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Encoders and decoders that run frame by frame
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class _AvEncoder:
+    """An opened FFmpeg encoder context with a codec's options: frames in, packet bytes out, errors as CodecError.
+
+    Unknown option names and ``*-params`` entries the encoder logs as rejected are refused at the first frame (when
+    FFmpeg opens the context), failures at any frame.
+    """
+
+    def __init__(
+        self,
+        codec: PyAVCodec,
+        coded_w: int,
+        coded_h: int,
+        pix_fmt: str,
+        bit_depth: int,
+        params: CodecParams,
+        gop_size: int,
+        configure: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.codec = codec
+        self.av = av = _import_av()
+        options = codec._merged_options(codec._encoder_options(bit_depth, params), params.options)
+        codec._prepare_environment()
+        with _captured_ffmpeg_log(warnings=True) as logs:
+            try:
+                ctx = av.CodecContext.create(codec.encoder, "w")
+                ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, pix_fmt
+                ctx.time_base = Fraction(1, _FPS)
+                ctx.framerate = Fraction(_FPS, 1)
+                ctx.gop_size = gop_size
+                ctx.max_b_frames = 0
+                ctx.thread_count = codec._thread_count()
+                if configure is not None:
+                    configure(ctx)
+                ctx.options = options
+            except (av.FFmpegError, EOFError, ValueError, OSError) as exc:
+                raise CodecError(_with_log(f"{codec.name}: encoder {codec.encoder} failed: {exc}", logs)) from exc
+        self.ctx = ctx
+        self._opened = False
+
+    def encode(self, frame: Any) -> list[bytes]:
+        """Packets the encoder has ready after ``frame`` (``None``: drain it)."""
+        av, codec = self.av, self.codec
+        with _captured_ffmpeg_log(warnings=True) as logs:
+            try:
+                packets = [bytes(p) for p in self.ctx.encode(frame)]
+            except (av.FFmpegError, EOFError, ValueError, OSError) as exc:
+                raise CodecError(_with_log(f"{codec.name}: encoder {codec.encoder} failed: {exc}", logs)) from exc
+            if not self._opened:
+                self._opened = True
+                # After opening, PyAV's options hold what avcodec_open2 did not consume: unknown option names.
+                leftover = dict(self.ctx.options)
+                if leftover:
+                    raise CodecError(
+                        f"{codec.name}: encoder {codec.encoder} has no option(s) {', '.join(sorted(leftover))}"
+                    )
+        rejected = [msg.strip() for _, _, msg in logs if _REJECTED_PARAM.search(msg)]
+        if rejected:
+            raise CodecError(f"{codec.name}: encoder {codec.encoder} rejected: {'; '.join(rejected)}")
+        return packets
+
+    @property
+    def extradata(self) -> bytes:
+        return bytes(self.ctx.extradata or b"")
+
+
+class EncoderSession:
+    """A streaming encoder: :meth:`push` one frame at a time and get the packets the encoder has ready (zero or
+    more: an encoder with lookahead holds a few frames back), :meth:`flush` at the end for the rest.
+
+    There is exactly one packet per frame, in display order (no B frames), so packet ``i`` belongs to frame ``i``.
+    ``params.gop`` ``"intra"`` makes every frame a key frame; ``"lowdelay"`` one key frame every ``intra_period``
+    frames (0: only the first) and P frames between. With ``qp_block``, frames may carry per-block QP offsets on
+    that block grid (the codec's ROI route; ``rate_control="crf"``). Memory does not grow with the frame count.
+    """
+
+    def __init__(
+        self,
+        codec: PyAVCodec,
+        width: int,
+        height: int,
+        bit_depth: int,
+        params: CodecParams,
+        intra_period: int = 0,
+        qp_block: int | None = None,
+    ) -> None:
+        codec.check_params(bit_depth, params)
+        codec._check_rate_control(params)
+        if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
+            raise ShapeError(f"frames of {width}x{height} are out of range (1–{_MAX_SIDE} per side)")
+        if intra_period < 0:
+            raise ValueError(f"intra_period must be >= 0 (0: only the first frame is a key frame), got {intra_period}")
+        if qp_block is not None:
+            if qp_block not in codec.qp_block_sizes or not codec.supports_block_qp_offsets:
+                raise CodecError(f"codec {codec.name!r} takes no per-block QP offsets on {qp_block}x{qp_block} blocks")
+            if params.rate_control != "crf":
+                raise CodecError(f"codec {codec.name!r} applies per-block QP offsets only with rate_control='crf'")
+            params = replace(params, options=codec._block_size_options(qp_block) + params.options)
+        self.codec, self.width, self.height, self.bit_depth = codec, width, height, bit_depth
+        self.params, self.qp_block = params, qp_block
+        self.coded_w, self.coded_h = codec.coded_size(width, height)
+        self.layout = codec._layout(bit_depth)
+        gop = codec._gop_size(params)
+        if params.gop == "lowdelay" and intra_period:
+            gop = intra_period
+            params = replace(params, options=params.options + codec._intra_period_options(intra_period))
+        self._encoder = _AvEncoder(codec, self.coded_w, self.coded_h, self.layout.pix_fmt, bit_depth, params, gop)
+        self.frames_in = 0
+        self.packets_out = 0
+        self._flushed = False
+
+    @property
+    def extradata(self) -> bytes:
+        """The codec's global header (often empty: x264/x265/VP9/AV1 keep parameter sets in the first packet)."""
+        return self._encoder.extradata
+
+    def push(self, frame: np.ndarray, block_qp_offsets: np.ndarray | None = None) -> list[bytes]:
+        """Encode one ``H×W`` frame of ``bit_depth``-bit samples; the packets now ready (possibly none)."""
+        if self._flushed:
+            raise CodecError(f"{self.codec.name}: the encoder session is flushed; open another")
+        frame = np.asarray(frame)
+        if frame.shape != (self.height, self.width):
+            raise ShapeError(f"expected a {self.height}x{self.width} frame, got shape {frame.shape}")
+        samples = _check_frames(frame[None], self.bit_depth)
+        regions = None
+        if block_qp_offsets is not None:
+            if self.qp_block is None:
+                raise CodecError("this encoder session was opened without qp_block: it takes no QP offsets")
+            offsets = np.asarray(block_qp_offsets)
+            grid = (-(-self.height // self.qp_block), -(-self.width // self.qp_block))
+            if offsets.shape not in (grid, (1, *grid)):
+                raise ShapeError(f"block_qp_offsets must have shape {grid}, got {offsets.shape}")
+            plan = self.codec._roi_plan(offsets.reshape(1, *grid), samples.shape, self.bit_depth, self.params)
+            assert plan is not None
+            regions = plan[0][0]
+        padded = _pad_edge(samples, self.coded_h, self.coded_w)[0]
+        av_frame = _make_frame(self._encoder.av, padded, self.layout, self.bit_depth, pts=self.frames_in)
+        if regions is not None:
+            av_frame = attach_regions(av_frame, regions)
+        self.frames_in += 1
+        packets = self._encoder.encode(av_frame)
+        self.packets_out += len(packets)
+        return packets
+
+    def flush(self) -> list[bytes]:
+        """Drain the encoder: the remaining packets. Afterwards there is one packet per pushed frame."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        packets = self._encoder.encode(None)
+        self.packets_out += len(packets)
+        if self.packets_out != self.frames_in:
+            raise CodecError(
+                f"{self.codec.name}: encoder produced {self.packets_out} packets for {self.frames_in} frames"
+            )
+        return packets
+
+
+class DecoderSession:
+    """A streaming decoder: :meth:`push` one packet at a time and get the frames it has ready (``uint16`` ``H×W``
+    luma, cropped to the caller's size), :meth:`flush` at the end. Any damage the decoder notices, a frame flagged
+    corrupt, a wrong size or bit depth raises :class:`CodecError` at the packet that shows it."""
+
+    def __init__(self, codec: PyAVCodec, width: int, height: int, bit_depth: int, extradata: bytes = b"") -> None:
+        if bit_depth not in codec.bit_depths:
+            raise CodecError(f"{codec.name}: unsupported bit depth {bit_depth}")
+        if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
+            raise CodecError(f"{codec.name}: declared frame size {width}x{height} is out of range")
+        self.codec, self.width, self.height, self.bit_depth = codec, width, height, bit_depth
+        self.coded = codec.coded_size(width, height)
+        self._max_packet = _MAX_EXPANSION * self.coded[0] * self.coded[1] * (1 if bit_depth <= 8 else 2) + _SLACK_BYTES
+        self._av = av = _import_av()
+        with _captured_ffmpeg_log() as logs:
+            try:
+                self._ctx = _open_decoder(av, codec.decoder, *self.coded, extradata)
+            except Exception as exc:  # untrusted extradata
+                raise CodecError(_with_log(f"{codec.name}: cannot open the decoder: {exc}", logs)) from exc
+        self.frames_out = 0
+        self._flushed = False
+
+    def push(self, packet: bytes) -> list[np.ndarray]:
+        """Decode one packet; the frames now ready (possibly none)."""
+        if self._flushed:
+            raise CodecError(f"{self.codec.name}: the decoder session is flushed; open another")
+        if not isinstance(packet, (bytes, bytearray)) or not packet:
+            raise CodecError(f"{self.codec.name}: a packet must be non-empty bytes")
+        if len(packet) > self._max_packet:
+            raise CodecError(
+                f"{self.codec.name}: a packet of {len(packet)} bytes is implausibly large for one "
+                f"{self.width}x{self.height} frame"
+            )
+        return self._decode(self._av.Packet(bytes(packet)))
+
+    def flush(self) -> list[np.ndarray]:
+        """Drain the decoder: the frames it still holds."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self._decode(None)
+
+    def _decode(self, packet: Any) -> list[np.ndarray]:
+        who = self.codec.name
+        with _captured_ffmpeg_log() as logs:
+            try:
+                frames = list(self._ctx.decode(packet))
+            except Exception as exc:  # any failure on untrusted bytes must surface as CodecError
+                raise CodecError(_with_log(f"{who}: cannot decode packet: {type(exc).__name__}: {exc}", logs)) from exc
+            errors = _errors(logs)
+        if errors:
+            raise CodecError(f"{who}: decoder reported damaged data: {'; '.join(errors[-3:])}")
+        out = []
+        for frame in frames:
+            if frame.is_corrupt:
+                raise CodecError(f"{who}: decoder flagged frame {self.frames_out} as corrupt")
+            out.append(_checked_luma(frame, self.frames_out, self.width, self.height, self.bit_depth, self.coded, who))
+            self.frames_out += 1
+        return out

@@ -1,0 +1,265 @@
+"""Video: streaming codec sessions, the video container, the frame-by-frame pipeline, clips and bounded memory."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from fcm.codecs import CodecParams, get_codec
+from fcm.errors import BitstreamError, CodecError, ConfigError
+from fcm.video.container import VideoReader
+from fcm.video.pipeline import decode_video, encode_video
+from fcm.video.sources import camera_clip, open_source, write_video
+
+
+def _frames(n=6, h=40, w=56, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 1024, (h, w + n), dtype=np.uint16)
+    return np.stack([base[:, i : i + w] for i in range(n)])  # a panning texture
+
+
+@pytest.mark.parametrize("codec_name", ["x265", "x264", "vp9", "svtav1", "ffv1"])
+@pytest.mark.parametrize("gop", ["intra", "lowdelay"])
+def test_streaming_sessions_make_the_one_shot_bytes_and_frames(codec_name, gop):
+    """push/flush gives exactly the packets of the one-shot encode of the same frames, and the decoder session the
+    same frames as the one-shot decode."""
+    codec = get_codec(codec_name)
+    depth = codec.default_bit_depth
+    frames = _frames() >> (10 - depth)
+    params = CodecParams(
+        30 if codec_name != "ffv1" else 0, gop=gop, preset="ultrafast" if "x26" in codec_name else None
+    )
+    one_shot = codec.encode(frames, depth, params)
+    session = codec.open_encoder(frames.shape[2], frames.shape[1], depth, params)
+    packets = [p for f in frames for p in session.push(f)] + session.flush()
+    assert tuple(packets) == one_shot.packets
+    decoder = codec.open_decoder(frames.shape[2], frames.shape[1], depth, session.extradata)
+    decoded = [f for p in packets for f in decoder.push(p)] + decoder.flush()
+    assert np.array_equal(np.stack(decoded), codec.decode(one_shot))
+    with pytest.raises(CodecError, match="flushed"):
+        session.push(frames[0])
+
+
+@pytest.mark.parametrize("codec_name", ["x265", "x264", "svtav1", "vp9"])
+def test_intra_period_sets_key_frames(codec_name):
+    from fcm.codecs import EncodedFrames
+    from fcm.codecs.pyav_codecs import frame_types
+
+    codec = get_codec(codec_name)
+    frames = _frames(9) >> 2
+    session = codec.open_encoder(56, 40, 8, CodecParams(32, gop="lowdelay"), intra_period=4)
+    packets = [p for f in frames for p in session.push(f)] + session.flush()
+    types = frame_types(codec, EncodedFrames(codec_name, 56, 40, 8, 9, session.extradata, tuple(packets)))
+    assert types == ("I", "P", "P", "P", "I", "P", "P", "P", "I")
+    with pytest.raises(ValueError, match="intra_period"):
+        codec.open_encoder(56, 40, 8, CodecParams(32, gop="lowdelay"), intra_period=-1)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return open_source("clip:astronaut:12:96x64")
+
+
+@pytest.fixture(scope="module")
+def lowdelay_stream(lite0, clip):
+    sink = io.BytesIO()
+    stats = encode_video(
+        clip.frames(), lite0, "x265", CodecParams(32, gop="lowdelay", preset="ultrafast"), sink, clip.fps
+    )
+    return sink.getvalue(), stats
+
+
+def test_video_round_trip_and_rate_report(lite0, clip, lowdelay_stream, tmp_path):
+    """Frames, bytes and kbps in the report are the stream's; each frame decodes to what the back half gives on the
+    features the stream carries."""
+    data, stats = lowdelay_stream
+    assert stats.frames == 12 and stats.bytes == len(data) and stats.fps == Fraction(25)
+    assert stats.kbps == pytest.approx(8 * len(data) / 1000 / (12 / 25))
+    reader = VideoReader(io.BytesIO(data))
+    units = list(reader)
+    head = len(data) - sum(stats.unit_bytes) - 12  # header; 12: the end record
+    assert [u.index for u in units] == list(range(12)) and head > 0 and reader.bytes == len(data)
+    header, results = decode_video(io.BytesIO(data), lite0)
+    results = list(results)
+    assert (header.model, header.split, header.params.gop) == ("efficientnet_lite0", "stage4", "lowdelay")
+    assert [r.index for r in results] == list(range(12))
+    for r in results:
+        assert r.output.shape == (1, 1000) and bool(np.isfinite(r.output.numpy()).all())
+    # the CLI reports the same figures
+    from fcm.cli import main
+
+    out = tmp_path / "c.fcmv"
+    write_video(clip.frames(), tmp_path / "c.mkv", clip.fps)
+    assert main(["encode-video", str(tmp_path / "c.mkv"), "-o", str(out), "--preset", "ultrafast", "--quiet"]) == 0
+    lines = tmp_path / "frames.jsonl"
+    assert main(["decode-video", str(out), "-o", str(lines), "--quiet", "--top-k", "1"]) == 0
+    records = [json.loads(x) for x in lines.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(12))
+    assert out.read_bytes() == data  # a lossless file of the clip codes to the same stream
+
+
+def test_a_stream_cut_anywhere_decodes_every_complete_frame_first(lite0, lowdelay_stream):
+    data, stats = lowdelay_stream
+    ends = []
+    pos = len(data) - sum(stats.unit_bytes) - 12
+    for size in stats.unit_bytes:
+        pos += size
+        ends.append(pos)
+    rng = np.random.default_rng(5)
+    for cut in sorted(set(rng.integers(1, len(data), 25).tolist()) | {ends[3], ends[-1], len(data) - 1}):
+        complete = sum(e <= cut for e in ends)
+        got = []
+        with pytest.raises(BitstreamError, match="truncated") as err:
+            _, results = decode_video(io.BytesIO(data[:cut]), lite0)
+            for r in results:
+                got.append(r.index)
+        assert got == list(range(complete)), cut
+        if cut >= ends[0] - stats.unit_bytes[0]:  # past the header: the error says how many frames were whole
+            assert f"after {complete} complete frame(s)" in str(err.value)
+
+
+def test_damaged_or_foreign_streams_are_refused_clearly(lite0, lowdelay_stream):
+    data, stats = lowdelay_stream
+    start = len(data) - sum(stats.unit_bytes) - 12
+    third = start + sum(stats.unit_bytes[:2]) + 10
+    damaged = bytearray(data)
+    damaged[third] ^= 0x40
+    got = []
+    with pytest.raises(BitstreamError, match="checksum mismatch: frame 2"):
+        for r in decode_video(io.BytesIO(bytes(damaged)), lite0)[1]:
+            got.append(r.index)
+    assert got == [0, 1]
+    with pytest.raises(BitstreamError, match="not an fcm video stream"):
+        VideoReader(io.BytesIO(b"FCM\x1a" + data[4:]))
+    with pytest.raises(BitstreamError, match="bytes after the end"):
+        list(VideoReader(io.BytesIO(data + b"\0")))
+    from fcm.models import get_model
+
+    with pytest.raises(BitstreamError, match="the model given is efficientnet_lite0/stage3"):
+        decode_video(io.BytesIO(data), get_model("efficientnet_lite0", "stage3"))
+    # a length field claiming more than a frame can take is refused before reading it
+    forged = bytearray(data)
+    forged[start : start + 4] = (1 << 31).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match="more than a"):
+        list(VideoReader(io.BytesIO(bytes(forged))))
+
+
+def test_lowdelay_uses_fewer_bits_than_all_intra_on_the_panning_clip(lite0, clip, lowdelay_stream):
+    _, lowdelay = lowdelay_stream
+    intra = encode_video(
+        clip.frames(), lite0, "x265", CodecParams(32, gop="intra", preset="ultrafast"), io.BytesIO(), clip.fps
+    )
+    assert lowdelay.bytes < 0.8 * intra.bytes, (lowdelay.bytes, intra.bytes)
+
+
+def test_wa_gop_weights_are_computed_on_each_groups_first_frame(lite0, clip, monkeypatch):
+    from fcm.rdo import RdoSettings, build_allocation
+    from fcm.rdo.allocation import GopAllocation
+
+    calls = []
+    original = GopAllocation.weights
+
+    def counted(self, packed, *args):
+        calls.append(packed.frames.shape[0])
+        return original(self, packed, *args)
+
+    monkeypatch.setattr(GopAllocation, "weights", counted)
+    allocation = build_allocation(RdoSettings(mode="wa-gop", gop=4, probes=1))
+    params = CodecParams(30, rate_control="crf", gop="lowdelay", preset="ultrafast")
+    sink = io.BytesIO()
+    frames = (f for i, f in enumerate(clip.frames()) if i < 9)
+    stats = encode_video(frames, lite0, "x265", params, sink, clip.fps, intra_period=4, allocation=allocation)
+    assert stats.frames == 9 and calls == [1, 1, 1]  # frames 0, 4 and 8
+    assert len(list(decode_video(io.BytesIO(sink.getvalue()), lite0)[1])) == 9
+    with pytest.raises(ConfigError, match="route qp"):
+        scale = build_allocation(RdoSettings(mode="wa-gop", route="scale"))
+        encode_video(clip.frames(), lite0, "x265", params, io.BytesIO(), clip.fps, allocation=scale)
+
+
+def test_sources_clips_folders_and_files(tmp_path):
+    frames = list(camera_clip("astronaut", 4, (48, 64)))
+    assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)
+    digest = hashlib.sha256(b"".join(f.tobytes() for f in frames)).hexdigest()
+    assert digest == hashlib.sha256(b"".join(f.tobytes() for f in camera_clip("astronaut", 4, (48, 64)))).hexdigest()
+    # frame t does not depend on the clip's length
+    assert np.array_equal(list(camera_clip("astronaut", 9, (48, 64)))[3], frames[3])
+    from PIL import Image
+
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i:03d}.png")
+    src = open_source(str(folder), fps=12.5)
+    assert src.num_frames == 4 and src.fps == Fraction(25, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(src.frames(), frames, strict=True))
+    write_video(iter(frames), tmp_path / "v.mkv", Fraction(30))
+    video = open_source(str(tmp_path / "v.mkv"), max_frames=3)
+    assert video.fps == Fraction(30) and len(list(video.frames())) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(video.frames(), frames, strict=False))
+    with pytest.raises(ConfigError, match="unknown photo"):
+        open_source("clip:nothing")
+    with pytest.raises(ConfigError, match="no video file"):
+        open_source(str(tmp_path / "missing.mp4"))
+
+
+def test_external_codecs_say_they_cannot_stream(lite0, clip):
+    from fcm.codecs.base import Codec
+
+    class Whole(Codec):
+        name = "whole"
+
+        def encode(self, frames, bit_depth, params, block_qp_offsets=None):  # pragma: no cover - never called
+            raise AssertionError
+
+        def decode(self, encoded):  # pragma: no cover
+            raise AssertionError
+
+    with pytest.raises(CodecError, match="cannot code video frame by frame"):
+        encode_video(clip.frames(), lite0, Whole(), CodecParams(32), io.BytesIO(), clip.fps)
+
+
+_RSS_SCRIPT = textwrap.dedent(
+    """
+    import io, resource, sys  # noqa: E401
+    import torch
+    torch.set_num_threads(1)
+    from fcm.codecs import CodecParams
+    from fcm.models import get_model
+    from fcm.video.pipeline import decode_video, encode_video
+    from fcm.video.sources import open_source
+
+    n = int(sys.argv[1])
+    model = get_model("efficientnet_lite0", "stage4")
+    src = open_source(f"clip:astronaut:{n}:64x48")
+
+    params = CodecParams(32, gop="lowdelay", preset="ultrafast")
+    path = sys.argv[2]
+    with open(path, "wb") as f:
+        stats = encode_video(src.frames(), model, "x265", params, f, src.fps)
+    frames = 0
+    with open(path, "rb") as f:
+        for r in decode_video(f, model)[1]:
+            frames += 1
+    assert frames == n == stats.frames
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+)
+
+
+def test_peak_memory_does_not_grow_with_sequence_length(tmp_path):
+    """Encoding and decoding 300 frames peaks within 1.3x of 30 frames (each in its own process)."""
+    peaks = {}
+    for n in (30, 300):
+        stream = str(tmp_path / f"{n}.fcmv")
+        command = [sys.executable, "-c", _RSS_SCRIPT, str(n), stream]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        peaks[n] = int(out.stdout.strip().splitlines()[-1])
+    assert peaks[300] <= 1.3 * peaks[30], peaks
