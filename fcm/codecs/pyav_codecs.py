@@ -69,6 +69,8 @@ __all__ = [
     "DecoderSession",
     "EncoderSession",
     "Ffv1",
+    "PictureDecoderSession",
+    "PictureEncoderSession",
     "PyAVCodec",
     "SvtAv1",
     "Vp9",
@@ -271,6 +273,41 @@ def _picture_format_of(frame: Any, expected: PictureFormat | None, who: str) -> 
     if expected is not None and fmt != expected:
         raise CodecError(f"{who}: image stream holds {fmt}, expected {expected}")
     return fmt
+
+
+def _picture_frame(av: Any, image: np.ndarray, coded_w: int, coded_h: int, fmt: PictureFormat, pts: int) -> Any:
+    """An RGB ``uint8`` image as an encoder frame in ``fmt`` (edge-padded to the coded size, BT.601, range tagged)."""
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((0, coded_h - h), (0, coded_w - w), (0, 0)), mode="edge")
+    dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
+    frame = av.VideoFrame(coded_w, coded_h, fmt.pix_fmt)
+    for plane, values in zip(frame.planes, rgb_to_planes(padded, fmt), strict=True):
+        _plane_view(plane, dtype, *values.shape)[...] = values
+    frame.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
+    frame.colorspace = _AVCOL_SPC_SMPTE170M
+    frame.pts = pts
+    frame.time_base = Fraction(1, _FPS)
+    return frame
+
+
+def _describer(fmt: PictureFormat) -> Callable[[Any], None]:
+    """Sets what a picture stream's own headers (VUI / colour config) signal: BT.601 and the sample range."""
+
+    def describe(ctx: Any) -> None:
+        ctx.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
+        ctx.colorspace = _AVCOL_SPC_SMPTE170M
+
+    return describe
+
+
+def _rgb_of(frame: Any, fmt: PictureFormat, coded_w: int, coded_h: int, width: int, height: int) -> np.ndarray:
+    """A decoded picture in ``fmt`` back to ``height`` x ``width`` RGB ``uint8``."""
+    dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
+    ch, cw = (coded_h // 2, coded_w // 2) if fmt.subsampled else (coded_h, coded_w)
+    y = _plane_view(frame.planes[0], dtype, coded_h, coded_w)
+    cb, cr = (_plane_view(frame.planes[i], dtype, ch, cw) for i in (1, 2))
+    rgb = planes_to_rgb(y, cb, cr, fmt)
+    return np.ascontiguousarray(rgb[:height, :width])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -579,6 +616,23 @@ class PyAVCodec(Codec):
         """A streaming decoder for what :meth:`open_encoder` made (see :class:`DecoderSession`)."""
         return DecoderSession(self, width, height, bit_depth, extradata)
 
+    def open_picture_encoder(
+        self,
+        width: int,
+        height: int,
+        params: CodecParams,
+        fmt: PictureFormat = DEFAULT_FORMAT,
+        intra_period: int = 0,
+    ) -> PictureEncoderSession:
+        """A streaming encoder of RGB pictures in ``fmt`` (a video coded as video: the remote anchor)."""
+        return PictureEncoderSession(self, width, height, params, fmt, intra_period)
+
+    def open_picture_decoder(
+        self, width: int, height: int, fmt: PictureFormat, extradata: bytes = b""
+    ) -> PictureDecoderSession:
+        """A streaming decoder for what :meth:`open_picture_encoder` made: RGB pictures."""
+        return PictureDecoderSession(self, width, height, fmt, extradata)
+
     # -- coding the image itself (the remote-inference anchor) ---------------------------------------------------------
 
     codes_images = True
@@ -610,27 +664,13 @@ class PyAVCodec(Codec):
         self._check_rate_control(params)
         h, w = image.shape[:2]
         coded_w, coded_h = self._image_coded_size(w, h)
-        padded = np.pad(image, ((0, coded_h - h), (0, coded_w - w), (0, 0)), mode="edge")
-        planes = rgb_to_planes(padded, fmt)
-        dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
 
         def make_frames(av: Any) -> Iterator[Any]:
-            frame = av.VideoFrame(coded_w, coded_h, fmt.pix_fmt)
-            for plane, values in zip(frame.planes, planes, strict=True):
-                _plane_view(plane, dtype, *values.shape)[...] = values
-            frame.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
-            frame.colorspace = _AVCOL_SPC_SMPTE170M
-            frame.pts = 0
-            frame.time_base = Fraction(1, _FPS)
-            yield frame
-
-        def describe(ctx: Any) -> None:  # what the stream's own headers (VUI / colour config) signal
-            ctx.color_range = _AVCOL_RANGE_JPEG if fmt.full_range else _AVCOL_RANGE_MPEG
-            ctx.colorspace = _AVCOL_SPC_SMPTE170M
+            yield _picture_frame(av, image, coded_w, coded_h, fmt, pts=0)
 
         intra = CodecParams(params.qp, params.rate_control, "intra", params.preset, params.options)
         extradata, packets = self._run_encoder(
-            make_frames, coded_w, coded_h, fmt.pix_fmt, fmt.bit_depth, intra, 1, configure=describe
+            make_frames, coded_w, coded_h, fmt.pix_fmt, fmt.bit_depth, intra, 1, configure=_describer(fmt)
         )
         return EncodedFrames(self.name, w, h, fmt.bit_depth, 1, extradata, tuple(packets))
 
@@ -658,12 +698,7 @@ class PyAVCodec(Codec):
             raise CodecError(
                 f"{self.name}: image decoded at {fmt.bit_depth} bits, payload declares {encoded.bit_depth}"
             )
-        dtype = np.dtype(np.uint8) if fmt.bit_depth == 8 else np.dtype("<u2")
-        ch, cw = (coded_h // 2, coded_w // 2) if fmt.subsampled else (coded_h, coded_w)
-        y = _plane_view(frame.planes[0], dtype, coded_h, coded_w)
-        cb, cr = (_plane_view(frame.planes[i], dtype, ch, cw) for i in (1, 2))
-        rgb = planes_to_rgb(y, cb, cr, fmt)
-        return np.ascontiguousarray(rgb[: encoded.height, : encoded.width])
+        return _rgb_of(frame, fmt, coded_w, coded_h, encoded.width, encoded.height)
 
     def _thread_count(self) -> int:
         return 1
@@ -1017,8 +1052,6 @@ class EncoderSession:
         codec._check_rate_control(params)
         if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
             raise ShapeError(f"frames of {width}x{height} are out of range (1–{_MAX_SIDE} per side)")
-        if intra_period < 0:
-            raise ValueError(f"intra_period must be >= 0 (0: only the first frame is a key frame), got {intra_period}")
         if qp_block is not None:
             if qp_block not in codec.qp_block_sizes or not codec.supports_block_qp_offsets:
                 raise CodecError(f"codec {codec.name!r} takes no per-block QP offsets on {qp_block}x{qp_block} blocks")
@@ -1029,10 +1062,7 @@ class EncoderSession:
         self.params, self.qp_block = params, qp_block
         self.coded_w, self.coded_h = codec.coded_size(width, height)
         self.layout = codec._layout(bit_depth)
-        gop = codec._gop_size(params)
-        if params.gop == "lowdelay" and intra_period:
-            gop = intra_period
-            params = replace(params, options=params.options + codec._intra_period_options(intra_period))
+        gop, params = _with_intra_period(codec, params, intra_period)
         self._encoder = _AvEncoder(codec, self.coded_w, self.coded_h, self.layout.pix_fmt, bit_depth, params, gop)
         self.frames_in = 0
         self.packets_out = 0
@@ -1107,6 +1137,12 @@ class DecoderSession:
         self.frames_out = 0
         self._flushed = False
 
+    def _convert(self, frame: Any) -> np.ndarray:
+        """A decoded frame as the caller's samples (monochrome: luma cropped to the declared size)."""
+        return _checked_luma(
+            frame, self.frames_out, self.width, self.height, self.bit_depth, self.coded, self.codec.name
+        )
+
     def push(self, packet: bytes) -> list[np.ndarray]:
         """Decode one packet; the frames now ready (possibly none)."""
         if self._flushed:
@@ -1141,6 +1177,83 @@ class DecoderSession:
         for frame in frames:
             if frame.is_corrupt:
                 raise CodecError(f"{who}: decoder flagged frame {self.frames_out} as corrupt")
-            out.append(_checked_luma(frame, self.frames_out, self.width, self.height, self.bit_depth, self.coded, who))
+            out.append(self._convert(frame))
             self.frames_out += 1
         return out
+
+
+def _with_intra_period(codec: PyAVCodec, params: CodecParams, intra_period: int) -> tuple[int, CodecParams]:
+    """The context's GOP size and the params (with the codec's key-frame options) for ``intra_period``."""
+    if intra_period < 0:
+        raise ValueError(f"intra_period must be >= 0 (0: only the first frame is a key frame), got {intra_period}")
+    if params.gop == "lowdelay" and intra_period:
+        return intra_period, replace(params, options=params.options + codec._intra_period_options(intra_period))
+    return codec._gop_size(params), params
+
+
+class PictureEncoderSession:
+    """A streaming encoder of ``H×W×3`` ``uint8`` RGB pictures in a :class:`PictureFormat` (the conversion and
+    signalling of :meth:`PyAVCodec.encode_image`), one packet per picture in display order; see
+    :class:`EncoderSession` for the GOP and the push/flush contract."""
+
+    def __init__(
+        self, codec: PyAVCodec, width: int, height: int, params: CodecParams, fmt: PictureFormat, intra_period: int = 0
+    ) -> None:
+        codec.check_params(fmt.bit_depth, params)
+        codec.check_image_format(fmt)
+        codec._check_rate_control(params)
+        if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
+            raise ShapeError(f"pictures of {width}x{height} are out of range (1–{_MAX_SIDE} per side)")
+        self.codec, self.width, self.height, self.fmt = codec, width, height, fmt
+        self.coded_w, self.coded_h = codec._image_coded_size(width, height)
+        gop, params = _with_intra_period(codec, params, intra_period)
+        self._encoder = _AvEncoder(
+            codec, self.coded_w, self.coded_h, fmt.pix_fmt, fmt.bit_depth, params, gop, _describer(fmt)
+        )
+        self.frames_in = self.packets_out = 0
+        self._flushed = False
+
+    @property
+    def extradata(self) -> bytes:
+        return self._encoder.extradata
+
+    def push(self, image: np.ndarray) -> list[bytes]:
+        if self._flushed:
+            raise CodecError(f"{self.codec.name}: the encoder session is flushed; open another")
+        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
+            raise ShapeError(f"expected a {self.height}x{self.width}x3 uint8 picture, got {image.shape} {image.dtype}")
+        frame = _picture_frame(self._encoder.av, image, self.coded_w, self.coded_h, self.fmt, pts=self.frames_in)
+        self.frames_in += 1
+        packets = self._encoder.encode(frame)
+        self.packets_out += len(packets)
+        return packets
+
+    def flush(self) -> list[bytes]:
+        if self._flushed:
+            return []
+        self._flushed = True
+        packets = self._encoder.encode(None)
+        self.packets_out += len(packets)
+        if self.packets_out != self.frames_in:
+            raise CodecError(
+                f"{self.codec.name}: encoder produced {self.packets_out} packets for {self.frames_in} pictures"
+            )
+        return packets
+
+
+class PictureDecoderSession(DecoderSession):
+    """A streaming decoder of :class:`PictureEncoderSession` streams: ``H×W×3`` ``uint8`` RGB pictures, each checked
+    to be in the format it was coded in."""
+
+    def __init__(self, codec: PyAVCodec, width: int, height: int, fmt: PictureFormat, extradata: bytes = b"") -> None:
+        self.fmt = fmt
+        super().__init__(codec, width, height, fmt.bit_depth, extradata)
+        self.coded = codec._image_coded_size(width, height)
+        coded_w, coded_h = self.coded
+        self._max_packet = _MAX_EXPANSION * coded_w * coded_h * 3 * (1 if fmt.bit_depth <= 8 else 2) + _SLACK_BYTES
+
+    def _convert(self, frame: Any) -> np.ndarray:
+        fmt = _picture_format_of(frame, self.fmt, self.codec.name)
+        if (frame.width, frame.height) != self.coded:
+            raise CodecError(f"{self.codec.name}: picture {self.frames_out} decoded as {frame.width}x{frame.height}")
+        return _rgb_of(frame, fmt, *self.coded, self.width, self.height)
