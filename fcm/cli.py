@@ -340,6 +340,28 @@ def _video_model(header: Any, args: argparse.Namespace) -> Any:
     return model
 
 
+def _video_sweep(args: argparse.Namespace) -> None:
+    from fcm.eval.video_report import table, write_report
+    from fcm.eval.video_sweep import RESULTS_FILE, VideoSweepConfig, read_records, run_video_sweep
+
+    cfg = VideoSweepConfig.load(args.config)
+    if args.output:
+        from dataclasses import replace
+
+        cfg = replace(cfg, output=Path(args.output))
+    if args.report_only:
+        records = read_records(cfg.output / RESULTS_FILE)
+        if not records:
+            raise FcmError(f"{cfg.output} holds no video sweep records")
+        report = write_report(cfg, records)
+    else:
+        outcome = run_video_sweep(cfg, progress=not args.quiet)
+        report = outcome.report
+        print(f"{outcome.new_records} new record(s) in {cfg.output / RESULTS_FILE}", file=sys.stderr)
+    print(table(report))
+    print(f"report: {cfg.output / 'report.json'}, {cfg.output / 'points.csv'}, {cfg.output / 'rd_kbps.png'}")
+
+
 def _read_file(path: str) -> bytes:
     p = Path(path)
     if not p.is_file():
@@ -569,6 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_model_args(p, with_split=False)
     p.set_defaults(func=_decode_video)
+
+    p = sub.add_parser("video-sweep", help="code sequences as video at several QPs; kbps against task fidelity")
+    p.add_argument("config", help="video sweep YAML (e.g. configs/video_sweep.yaml)")
+    p.add_argument("-o", "--output", default=None, help="results folder (default: the config's output)")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from the records, measure nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_video_sweep)
 
     p = sub.add_parser("info", help="print an .fcm bitstream's header, sizes and bits per pixel")
     p.add_argument("bitstream")

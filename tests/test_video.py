@@ -285,3 +285,70 @@ def test_picture_sessions_code_rgb_video_like_the_image_anchor(codec_name):
     assert len(decoded) == 5 and all(d.shape == (38, 50, 3) and d.dtype == np.uint8 for d in decoded)
     mse = np.mean([(d.astype(float) - p) ** 2 for d, p in zip(decoded, pictures, strict=True)])
     assert 10 * np.log10(255**2 / mse) > 28
+
+
+def _video_sweep_config(tmp_path, **overrides):
+    from fcm.eval.video_sweep import VideoSweepConfig
+
+    raw = {
+        "name": "t",
+        "output": str(tmp_path / "vs"),
+        "sequences": ["clip:astronaut:8:96x64", "clip:coffee:8:96x64"],
+        "codecs": ["x265"],
+        "qps": [27, 32, 37, 42],
+        "preset": "ultrafast",
+        "intra_period": 4,
+        **overrides,
+    }
+    return VideoSweepConfig.from_config(raw)
+
+
+def test_video_sweep_measures_reports_and_resumes(tmp_path):
+    import csv
+
+    from fcm.eval.video_sweep import RESULTS_FILE, read_records, run_video_sweep
+
+    cfg = _video_sweep_config(tmp_path)
+    outcome = run_video_sweep(cfg, progress=False)
+    assert outcome.new_records == 2 * 2 * 4 and outcome.complete
+    records = read_records(cfg.output / RESULTS_FILE)
+    for r in records:
+        assert r["frames"] == 8 and r["kbps"] == pytest.approx(8 * r["bytes"] / 1000 / (8 / 25))
+        assert 0 <= r["metrics"]["top1_agreement"] <= 100 and r["mean_kl"] >= 0
+    for pipeline in ("feature", "remote"):  # rates fall as QP rises, on each sequence
+        for seq in cfg.sequences:
+            kbps = [
+                r["kbps"]
+                for r in sorted(records, key=lambda r: r["qp"])
+                if (r["pipeline"], r["sequence"]) == (pipeline, seq)
+            ]
+            assert kbps == sorted(kbps, reverse=True) and len(kbps) == 4
+    report = outcome.report
+    assert [p["curve"] for p in report["points"]].count("feature/x265") == 4
+    point = next(p for p in report["points"] if (p["curve"], p["qp"]) == ("feature/x265", 32))
+    mine = [r for r in records if (r["pipeline"], r["qp"]) == ("feature", 32)]
+    assert point["bytes"] == sum(r["bytes"] for r in mine) and point["frames"] == 16
+    assert point["kbps"] == pytest.approx(8 * point["bytes"] / 1000 / (16 / 25))
+    assert {row["measure"] for row in report["bd"]} >= {"kl_db"}
+    assert (cfg.output / "rd_kbps.png").stat().st_size > 10_000
+    rows = list(csv.DictReader((cfg.output / "points.csv").read_text().splitlines()))
+    assert len(rows) == 8 + 16
+    again = run_video_sweep(cfg, progress=False)
+    assert again.new_records == 0
+    with pytest.raises(ConfigError, match=r"different video sweep.*gop"):
+        run_video_sweep(_video_sweep_config(tmp_path, gop="intra"), progress=False)
+
+
+def test_video_sweep_configs_are_checked(tmp_path):
+    from fcm.eval.video_sweep import VideoSweepConfig, run_video_sweep
+
+    with pytest.raises(ConfigError, match="unknown video sweep key"):
+        _video_sweep_config(tmp_path, qp=3)
+    with pytest.raises(ConfigError, match="unknown video pipeline"):
+        _video_sweep_config(tmp_path, pipelines=["wrapped"])
+    with pytest.raises(ConfigError, match="needs 'qps'"):
+        VideoSweepConfig.from_config({"sequences": ["clip:coffee"], "codecs": ["x265"]})
+    with pytest.raises(CodecError, match="cannot code yuv420p10 pictures"):
+        run_video_sweep(_video_sweep_config(tmp_path, codecs=["vp9"]), progress=False)  # yuv420p10 remote on VP9
+    shipped = VideoSweepConfig.load("configs/video_sweep.yaml")
+    assert shipped.pipelines == ("feature", "remote") and len(shipped.qps) >= 6 and shipped.gop == "lowdelay"

@@ -175,6 +175,20 @@ class Codec(ABC):
 
         raise CodecError(f"codec {self.name!r} cannot decode frame by frame")
 
+    def open_picture_encoder(
+        self, width: int, height: int, params: CodecParams, fmt: PictureFormat = DEFAULT_FORMAT, intra_period: int = 0
+    ) -> Any:
+        """A streaming encoder of RGB pictures in ``fmt`` (a video coded as video: the remote anchor)."""
+        from fcm.errors import CodecError
+
+        raise CodecError(f"codec {self.name!r} cannot code pictures frame by frame")
+
+    def open_picture_decoder(self, width: int, height: int, fmt: PictureFormat, extradata: bytes = b"") -> Any:
+        """A streaming decoder for what :meth:`open_picture_encoder` made: RGB pictures."""
+        from fcm.errors import CodecError
+
+        raise CodecError(f"codec {self.name!r} cannot decode pictures frame by frame")
+
     #: whether :meth:`encode_image` can code an RGB picture (for the remote-inference anchor)
     codes_images: bool = False
 

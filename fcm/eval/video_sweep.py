@@ -1,0 +1,458 @@
+"""Video sweeps: each sequence coded as one stream per (pipeline, codec, QP), rate in kbps from the real stream bytes
+and the frame rate, task fidelity aggregated over every frame, BD-rate on kbps.
+
+Pipelines:
+
+``feature``
+    fcm: the split features of every frame packed and coded as one low-delay (or all-intra) stream in the fcm video
+    container (:mod:`fcm.video`); the rate counts every byte of the ``.fcmv`` stream.
+``remote``
+    the anchor: the RGB video itself coded as video with the same codec, GOP and intra period (4:2:0 by default), the
+    whole model run on each decoded frame; the rate counts every byte of the elementary stream.
+
+Every frame's task output is compared with the uncompressed model's on the same frame (``fidelity``: top-1 agreement
+and KL for classifiers; ``detection_fidelity``: box mAP against the model's own detections). A point's metric is the
+frame-weighted mean over sequences of each sequence's metric, its rate the total bits over the total duration.
+
+Records go to ``results.jsonl`` one per (sequence, pipeline, codec, QP) as each is measured; a rerun resumes, and a
+folder holding another sweep's records is refused. Nothing here depends on thread counts: ``torch_threads`` is part
+of the config, and the codecs are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcm.codecs import CodecParams, get_codec
+from fcm.codecs.base import as_gop_structure, as_rate_control
+from fcm.codecs.color import PICTURE_FORMATS, PictureFormat
+from fcm.errors import ConfigError, FcmError
+
+RESULTS_FILE = "results.jsonl"
+SWEEP_FILE = "video_sweep.json"
+VIDEO_PIPELINES = ("feature", "remote")
+_KEYS = {
+    "name",
+    "output",
+    "model",
+    "split",
+    "weights",
+    "sha256",
+    "sequences",
+    "max_frames",
+    "fps",
+    "codecs",
+    "qps",
+    "pipelines",
+    "gop",
+    "intra_period",
+    "preset",
+    "rate_control",
+    "bit_depth",
+    "range_mode",
+    "picture",
+    "evaluator",
+    "torch_threads",
+}
+
+
+@dataclass(frozen=True)
+class VideoSweepConfig:
+    """A video sweep (``configs/video_sweep.yaml`` shows every key)."""
+
+    name: str
+    output: Path
+    sequences: tuple[str, ...]
+    codecs: tuple[str, ...]
+    qps: tuple[int, ...]
+    model: str = "efficientnet_lite0"
+    split: str | None = None
+    weights: str | None = None
+    sha256: str | None = None
+    max_frames: int | None = None
+    fps: float | None = None
+    pipelines: tuple[str, ...] = VIDEO_PIPELINES
+    gop: str = "lowdelay"
+    intra_period: int = 32
+    preset: str | None = None
+    rate_control: str = "cqp"
+    bit_depth: int | None = None
+    range_mode: str = "frame"
+    picture: str = "yuv420p10"
+    evaluator: str = "fidelity"
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.sequences or not self.codecs or not self.qps or not self.pipelines:
+            raise ConfigError("a video sweep needs sequences, codecs, qps and pipelines")
+        unknown = [p for p in self.pipelines if p not in VIDEO_PIPELINES]
+        if unknown:
+            raise ConfigError(f"unknown video pipeline(s) {unknown}; known: {', '.join(VIDEO_PIPELINES)}")
+        if len(set(self.qps)) != len(self.qps) or len(set(self.sequences)) != len(self.sequences):
+            raise ConfigError("qps and sequences must not repeat")
+        if self.intra_period < 0 or self.torch_threads < 1:
+            raise ConfigError("intra_period must be >= 0 and torch_threads >= 1")
+        if self.picture not in PICTURE_FORMATS:
+            raise ConfigError(f"picture must be one of {', '.join(PICTURE_FORMATS)}, got {self.picture!r}")
+        try:
+            as_gop_structure(self.gop)
+            as_rate_control(self.rate_control)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.range_mode not in ("frame", "tensor"):
+            raise ConfigError(f"range_mode must be 'frame' or 'tensor', got {self.range_mode!r}")
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any], base: Path | None = None) -> VideoSweepConfig:
+        """From a YAML mapping; ``output`` relative to ``base`` (the config's folder) unless absolute."""
+        if not isinstance(raw, dict):
+            raise ConfigError("a video sweep config must be a mapping")
+        unknown = sorted(set(raw) - _KEYS)
+        if unknown:
+            raise ConfigError(f"unknown video sweep key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}")
+        for key in ("sequences", "codecs", "qps"):
+            if key not in raw:
+                raise ConfigError(f"a video sweep needs {key!r}")
+        values = dict(raw)
+        try:
+            for key in ("sequences", "codecs", "pipelines"):
+                if key in values:
+                    values[key] = tuple(str(v) for v in _as_list(values[key], key))
+            values["qps"] = tuple(int(v) for v in _as_list(values["qps"], "qps"))
+            for key in ("max_frames", "intra_period", "bit_depth", "torch_threads"):
+                if values.get(key) is not None:
+                    values[key] = _as_int(values[key], key)
+            if values.get("fps") is not None:
+                values["fps"] = float(values["fps"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bad video sweep value: {e}") from None
+        name = str(values.pop("name", "video"))
+        out = Path(str(values.pop("output", f"results/{name}")))
+        if base is not None and not out.is_absolute():
+            out = base / out
+        return cls(name=name, output=out, **values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> VideoSweepConfig:
+        from fcm.yaml_files import read_mapping
+
+        path = Path(path)
+        return cls.from_config(read_mapping(path, "video sweep config"), Path.cwd())
+
+    def params(self, qp: int) -> CodecParams:
+        return CodecParams(qp, as_rate_control(self.rate_control), as_gop_structure(self.gop), self.preset)
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the records (everything but the name and output folder)."""
+        d = asdict(self)
+        d.pop("name")
+        d.pop("output")
+        return json.loads(json.dumps(d))
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{key} must be a list")
+    return value
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+@dataclass
+class VideoSweepOutcome:
+    records: list[dict[str, Any]]
+    new_records: int
+    complete: bool
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def record_key(r: dict[str, Any]) -> tuple[str, str, str, int]:
+    return r["sequence"], r["pipeline"], r["codec"], int(r["qp"])
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of ``results.jsonl``; a last line cut by a crash is dropped (its point is measured again)."""
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ConfigError(
+                f"{path}: line {i + 1} is not JSON (not a crash-cut last line): fix or remove it"
+            ) from None
+    return records
+
+
+def _check_folder(cfg: VideoSweepConfig, weights_tag: str) -> None:
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    identity = {**cfg.identity(), "weights_tag": weights_tag, "codec_identity": _codec_identity(cfg)}
+    path = cfg.output / SWEEP_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        changed = sorted(
+            k
+            for k in set(stored) | set(identity)
+            if stored.get(k) != identity.get(k) and k not in ("sequences", "qps", "codecs", "pipelines")
+        )
+        if changed:
+            raise ConfigError(
+                f"{cfg.output} holds results of a different video sweep (differs in {', '.join(changed)}); choose "
+                "another output folder or delete it"
+            )
+    path.write_text(json.dumps(identity, indent=2) + "\n")
+
+
+def _codec_identity(cfg: VideoSweepConfig) -> dict[str, Any]:
+    from fcm import __version__
+
+    return {"fcm": __version__, **{name: get_codec(name).identity() for name in cfg.codecs}}
+
+
+def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepOutcome:
+    """Measure every (sequence, pipeline, codec, QP) not yet in the output folder, then write the report."""
+    from tqdm import tqdm
+
+    from fcm.eval.evaluators import build_evaluator
+    from fcm.models import get_model
+    from fcm.video.sources import open_source
+
+    for name in cfg.codecs:
+        chosen = get_codec(name)
+        if not chosen.supports_streaming:
+            raise ConfigError(f"codec {name!r} cannot code video frame by frame")
+        for qp in cfg.qps:
+            chosen.check_params(cfg.bit_depth or chosen.default_bit_depth, cfg.params(qp))
+            if "remote" in cfg.pipelines:
+                fmt = PictureFormat.parse(cfg.picture)
+                chosen.check_image_format(fmt)
+                chosen.check_params(fmt.bit_depth, cfg.params(qp))
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_threads)
+    try:
+        model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256)
+        build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
+        sources = {s: open_source(s, cfg.max_frames, cfg.fps) for s in cfg.sequences}
+        _check_folder(cfg, model.weights_tag)
+        results = cfg.output / RESULTS_FILE
+        records = read_records(results)
+        done = {record_key(r) for r in records}
+        todo = [
+            (sequence, pipeline, codec, qp)
+            for sequence in cfg.sequences
+            for pipeline in cfg.pipelines
+            for codec in cfg.codecs
+            for qp in cfg.qps
+            if (sequence, pipeline, codec, qp) not in done
+        ]
+        new = 0
+        bar = tqdm(total=len(todo), unit="pt", desc=f"video sweep {cfg.name}", disable=not progress)
+        references: dict[str, list[Any]] = {}
+        with open(results, "a", encoding="utf-8") as sink, bar:
+            for sequence, pipeline, codec, qp in todo:
+                src = sources[sequence]
+                if sequence not in references:
+                    references = {sequence: _reference_outputs(src, model)}  # one sequence's at a time
+                evaluator = build_evaluator(cfg.evaluator, "unlabeled", model.task)
+                measure = _measure_feature if pipeline == "feature" else _measure_remote
+                record = {"sequence": sequence, **measure(cfg, src, model, codec, qp, references[sequence], evaluator)}
+                sink.write(json.dumps(record, separators=(",", ":")) + "\n")
+                sink.flush()
+                records.append(record)
+                new += 1
+                bar.update(1)
+    finally:
+        torch.set_num_threads(before)
+    from fcm.eval.video_report import write_report
+
+    report = write_report(cfg, records)
+    return VideoSweepOutcome(records, new, True, report)
+
+
+def _reference_outputs(src: Any, model: Any) -> list[Any]:
+    """The uncompressed model's output on every frame (what fidelity compares with)."""
+    outputs = []
+    with torch.no_grad():
+        for frame in src.frames():
+            outputs.append(model.full(model.prepare(frame)))
+    return outputs
+
+
+def _sample(src: Any, i: int) -> Any:
+    return SimpleNamespace(id=f"{src.name}#{i}")
+
+
+def _score(
+    cfg: VideoSweepConfig, src: Any, model: Any, evaluator: Any, outputs: Iterator[Any], references: list[Any]
+) -> tuple[int, dict[str, float], list[float]]:
+    """Feed each frame's output to the evaluator against its reference; frames, metrics and per-frame KL (nats)."""
+    from fcm.eval.evaluators import _probs
+
+    frames = 0
+    kls: list[float] = []
+    for i, output in enumerate(outputs):
+        if i >= len(references):
+            raise FcmError(f"{src.name}: more decoded frames than the source has")
+        evaluator.process(_sample(src, i), output, references[i])
+        if model.task == "classification":
+            p, q = _probs(references[i]), _probs(output)
+            kls.append(
+                max(float(torch.sum(p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300))))), 0.0)
+            )
+        frames += 1
+    if frames != len(references):
+        raise FcmError(f"{src.name}: {frames} frames decoded, the source has {len(references)}")
+    return frames, evaluator.evaluate(), kls
+
+
+def _measure_feature(
+    cfg: VideoSweepConfig, src: Any, model: Any, codec: str, qp: int, references: list[Any], evaluator: Any
+) -> dict[str, Any]:
+    from fcm.video.pipeline import decode_video, encode_video
+
+    tmp = cfg.output / f".stream-{os.getpid()}.fcmv"
+    try:
+        with open(tmp, "wb") as sink:
+            stats = encode_video(
+                src.frames(),
+                model,
+                codec,
+                cfg.params(qp),
+                sink,
+                src.fps,
+                intra_period=cfg.intra_period,
+                bit_depth=cfg.bit_depth,
+                range_mode=cfg.range_mode,  # type: ignore[arg-type]
+            )
+        t0 = time.perf_counter()
+        with open(tmp, "rb") as f:
+            _, results = decode_video(f, model)
+            frames, metrics, kls = _score(cfg, src, model, evaluator, (r.output for r in results), references)
+        decode_s = time.perf_counter() - t0
+        size = tmp.stat().st_size
+    finally:
+        tmp.unlink(missing_ok=True)
+    if size != stats.bytes:
+        raise FcmError(f"{src.name}: the stream file holds {size} bytes, the writer counted {stats.bytes}")
+    return _record(
+        cfg,
+        src,
+        "feature",
+        codec,
+        qp,
+        frames,
+        size,
+        stats.seconds,
+        decode_s,
+        metrics,
+        kls,
+        {"front_s": stats.front_s, "codec_s": stats.codec_s},
+    )
+
+
+def _measure_remote(
+    cfg: VideoSweepConfig, src: Any, model: Any, codec_name: str, qp: int, references: list[Any], evaluator: Any
+) -> dict[str, Any]:
+    counted = {"bytes": 0}
+    t0 = time.perf_counter()
+    outputs = _remote_outputs(
+        src, model, codec_name, cfg.params(qp), PictureFormat.parse(cfg.picture), cfg.intra_period, counted
+    )
+    frames, metrics, kls = _score(cfg, src, model, evaluator, outputs, references)
+    seconds = time.perf_counter() - t0
+    return _record(cfg, src, "remote", codec_name, qp, frames, counted["bytes"], seconds, None, metrics, kls, {})
+
+
+def _remote_outputs(
+    src: Any,
+    model: Any,
+    codec_name: str,
+    params: CodecParams,
+    fmt: PictureFormat,
+    intra_period: int,
+    counted: dict[str, int],
+) -> Iterator[Any]:
+    """Encode the RGB frames as video and decode them in lockstep (memory holds a packet, never the sequence),
+    running the whole model on each decoded frame; ``counted["bytes"]``: the elementary stream's size."""
+    codec = get_codec(codec_name)
+    encoder: Any = None
+    decoder: Any = None
+
+    def decode(packets: list[bytes]) -> Iterator[Any]:
+        nonlocal decoder
+        for packet in packets:
+            if decoder is None:
+                counted["bytes"] += len(encoder.extradata)
+                decoder = codec.open_picture_decoder(encoder.width, encoder.height, fmt, encoder.extradata)
+            counted["bytes"] += len(packet)
+            for picture in decoder.push(packet):
+                yield _run_full(model, picture)
+
+    for frame in src.frames():
+        if encoder is None:
+            encoder = codec.open_picture_encoder(frame.shape[1], frame.shape[0], params, fmt, intra_period)
+        yield from decode(encoder.push(frame))
+    if encoder is not None:
+        yield from decode(encoder.flush())
+    if decoder is not None:
+        for picture in decoder.flush():
+            yield _run_full(model, picture)
+
+
+def _run_full(model: Any, picture: np.ndarray) -> Any:
+    with torch.no_grad():
+        return model.full(model.prepare(picture))
+
+
+def _record(
+    cfg: VideoSweepConfig,
+    src: Any,
+    pipeline: str,
+    codec: str,
+    qp: int,
+    frames: int,
+    size: int,
+    encode_s: float,
+    decode_s: float | None,
+    metrics: dict[str, float],
+    kls: list[float],
+    times: dict[str, float],
+) -> dict[str, Any]:
+    duration = frames / float(src.fps)
+    record: dict[str, Any] = {
+        "source": src.spec,
+        "name": src.name,
+        "pipeline": pipeline,
+        "codec": codec,
+        "qp": qp,
+        "frames": frames,
+        "fps": float(src.fps),
+        "bytes": size,
+        "kbps": 8 * size / 1000 / duration,
+        "metrics": metrics,
+        # remote: encode and decode run in lockstep and are timed together
+        "encode_fps": frames / encode_s if encode_s > 0 else None,
+        "decode_fps": (frames / decode_s) if decode_s else None,
+        "times": {k: round(v, 4) for k, v in times.items()},
+    }
+    if kls:
+        record["mean_kl"] = float(np.mean(kls))
+    return record
