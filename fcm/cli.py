@@ -330,14 +330,7 @@ def _video_model(header: Any, args: argparse.Namespace) -> Any:
 
     if args.sha256 and not args.weights:
         raise FcmError("--sha256 checks a weights file: give --weights too")
-    model = get_model(header.model, header.split, args.weights, args.sha256)
-    if model.weights_tag != header.weights_tag:
-        warnings.warn(
-            f"the video was encoded with {header.model} weights {header.weights_tag}, decoding with "
-            f"{model.weights_tag}: the results may be meaningless",
-            stacklevel=2,
-        )
-    return model
+    return get_model(header.model, header.split, args.weights, args.sha256)  # decode_video warns on other weights
 
 
 def _video_sweep(args: argparse.Namespace) -> None:
@@ -350,9 +343,12 @@ def _video_sweep(args: argparse.Namespace) -> None:
 
         cfg = replace(cfg, output=Path(args.output))
     if args.report_only:
+        from fcm.eval.video_sweep import check_folder_read_only
+
         records = read_records(cfg.output / RESULTS_FILE)
         if not records:
             raise FcmError(f"{cfg.output} holds no video sweep records")
+        check_folder_read_only(cfg)  # the report names the config's settings: they must be the records'
         report = write_report(cfg, records)
     else:
         outcome = run_video_sweep(cfg, progress=not args.quiet)

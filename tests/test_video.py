@@ -245,11 +245,14 @@ _RSS_SCRIPT = textwrap.dedent(
     with open(path, "wb") as f:
         stats = encode_video(src.frames(), model, "x265", params, f, src.fps)
     frames = 0
+    resident = []
     with open(path, "rb") as f:
         for r in decode_video(f, model)[1]:
             frames += 1
+            if frames in (30, n):  # after warm-up, and at the end
+                resident.append(int(open("/proc/self/statm").read().split()[1]) * 4096 // 1024)
     assert frames == n == stats.frames
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resident[-1] - resident[0])
     """
 )
 
@@ -261,8 +264,12 @@ def test_peak_memory_does_not_grow_with_sequence_length(tmp_path):
         stream = str(tmp_path / f"{n}.fcmv")
         command = [sys.executable, "-c", _RSS_SCRIPT, str(n), stream]
         out = subprocess.run(command, capture_output=True, text=True, check=True)
-        peaks[n] = int(out.stdout.strip().splitlines()[-1])
+        peak, growth = (int(v) for v in out.stdout.strip().splitlines()[-1].split())
+        peaks[n] = peak
     assert peaks[300] <= 1.3 * peaks[30], peaks
+    # and while decoding frames 30 to 300, resident memory stays put (each frame's features, output and packet are
+    # ~70 KB: keeping them would add ~19 MB)
+    assert growth < 8 * 1024, growth
 
 
 @pytest.mark.parametrize("codec_name", ["x265", "x264", "svtav1", "vp9"])
@@ -352,3 +359,77 @@ def test_video_sweep_configs_are_checked(tmp_path):
         run_video_sweep(_video_sweep_config(tmp_path, codecs=["vp9"]), progress=False)  # yuv420p10 remote on VP9
     shipped = VideoSweepConfig.load("configs/video_sweep.yaml")
     assert shipped.pipelines == ("feature", "remote") and len(shipped.qps) >= 6 and shipped.gop == "lowdelay"
+
+
+def test_mutated_video_streams_raise_only_bitstream_errors(lite0, lowdelay_stream):
+    """300 mutations: bit flips, byte runs, cuts, insertions, length fields rewritten, and packet bytes changed with
+    the unit's CRC recomputed (so the codec itself meets the damage). Each stream decodes or raises BitstreamError;
+    nothing else escapes, nothing hangs."""
+    import zlib
+
+    data, stats = lowdelay_stream
+    start = len(data) - sum(stats.unit_bytes) - 12
+    bounds = np.cumsum([start, *stats.unit_bytes])
+    rng = np.random.default_rng(11)
+    outcomes = {"decoded": 0, "refused": 0}
+    for i in range(300):
+        b = bytearray(data)
+        kind = i % 6
+        pos = int(rng.integers(0, len(b)))
+        if kind == 0:
+            b[pos] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1:
+            b[pos : pos + 8] = rng.integers(0, 256, 8, dtype=np.uint8).tobytes()
+        elif kind == 2:
+            del b[pos:]
+        elif kind == 3:
+            b[pos:pos] = rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8).tobytes()
+        elif kind == 4:
+            b[pos : pos + 4] = int(rng.integers(0, 1 << 32)).to_bytes(4, "little")
+        else:  # inside a unit's packet, CRC recomputed: only the codec can notice
+            k = int(rng.integers(0, len(stats.unit_bytes)))
+            body_start, body_end = int(bounds[k]) + 4, int(bounds[k + 1]) - 4
+            for _ in range(4):
+                j = int(rng.integers(body_end - (body_end - body_start) // 2, body_end))
+                b[j] = int(rng.integers(0, 256))
+            b[body_end : body_end + 4] = zlib.crc32(bytes(b[body_start:body_end])).to_bytes(4, "little")
+        try:
+            for _ in decode_video(io.BytesIO(bytes(b)), lite0)[1]:
+                pass
+            outcomes["decoded"] += 1
+        except BitstreamError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 200 and outcomes["decoded"] > 0, outcomes
+
+
+def test_a_decoder_giving_more_frames_than_packets_is_refused(lite0, lowdelay_stream, monkeypatch):
+    """One packet decoding to two pictures (a VP9 superframe does) would pair frames with the wrong ranges."""
+    data, _ = lowdelay_stream
+    codec = get_codec("x265")
+    real = codec.open_decoder
+
+    def doubling(*args, **kwargs):
+        session = real(*args, **kwargs)
+        push = session.push
+        session.push = lambda packet: [f for f in push(packet) for _ in range(2)]
+        return session
+
+    monkeypatch.setattr(type(codec), "open_decoder", lambda self, *a, **k: doubling(*a, **k))
+    got = []
+    with pytest.raises(BitstreamError, match="already had its frame"):
+        for r in decode_video(io.BytesIO(data), lite0)[1]:
+            got.append(r.index)
+    assert got == [0]
+
+
+def test_video_sweep_survives_a_crash_cut_record(tmp_path):
+    from fcm.eval.video_sweep import RESULTS_FILE, read_records, run_video_sweep
+
+    cfg = _video_sweep_config(tmp_path, qps=[32, 37, 42, 47], pipelines=["feature"], sequences=["clip:coffee:4:96x64"])
+    run_video_sweep(cfg, progress=False)
+    results = cfg.output / RESULTS_FILE
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])  # the third record cut mid-write
+    again = run_video_sweep(cfg, progress=False)
+    assert again.new_records == 2 and len(read_records(results)) == 4
+    assert run_video_sweep(cfg, progress=False).new_records == 0  # and the file reads cleanly afterwards

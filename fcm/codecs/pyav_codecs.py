@@ -589,7 +589,7 @@ class PyAVCodec(Codec):
         """
         encoder = _AvEncoder(self, coded_w, coded_h, pix_fmt, bit_depth, params, self._gop_size(params), configure)
         packets: list[bytes] = []
-        for frame in make_frames(encoder.av):
+        for frame in encoder.guarded(lambda: make_frames(encoder.av)):
             packets.extend(encoder.encode(frame))
         packets.extend(encoder.encode(None))
         if len(packets) != n:
@@ -1001,6 +1001,16 @@ class _AvEncoder:
                 raise CodecError(_with_log(f"{codec.name}: encoder {codec.encoder} failed: {exc}", logs)) from exc
         self.ctx = ctx
         self._opened = False
+        self._rejected: list[str] = []
+
+    def guarded(self, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+        """``make()``'s frames, with any PyAV/FFmpeg failure while building them (e.g. ROI side data through a
+        filter graph) raised as :class:`CodecError`."""
+        av, codec = self.av, self.codec
+        try:
+            yield from make()
+        except (av.FFmpegError, EOFError, ValueError, OSError) as exc:
+            raise CodecError(f"{codec.name}: preparing a frame for {codec.encoder} failed: {exc}") from exc
 
     def encode(self, frame: Any) -> list[bytes]:
         """Packets the encoder has ready after ``frame`` (``None``: drain it)."""
@@ -1011,16 +1021,18 @@ class _AvEncoder:
             except (av.FFmpegError, EOFError, ValueError, OSError) as exc:
                 raise CodecError(_with_log(f"{codec.name}: encoder {codec.encoder} failed: {exc}", logs)) from exc
             if not self._opened:
-                self._opened = True
                 # After opening, PyAV's options hold what avcodec_open2 did not consume: unknown option names.
                 leftover = dict(self.ctx.options)
-                if leftover:
+                if leftover:  # refused at every call: a caller that goes on after the error gets it again
                     raise CodecError(
                         f"{codec.name}: encoder {codec.encoder} has no option(s) {', '.join(sorted(leftover))}"
                     )
         rejected = [msg.strip() for _, _, msg in logs if _REJECTED_PARAM.search(msg)]
         if rejected:
-            raise CodecError(f"{codec.name}: encoder {codec.encoder} rejected: {'; '.join(rejected)}")
+            self._rejected = rejected
+        if self._rejected:
+            raise CodecError(f"{codec.name}: encoder {codec.encoder} rejected: {'; '.join(self._rejected)}")
+        self._opened = True
         return packets
 
     @property
@@ -1093,11 +1105,14 @@ class EncoderSession:
             assert plan is not None
             regions = plan[0][0]
         padded = _pad_edge(samples, self.coded_h, self.coded_w)[0]
-        av_frame = _make_frame(self._encoder.av, padded, self.layout, self.bit_depth, pts=self.frames_in)
-        if regions is not None:
-            av_frame = attach_regions(av_frame, regions)
-        self.frames_in += 1
+
+        def make() -> Iterator[Any]:
+            av_frame = _make_frame(self._encoder.av, padded, self.layout, self.bit_depth, pts=self.frames_in)
+            yield av_frame if regions is None else attach_regions(av_frame, regions)
+
+        (av_frame,) = self._encoder.guarded(make)
         packets = self._encoder.encode(av_frame)
+        self.frames_in += 1  # counted once the encoder took it
         self.packets_out += len(packets)
         return packets
 
@@ -1223,8 +1238,8 @@ class PictureEncoderSession:
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ShapeError(f"expected a {self.height}x{self.width}x3 uint8 picture, got {image.shape} {image.dtype}")
         frame = _picture_frame(self._encoder.av, image, self.coded_w, self.coded_h, self.fmt, pts=self.frames_in)
-        self.frames_in += 1
         packets = self._encoder.encode(frame)
+        self.frames_in += 1
         self.packets_out += len(packets)
         return packets
 

@@ -1,5 +1,5 @@
-"""The report of a video sweep: points per (pipeline, codec, QP) over all sequences, BD-rate on kbps against the
-anchor (the first ``remote`` curve), a CSV, a JSON and a rate–fidelity plot.
+"""The report of a video sweep: points per (pipeline, codec, QP) over all sequences, BD-rate on kbps of each
+``feature/<codec>`` curve against ``remote/<codec>``, a CSV, a JSON and a rate–fidelity plot.
 
 A point's rate is the total bits of its sequences over their total duration (kbps); its metric the frame-weighted
 mean of the sequences' metrics; ``kl_db`` (classifiers) is −10·log10 of the frame-weighted mean KL, floored at
@@ -57,6 +57,7 @@ def aggregate(records: list[dict[str, Any]], sequences: tuple[str, ...]) -> list
             "kbps": 8 * sum(r["bytes"] for r in rs) / 1000 / duration,
             "metrics": metrics,
             "encode_fps": _rate(frames, [r["frames"] / r["encode_fps"] for r in rs if r.get("encode_fps")]),
+            "roundtrip_fps": _rate(frames, [r["frames"] / r["roundtrip_fps"] for r in rs if r.get("roundtrip_fps")]),
             "decode_fps": _rate(frames, [r["frames"] / r["decode_fps"] for r in rs if r.get("decode_fps")]),
         }
         if all("mean_kl" in r for r in rs):
@@ -76,8 +77,8 @@ def _rate(frames: int, seconds: list[float]) -> float | None:
 
 
 def bd_table(points: list[dict[str, Any]], measure: str) -> list[dict[str, Any]]:
-    """BD-rate (kbps) and BD-measure of every curve against the anchor (first ``remote`` curve, else the first),
-    on ``measure`` (a metric name or ``kl_db``)."""
+    """BD-rate (kbps) and BD-measure of every ``feature/<codec>`` curve against ``remote/<codec>`` (the same codec
+    coding the video itself), on ``measure`` (a metric name or ``kl_db``)."""
 
     def value(p: dict[str, Any]) -> float | None:
         v = p.get(measure, p["metrics"].get(measure))
@@ -88,12 +89,11 @@ def bd_table(points: list[dict[str, Any]], measure: str) -> list[dict[str, Any]]
         v = value(p)
         if v is not None:
             curves[p["curve"]].append((p["kbps"], v))
-    if not curves:
-        return []
-    anchor = next((c for c in curves if c.startswith("remote/")), next(iter(curves)))
     rows = []
     for name, pts in curves.items():
-        if name == anchor:
+        pipeline, _, codec = name.partition("/")
+        anchor = f"remote/{codec}"  # the same codec coding the video itself: the comparison the sweep is for
+        if pipeline == "remote" or anchor not in curves:
             continue
         r = compare(anchor, pareto_front(curves[anchor]), name, pareto_front(pts))
         rows.append(
@@ -211,13 +211,13 @@ def plot_kbps(path: Path, points: list[dict[str, Any]], measures: list[str], tit
         ax = fig.add_subplot(1, len(measures), k + 1)
         for i, curve in enumerate(curves):
             ps = sorted((p for p in points if p["curve"] == curve), key=lambda p: p["kbps"])
-            ys = [p.get(measure, p["metrics"].get(measure)) for p in ps]
-            xs = [p["kbps"] for p, y in zip(ps, ys, strict=True) if _finite(y)]
-            ys = [y for y in ys if _finite(y)]
-            if not xs:
+            ps = [p for p in ps if _finite(p.get(measure, p["metrics"].get(measure)))]
+            if not ps:
                 continue
+            xs = [p["kbps"] for p in ps]
+            ys = [p.get(measure, p["metrics"].get(measure)) for p in ps]
             ax.plot(xs, ys, label=curve, **_style(i))
-            for p, x, y in zip(ps, xs, ys, strict=False):
+            for p, x, y in zip(ps, xs, ys, strict=True):
                 ax.annotate(str(p["qp"]), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("rate (kbps, log scale)")
@@ -235,7 +235,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [f"{'curve':<16} {'qp':>3} {'kbps':>10} {primary:>16} {'kl_db':>7} {'enc fps':>8} {'dec fps':>8}"]
     for p in report["points"]:
         kl = p.get("kl_db")
-        enc, dec = p["encode_fps"], p["decode_fps"]
+        # remote: encode, decode and the whole model run in lockstep (one figure, in the encode column)
+        enc, dec = p["encode_fps"] or p.get("roundtrip_fps"), p["decode_fps"]
         lines.append(
             f"{p['curve']:<16} {p['qp']:>3} {p['kbps']:>10.2f} {p['metrics'].get(primary, float('nan')):>16.2f} "
             f"{'' if kl is None else f'{kl:.2f}':>7} {'' if enc is None else f'{enc:.1f}':>8} "

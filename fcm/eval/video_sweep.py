@@ -5,7 +5,8 @@ Pipelines:
 
 ``feature``
     fcm: the split features of every frame packed and coded as one low-delay (or all-intra) stream in the fcm video
-    container (:mod:`fcm.video`); the rate counts every byte of the ``.fcmv`` stream.
+    container (:mod:`fcm.video`); the rate counts every byte of the ``.fcmv`` stream, its header and the framing of
+    each access unit included (about 10 bytes per frame beyond the ranges: 2 kbps at 25 fps).
 ``remote``
     the anchor: the RGB video itself coded as video with the same codec, GOP and intra period (4:2:0 by default), the
     whole model run on each decoded frame; the rate counts every byte of the elementary stream.
@@ -37,6 +38,7 @@ from fcm.codecs import CodecParams, get_codec
 from fcm.codecs.base import as_gop_structure, as_rate_control
 from fcm.codecs.color import PICTURE_FORMATS, PictureFormat
 from fcm.errors import ConfigError, FcmError
+from fcm.eval.sweep import _exclusive
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "video_sweep.json"
@@ -184,41 +186,59 @@ def record_key(r: dict[str, Any]) -> tuple[str, str, str, int]:
     return r["sequence"], r["pipeline"], r["codec"], int(r["qp"])
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of ``results.jsonl``; a last line cut by a crash is dropped (its point is measured again)."""
+def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The records of ``results.jsonl``, the last one per point. A last line cut by a crash is dropped (its point is
+    measured again) and, with ``repair``, cut from the file so the next record starts on a line of its own."""
     if not path.is_file():
         return []
-    records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     for i, line in enumerate(lines):
+        if not line.strip():
+            continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
+            if i == len(lines) - 1:  # no newline after it: a write the crash interrupted
+                if repair:
+                    with open(path, "r+b") as f:
+                        f.truncate(len(data) - len(line))
                 break
             raise ConfigError(
                 f"{path}: line {i + 1} is not JSON (not a crash-cut last line): fix or remove it"
             ) from None
-    return records
+        records[record_key(record)] = record  # a point measured twice (two runs before locking) counts once
+    return list(records.values())
 
 
-def _check_folder(cfg: VideoSweepConfig, weights_tag: str) -> None:
+def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True) -> None:
+    """Refuse a folder holding another sweep's records (the lists of sequences, QPs, codecs and pipelines may grow
+    or shrink; each codec both runs name must be the same build)."""
     cfg.output.mkdir(parents=True, exist_ok=True)
     identity = {**cfg.identity(), "weights_tag": weights_tag, "codec_identity": _codec_identity(cfg)}
     path = cfg.output / SWEEP_FILE
+    lists = ("sequences", "qps", "codecs", "pipelines", "codec_identity")
     if path.is_file():
         stored = json.loads(path.read_text())
-        changed = sorted(
-            k
-            for k in set(stored) | set(identity)
-            if stored.get(k) != identity.get(k) and k not in ("sequences", "qps", "codecs", "pipelines")
-        )
+        changed = sorted(k for k in set(stored) | set(identity) if k not in lists and stored.get(k) != identity.get(k))
+        before, now = stored.get("codec_identity") or {}, identity["codec_identity"]
+        changed += [f"codec_identity of {k!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
         if changed:
             raise ConfigError(
                 f"{cfg.output} holds results of a different video sweep (differs in {', '.join(changed)}); choose "
                 "another output folder or delete it"
             )
-    path.write_text(json.dumps(identity, indent=2) + "\n")
+        identity["codec_identity"] = {**before, **now}
+    if write:
+        path.write_text(json.dumps(identity, indent=2) + "\n")
+
+
+def check_folder_read_only(cfg: VideoSweepConfig) -> None:
+    """:func:`_check_folder` without writing: the folder's records were measured with ``cfg``'s settings."""
+    from fcm.models import get_model
+
+    _check_folder(cfg, get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256).weights_tag, write=False)
 
 
 def _codec_identity(cfg: VideoSweepConfig) -> dict[str, Any]:
@@ -229,7 +249,6 @@ def _codec_identity(cfg: VideoSweepConfig) -> dict[str, Any]:
 
 def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepOutcome:
     """Measure every (sequence, pipeline, codec, QP) not yet in the output folder, then write the report."""
-    from tqdm import tqdm
 
     from fcm.eval.evaluators import build_evaluator
     from fcm.models import get_model
@@ -251,40 +270,53 @@ def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepO
         model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256)
         build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         sources = {s: open_source(s, cfg.max_frames, cfg.fps) for s in cfg.sequences}
-        _check_folder(cfg, model.weights_tag)
-        results = cfg.output / RESULTS_FILE
-        records = read_records(results)
-        done = {record_key(r) for r in records}
-        todo = [
-            (sequence, pipeline, codec, qp)
-            for sequence in cfg.sequences
-            for pipeline in cfg.pipelines
-            for codec in cfg.codecs
-            for qp in cfg.qps
-            if (sequence, pipeline, codec, qp) not in done
-        ]
-        new = 0
-        bar = tqdm(total=len(todo), unit="pt", desc=f"video sweep {cfg.name}", disable=not progress)
-        references: dict[str, list[Any]] = {}
-        with open(results, "a", encoding="utf-8") as sink, bar:
-            for sequence, pipeline, codec, qp in todo:
-                src = sources[sequence]
-                if sequence not in references:
-                    references = {sequence: _reference_outputs(src, model)}  # one sequence's at a time
-                evaluator = build_evaluator(cfg.evaluator, "unlabeled", model.task)
-                measure = _measure_feature if pipeline == "feature" else _measure_remote
-                record = {"sequence": sequence, **measure(cfg, src, model, codec, qp, references[sequence], evaluator)}
-                sink.write(json.dumps(record, separators=(",", ":")) + "\n")
-                sink.flush()
-                records.append(record)
-                new += 1
-                bar.update(1)
+        cfg.output.mkdir(parents=True, exist_ok=True)
+        with _exclusive(cfg.output):
+            _check_folder(cfg, model.weights_tag)
+            records, new = _measure_all(cfg, model, sources, progress)
     finally:
         torch.set_num_threads(before)
     from fcm.eval.video_report import write_report
 
     report = write_report(cfg, records)
     return VideoSweepOutcome(records, new, True, report)
+
+
+def _measure_all(
+    cfg: VideoSweepConfig, model: Any, sources: dict[str, Any], progress: bool
+) -> tuple[list[dict[str, Any]], int]:
+    from tqdm import tqdm
+
+    from fcm.eval.evaluators import build_evaluator
+
+    results = cfg.output / RESULTS_FILE
+    records = read_records(results, repair=True)
+    done = {record_key(r) for r in records}
+    todo = [
+        (sequence, pipeline, codec, qp)
+        for sequence in cfg.sequences
+        for pipeline in cfg.pipelines
+        for codec in cfg.codecs
+        for qp in cfg.qps
+        if (sequence, pipeline, codec, qp) not in done
+    ]
+    new = 0
+    bar = tqdm(total=len(todo), unit="pt", desc=f"video sweep {cfg.name}", disable=not progress)
+    references: dict[str, list[Any]] = {}
+    with open(results, "a", encoding="utf-8") as sink, bar:
+        for sequence, pipeline, codec, qp in todo:
+            src = sources[sequence]
+            if sequence not in references:
+                references = {sequence: _reference_outputs(src, model)}  # one sequence's at a time
+            evaluator = build_evaluator(cfg.evaluator, "unlabeled", model.task)
+            measure = _measure_feature if pipeline == "feature" else _measure_remote
+            record = {"sequence": sequence, **measure(cfg, src, model, codec, qp, references[sequence], evaluator)}
+            sink.write(json.dumps(record, separators=(",", ":")) + "\n")
+            sink.flush()
+            records.append(record)
+            new += 1
+            bar.update(1)
+    return records, new
 
 
 def _reference_outputs(src: Any, model: Any) -> list[Any]:
@@ -378,7 +410,9 @@ def _measure_remote(
     )
     frames, metrics, kls = _score(cfg, src, model, evaluator, outputs, references)
     seconds = time.perf_counter() - t0
-    return _record(cfg, src, "remote", codec_name, qp, frames, counted["bytes"], seconds, None, metrics, kls, {})
+    record = _record(cfg, src, "remote", codec_name, qp, frames, counted["bytes"], 0.0, None, metrics, kls, {})
+    record["roundtrip_fps"] = frames / seconds if seconds > 0 else None  # encode, decode and model in lockstep
+    return record
 
 
 def _remote_outputs(
@@ -448,7 +482,6 @@ def _record(
         "bytes": size,
         "kbps": 8 * size / 1000 / duration,
         "metrics": metrics,
-        # remote: encode and decode run in lockstep and are timed together
         "encode_fps": frames / encode_s if encode_s > 0 else None,
         "decode_fps": (frames / decode_s) if decode_s else None,
         "times": {k: round(v, 4) for k, v in times.items()},

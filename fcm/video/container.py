@@ -63,6 +63,7 @@ MAX_RATE_TERM = 1 << 20
 #: an access unit may hold at most this many times the raw frame's bytes, plus this slack
 _MAX_EXPANSION = 4
 _SLACK = 1 << 20
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ class VideoWriter:
             raise FcmError("add() needs a started, unfinished video stream")
         if unit.index != self.frames:
             raise FcmError(f"access unit {unit.index} out of order: frame {self.frames} comes next")
+        if self.frames >= MAX_FRAMES:
+            raise FcmError(f"a video stream holds at most {MAX_FRAMES} frames; start another stream")
         data = write_unit(self.header, unit)
         self._put(data)
         self.frames += 1
@@ -212,7 +215,7 @@ class VideoReader:
     def _exact(self, n: int, what: str) -> bytes:
         chunks, left = [], n
         while left:
-            chunk = self.source.read(left)
+            chunk = self.source.read(min(left, _READ_CHUNK))  # memory follows the bytes that arrive, not a claim
             if not chunk:
                 done = f"{self.frames} complete frame(s)"
                 raise BitstreamError(f"truncated: the stream ends inside {what} ({n - left} of {n} bytes) after {done}")

@@ -8,7 +8,9 @@ stream is one low-delay (or all-intra) sequence, so its rate is real stream byte
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -220,6 +222,12 @@ def decode_video(
         raise BitstreamError(
             f"the video is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
         )
+    if model.weights_tag != header.weights_tag:
+        warnings.warn(
+            f"the video was encoded with {header.model} weights {header.weights_tag}, decoding with "
+            f"{model.weights_tag}: the results may be meaningless",
+            stacklevel=2,
+        )
     check_wrapper(header.wrapper, wrapper)
     if wrapper is not None:
         check_wrapper_split(wrapper, model)
@@ -245,6 +253,8 @@ def _decode_frames(
 
     def finish(frame: np.ndarray, codec_s: float) -> VideoFrameResult:
         nonlocal index
+        if not pending:  # e.g. a VP9 superframe: one packet, several pictures
+            raise BitstreamError(f"the decoder gave frame {index} for a packet that already had its frame")
         try:
             packed = PackedFrames(frame[None], layout, header.bit_depth, header.range_mode, (pending.popleft(),))
         except ShapeError as e:
@@ -264,7 +274,18 @@ def _decode_frames(
         index += 1
         return result
 
-    for unit in reader:
+    units = iter(reader)
+    while True:
+        try:
+            unit = next(units)
+        except StopIteration:
+            break
+        except BitstreamError:  # truncated or damaged: the complete frames the decoder still holds come first
+            with contextlib.suppress(CodecError):
+                held = decoder.flush()
+                for frame in held[: len(pending)]:
+                    yield finish(frame, 0.0)
+            raise
         pending.append(unit.ranges)
         t0 = time.perf_counter()
         try:
