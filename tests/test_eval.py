@@ -212,6 +212,11 @@ def test_shipped_configs_are_valid():
     for path in configs.glob("*.yaml"):
         if path.name.startswith("train_"):  # training configs (fcm train): tests/test_train.py checks them
             continue
+        if path.name.startswith("video_"):  # video sweeps (fcm video-sweep)
+            from fcm.eval.video_sweep import VideoSweepConfig
+
+            VideoSweepConfig.load(path)
+            continue
         if path.name.startswith("rdo_"):  # fixed-map configs (fcm rdo-weights)
             from fcm.rdo.config import RdoWeightsConfig
 

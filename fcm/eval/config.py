@@ -97,7 +97,8 @@ class SweepConfig:
         known = set(cls.__dataclass_fields__) | {"qps"}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
+            hint = " (a video sweep config: run it with fcm video-sweep)" if "sequences" in unknown else ""
+            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}{hint}")
         missing = [k for k in ("dataset", "model", "codecs", "output") if k not in raw]
         if missing:
             raise ConfigError(f"config is missing required keys {missing}")
