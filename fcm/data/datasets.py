@@ -208,10 +208,38 @@ class EmbeddedPhotos(Dataset):
         super().__init__([Sample(f"{p}/{v}", _variant(p, box, scale)) for p in photos for v, box, scale in chosen])
 
 
+class ShapesDetection(CocoDetection):
+    """The generated detection dataset (:mod:`fcm.data.shapes`): split ``split`` of ``images`` images drawn with
+    ``seed``, written once under ``root`` (default ``$FCM_DATA`` or ``~/.cache/fcm``, in a folder named by the
+    settings) and reused while its annotation file says it was made with the same settings."""
+
+    def __init__(
+        self,
+        split: str = "val",
+        images: int = 100,
+        seed: int = 0,
+        size: int = 256,
+        root: str | Path | None = None,
+        name: str | None = None,
+    ) -> None:
+        import os
+
+        from fcm.data.shapes import ANNOTATIONS, GENERATOR_VERSION, ShapesSettings, generate_split, made_with
+
+        if not isinstance(images, int) or isinstance(images, bool) or images < 1:
+            raise ConfigError(f"images must be a positive integer, got {images!r}")
+        settings = ShapesSettings.for_size(size)
+        base = Path(root) if root is not None else Path(os.environ.get("FCM_DATA", Path.home() / ".cache" / "fcm"))
+        folder = base / f"shapes-v{GENERATOR_VERSION}-seed{seed}-size{size}-{images}"
+        if not made_with(folder / split, seed, settings, images):
+            generate_split(folder, split, images, seed, settings)
+        super().__init__(folder / split, folder / split / ANNOTATIONS, name=name or f"shapes-{split}")
+
+
 def build_dataset(spec: dict[str, Any], categories: Sequence[str] = ()) -> Dataset:
     """Build a dataset from its config mapping (``kind`` plus the kind's arguments); errors name the problem."""
     if not isinstance(spec, dict) or "kind" not in spec:
-        raise ConfigError("dataset must be a mapping with a 'kind' (embedded, imagefolder, images, coco)")
+        raise ConfigError("dataset must be a mapping with a 'kind' (embedded, imagefolder, images, coco, shapes)")
     kind = spec["kind"]
     args = {k: v for k, v in spec.items() if k != "kind"}
     builders: dict[str, Callable[..., Dataset]] = {
@@ -219,6 +247,7 @@ def build_dataset(spec: dict[str, Any], categories: Sequence[str] = ()) -> Datas
         "imagefolder": lambda **a: ImageFolderClassification(categories=categories, **a),
         "images": ImageSet,
         "coco": CocoDetection,
+        "shapes": ShapesDetection,
     }
     if kind not in builders:
         raise ConfigError(f"unknown dataset kind {kind!r}; known: {', '.join(builders)}")

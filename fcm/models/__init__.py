@@ -120,6 +120,20 @@ for _name, _cls, _task, _desc in (
             _name, _task, ("fpn",), "fpn", _desc + "; weights from a local file", _rcnn(_cls), _rcnn_specs(_cls)
         ),
     )
+MODELS.add(
+    "faster_rcnn_lite0_fpn",
+    ModelEntry(
+        "faster_rcnn_lite0_fpn",
+        "detection",
+        ("fpn",),
+        "fpn",
+        "Faster R-CNN, EfficientNet-Lite0 + FPN (96 channels), trained offline on the generated shapes dataset "
+        "(fcm.data.shapes, 6 classes, 256-pixel images); shipped weights",
+        _rcnn("Lite0ShapesDetectorSplit"),
+        _rcnn_specs("Lite0ShapesDetectorSplit"),
+        bundled_weights=True,
+    ),
+)
 for _arch, _default in (("resnet18", "layer2"), ("resnet50", "layer2"), ("mobilenet_v3_large", "features.6")):
     from fcm.models.torchvision_classifiers import SPLITS as _TV_SPLITS  # light: imports torch only
 

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fcm.errors import ShapeError, UnknownNameError
+from fcm.errors import ShapeError, UnknownNameError, WeightsError
 from fcm.models.base import Features, SplitModel, SplitSpec, TensorSpec, check_image
+from fcm.models.lite0_detector import FPN_CHANNELS, IMAGE_SIZE
 from fcm.models.weights import load_into, load_state_dict
 
 FPN_LEVELS = (("p2", "0", 4), ("p3", "1", 8), ("p4", "2", 16), ("p5", "3", 32))
@@ -35,33 +36,35 @@ def coco_categories() -> tuple[str, ...]:
 
 
 class _RCNNSplit(SplitModel):
-    """Shared implementation; subclasses set ``name``, ``task`` and the torchvision builder."""
+    """Shared implementation; subclasses set ``name``, ``task`` and the torchvision builder (or override
+    :meth:`_build_net`, :attr:`fpn_channels` and the default sizes)."""
 
     builder_name = ""
     back_meta: tuple[str, ...] = ("original_size", "image_size", "batch_size")
+    #: channels of each FPN level P2–P5
+    fpn_channels = 256
+    default_min_size = 800
+    default_max_size = 1333
 
     def __init__(
         self,
         split: str = "fpn",
         weights: str | Path | None = None,
         sha256: str | None = None,
-        min_size: int = 800,
-        max_size: int = 1333,
+        min_size: int | None = None,
+        max_size: int | None = None,
         box_score_thresh: float = 0.05,
     ) -> None:
         if split not in SPLITS:
             raise UnknownNameError(f"unknown split {split!r} of {self.name}; known: {', '.join(SPLITS)}")
-        from torchvision.models import detection
-
-        builder = getattr(detection, self.builder_name)
-        net = builder(
-            weights=None,
-            weights_backbone=None,
-            num_classes=91,
-            min_size=min_size,
-            max_size=max_size,
-            box_score_thresh=box_score_thresh,
+        net = self._build_net(
+            self.default_min_size if min_size is None else min_size,
+            self.default_max_size if max_size is None else max_size,
+            box_score_thresh,
         )
+        if weights is None:
+            weights, default_sha = self._default_weights()
+            sha256 = sha256 or default_sha
         tag = "random"
         if weights is not None:
             state, digest = load_state_dict(weights, sha256)
@@ -69,17 +72,37 @@ class _RCNNSplit(SplitModel):
             tag = digest[:16]
         super().__init__(split, weights_tag=tag)
         self.net = net.eval()
-        self.categories = coco_categories()
+        self.categories = self._categories()
         self._spec = SplitSpec(
             self.name,
             split,
-            tuple(TensorSpec(name, 256, stride) for name, _, stride in FPN_LEVELS),
+            tuple(TensorSpec(name, self.fpn_channels, stride) for name, _, stride in FPN_LEVELS),
             "FPN outputs P2–P5; P6 is recomputed from P5 in the cloud",
         )
 
+    def _build_net(self, min_size: int, max_size: int, box_score_thresh: float) -> Any:
+        from torchvision.models import detection
+
+        builder = getattr(detection, self.builder_name)
+        return builder(
+            weights=None,
+            weights_backbone=None,
+            num_classes=91,
+            min_size=min_size,
+            max_size=max_size,
+            box_score_thresh=box_score_thresh,
+        )
+
+    def _default_weights(self) -> tuple[Path | None, str | None]:
+        """Weights used when none are given and their sha256 (``None``: random initialisation)."""
+        return None, None
+
+    def _categories(self) -> tuple[str, ...]:
+        return coco_categories()
+
     @classmethod
     def split_specs(cls) -> list[SplitSpec]:
-        return [SplitSpec(cls.name, "fpn", tuple(TensorSpec(n, 256, s) for n, _, s in FPN_LEVELS))]
+        return [SplitSpec(cls.name, "fpn", tuple(TensorSpec(n, cls.fpn_channels, s) for n, _, s in FPN_LEVELS))]
 
     @property
     def spec(self) -> SplitSpec:
@@ -170,3 +193,38 @@ class MaskRCNNSplit(_RCNNSplit):
     name = "mask_rcnn_r50_fpn"
     task = "instance_segmentation"
     builder_name = "maskrcnn_resnet50_fpn"
+
+
+#: the trained weights that ship with fcm (``tools/train_detector.py`` makes them)
+SHAPES_DETECTOR_WEIGHTS = Path(__file__).parent / "data" / "faster_rcnn_lite0_fpn_shapes.pth"
+#: its sha256, checked on load (a damaged or swapped file is refused)
+SHAPES_DETECTOR_SHA256 = "01481c4b0c096aec0a9fd9504cdaace8aeace4041f629757eb803ce0ee9b8738"
+
+
+class Lite0ShapesDetectorSplit(_RCNNSplit):
+    """The offline detector (:mod:`fcm.models.lite0_detector`): EfficientNet-Lite0 + FPN Faster R-CNN trained on the
+    generated shapes dataset (:mod:`fcm.data.shapes`), 256-pixel inputs; its shipped weights load by default."""
+
+    name = "faster_rcnn_lite0_fpn"
+    task = "detection"
+    fpn_channels = FPN_CHANNELS
+    default_min_size = default_max_size = IMAGE_SIZE
+
+    def _build_net(self, min_size: int, max_size: int, box_score_thresh: float) -> Any:
+        from fcm.data.shapes import CATEGORIES
+        from fcm.models.lite0_detector import build_detector
+
+        return build_detector(len(CATEGORIES) + 1, min_size, max_size, box_score_thresh)
+
+    def _default_weights(self) -> tuple[Path | None, str | None]:
+        if not SHAPES_DETECTOR_WEIGHTS.is_file():
+            raise WeightsError(
+                f"the shipped weights of {self.name} are missing ({SHAPES_DETECTOR_WEIGHTS}); reinstall fcm, or make "
+                "them with python tools/train_detector.py, or pass weights=PATH"
+            )
+        return SHAPES_DETECTOR_WEIGHTS, SHAPES_DETECTOR_SHA256
+
+    def _categories(self) -> tuple[str, ...]:
+        from fcm.data.shapes import CATEGORIES
+
+        return ("__background__", *CATEGORIES)
