@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     edge = run_front(image, model)
     packed = Packer(10).pack(edge.features.tensors)
     frame = packed.frames
-    codec = get_codec("x265")
     runs = []
     for preset in args.presets.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
             set_codec_threads({"x265": threads})
+            codec = get_codec("x265")  # takes the thread count when it is made
             best = float("inf")
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
