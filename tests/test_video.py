@@ -433,3 +433,40 @@ def test_video_sweep_survives_a_crash_cut_record(tmp_path):
     again = run_video_sweep(cfg, progress=False)
     assert again.new_records == 2 and len(read_records(results)) == 4
     assert run_video_sweep(cfg, progress=False).new_records == 0  # and the file reads cleanly afterwards
+
+
+def test_labelled_shapes_clips_and_a_detection_video_sweep(tmp_path):
+    """shapes: clips carry per-frame COCO ground truth (deterministic, masks tight on boxes); a video sweep of the
+    offline detector scores each frame's detections against it (COCO mAP), and refuses coco on unlabelled clips."""
+    from pycocotools import mask as mask_utils
+
+    from fcm.eval.video_sweep import run_video_sweep
+
+    src = open_source("shapes:3:5:128")
+    frames = list(src.frames())
+    assert len(frames) == 5 and frames[0].shape == (128, 128, 3) and src.labelled
+    assert all(np.array_equal(a, b) for a, b in zip(frames, open_source("shapes:3:5:128").frames(), strict=True))
+    assert not np.array_equal(frames[0], frames[4])  # things move
+    gt = src.ground_truth()
+    assert [im["id"] for im in gt["images"]] == [1, 2, 3, 4, 5] and gt["annotations"]
+    for ann in gt["annotations"]:
+        ys, xs = np.nonzero(mask_utils.decode(ann["segmentation"]))
+        x, y, w, h = ann["bbox"]
+        assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    cfg = _video_sweep_config(
+        tmp_path,
+        model="faster_rcnn_lite0_fpn",
+        split="fpn",
+        sequences=["shapes:3:4"],
+        evaluator="coco",
+        qps=[27, 32, 37, 42],
+    )
+    outcome = run_video_sweep(cfg, progress=False)
+    by = {(r["pipeline"], r["qp"]): r["metrics"]["mAP"] for r in outcome.records}
+    assert by[("feature", 27)] >= 60 and by[("remote", 27)] >= 50, by  # 85 and 81 measured on a 6-frame clip
+    assert outcome.report["primary_metric"] == "mAP"
+    with pytest.raises(ConfigError, match="needs labelled sequences"):
+        run_video_sweep(
+            _video_sweep_config(tmp_path / "x", model="faster_rcnn_lite0_fpn", split="fpn", evaluator="coco"),
+            progress=False,
+        )

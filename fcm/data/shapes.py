@@ -356,3 +356,78 @@ def iter_split(root: str | Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
         by_image.setdefault(a["image_id"], []).append(a)
     for image in coco["images"]:
         yield root / image["file_name"], by_image.get(image["id"], [])
+
+
+def draw_clip(
+    seed: int, frames: int, settings: ShapesSettings | None = None
+) -> Iterator[tuple[np.ndarray, list[tuple[int, np.ndarray]]]]:
+    """A labelled video: ``frames`` frames of shapes moving (bouncing off the borders, 0.5–3 px per frame) over a
+    background a virtual camera pans across; per frame the RGB image and its objects (category index, visible
+    mask). Backgrounds come from the validation parts of the pictures (never a training pixel). Objects keep their
+    shape, size, rotation and fill from frame to frame; an object is annotated in a frame when at least a quarter of
+    it (and 16 pixels) is visible there. Deterministic per (seed, frame index)."""
+    settings = settings or ShapesSettings()
+    size = settings.size
+    rng = np.random.default_rng([seed, 7, 0])
+    backgrounds = _Backgrounds("val")
+    part = backgrounds.parts[int(rng.integers(len(backgrounds.parts)))]
+    h, w = part.shape[:2]
+    side = max(16, min(h, w) * 3 // 4)
+    count = int(rng.integers(max(2, settings.min_objects), min(5, settings.max_objects) + 1))
+    objects = []
+    for k in range(count):
+        obj_seed = [seed, 7, k + 1]
+        orng = np.random.default_rng(obj_seed)
+        category = int(orng.integers(len(CATEGORIES)))
+        extent = int(orng.integers(settings.min_object, settings.max_object + 1))
+        start = orng.uniform(extent / 2, size - extent / 2, 2)
+        speed = orng.uniform(0.5, 3.0, 2) * orng.choice([-1, 1], 2)
+        fill = _fill(orng, backgrounds, size, np.zeros((size, size), dtype=bool))
+        objects.append((category, extent, start, speed, obj_seed, fill))
+    jitter = (rng.uniform(0.8, 1.2), rng.uniform(-20, 20))
+    for t in range(frames):
+        # the camera: a square window sliding along the background part and back
+        span_y, span_x = h - side, w - side
+        phase = (t % 200) / 100
+        u = phase if phase <= 1 else 2 - phase
+        top, left = round(u * span_y * 0.5), round(u * span_x)
+        crop = np.ascontiguousarray(part[top : top + side, left : left + side])
+        from PIL import Image
+
+        canvas = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR)).astype(np.float32)
+        canvas = np.clip(canvas * jitter[0] + jitter[1], 0, 255)
+        drawn = []
+        for category, extent, start, speed, obj_seed, fill in objects:
+            centre = _bounce(start + speed * t, extent / 2, size - extent / 2)
+            shape_rng = np.random.default_rng([*obj_seed, 1])  # the same draw every frame: same shape and angle
+            mask = _shape_mask(
+                CATEGORIES[category], shape_rng, size, round(float(centre[0])), round(float(centre[1])), extent
+            )
+            shift = np.round(centre - start).astype(int)
+            drawn.append((category, mask, np.roll(fill, (int(shift[0]), int(shift[1])), axis=(0, 1))))
+        covered = np.zeros((size, size), dtype=bool)
+        visible_of = []
+        for category, mask, _ in reversed(drawn):
+            visible = mask & ~covered
+            covered |= mask
+            visible_of.append((category, mask, visible))
+        labels = []
+        for _, mask, fill in drawn:
+            alpha = _soft(mask)[..., None]
+            canvas = canvas * (1 - alpha) + fill * alpha
+        for category, mask, visible in reversed(visible_of):
+            if visible.sum() >= max(16, 0.25 * mask.sum()):
+                labels.append((category, visible))
+        yield np.clip(np.rint(canvas), 0, 255).astype(np.uint8), labels
+
+
+def _bounce(position: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``position`` folded into ``[lo, hi]`` as a ball bouncing between the two walls."""
+    span = max(hi - lo, 1e-6)
+    x = np.mod(position - lo, 2 * span)
+    return lo + np.where(x > span, 2 * span - x, x)
+
+
+def clip_annotations(labels: list[tuple[int, np.ndarray]], image_id: int, first_id: int) -> list[dict[str, Any]]:
+    """COCO annotations of one clip frame's objects (ids from ``first_id``)."""
+    return [_annotation(first_id + k, image_id, category, mask) for k, (category, mask) in enumerate(labels)]

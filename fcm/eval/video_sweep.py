@@ -12,8 +12,10 @@ Pipelines:
     whole model run on each decoded frame; the rate counts every byte of the elementary stream.
 
 Every frame's task output is compared with the uncompressed model's on the same frame (``fidelity``: top-1 agreement
-and KL for classifiers; ``detection_fidelity``: box mAP against the model's own detections). A point's metric is the
-frame-weighted mean over sequences of each sequence's metric, its rate the total bits over the total duration.
+and KL for classifiers; ``detection_fidelity``: box mAP against the model's own detections), or, for labelled clips
+(``shapes:SEED[:FRAMES[:SIZE]]``), with the clip's ground truth (``coco``: box mAP over the sequence's frames). A
+point's metric is the frame-weighted mean over sequences of each sequence's metric, its rate the total bits over the
+total duration.
 
 Records go to ``results.jsonl`` one per (sequence, pipeline, codec, QP) as each is measured; a rerun resumes, and a
 folder holding another sweep's records is refused. Nothing here depends on thread counts: ``torch_threads`` is part
@@ -268,8 +270,13 @@ def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepO
     torch.set_num_threads(cfg.torch_threads)
     try:
         model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256)
-        build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         sources = {s: open_source(s, cfg.max_frames, cfg.fps) for s in cfg.sequences}
+        if cfg.evaluator == "coco":  # labels needed: every sequence must carry its ground truth
+            unlabelled = [s for s, src in sources.items() if not src.labelled]
+            if unlabelled:
+                raise ConfigError(f"evaluator 'coco' needs labelled sequences (shapes:SEED…); not: {unlabelled}")
+        else:
+            build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         cfg.output.mkdir(parents=True, exist_ok=True)
         with _exclusive(cfg.output):
             _check_folder(cfg, model.weights_tag)
@@ -287,7 +294,6 @@ def _measure_all(
 ) -> tuple[list[dict[str, Any]], int]:
     from tqdm import tqdm
 
-    from fcm.eval.evaluators import build_evaluator
 
     results = cfg.output / RESULTS_FILE
     records = read_records(results, repair=True)
@@ -308,7 +314,7 @@ def _measure_all(
             src = sources[sequence]
             if sequence not in references:
                 references = {sequence: _reference_outputs(src, model)}  # one sequence's at a time
-            evaluator = build_evaluator(cfg.evaluator, "unlabeled", model.task)
+            evaluator = _evaluator(cfg, sequence, src, model)
             measure = _measure_feature if pipeline == "feature" else _measure_remote
             record = {"sequence": sequence, **measure(cfg, src, model, codec, qp, references[sequence], evaluator)}
             sink.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -317,6 +323,23 @@ def _measure_all(
             new += 1
             bar.update(1)
     return records, new
+
+
+def _evaluator(cfg: VideoSweepConfig, sequence: str, src: Any, model: Any) -> Any:
+    """A fresh evaluator for one point of ``sequence``: COCO mAP against the sequence's own ground truth (labelled
+    clips, written once next to the results), or fidelity to uncompressed inference."""
+    import hashlib
+
+    from fcm.eval.evaluators import build_evaluator
+
+    if cfg.evaluator != "coco":
+        return build_evaluator(cfg.evaluator, "unlabeled", model.task)
+    path = cfg.output / f".gt-{hashlib.sha256(sequence.encode()).hexdigest()[:16]}.json"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(src.ground_truth(), separators=(",", ":")))
+        tmp.replace(path)
+    return build_evaluator("coco", "detection", model.task, annotations=path)
 
 
 def _reference_outputs(src: Any, model: Any) -> list[Any]:
@@ -329,7 +352,7 @@ def _reference_outputs(src: Any, model: Any) -> list[Any]:
 
 
 def _sample(src: Any, i: int) -> Any:
-    return SimpleNamespace(id=f"{src.name}#{i}")
+    return SimpleNamespace(id=f"{src.name}#{i}", image_id=i + 1)  # frame i is image i + 1 of a clip's ground truth
 
 
 def _score(

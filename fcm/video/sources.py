@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,11 +38,37 @@ class VideoSource:
     spec: str
     max_frames: int | None = None
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the source carries per-frame object annotations (generated ``shapes:`` clips)."""
+        return self.spec.startswith("shapes:")
+
+    def ground_truth(self) -> dict[str, Any]:
+        """COCO ground truth of a labelled source: image ids 1…N in frame order, boxes and masks of what is visible."""
+        from fcm.data.shapes import CATEGORIES, clip_annotations, draw_clip
+
+        if not self.labelled:
+            raise ConfigError(f"video {self.name!r} has no annotations (labelled videos: shapes:SEED[:FRAMES[:SIZE]])")
+        seed, count, size = _shapes_args(self.spec[7:])
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for i, (_, labels) in enumerate(draw_clip(seed, count, _shapes_settings(size))):
+            images.append({"id": i + 1, "width": size, "height": size, "file_name": f"frame{i:06d}"})
+            annotations += clip_annotations(labels, i + 1, len(annotations) + 1)
+        categories = [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]
+        return {"images": images, "annotations": annotations, "categories": categories}
+
     def frames(self) -> Iterator[np.ndarray]:
         kind, _, rest = self.spec.partition(":")
         if kind == "clip":
             photo, height, width, count = _clip_args(rest)
             yield from camera_clip(photo, count, (height, width))
+        elif kind == "shapes":
+            from fcm.data.shapes import draw_clip
+
+            seed, count, size = _shapes_args(rest)
+            for image, _ in draw_clip(seed, count, _shapes_settings(size)):
+                yield image
         elif kind == "folder":
             yield from _folder_frames(Path(rest), self.max_frames)
         else:
@@ -84,6 +111,8 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
 
     - ``clip:PHOTO[:FRAMES[:WIDTHxHEIGHT]]``: a generated camera clip over a bundled photo (default 300 frames of
       320x240), e.g. ``clip:astronaut:60``;
+    - ``shapes:SEED[:FRAMES[:SIZE]]``: a generated *labelled* clip of shapes moving over a panning background
+      (:func:`fcm.data.shapes.draw_clip`; default 120 frames of 256x256), with COCO ground truth per frame;
     - a folder: its image files in name order;
     - a file: its first video stream, decoded by PyAV (any container and codec FFmpeg reads).
 
@@ -94,6 +123,11 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
     if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
         raise ConfigError(f"fps must lie in (0, 1000], got {fps}")
     rate = None if fps is None else Fraction(fps).limit_denominator(1001)
+    if spec.startswith("shapes:"):
+        seed, count, size = _shapes_args(spec[7:])
+        if max_frames is not None:
+            count = min(count, max_frames)
+        return VideoSource(f"shapes-{seed}-{count}", rate or DEFAULT_FPS, count, f"shapes:{seed}:{count}:{size}")
     if spec.startswith("clip:"):
         photo, height, width, count = _clip_args(spec[5:])
         if max_frames is not None:
@@ -112,6 +146,25 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
     if max_frames is not None and known is not None:
         known = min(known, max_frames)
     return VideoSource(path.stem, rate or found_rate, known, f"file:{path}", max_frames)
+
+
+def _shapes_args(rest: str) -> tuple[int, int, int]:
+    parts = rest.split(":")
+    try:
+        seed = int(parts[0])
+        count = int(parts[1]) if len(parts) > 1 and parts[1] else 120
+        size = int(parts[2]) if len(parts) > 2 and parts[2] else 256
+    except ValueError:
+        raise ConfigError(f"cannot read shapes:{rest}; write shapes:SEED[:FRAMES[:SIZE]]") from None
+    if len(parts) > 3 or seed < 0 or count < 1 or not 64 <= size <= 2048:
+        raise ConfigError(f"shapes:{rest}: write shapes:SEED[:FRAMES[:SIZE]], seed >= 0, frames >= 1, size 64–2048")
+    return seed, count, size
+
+
+def _shapes_settings(size: int) -> Any:
+    from fcm.data.shapes import ShapesSettings
+
+    return ShapesSettings.for_size(size)
 
 
 def _clip_args(rest: str) -> tuple[str, int, int, int]:
