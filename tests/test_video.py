@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from fcm.codecs import CodecParams, get_codec
 from fcm.errors import BitstreamError, CodecError, ConfigError
@@ -435,24 +437,51 @@ def test_video_sweep_survives_a_crash_cut_record(tmp_path):
     assert run_video_sweep(cfg, progress=False).new_records == 0  # and the file reads cleanly afterwards
 
 
+#: sha256 of the pixels of the first 3 frames of shapes:4:3:96
+GOLDEN_SHAPES_CLIP = "261aa2bcefbbaba896467d6f66b22fd9e6d88b3abebdc779a3e3131c3ff1c550"
+
+
 def test_labelled_shapes_clips_and_a_detection_video_sweep(tmp_path):
-    """shapes: clips carry per-frame COCO ground truth (deterministic, masks tight on boxes); a video sweep of the
-    offline detector scores each frame's detections against it (COCO mAP), and refuses coco on unlabelled clips."""
-    from pycocotools import mask as mask_utils
+    """shapes: clips carry per-frame COCO ground truth: deterministic (golden hash), a shorter clip is a prefix of a
+    longer one, the ground truth scores 100 against itself and less when frames are misaligned; a video sweep of
+    the offline detector scores each frame against it, and coco is refused for unlabelled clips or a classifier
+    before anything is written."""
+    from fcm.eval.evaluators import CocoMAP
+    from fcm.eval.video_sweep import SWEEP_FILE, run_video_sweep
 
-    from fcm.eval.video_sweep import run_video_sweep
-
+    tiny = open_source("shapes:4:3:96")
+    digest = hashlib.sha256(b"".join(f.tobytes() for f in tiny.frames())).hexdigest()
+    assert digest == GOLDEN_SHAPES_CLIP
     src = open_source("shapes:3:5:128")
     frames = list(src.frames())
-    assert len(frames) == 5 and frames[0].shape == (128, 128, 3) and src.labelled
-    assert all(np.array_equal(a, b) for a, b in zip(frames, open_source("shapes:3:5:128").frames(), strict=True))
-    assert not np.array_equal(frames[0], frames[4])  # things move
-    gt = src.ground_truth()
+    short = open_source("shapes:3:5:128", max_frames=3)
+    assert short.num_frames == 3 and all(np.array_equal(a, b) for a, b in zip(short.frames(), frames, strict=False))
+    gt, gt3 = src.ground_truth(), short.ground_truth()
+    assert [a for a in gt["annotations"] if a["image_id"] <= 3] == gt3["annotations"]
     assert [im["id"] for im in gt["images"]] == [1, 2, 3, 4, 5] and gt["annotations"]
-    for ann in gt["annotations"]:
-        ys, xs = np.nonzero(mask_utils.decode(ann["segmentation"]))
-        x, y, w, h = ann["bbox"]
-        assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+
+    def score(shift: int) -> float:
+        ev = CocoMAP(path)
+        for image in gt["images"]:
+            i = (image["id"] - 1 + shift) % 5 + 1  # the ground truth of frame i offered as frame image["id"]'s output
+            anns = [a for a in gt["annotations"] if a["image_id"] == i and not a["iscrowd"]]
+            boxes = torch.tensor(
+                [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns],
+                dtype=torch.float32,
+            ).reshape(-1, 4)
+            output = [
+                {
+                    "boxes": boxes,
+                    "scores": torch.ones(len(anns)),
+                    "labels": torch.tensor([a["category_id"] for a in anns]),
+                }
+            ]
+            ev.process(SimpleNamespace(id=str(image["id"]), image_id=image["id"]), output)
+        return ev.evaluate()["mAP"]
+
+    assert score(0) == pytest.approx(100.0) and score(1) < 90
     cfg = _video_sweep_config(
         tmp_path,
         model="faster_rcnn_lite0_fpn",
@@ -463,10 +492,13 @@ def test_labelled_shapes_clips_and_a_detection_video_sweep(tmp_path):
     )
     outcome = run_video_sweep(cfg, progress=False)
     by = {(r["pipeline"], r["qp"]): r["metrics"]["mAP"] for r in outcome.records}
-    assert by[("feature", 27)] >= 60 and by[("remote", 27)] >= 50, by  # 85 and 81 measured on a 6-frame clip
+    assert by[("feature", 27)] >= 60 and by[("remote", 27)] >= 50, by
     assert outcome.report["primary_metric"] == "mAP"
     with pytest.raises(ConfigError, match="needs labelled sequences"):
         run_video_sweep(
             _video_sweep_config(tmp_path / "x", model="faster_rcnn_lite0_fpn", split="fpn", evaluator="coco"),
             progress=False,
         )
+    with pytest.raises(ConfigError, match="scores detections"):
+        run_video_sweep(_video_sweep_config(tmp_path / "y", sequences=["shapes:3:4"], evaluator="coco"), progress=False)
+    assert not (tmp_path / "y" / "vs" / SWEEP_FILE).exists() and not (tmp_path / "x" / "vs" / SWEEP_FILE).exists()

@@ -358,14 +358,25 @@ def iter_split(root: str | Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
         yield root / image["file_name"], by_image.get(image["id"], [])
 
 
+#: bumped whenever :func:`draw_clip` would draw other frames for the same arguments
+CLIP_VERSION = 1
+#: in a clip, an object is labelled where at least this fraction of it (and 16 pixels) is visible; a smaller visible
+#: sliver is marked ``iscrowd`` (detections of it are neither rewarded nor punished by COCO evaluation)
+CLIP_MIN_VISIBLE = 0.25
+
+
 def draw_clip(
     seed: int, frames: int, settings: ShapesSettings | None = None
-) -> Iterator[tuple[np.ndarray, list[tuple[int, np.ndarray]]]]:
+) -> Iterator[tuple[np.ndarray, list[tuple[int, np.ndarray, bool]]]]:
     """A labelled video: ``frames`` frames of shapes moving (bouncing off the borders, 0.5–3 px per frame) over a
-    background a virtual camera pans across; per frame the RGB image and its objects (category index, visible
-    mask). Backgrounds come from the validation parts of the pictures (never a training pixel). Objects keep their
-    shape, size, rotation and fill from frame to frame; an object is annotated in a frame when at least a quarter of
-    it (and 16 pixels) is visible there. Deterministic per (seed, frame index)."""
+    background a virtual camera pans across; per frame the RGB image and its objects (category index, visible mask,
+    whether it is only a sliver: see :data:`CLIP_MIN_VISIBLE`). Backgrounds come from the validation parts of the
+    pictures (never a training pixel). Objects keep their shape, size, rotation, fill and outline from frame to
+    frame, the fill moving rigidly with the object. Frame ``t`` depends only on ``(seed, t)`` and the settings, not
+    on the clip's length."""
+    from PIL import Image
+    from scipy.ndimage import binary_erosion
+
     settings = settings or ShapesSettings()
     size = settings.size
     rng = np.random.default_rng([seed, 7, 0])
@@ -373,7 +384,8 @@ def draw_clip(
     part = backgrounds.parts[int(rng.integers(len(backgrounds.parts)))]
     h, w = part.shape[:2]
     side = max(16, min(h, w) * 3 // 4)
-    count = int(rng.integers(max(2, settings.min_objects), min(5, settings.max_objects) + 1))
+    lo = min(max(2, settings.min_objects), 5)
+    count = int(rng.integers(lo, max(lo, min(5, settings.max_objects)) + 1))
     objects = []
     for k in range(count):
         obj_seed = [seed, 7, k + 1]
@@ -382,42 +394,43 @@ def draw_clip(
         extent = int(orng.integers(settings.min_object, settings.max_object + 1))
         start = orng.uniform(extent / 2, size - extent / 2, 2)
         speed = orng.uniform(0.5, 3.0, 2) * orng.choice([-1, 1], 2)
-        fill = _fill(orng, backgrounds, size, np.zeros((size, size), dtype=bool))
-        objects.append((category, extent, start, speed, obj_seed, fill))
+        # the fill on a canvas three times the frame, so any displacement within the frame finds fill (no seams)
+        fill = _fill(orng, backgrounds, 3 * size, np.zeros((3 * size, 3 * size), dtype=bool))
+        outlined = bool(orng.random() < 0.3)
+        objects.append((category, extent, start, speed, obj_seed, fill, outlined))
     jitter = (rng.uniform(0.8, 1.2), rng.uniform(-20, 20))
     for t in range(frames):
-        # the camera: a square window sliding along the background part and back
-        span_y, span_x = h - side, w - side
+        # the camera: a square window sliding along the background part and back every 200 frames
         phase = (t % 200) / 100
         u = phase if phase <= 1 else 2 - phase
-        top, left = round(u * span_y * 0.5), round(u * span_x)
+        top, left = round(u * (h - side) * 0.5), round(u * (w - side))
         crop = np.ascontiguousarray(part[top : top + side, left : left + side])
-        from PIL import Image
-
         canvas = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR)).astype(np.float32)
         canvas = np.clip(canvas * jitter[0] + jitter[1], 0, 255)
         drawn = []
-        for category, extent, start, speed, obj_seed, fill in objects:
+        for category, extent, start, speed, obj_seed, fill, outlined in objects:
             centre = _bounce(start + speed * t, extent / 2, size - extent / 2)
+            cy, cx = round(float(centre[0])), round(float(centre[1]))
             shape_rng = np.random.default_rng([*obj_seed, 1])  # the same draw every frame: same shape and angle
-            mask = _shape_mask(
-                CATEGORIES[category], shape_rng, size, round(float(centre[0])), round(float(centre[1])), extent
-            )
-            shift = np.round(centre - start).astype(int)
-            drawn.append((category, mask, np.roll(fill, (int(shift[0]), int(shift[1])), axis=(0, 1))))
+            mask = _shape_mask(CATEGORIES[category], shape_rng, size, cy, cx, extent)
+            # one integer displacement for the mask and its fill: the texture moves rigidly with the shape
+            dy, dx = cy - round(float(start[0])), cx - round(float(start[1]))
+            colours = fill[size - dy : 2 * size - dy, size - dx : 2 * size - dx].copy()
+            if outlined:
+                colours[mask & ~binary_erosion(mask, iterations=2)] *= 0.35
+            drawn.append((category, mask, colours))
         covered = np.zeros((size, size), dtype=bool)
-        visible_of = []
-        for category, mask, _ in reversed(drawn):
+        labels = []
+        for category, mask, _ in reversed(drawn):  # top object first: what stays visible of each
             visible = mask & ~covered
             covered |= mask
-            visible_of.append((category, mask, visible))
-        labels = []
-        for _, mask, fill in drawn:
+            if visible.sum():
+                sliver = bool(visible.sum() < max(16, CLIP_MIN_VISIBLE * mask.sum()))
+                labels.append((category, visible, sliver))
+        labels.reverse()  # drawing order
+        for _, mask, colours in drawn:
             alpha = _soft(mask)[..., None]
-            canvas = canvas * (1 - alpha) + fill * alpha
-        for category, mask, visible in reversed(visible_of):
-            if visible.sum() >= max(16, 0.25 * mask.sum()):
-                labels.append((category, visible))
+            canvas = canvas * (1 - alpha) + colours * alpha
         yield np.clip(np.rint(canvas), 0, 255).astype(np.uint8), labels
 
 
@@ -428,6 +441,11 @@ def _bounce(position: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return lo + np.where(x > span, 2 * span - x, x)
 
 
-def clip_annotations(labels: list[tuple[int, np.ndarray]], image_id: int, first_id: int) -> list[dict[str, Any]]:
-    """COCO annotations of one clip frame's objects (ids from ``first_id``)."""
-    return [_annotation(first_id + k, image_id, category, mask) for k, (category, mask) in enumerate(labels)]
+def clip_annotations(labels: list[tuple[int, np.ndarray, bool]], image_id: int, first_id: int) -> list[dict[str, Any]]:
+    """COCO annotations of one clip frame's objects (ids from ``first_id``; slivers as ``iscrowd`` regions)."""
+    out = []
+    for k, (category, mask, sliver) in enumerate(labels):
+        ann = _annotation(first_id + k, image_id, category, mask)
+        ann["iscrowd"] = int(sliver)
+        out.append(ann)
+    return out

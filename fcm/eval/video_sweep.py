@@ -157,10 +157,15 @@ class VideoSweepConfig:
         return CodecParams(qp, as_rate_control(self.rate_control), as_gop_structure(self.gop), self.preset)
 
     def identity(self) -> dict[str, Any]:
-        """What decides the records (everything but the name and output folder)."""
+        """What decides the records (everything but the name and output folder; for generated labelled clips, the
+        generator's versions)."""
         d = asdict(self)
         d.pop("name")
         d.pop("output")
+        if any(s.startswith("shapes:") for s in self.sequences):
+            from fcm.data.shapes import CLIP_VERSION, GENERATOR_VERSION
+
+            d["clip_generator"] = [GENERATOR_VERSION, CLIP_VERSION]
         return json.loads(json.dumps(d))
 
 
@@ -275,6 +280,8 @@ def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepO
             unlabelled = [s for s, src in sources.items() if not src.labelled]
             if unlabelled:
                 raise ConfigError(f"evaluator 'coco' needs labelled sequences (shapes:SEED…); not: {unlabelled}")
+            if model.task != "detection":
+                raise ConfigError(f"evaluator 'coco' scores detections, but {cfg.model} does {model.task}")
         else:
             build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         cfg.output.mkdir(parents=True, exist_ok=True)
@@ -293,7 +300,6 @@ def _measure_all(
     cfg: VideoSweepConfig, model: Any, sources: dict[str, Any], progress: bool
 ) -> tuple[list[dict[str, Any]], int]:
     from tqdm import tqdm
-
 
     results = cfg.output / RESULTS_FILE
     records = read_records(results, repair=True)
@@ -334,10 +340,12 @@ def _evaluator(cfg: VideoSweepConfig, sequence: str, src: Any, model: Any) -> An
 
     if cfg.evaluator != "coco":
         return build_evaluator(cfg.evaluator, "unlabeled", model.task)
-    path = cfg.output / f".gt-{hashlib.sha256(sequence.encode()).hexdigest()[:16]}.json"
+    # drawn for this run and named by its content: a file left by another generator or clip length is never used
+    text = json.dumps(src.ground_truth(), separators=(",", ":"))
+    path = cfg.output / f".gt-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if not path.is_file():
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(src.ground_truth(), separators=(",", ":")))
+        tmp.write_text(text)
         tmp.replace(path)
     return build_evaluator("coco", "detection", model.task, annotations=path)
 

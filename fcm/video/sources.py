@@ -127,7 +127,7 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
         seed, count, size = _shapes_args(spec[7:])
         if max_frames is not None:
             count = min(count, max_frames)
-        return VideoSource(f"shapes-{seed}-{count}", rate or DEFAULT_FPS, count, f"shapes:{seed}:{count}:{size}")
+        return VideoSource(f"shapes-{seed}-{count}-{size}", rate or DEFAULT_FPS, count, f"shapes:{seed}:{count}:{size}")
     if spec.startswith("clip:"):
         photo, height, width, count = _clip_args(spec[5:])
         if max_frames is not None:
