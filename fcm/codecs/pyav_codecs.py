@@ -1040,7 +1040,45 @@ class _AvEncoder:
         return bytes(self.ctx.extradata or b"")
 
 
-class EncoderSession:
+class _StreamingEncoder:
+    """What both streaming encoders share: the opened encoder, packet counting and the final drain."""
+
+    codec: PyAVCodec
+    _encoder: _AvEncoder
+    frames_in: int
+    packets_out: int
+    _flushed: bool
+
+    @property
+    def extradata(self) -> bytes:
+        """The codec's global header (often empty: x264/x265/VP9/AV1 keep parameter sets in the first packet)."""
+        return self._encoder.extradata
+
+    def _check_open(self) -> None:
+        if self._flushed:
+            raise CodecError(f"{self.codec.name}: the encoder session is flushed; open another")
+
+    def _encode(self, frame: Any) -> list[bytes]:
+        packets = self._encoder.encode(frame)
+        self.frames_in += 1  # counted once the encoder took it
+        self.packets_out += len(packets)
+        return packets
+
+    def flush(self) -> list[bytes]:
+        """Drain the encoder: the remaining packets. Afterwards there is one packet per pushed frame."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        packets = self._encoder.encode(None)
+        self.packets_out += len(packets)
+        if self.packets_out != self.frames_in:
+            raise CodecError(
+                f"{self.codec.name}: encoder produced {self.packets_out} packets for {self.frames_in} frames"
+            )
+        return packets
+
+
+class EncoderSession(_StreamingEncoder):
     """A streaming encoder: :meth:`push` one frame at a time and get the packets the encoder has ready (zero or
     more: an encoder with lookahead holds a few frames back), :meth:`flush` at the end for the rest.
 
@@ -1080,15 +1118,9 @@ class EncoderSession:
         self.packets_out = 0
         self._flushed = False
 
-    @property
-    def extradata(self) -> bytes:
-        """The codec's global header (often empty: x264/x265/VP9/AV1 keep parameter sets in the first packet)."""
-        return self._encoder.extradata
-
     def push(self, frame: np.ndarray, block_qp_offsets: np.ndarray | None = None) -> list[bytes]:
         """Encode one ``H×W`` frame of ``bit_depth``-bit samples; the packets now ready (possibly none)."""
-        if self._flushed:
-            raise CodecError(f"{self.codec.name}: the encoder session is flushed; open another")
+        self._check_open()
         frame = np.asarray(frame)
         if frame.shape != (self.height, self.width):
             raise ShapeError(f"expected a {self.height}x{self.width} frame, got shape {frame.shape}")
@@ -1111,23 +1143,7 @@ class EncoderSession:
             yield av_frame if regions is None else attach_regions(av_frame, regions)
 
         (av_frame,) = self._encoder.guarded(make)
-        packets = self._encoder.encode(av_frame)
-        self.frames_in += 1  # counted once the encoder took it
-        self.packets_out += len(packets)
-        return packets
-
-    def flush(self) -> list[bytes]:
-        """Drain the encoder: the remaining packets. Afterwards there is one packet per pushed frame."""
-        if self._flushed:
-            return []
-        self._flushed = True
-        packets = self._encoder.encode(None)
-        self.packets_out += len(packets)
-        if self.packets_out != self.frames_in:
-            raise CodecError(
-                f"{self.codec.name}: encoder produced {self.packets_out} packets for {self.frames_in} frames"
-            )
-        return packets
+        return self._encode(av_frame)
 
 
 class DecoderSession:
@@ -1206,7 +1222,7 @@ def _with_intra_period(codec: PyAVCodec, params: CodecParams, intra_period: int)
     return codec._gop_size(params), params
 
 
-class PictureEncoderSession:
+class PictureEncoderSession(_StreamingEncoder):
     """A streaming encoder of ``H×W×3`` ``uint8`` RGB pictures in a :class:`PictureFormat` (the conversion and
     signalling of :meth:`PyAVCodec.encode_image`), one packet per picture in display order; see
     :class:`EncoderSession` for the GOP and the push/flush contract."""
@@ -1228,32 +1244,14 @@ class PictureEncoderSession:
         self.frames_in = self.packets_out = 0
         self._flushed = False
 
-    @property
-    def extradata(self) -> bytes:
-        return self._encoder.extradata
-
     def push(self, image: np.ndarray) -> list[bytes]:
-        if self._flushed:
-            raise CodecError(f"{self.codec.name}: the encoder session is flushed; open another")
+        """Encode one RGB picture; the packets now ready (possibly none)."""
+        self._check_open()
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ShapeError(f"expected a {self.height}x{self.width}x3 uint8 picture, got {image.shape} {image.dtype}")
-        frame = _picture_frame(self._encoder.av, image, self.coded_w, self.coded_h, self.fmt, pts=self.frames_in)
-        packets = self._encoder.encode(frame)
-        self.frames_in += 1
-        self.packets_out += len(packets)
-        return packets
-
-    def flush(self) -> list[bytes]:
-        if self._flushed:
-            return []
-        self._flushed = True
-        packets = self._encoder.encode(None)
-        self.packets_out += len(packets)
-        if self.packets_out != self.frames_in:
-            raise CodecError(
-                f"{self.codec.name}: encoder produced {self.packets_out} packets for {self.frames_in} pictures"
-            )
-        return packets
+        return self._encode(
+            _picture_frame(self._encoder.av, image, self.coded_w, self.coded_h, self.fmt, self.frames_in)
+        )
 
 
 class PictureDecoderSession(DecoderSession):
