@@ -315,12 +315,15 @@ def _measure_all(
     new = 0
     bar = tqdm(total=len(todo), unit="pt", desc=f"video sweep {cfg.name}", disable=not progress)
     references: dict[str, list[Any]] = {}
+    gt_files: dict[str, Path] = {}
     with open(results, "a", encoding="utf-8") as sink, bar:
         for sequence, pipeline, codec, qp in todo:
             src = sources[sequence]
-            if sequence not in references:
-                references = {sequence: _reference_outputs(src, model)}  # one sequence's at a time
-            evaluator = _evaluator(cfg, sequence, src, model)
+            if sequence not in references:  # once per sequence, one sequence's at a time
+                references = {sequence: _reference_outputs(cfg, src, model)}
+                if cfg.evaluator == "coco":
+                    gt_files = {sequence: _ground_truth_file(cfg, src)}
+            evaluator = _evaluator(cfg, model, gt_files.get(sequence))
             measure = _measure_feature if pipeline == "feature" else _measure_remote
             record = {"sequence": sequence, **measure(cfg, src, model, codec, qp, references[sequence], evaluator)}
             sink.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -331,27 +334,35 @@ def _measure_all(
     return records, new
 
 
-def _evaluator(cfg: VideoSweepConfig, sequence: str, src: Any, model: Any) -> Any:
-    """A fresh evaluator for one point of ``sequence``: COCO mAP against the sequence's own ground truth (labelled
-    clips, written once next to the results), or fidelity to uncompressed inference."""
-    import hashlib
-
+def _evaluator(cfg: VideoSweepConfig, model: Any, ground_truth: Path | None) -> Any:
+    """A fresh evaluator for one point: COCO mAP against a labelled clip's ``ground_truth`` file, or fidelity to
+    uncompressed inference."""
     from fcm.eval.evaluators import build_evaluator
 
     if cfg.evaluator != "coco":
         return build_evaluator(cfg.evaluator, "unlabeled", model.task)
-    # drawn for this run and named by its content: a file left by another generator or clip length is never used
+    return build_evaluator("coco", "detection", model.task, annotations=ground_truth)
+
+
+def _ground_truth_file(cfg: VideoSweepConfig, src: Any) -> Path:
+    """A labelled clip's ground truth, drawn for this run and written next to the results under a name made of its
+    content: a file left by another generator or clip length is never used."""
+    import hashlib
+
     text = json.dumps(src.ground_truth(), separators=(",", ":"))
     path = cfg.output / f".gt-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if not path.is_file():
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    return build_evaluator("coco", "detection", model.task, annotations=path)
+    return path
 
 
-def _reference_outputs(src: Any, model: Any) -> list[Any]:
-    """The uncompressed model's output on every frame (what fidelity compares with)."""
+def _reference_outputs(cfg: VideoSweepConfig, src: Any, model: Any) -> list[Any]:
+    """The uncompressed model's output on every frame (what fidelity compares with); with ground truth instead
+    (``coco``), one ``None`` per frame: only the count matters."""
+    if cfg.evaluator == "coco":
+        return [None] * src.num_frames if src.num_frames is not None else [None for _ in src.frames()]
     outputs = []
     with torch.no_grad():
         for frame in src.frames():
@@ -375,7 +386,7 @@ def _score(
         if i >= len(references):
             raise FcmError(f"{src.name}: more decoded frames than the source has")
         evaluator.process(_sample(src, i), output, references[i])
-        if model.task == "classification":
+        if model.task == "classification" and references[i] is not None:
             p, q = _probs(references[i]), _probs(output)
             kls.append(
                 max(float(torch.sum(p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300))))), 0.0)
