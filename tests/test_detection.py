@@ -83,32 +83,15 @@ def detector():
 
 
 def _coco_map(root, outputs) -> float:
-    import contextlib
-    import io
+    """mAP@[.5:.95] (a fraction) of per-image outputs against the split's annotations, by fcm's coco evaluator."""
+    from types import SimpleNamespace
 
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from fcm.eval.evaluators import CocoMAP
 
-    results = []
+    evaluator = CocoMAP(root / ANNOTATIONS)
     for image_id, out in enumerate(outputs, 1):
-        for box, score, label in zip(
-            out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist(), strict=True
-        ):
-            results.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(label),
-                    "score": float(score),
-                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                }
-            )
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(root / ANNOTATIONS))
-        ev = COCOeval(gt, gt.loadRes(results), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[0])
+        evaluator.process(SimpleNamespace(id=str(image_id), image_id=image_id), [out])
+    return evaluator.evaluate()["mAP"] / 100
 
 
 def test_shipped_detector_finds_generated_objects_uncompressed_and_through_the_fpn_split(detector, tmp_path):
