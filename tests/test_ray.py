@@ -16,6 +16,11 @@ def _records(path):
     return sorted(json.dumps({k: v for k, v in r.items() if k != "times"}, sort_keys=True) for r in read_records(path))
 
 
+def _ray_sweep(raw, out):
+    """The sweep of config ``raw`` into ``out`` on a local Ray instance with two actors."""
+    return run_sweep(SweepConfig.from_config({**raw, "output": str(out)}), jobs=2, progress=False, ray_address="local")
+
+
 def test_ray_sweep_writes_the_records_of_a_local_sweep(tmp_path):
     import ray
 
@@ -30,12 +35,7 @@ def test_ray_sweep_writes_the_records_of_a_local_sweep(tmp_path):
     }
     local = run_sweep(SweepConfig.from_config({**raw, "output": str(tmp_path / "local")}), progress=False)
     try:
-        on_ray = run_sweep(
-            SweepConfig.from_config({**raw, "output": str(tmp_path / "ray")}),
-            jobs=2,
-            progress=False,
-            ray_address="local",
-        )
+        on_ray = _ray_sweep(raw, tmp_path / "ray")
         assert on_ray.complete and on_ray.new_records == local.new_records == 4 * (1 + 2 * 2)
         assert _records(tmp_path / "ray" / "results.jsonl") == _records(tmp_path / "local" / "results.jsonl")
         # resuming a finished Ray sweep has nothing left to do
@@ -89,12 +89,7 @@ def test_ray_actors_killed_mid_sweep_are_restarted_and_the_records_are_unchanged
 
     monkeypatch.setattr(ray_backend, "run_on_ray", run_and_kill)
     try:
-        on_ray = run_sweep(
-            SweepConfig.from_config({**raw, "output": str(tmp_path / "ray")}),
-            jobs=2,
-            progress=False,
-            ray_address="local",
-        )
+        on_ray = _ray_sweep(raw, tmp_path / "ray")
         assert killed == ["fcm-sweep-killtest-0", "fcm-sweep-killtest-1"]
         assert on_ray.complete and on_ray.new_records == local.new_records
         assert _records(tmp_path / "ray" / "results.jsonl") == _records(tmp_path / "local" / "results.jsonl")
