@@ -377,20 +377,16 @@ def _sample(src: Any, i: int) -> Any:
 def _score(
     cfg: VideoSweepConfig, src: Any, model: Any, evaluator: Any, outputs: Iterator[Any], references: list[Any]
 ) -> tuple[int, dict[str, float], list[float]]:
-    """Feed each frame's output to the evaluator against its reference; frames, metrics and per-frame KL (nats)."""
-    from fcm.eval.evaluators import _probs
-
+    """Feed each frame's output to the evaluator against its reference; frames, metrics and per-frame KL (nats,
+    as the classifier fidelity evaluator records it)."""
     frames = 0
     kls: list[float] = []
     for i, output in enumerate(outputs):
         if i >= len(references):
             raise FcmError(f"{src.name}: more decoded frames than the source has")
-        evaluator.process(_sample(src, i), output, references[i])
-        if model.task == "classification" and references[i] is not None:
-            p, q = _probs(references[i]), _probs(output)
-            kls.append(
-                max(float(torch.sum(p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300))))), 0.0)
-            )
+        record = evaluator.process(_sample(src, i), output, references[i])
+        if "kl" in record:
+            kls.append(record["kl"])
         frames += 1
     if frames != len(references):
         raise FcmError(f"{src.name}: {frames} frames decoded, the source has {len(references)}")

@@ -243,6 +243,8 @@ def decode_video(
 def _decode_frames(
     reader: VideoReader, header: VideoHeader, codec: Codec, model: SplitModel, wrapper: WrapperPair | None
 ) -> Iterator[VideoFrameResult]:
+    from fcm.pipeline import run_back
+
     layout = header.layout
     try:
         decoder = codec.open_decoder(layout.frame_width, layout.frame_height, header.bit_depth, header.extradata)
@@ -265,11 +267,11 @@ def _decode_frames(
             with torch.no_grad():
                 if wrapper is not None:
                     tensors = wrapper.decode(tensors)
-                features = Features(tensors, dict(header.meta))
-                features.check(model.spec)
-                output = model.back(features)
+            features = Features(tensors, dict(header.meta))
+            features.check(model.spec)
         except ShapeError as e:
             raise BitstreamError(f"the video does not fit split {model.name}/{model.split}: {e}") from e
+        output = run_back(features, model)  # the image decoder's back half, errors included
         result = VideoFrameResult(index, output, features, codec_s, time.perf_counter() - t0)
         index += 1
         return result
