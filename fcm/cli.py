@@ -25,7 +25,12 @@ def _add_codec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="x265", help="inner codec (see `fcm codecs`); default x265")
     p.add_argument("--qp", type=int, default=32, help="codec quantizer (x264/x265 0–51); default 32")
     p.add_argument("--rate-control", choices=("cqp", "crf"), default="cqp", help="constant QP (default) or CRF+AQ")
-    p.add_argument("--gop", choices=("intra", "lowdelay"), default="intra")
+    p.add_argument(
+        "--gop",
+        choices=("intra", "lowdelay"),
+        default="intra",
+        help="intra: every frame a key frame; lowdelay: I then P frames (default intra; encode-video: lowdelay)",
+    )
     p.add_argument("--preset", default=None, help="encoder speed preset (codec default if omitted)")
     p.add_argument("--bit-depth", type=int, default=None, help="packing bit depth (default: the codec's highest)")
     p.add_argument(
@@ -39,6 +44,22 @@ def _add_model_args(p: argparse.ArgumentParser, with_split: bool = True) -> None
         p.add_argument("--split", default=None, help="split point (default: the model's default split)")
     p.add_argument("--weights", default=None, help="local weights file (default: bundled weights, else random)")
     p.add_argument("--sha256", default=None, help="expected sha256 (or prefix) of --weights")
+
+
+def _add_threads_arg(p: argparse.ArgumentParser, from_config: bool = False) -> None:
+    if from_config:
+        text = "torch intra-op threads (default: the config's torch_threads); part of what the results depend on"
+    else:
+        text = (
+            "torch intra-op threads of the model halves (default 1: the same bytes and outputs on any core count; "
+            "more is faster but the floats, and so the bytes, then depend on the count)"
+        )
+    p.add_argument("--torch-threads", type=_positive, default=None if from_config else 1, metavar="N", help=text)
+
+
+def _add_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # its former name
 
 
 def _positive(text: str) -> int:
@@ -68,7 +89,15 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
     wrapper = _wrapper(args.wrapper, model)
     allocation = _allocation(args)
     result = pipeline.encode(
-        image, model, args.codec, _params(args), args.bit_depth, args.range_mode, wrapper=wrapper, allocation=allocation
+        image,
+        model,
+        args.codec,
+        _params(args),
+        args.bit_depth,
+        args.range_mode,
+        wrapper=wrapper,
+        allocation=allocation,
+        torch_threads=args.torch_threads,
     )
     out = Path(args.output) if args.output else Path(Path(str(args.image).split(":")[-1]).stem + ".fcm")
     out.write_bytes(result.bitstream)
@@ -85,6 +114,7 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
             "rdo": result.rdo_s,
             "codec": result.codec_s,
         },
+        "torch_threads": args.torch_threads,
         **({"wrapper": str(result.header.wrapper)} if result.header.wrapper else {}),
         **({"rdo": args.rdo} if args.rdo != "sse" else {}),
     }
@@ -137,11 +167,13 @@ def _serve(args: argparse.Namespace) -> None:
         max_buffered_bytes=max(int(args.max_buffered_mb * (1 << 20)), int(args.max_body_mb * (1 << 20))),
         batch_max=args.batch,
         batch_wait_ms=args.batch_wait_ms,
+        torch_threads=args.torch_threads,
     )
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
     scheme = "https" if tls else "http"
-    print(f"fcm serve: {scheme}://{args.host}:{args.port} ({', '.join(m.model for m in models)})", file=sys.stderr)
-    serve(config, args.host, args.port, **tls)
+    url = f"{scheme}://{args.host}:{args.port}"
+    served = ", ".join(m.model for m in models)
+    serve(config, args.host, args.port, on_ready=lambda: print(f"fcm serve: {url} ({served})", file=sys.stderr), **tls)
 
 
 def _model_options(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
@@ -173,7 +205,14 @@ def _send(args: argparse.Namespace) -> list[dict[str, Any]]:
     with EdgeClient(args.server, load_token(args.token_file)) as client:  # one connection for every image
         for image in args.images:
             sent = client.send(
-                load_image(image), model, args.codec, _params(args), args.bit_depth, args.top_k, wrapper=wrapper
+                load_image(image),
+                model,
+                args.codec,
+                _params(args),
+                args.bit_depth,
+                args.top_k,
+                wrapper=wrapper,
+                torch_threads=args.torch_threads,
             )
             out.append({"image": image, **sent.to_dict()})
     return out
@@ -184,11 +223,15 @@ def _rdo_weights(args: argparse.Namespace) -> dict[str, Any]:
 
     from fcm.rdo.config import RdoWeightsConfig
 
+    if Path(args.output).exists() and not args.overwrite:  # before any work: a remake never replaces a shipped map
+        raise FcmError(f"{args.output} exists: pass --overwrite to replace it, or write elsewhere (e.g. under runs/)")
     cfg = RdoWeightsConfig.from_yaml(args.config)
-    if args.limit is not None:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if args.limit is not None:
         cfg = replace(cfg, limit=args.limit)
+    if args.torch_threads is not None:
+        cfg = replace(cfg, torch_threads=args.torch_threads)
     fixed = cfg.run(progress=not args.no_progress)
     path = fixed.save(args.output)
     ident = fixed.identity
@@ -249,22 +292,36 @@ def _encode_video(args: argparse.Namespace) -> dict[str, Any]:
     allocation = _allocation(args)
     if args.intra_period < 0:
         raise FcmError(f"--intra-period must be >= 0 (0: only the first frame is a key frame), got {args.intra_period}")
+    from fcm.codecs import get_codec
+
+    codec = get_codec(args.codec)  # checked before any file is made
+    codec.check_params(codec.default_bit_depth if args.bit_depth is None else args.bit_depth, _params(args))
     out = Path(args.output) if args.output else Path(source.name + ".fcmv")
-    with open(out, "wb") as sink, tqdm(total=source.num_frames, unit="frame", desc="encode", disable=args.quiet) as bar:
-        stats = encode_video(
-            source.frames(),
-            model,
-            args.codec,
-            _params(args),
-            sink,
-            source.fps,
-            intra_period=args.intra_period,
-            bit_depth=args.bit_depth,
-            range_mode=args.range_mode,
-            wrapper=wrapper,
-            allocation=allocation,
-            on_frame=lambda i: bar.update(1),
-        )
+    part = out.with_name(out.name + ".part")  # the output appears only once the whole stream is written
+    with (
+        open(part, "wb") as sink,
+        tqdm(total=source.num_frames, unit="frame", desc="encode", disable=args.no_progress) as bar,
+    ):
+        try:
+            stats = encode_video(
+                source.frames(),
+                model,
+                args.codec,
+                _params(args),
+                sink,
+                source.fps,
+                intra_period=args.intra_period,
+                bit_depth=args.bit_depth,
+                range_mode=args.range_mode,
+                wrapper=wrapper,
+                allocation=allocation,
+                on_frame=lambda i: bar.update(1),
+                torch_threads=args.torch_threads,
+            )
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    part.replace(out)
     return {
         "output": str(out),
         "frames": stats.frames,
@@ -273,6 +330,7 @@ def _encode_video(args: argparse.Namespace) -> dict[str, Any]:
         "kbps": round(stats.kbps, 3),
         "frame": f"{stats.input_size[1]}x{stats.input_size[0]}",
         "encode_fps": round(stats.encode_fps, 2),
+        "torch_threads": args.torch_threads,
         "seconds": {
             "total": round(stats.seconds, 3),
             "front": round(stats.front_s, 3),
@@ -301,7 +359,7 @@ def _decode_video(args: argparse.Namespace) -> dict[str, Any] | None:
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(open(args.output, "w", encoding="utf-8")) if args.output else sys.stdout
         f = stack.enter_context(open(path, "rb"))
-        bar = stack.enter_context(tqdm(unit="frame", desc="decode", disable=args.quiet or sink is sys.stdout))
+        bar = stack.enter_context(tqdm(unit="frame", desc="decode", disable=args.no_progress or sink is sys.stdout))
         _, results = decode_video(f, model, wrapper)
         for r in results:
             record = {"frame": r.index, "result": model.describe(r.output, args.top_k)[0]}
@@ -334,14 +392,18 @@ def _video_model(header: Any, args: argparse.Namespace) -> Any:
 
 
 def _video_sweep(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from fcm.eval.video_report import table, write_report
     from fcm.eval.video_sweep import RESULTS_FILE, VideoSweepConfig, read_records, run_video_sweep
 
     cfg = VideoSweepConfig.load(args.config)
     if args.output:
-        from dataclasses import replace
-
         cfg = replace(cfg, output=Path(args.output))
+    if args.limit is not None:
+        cfg = replace(cfg, sequences=cfg.sequences[: args.limit])
+    if args.torch_threads is not None:
+        cfg = replace(cfg, torch_threads=args.torch_threads)
     if args.report_only:
         from fcm.eval.video_sweep import check_folder_read_only
 
@@ -351,7 +413,7 @@ def _video_sweep(args: argparse.Namespace) -> None:
         check_folder_read_only(cfg)  # the report names the config's settings: they must be the records'
         report = write_report(cfg, records)
     else:
-        outcome = run_video_sweep(cfg, progress=not args.quiet)
+        outcome = run_video_sweep(cfg, progress=not args.no_progress, jobs=args.jobs, merge=args.merge)
         report = outcome.report
         print(f"{outcome.new_records} new record(s) in {cfg.output / RESULTS_FILE}", file=sys.stderr)
     print(table(report))
@@ -472,7 +534,9 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
 
     image = load_image(args.image)
     model = _model(args)
-    enc = pipeline.encode(image, model, args.codec, _params(args), args.bit_depth, args.range_mode)
+    enc = pipeline.encode(
+        image, model, args.codec, _params(args), args.bit_depth, args.range_mode, torch_threads=args.torch_threads
+    )
     dec = pipeline.decode(enc.bitstream, model)
     with torch.no_grad():
         reference = model.full(model.prepare(image))
@@ -494,8 +558,10 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {"output": args.output} if args.output else {}
     if args.limit is not None:
         overrides["limit"] = args.limit
+    if args.torch_threads is not None:
+        overrides["torch_threads"] = args.torch_threads
     cfg = SweepConfig.from_yaml(args.config, overrides)
-    return run_and_report(cfg, jobs=args.jobs, progress=not args.no_progress, ray_address=args.ray)
+    return run_and_report(cfg, jobs=args.jobs, progress=not args.no_progress, ray_address=args.ray, merge=args.merge)
 
 
 def _report(args: argparse.Namespace) -> dict[str, Any]:
@@ -511,6 +577,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {"checkpoint": args.output} if args.output else {}
     if args.steps is not None:
         overrides["steps"] = args.steps
+    if args.torch_threads is not None:
+        overrides["torch_threads"] = args.torch_threads
     cfg = TrainConfig.from_yaml(args.config, overrides)
     return train(cfg, progress=False if args.no_progress else None).summary()
 
@@ -549,13 +617,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rdo-probes", type=int, default=8, help="Rademacher probes (0: exact); default 8")
     g.add_argument("--rdo-block", type=_positive, default=16, help="map block side; default 16 (x265 also 8)")
     g.add_argument("--rdo-max-offset", type=int, default=6, help="QP offset clip ±N; default 6")
+    _add_threads_arg(p)
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="decode an .fcm bitstream and print the task result as JSON")
-    p.add_argument("bitstream")
+    p.add_argument("bitstream", help="an .fcm file (fcm encode)")
     p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="the wrapper a wrapped stream was coded with")
     p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) to print")
     _add_model_args(p, with_split=False)
+    _add_threads_arg(p)
     p.set_defaults(func=_decode)
 
     p = sub.add_parser("encode-video", help="run the edge half on every frame of a video and write an .fcmv stream")
@@ -565,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the source's; clips/folders 25)")
     p.add_argument("--intra-period", type=int, default=0, help="frames between key frames in lowdelay (0: first only)")
     p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_arg(p)
     _add_model_args(p)
     _add_codec_args(p)
     p.set_defaults(gop="lowdelay")
@@ -577,26 +647,36 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rdo-block", type=_positive, default=16, help="map block side; default 16 (x265 also 8)")
     g.add_argument("--rdo-max-offset", type=int, default=6, help="QP offset clip ±N; default 6")
     g.add_argument("--rdo-gop", type=_positive, default=None, help="wa-gop group length (default: the intra period)")
+    _add_threads_arg(p)
     p.set_defaults(func=_encode_video, rdo_route="qp")
 
     p = sub.add_parser("decode-video", help="decode an .fcmv stream frame by frame; one JSON line per frame")
-    p.add_argument("stream")
+    p.add_argument("stream", help="an .fcmv file (fcm encode-video)")
     p.add_argument("-o", "--output", default=None, help="write the JSON lines here (default: stdout)")
     p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="the wrapper the stream was coded with")
     p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) per frame")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_arg(p)
     _add_model_args(p, with_split=False)
+    _add_threads_arg(p)
     p.set_defaults(func=_decode_video)
 
     p = sub.add_parser("video-sweep", help="code sequences as video at several QPs; kbps against task fidelity")
     p.add_argument("config", help="video sweep YAML (e.g. configs/video_sweep.yaml)")
     p.add_argument("-o", "--output", default=None, help="results folder (default: the config's output)")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the records, measure nothing")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", type=_positive, default=1, help="worker processes (points run in parallel)")
+    p.add_argument("--limit", type=_positive, default=None, help="use only the first N sequences")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="add this sweep's points to an output folder made by another video sweep (same settings)",
+    )
+    _add_progress_arg(p)
+    _add_threads_arg(p, from_config=True)
     p.set_defaults(func=_video_sweep)
 
     p = sub.add_parser("info", help="print an .fcm bitstream's header, sizes and bits per pixel")
-    p.add_argument("bitstream")
+    p.add_argument("bitstream", help="an .fcm file (fcm encode)")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("models", help="list models and their split points")
@@ -613,11 +693,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--merge",
+        action="store_true",
+        help="add this sweep's points to a folder made by another sweep (same settings; its report is rewritten)",
+    )
+    p.add_argument(
         "--ray",
         default=None,
         metavar="ADDRESS",
         help="run the inputs on a Ray cluster: auto, ray://HOST:PORT, or local (--jobs CPUs here); fcm[ray]",
     )
+    _add_threads_arg(p, from_config=True)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("report", help="(re)write summary.csv, report.json, report.md and RD plots of a results folder")
@@ -630,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=None, help="override the config's step count")
     p.add_argument("--output", default=None, help="override the config's checkpoint path")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads_arg(p, from_config=True)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("serve", help="run the cloud half as an HTTP service that decodes posted bitstreams")
@@ -650,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model keyword argument (repeatable; numbers parsed), e.g. min_size=800 for a detector",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_positive, default=8000)
+    p.add_argument("--port", type=_positive, default=8000, help="port to listen on; default 8000")
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest bitstream accepted (MiB); default 16")
     p.add_argument("--concurrency", type=_positive, default=2, help="decodes running at once; default 2")
     p.add_argument(
@@ -675,31 +762,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", default=None, help="bearer token file (else $FCM_SERVE_TOKEN; neither: no auth)")
     p.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM); with --ssl-keyfile, serve HTTPS")
     p.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")
+    _add_threads_arg(p)
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("send", help="run the edge half on images and send the bitstreams to an fcm server")
     p.add_argument("images", nargs="+", help="image files, or skimage:NAME for bundled photos")
     p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
     p.add_argument("--token-file", default=None, help="file holding the bearer token (else $FCM_SERVE_TOKEN)")
-    p.add_argument("--top-k", type=_positive, default=5)
+    p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) the server returns; default 5")
     p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper")
     _add_model_args(p)
     _add_codec_args(p)
+    _add_threads_arg(p)
     p.set_defaults(func=_send)
 
     p = sub.add_parser("rdo-weights", help="average wrapper-aware weights over a dataset into a fixed map (.npz)")
     p.add_argument("config", help="rdo-weights YAML (e.g. configs/rdo_weights.yaml)")
-    p.add_argument("-o", "--output", required=True, help="the .npz map to write")
+    p.add_argument("-o", "--output", required=True, help="the .npz map to write (e.g. runs/rdo/map.npz)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads_arg(p, from_config=True)
     p.set_defaults(func=_rdo_weights)
 
     p = sub.add_parser("demo", help="encode+decode a bundled photo and compare with uncompressed inference")
-    p.add_argument("image", nargs="?", default=DEFAULT_IMAGE)
+    p.add_argument(
+        "image", nargs="?", default=DEFAULT_IMAGE, help=f"image file or skimage:NAME (default {DEFAULT_IMAGE})"
+    )
     _add_model_args(p)
     _add_codec_args(p)
+    _add_threads_arg(p)
     p.set_defaults(func=_demo)
     return parser
+
+
+def _pinned(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """The whole command with ``--torch-threads`` threads; config-driven commands pin their config's own count."""
+    threads = getattr(args, "torch_threads", None)
+    if threads is None or args.func in (_sweep, _train, _rdo_weights, _video_sweep):
+        return contextlib.nullcontext()
+    from fcm.numerics import torch_threads
+
+    return torch_threads(threads)
+
+
+def _warning_printer(command: str) -> Any:
+    """Warnings as one line each, ``fcm COMMAND: warning: …`` (not Python's source-path form)."""
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        kind = "" if issubclass(category, UserWarning) else f" ({category.__name__})"
+        print(f"fcm {command}: warning{kind}: {_printable(str(message))}", file=sys.stderr)
+
+    return show
 
 
 def _printable(message: str) -> str:
@@ -718,14 +832,17 @@ def main(argv: list[str] | None = None) -> int:
             from fcm.codecs.user_codecs import load_codec_file
 
             load_codec_file(args.codecs)  # sweep workers load the same files
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pinned(args):
             warnings.simplefilter("default")
+            warnings.showwarning = _warning_printer(args.command)
             result = args.func(args)
     except (FcmError, OSError) as e:
         print(f"fcm {args.command}: error: {_printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fcm {args.command}: interrupted", file=sys.stderr)
+        resumable = args.func in (_sweep, _train, _video_sweep)
+        hint = ": what finished is kept; rerun the same command to resume" if resumable else ""
+        print(f"fcm {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     if result is not None:
         print(json.dumps(result, indent=2))

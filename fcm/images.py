@@ -57,6 +57,11 @@ def load_image(source: str | Path) -> np.ndarray:
     if s.startswith(PREFIX):
         return bundled_photo(s[len(PREFIX) :])
     path = Path(s)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder, not an image: give one image file (a sweep config's dataset takes folders: "
+            "kind imagefolder)"
+        )
     if not path.is_file():
         raise ConfigError(f"image not found: {path}")
     from PIL import Image, UnidentifiedImageError

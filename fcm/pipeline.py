@@ -25,6 +25,8 @@ from fcm.bitstream import Header, WrapperRef
 from fcm.codecs import Codec, CodecParams, EncodedFrames, get_codec
 from fcm.errors import BitstreamError, CodecError, ShapeError
 from fcm.models import Features, SplitModel, get_model
+from fcm.numerics import DEFAULT_TORCH_THREADS
+from fcm.numerics import torch_threads as pinned_threads
 from fcm.packing import PackedFrames, Packer, RangeMode, unpack
 from fcm.rdo.scaling import scale_frames, unscale_frames
 
@@ -106,21 +108,25 @@ def encode(
     block_qp_offsets: np.ndarray | None = None,
     wrapper: WrapperPair | None = None,
     allocation: BitAllocation | None = None,
+    torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> EncodeResult:
     """Run the edge half on one RGB ``uint8`` image and code its features into an fcm bitstream.
 
     ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265). ``block_qp_offsets`` go to
     the codec (see :meth:`fcm.codecs.Codec.encode`). With ``wrapper``, its pre-wrapper reduces the features first.
     ``allocation`` (:mod:`fcm.rdo`) computes a wrapper-aware block map instead of ``block_qp_offsets``.
+    The front, wrapper and allocation run with ``torch_threads`` intra-op threads (default 1, so the bytes are the
+    same on any core count; ``None`` keeps the caller's setting, see :mod:`fcm.numerics`).
     """
     codec = resolve_codec(codec)
     depth = codec.default_bit_depth if bit_depth is None else bit_depth
     codec.check_params(depth, params)  # before the (possibly slow) front
     check_allocation(allocation, codec, params, block_qp_offsets)
-    edge = run_front(image, model)
-    return encode_features(
-        edge, model, codec, params, depth, range_mode, block_qp_offsets, wrapper=wrapper, allocation=allocation
-    )
+    with pinned_threads(torch_threads):
+        edge = run_front(image, model)
+        return encode_features(
+            edge, model, codec, params, depth, range_mode, block_qp_offsets, wrapper=wrapper, allocation=allocation
+        )
 
 
 def check_allocation(

@@ -49,6 +49,11 @@ def test_encode_info_decode_round_trip(tmp_path, capsys):
         (["decode", "x.fcm", "--top-k", "0"], "must be a positive integer"),
         (["sweep", "c.yaml", "--jobs", "0"], "must be a positive integer"),
         (["sweep", "c.yaml", "--limit", "0"], "must be a positive integer"),
+        (["encode", ".", "--qp", "32"], "is a folder, not an image"),
+        (["encode", "skimage:chelsea", "--codec", "vtm"], "declared by a codecs file: fcm --codecs FILE"),
+        (["encode", "skimage:chelsea", "--preset", "mediun"], "no preset 'mediun'; did you mean 'medium'?"),
+        (["encode", "skimage:chelsea", "--torch-threads", "0"], "must be a positive integer"),
+        (["encode-video", "clip:chelsea:2", "--preset", "fastt"], "did you mean 'fast'?"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, argv, message):
@@ -100,3 +105,48 @@ def test_wrapped_stream_on_the_command_line(tmp_path, capsys):
     assert code == 2 and "coded with wrapper channel_reduction" in err and len(err.strip().splitlines()) == 1
     code, out, _ = _run(capsys, "decode", str(stream), "--wrapper", str(tmp_path / "w.pt"))
     assert code == 0 and len(json.loads(out)["result"]["top"]) == 5
+
+
+def test_warnings_are_one_line_each(tmp_path, capsys, monkeypatch):
+    """A library warning reaches the user as ``fcm COMMAND: warning: …``, never Python's source-path form."""
+    import warnings
+
+    import fcm.cli as cli
+
+    def warn(args):
+        warnings.warn("optional codec 'vtm' is not declared here: left out of the sweep", stacklevel=2)
+        return {"ok": True}
+
+    monkeypatch.setattr(cli, "_codecs", warn)
+    code, out, err = _run(capsys, "codecs")
+    assert code == 0 and json.loads(out) == {"ok": True}
+    assert err == "fcm codecs: warning: optional codec 'vtm' is not declared here: left out of the sweep\n"
+
+
+@pytest.mark.parametrize("command, resumable", [("sweep", True), ("train", True), ("codecs", False)])
+def test_an_interrupt_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch, command, resumable):
+    import fcm.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"_{command}", interrupted)
+    code, _, err = _run(capsys, command, *(["c.yaml"] if command != "codecs" else []))
+    assert code == 130 and err.startswith(f"fcm {command}: interrupted")
+    assert ("rerun the same command to resume" in err) == resumable
+
+
+def test_every_argument_has_help():
+    import argparse
+
+    from fcm.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps subparsers there
+    missing = [
+        f"{name} {a.option_strings or a.dest}"
+        for name, sub in commands.items()
+        for a in sub._actions
+        if a.help is None and not isinstance(a, argparse._HelpAction)
+    ]
+    assert not missing

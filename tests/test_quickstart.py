@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_quickstart_main_job(tmp_path, capsys):
+def test_quickstart_main_job(tmp_path, capsys, readme_figures):
     from fcm.cli import main
 
     code = main(
@@ -39,3 +39,8 @@ def test_quickstart_main_job(tmp_path, capsys):
     # the headline is defensible: its 95 % interval over inputs lies below zero
     assert bd["bd_rate_ci"]["hi"] < 0 and not bd["bd_rate_ci"]["crosses_zero"]
     assert Path(report["edge_plot"]).is_file() and "## Edge cost" in md
+    # the README quotes this very run's figures (timings aside), as tools/readme_figures.py measured them
+    figures = json.loads((ROOT / "docs" / "figures.json").read_text())["sections"]["quickstart"]
+    now = readme_figures.quickstart(tmp_path / "qs")
+    untimed = {k: v for k, v in figures["values"].items() if k not in figures["timed"]}
+    assert {k: now[k] for k in untimed} == untimed, "rerun python tools/readme_figures.py quickstart"

@@ -563,9 +563,16 @@ def test_cli_rdo_weights_and_encode(tmp_path):
         check=False,
     )
     assert wrong.returncode == 2 and "made for split 'stage4'" in wrong.stderr
+    again = subprocess.run(  # a remake never replaces a map unless told: refused before any work
+        run + ["rdo-weights", str(config), "-o", str(out)], capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 2 and "exists: pass --overwrite" in again.stderr
     config.write_text("model: efficientnet_lite0\nprobes: -1\n")
     bad = subprocess.run(
-        run + ["rdo-weights", str(config), "-o", str(out)], capture_output=True, text=True, check=False
+        run + ["rdo-weights", str(config), "-o", str(tmp_path / "other.npz")],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode == 2 and "probes" in bad.stderr
 

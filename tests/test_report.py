@@ -414,3 +414,18 @@ def test_feature_psnr():
     assert feature_psnr(ref, ref) == MAX_FEATURE_PSNR
     noisy = {"t": ref["t"] + 0.1}
     assert feature_psnr(ref, noisy) == pytest.approx(10 * np.log10(100 / 0.01))
+
+
+def test_curve_colours_follow_the_curve_not_its_order():
+    """The same curve has the same colour and marker in every report, whatever the other curves and their order."""
+    from fcm.eval.plots import curve_styles
+
+    quickstart = curve_styles(["remote/x265", "feature/x265"])
+    wrapped = curve_styles(["wrapped[scaled]/x265", "feature/x265", "remote/x265"])
+    reordered = curve_styles(["remote/x265", "wrapped[scaled]/x265", "feature/x265"])
+    assert quickstart["feature/x265"] == wrapped["feature/x265"] == reordered["feature/x265"]
+    assert quickstart["remote/x265"] == wrapped["remote/x265"] and wrapped == reordered
+    many = curve_styles([f"feature[v{i}]/x265" for i in range(6)] + ["feature/x265", "remote/x265", "feature/x264"])
+    colours = [s["color"] for n, s in many.items() if n.endswith("/x265")]
+    assert len(set(colours)) == len(colours)  # no two curves of one codec share a colour
+    assert many["feature/x264"]["marker"] != many["feature/x265"]["marker"]

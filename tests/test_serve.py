@@ -429,3 +429,21 @@ def torch_close(a, b) -> bool:
     import torch
 
     return a.shape == b.shape and bool(torch.allclose(a, b, atol=1e-4))
+
+
+def test_a_port_in_use_is_one_clear_error_before_any_address_is_announced(capsys):
+    """`fcm serve` on a busy port used to print its URL, then uvicorn's errno 98."""
+    from fcm.cli import main
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        code = main(["serve", "--port", str(port)])
+    finally:
+        holder.close()
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    expected = f"port {port} on 127.0.0.1 is in use: stop whatever holds it, or choose another with --port"
+    assert err == f"fcm serve: error: {expected}\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,33 @@ def test_cli_train_prints_a_summary_and_refuses_a_bad_config(tmp_path, capsys):
     assert main(["train", str(config), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("fcm train: error:") and "lam" in err and "\n" not in err
+
+
+def test_cli_train_reports_progress_in_lines_off_a_terminal(tmp_path, capsys):
+    """A batch job's log (stderr not a terminal) gets a line as the feature cache is built and every tenth of the
+    steps, not silence until the end."""
+    config = tmp_path / "train.yaml"
+    config.write_text(json.dumps({**TINY, "surrogate": "noise", "steps": 10, "checkpoint": str(tmp_path / "w.pt")}))
+    assert main(["train", str(config)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "fcm train: cache features: 0/4 crops"
+    assert any(line.startswith("fcm train: cache features: 4/4 crops (") for line in lines)
+    steps = [line for line in lines if line.startswith("fcm train: train: ")]
+    assert steps[0] == "fcm train: train: 0/10 steps" and len(steps) == 11 and "10/10 steps" in steps[-1]
+    assert "loss " in steps[-1]
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux) to pin a process to one core")
+def test_training_gives_the_same_weights_on_one_core_as_here(tmp_path, model):
+    """A fixed torch_threads gives the same floats whatever cores the process may use (one core here, OMP 1)."""
+    yaml_path = tmp_path / "one_core.yaml"
+    yaml_path.write_text(json.dumps({**TINY, "surrogate": "scaled", "checkpoint": str(tmp_path / "pinned.pt")}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = ["taskset", "-c", "0", sys.executable, "-m", "fcm.cli", "train", str(yaml_path), "--no-progress"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    here = train(_config(tmp_path, "here", surrogate="scaled"), progress=False, model=model)
+    assert json.loads(proc.stdout)["weights_tag"] == here.weights_tag
 
 
 def _json_objects(text: str) -> list[dict[str, Any]]:

@@ -348,6 +348,25 @@ def test_video_sweep_measures_reports_and_resumes(tmp_path):
         run_video_sweep(_video_sweep_config(tmp_path, gop="intra"), progress=False)
 
 
+def test_video_sweep_in_two_processes_gives_the_same_records_and_refuses_other_sweeps(tmp_path):
+    from fcm.eval.video_sweep import RESULTS_FILE, read_records, run_video_sweep
+
+    def canon(records):
+        timed = ("encode_fps", "decode_fps", "roundtrip_fps", "times")
+        return sorted(json.dumps({k: v for k, v in r.items() if k not in timed}, sort_keys=True) for r in records)
+
+    small = {"qps": [32, 42], "sequences": ["clip:astronaut:4:96x64", "clip:coffee:4:96x64"]}
+    one = run_video_sweep(_video_sweep_config(tmp_path / "one", **small), progress=False)
+    two_cfg = _video_sweep_config(tmp_path / "two", **small)
+    two = run_video_sweep(two_cfg, progress=False, jobs=2)
+    assert one.new_records == two.new_records == 2 * 2 * 2
+    assert canon(read_records(two_cfg.output / RESULTS_FILE)) == canon(one.records)
+    other = _video_sweep_config(tmp_path / "two", name="other", **{**small, "qps": [37]})
+    with pytest.raises(ConfigError, match=r"holds the results of video sweep 't', not of this config's sweep 'other'"):
+        run_video_sweep(other, progress=False)
+    assert run_video_sweep(other, progress=False, merge=True).new_records == 2 * 2
+
+
 def test_video_sweep_configs_are_checked(tmp_path):
     from fcm.eval.video_sweep import VideoSweepConfig, run_video_sweep
 
@@ -357,8 +376,10 @@ def test_video_sweep_configs_are_checked(tmp_path):
         _video_sweep_config(tmp_path, pipelines=["wrapped"])
     with pytest.raises(ConfigError, match="needs 'qps'"):
         VideoSweepConfig.from_config({"sequences": ["clip:coffee"], "codecs": ["x265"]})
-    with pytest.raises(CodecError, match="cannot code yuv420p10 pictures"):
-        run_video_sweep(_video_sweep_config(tmp_path, codecs=["vp9"]), progress=False)  # yuv420p10 remote on VP9
+    with pytest.raises(ConfigError, match="cannot code yuv420p10 pictures"):
+        run_video_sweep(
+            _video_sweep_config(tmp_path, codecs=["vp9"], preset="4"), progress=False
+        )  # 10-bit remote on VP9
     shipped = VideoSweepConfig.load("configs/video_sweep.yaml")
     assert shipped.pipelines == ("feature", "remote") and len(shipped.qps) >= 6 and shipped.gop == "lowdelay"
 

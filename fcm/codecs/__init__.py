@@ -88,6 +88,17 @@ def get_codec(name: str) -> Codec:
     """
     if name not in _CODECS:  # only an unknown name consults $FCM_CODECS, so a bad file cannot break the built-ins
         _load_user_codecs()
+        if name not in _CODECS:
+            from fcm.codecs.user_codecs import loaded_files
+            from fcm.errors import UnknownNameError
+
+            declared = loaded_files()
+            where = f" (codec files read: {', '.join(declared)})" if declared else ""
+            raise UnknownNameError(
+                f"unknown codec {name!r}; known: {', '.join(_CODECS.names())}{where}. External encoders (VTM, VVenC, "
+                "HM, …) are declared by a codecs file: fcm --codecs FILE … or FCM_CODECS=FILE "
+                "(python tools/build_codecs.py builds them and writes one)"
+            )
     codec = _CODECS.get(name)()
     if codec.name != name:  # a broken registrant would otherwise mislabel its payloads
         raise ValueError(f"codec registered as {name!r} calls itself {codec.name!r}")

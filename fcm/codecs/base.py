@@ -153,6 +153,8 @@ class Codec(ABC):
 
     #: whether :meth:`open_encoder` / :meth:`open_decoder` run frame by frame (the in-process codecs)
     supports_streaming: bool = False
+    #: the speed presets the encoder knows (``None``: not checked here, e.g. an external binary's own names)
+    presets: tuple[str, ...] | None = None
 
     def open_encoder(
         self,
@@ -224,3 +226,11 @@ class Codec(ABC):
         lo, hi = self.qp_range
         if not lo <= params.qp <= hi:
             raise CodecError(f"codec {self.name!r} takes QP in [{lo}, {hi}], got {params.qp}")
+        if params.preset is not None and self.presets is not None and params.preset not in self.presets:
+            import difflib
+
+            close = difflib.get_close_matches(params.preset, self.presets, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CodecError(
+                f"codec {self.name!r} has no preset {params.preset!r}{hint} (its presets: {', '.join(self.presets)})"
+            )

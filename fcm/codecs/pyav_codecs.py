@@ -746,6 +746,21 @@ def _param_string(params: dict[str, str]) -> str:
     return ":".join(f"{k}={v}" for k, v in params.items())
 
 
+#: x264's and x265's speed presets, fastest first
+_X26X_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+
+
 class X265(PyAVCodec):
     """HEVC via libx265, true 4:0:0 (``gray`` / ``gray10le``), 8 and 10 bits.
 
@@ -755,6 +770,7 @@ class X265(PyAVCodec):
     """
 
     name = "x265"
+    presets = _X26X_PRESETS
     encoder = "libx265"
     decoder = "hevc"
     bit_depths = (8, 10)
@@ -814,6 +830,7 @@ class X264(PyAVCodec):
     """
 
     name = "x264"
+    presets = _X26X_PRESETS
     encoder = "libx264"
     decoder = "h264"
     bit_depths = (8, 10)
@@ -866,6 +883,7 @@ class SvtAv1(PyAVCodec):
     bit_depths = (8, 10)
     qp_range = (1, 63)
     default_preset = "8"
+    presets = tuple(str(p) for p in range(-1, 14))  # SVT-AV1's encoder modes, slowest to fastest
     min_size = 4  # "Source Width must be at least 4"
     param_list_keys = ("svtav1-params",)
 
@@ -909,6 +927,7 @@ class Vp9(PyAVCodec):
     bit_depths = (8,)
     qp_range = (0, 63)
     default_preset = "4"
+    presets = tuple(str(p) for p in range(9))  # cpu-used
 
     def _layout(self, bit_depth: int) -> _Layout:
         return _Layout("yuv420p", neutral_chroma=True)

@@ -7,13 +7,15 @@ state or the process-wide backend, and matplotlib is imported only when a plot i
 from __future__ import annotations
 
 import math
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from fcm.eval.curves import Analysis
 from fcm.eval.points import EDGE_STAGES, OperatingPoint
 
-__all__ = ["STAGES", "plot_edge_cost", "plot_rd", "plot_times", "time_keys"]
+__all__ = ["STAGES", "curve_styles", "plot_edge_cost", "plot_rd", "plot_times", "time_keys"]
 
 #: Pipeline stages in the order they run; times keys outside this list come after these, sorted.
 STAGES: tuple[str, ...] = ("front", "wrap", "pack", "rdo", "encode", "decode", "unpack", "unwrap", "back")
@@ -22,8 +24,34 @@ _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
 
 
-def _style(i: int) -> dict[str, Any]:
-    return {"color": _COLORS[i % len(_COLORS)], "marker": _MARKERS[i % len(_MARKERS)]}
+#: the colour a pipeline kind's curves take in every report (its variants take the next free ones)
+_KIND_COLORS = {"feature": 0, "remote": 1, "wrapped": 2}
+#: the marker a codec's curves take in every report
+_CODEC_MARKERS = {"x265": 0, "x264": 1, "svtav1": 2, "vp9": 3, "vtm": 4, "vvenc": 5, "hm": 6, "x265-cli": 7}
+
+
+def curve_styles(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Colour and marker of each curve ``kind[variant]/codec``, chosen from the name alone (not from the curves'
+    order), so the same curve looks the same in every report: ``feature`` blue, ``remote`` red, ``wrapped`` green,
+    a variant or another kind a colour drawn from its name's hash (the next free one where two curves would share
+    it); the marker follows the codec."""
+    styles: dict[str, dict[str, Any]] = {}
+    taken: set[int] = set()
+    for name in sorted(set(names), key=lambda n: ("[" in n, n)):  # plain kinds claim their colour first
+        label, _, codec = name.partition("/")
+        kind = label.split("[", 1)[0]
+        if "[" not in label and kind in _KIND_COLORS and _KIND_COLORS[kind] not in taken:
+            color = _KIND_COLORS[kind]
+        else:
+            color = zlib.crc32(label.encode()) % len(_COLORS)
+            for _ in range(len(_COLORS)):
+                if color not in taken and color not in _KIND_COLORS.values():
+                    break
+                color = (color + 1) % len(_COLORS)
+        taken.add(color)
+        marker = _CODEC_MARKERS.get(codec, zlib.crc32(codec.encode()) % len(_MARKERS))
+        styles[name] = {"color": _COLORS[color], "marker": _MARKERS[marker]}
+    return styles
 
 
 def _finite(x: float) -> bool:
@@ -64,7 +92,8 @@ def plot_rd(path: Path, analysis: Analysis, reference: dict[str, float] | None, 
     rates: list[float] = []
     accs: list[float] = []
     metric = analysis.metric_name
-    for i, (name, curve) in enumerate(analysis.curves.items()):
+    styles = curve_styles(analysis.curves)
+    for name, curve in analysis.curves.items():
         ps = [p for p in curve if _finite(p.bpp) and _finite(float(p.metric))]
         if not ps:
             continue
@@ -72,7 +101,7 @@ def plot_rd(path: Path, analysis: Analysis, reference: dict[str, float] | None, 
         y = [float(p.metric) for p in ps]
         rates += x
         accs += y
-        st = _style(i)
+        st = styles[name]
         label = f"{name} (anchor)" if name == analysis.anchor else name
         cis = [ci for ci in (analysis.interval(p) for p in ps) if ci is not None]
         if len(cis) == len(ps):  # every point has an interval
@@ -137,7 +166,7 @@ def _middle(ps: list[OperatingPoint]) -> OperatingPoint:
 def plot_times(path: Path, analysis: Analysis) -> None:
     """Mean stage times per input at the middle QP of each curve, grouped by stage."""
     names = [n for n, ps in analysis.curves.items() if any(p.times for p in ps)]
-    order = list(analysis.curves)
+    styles = curve_styles(analysis.curves)
     mids = {n: _middle([p for p in analysis.curves[n] if p.times]) for n in names}
     stages = time_keys(list(mids.values()))
     fig = _figure(8.0, 4.2)
@@ -147,9 +176,7 @@ def plot_times(path: Path, analysis: Analysis) -> None:
         p = mids[name]
         ms = [1000.0 * p.times.get(s, float("nan")) for s in stages]
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(stages))]
-        ax.bar(
-            xs, ms, width=width * 0.95, color=_style(order.index(name))["color"], label=f"{name} (QP {p.qp})", zorder=3
-        )
+        ax.bar(xs, ms, width=width * 0.95, color=styles[name]["color"], label=f"{name} (QP {p.qp})", zorder=3)
     ax.set_xticks(range(len(stages)))
     ax.set_xticklabels(stages, fontsize=10)
     ax.set_ylabel("mean time per input (ms)", fontsize=11)
@@ -167,14 +194,15 @@ def plot_edge_cost(path: Path, analysis: Analysis, reference: dict[str, float] |
     fig = _figure(8.0, 5.0)
     ax = fig.add_subplot()
     times: list[float] = []
-    for i, (name, curve) in enumerate(analysis.curves.items()):
+    styles = curve_styles(analysis.curves)
+    for name, curve in analysis.curves.items():
         ps = [p for p in curve if p.times and _finite(float(p.metric))]  # in rate order, as on the RD plot
         if not ps:
             continue
         x = [1000.0 * p.edge_seconds for p in ps]
         y = [float(p.metric) for p in ps]
         times += x
-        st = _style(i)
+        st = styles[name]
         macs = ps[0].edge_macs
         if macs is None:
             label = f"{name}: edge computation not measured"

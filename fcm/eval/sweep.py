@@ -39,6 +39,7 @@ from fcm.eval.config import SweepConfig
 from fcm.eval.pipelines import InputContext, Measurement
 from fcm.eval.points import InputSamples, OperatingPoint, apply_link
 from fcm.models.cost import ComputeCost
+from fcm.numerics import torch_threads
 from fcm.pipeline import EdgeFeatures
 
 RESULTS_FILE = "results.jsonl"
@@ -92,17 +93,6 @@ def skipped_list(cfg: SweepConfig, records: list[dict[str, Any]], ids: list[str]
     """The skipped inputs among ``ids``, in input order, as ``{"input", "reason"}`` (for manifests and reports)."""
     skipped = skipped_inputs(cfg, records)
     return [{"input": i, "reason": skipped[i]} for i in ids if i in skipped]
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run torch with ``n`` intra-op threads, then give the caller back its own count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Worker:
@@ -255,10 +245,12 @@ def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: resolved.get(k) for k in _IDENTITY_FIELDS}, default=str))
 
 
-def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
+def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str, merge: bool = False) -> None:
     """Refuse to mix records of different sweeps in one folder; remember this sweep's config there.
 
-    The weights' checksum tag counts too: another file at the same path is another sweep.
+    The weights' checksum tag counts too: another file at the same path is another sweep. A sweep of another name
+    (another config) is refused even when its settings agree, unless ``merge``: its report would replace the
+    folder's own.
     """
     stored_form = {
         **cfg.resolved(),
@@ -271,6 +263,11 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str) -> None:
     path = out / SWEEP_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
+        if not merge and "name" in stored and stored["name"] != cfg.name:
+            raise ConfigError(
+                f"{out} holds the results of sweep {stored['name']!r}, not of this config's sweep {cfg.name!r}: "
+                "choose another --output, or pass --merge to add this sweep's points to that folder"
+            )
         previous = _identity(stored)
         if "weights_tag" not in stored:  # written before fcm recorded it: nothing to compare
             previous["weights_tag"] = identity["weights_tag"]
@@ -424,14 +421,16 @@ def run_sweep(
     progress: bool = True,
     max_new_records: int | None = None,
     ray_address: str | None = None,
+    merge: bool = False,
 ) -> SweepOutcome:
     """Run (or resume) a sweep. ``max_new_records`` stops after that many new records, as a kill would.
-    ``ray_address`` runs the inputs on a Ray cluster instead of local processes (:mod:`fcm.eval.ray_backend`)."""
+    ``ray_address`` runs the inputs on a Ray cluster instead of local processes (:mod:`fcm.eval.ray_backend`).
+    A folder made by a sweep of another name is refused unless ``merge`` (its identity must agree all the same)."""
     worker = Worker(cfg)  # builds model, dataset and evaluator: every config error surfaces before any file is written
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
-        _check_identity(cfg, out, worker.model.weights_tag)
+        _check_identity(cfg, out, worker.model.weights_tag, merge)
         return _run_locked(cfg, worker, jobs, progress, max_new_records, ray_address)
 
 

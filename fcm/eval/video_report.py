@@ -132,7 +132,9 @@ def write_report(cfg: VideoSweepConfig, records: list[dict[str, Any]]) -> dict[s
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
     _write_csv(out / REPORT_CSV, records, points)
     if points:
-        plot_kbps(out / PLOT, points, measures, cfg.name)
+        # against the model's own detections, uncompressed inference scores 100 by definition
+        refs = {"mAP": 100.0} if cfg.evaluator == "detection_fidelity" else None
+        plot_kbps(out / PLOT, points, measures, cfg.name, refs)
     return report
 
 
@@ -199,32 +201,55 @@ def _cell(v: Any) -> str:
     return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
-def plot_kbps(path: Path, points: list[dict[str, Any]], measures: list[str], title: str) -> None:
-    """One panel per measure: the measure against kbps (log axis), one line per curve, QP labels."""
+#: axis label and uncompressed reference value of each measure a video sweep plots (None: no fixed reference)
+_MEASURE_AXES: dict[str, tuple[str, float | None]] = {
+    "top1_agreement": ("top-1 agreement with uncompressed inference (%)", 100.0),
+    "top5_agreement": ("top-5 agreement with uncompressed inference (%)", 100.0),
+    "kl_db": ("KL to uncompressed (dB: −10·log10 mean KL)", None),
+    "mAP": ("mAP@[.5:.95] (%)", None),
+}
+
+
+def plot_kbps(
+    path: Path,
+    points: list[dict[str, Any]],
+    measures: list[str],
+    title: str,
+    references: dict[str, float] | None = None,
+) -> None:
+    """One panel per measure: the measure against kbps (log axis), one line per curve, QP labels, and the
+    uncompressed reference as a dashed line where there is one (``references`` by measure, else the measure's
+    own: fidelity to uncompressed inference is 100 % there by definition)."""
     from matplotlib.figure import Figure
 
-    from fcm.eval.plots import _style
+    from fcm.eval.plots import curve_styles
 
     fig = Figure(figsize=(6.0 * len(measures), 4.8), dpi=150)
     curves = sorted({p["curve"] for p in points}, key=lambda c: (not c.startswith("remote/"), c))
+    styles = curve_styles(curves)
     for k, measure in enumerate(measures):
         ax = fig.add_subplot(1, len(measures), k + 1)
-        for i, curve in enumerate(curves):
+        for curve in curves:
             ps = sorted((p for p in points if p["curve"] == curve), key=lambda p: p["kbps"])
             ps = [p for p in ps if _finite(p.get(measure, p["metrics"].get(measure)))]
             if not ps:
                 continue
             xs = [p["kbps"] for p in ps]
             ys = [p.get(measure, p["metrics"].get(measure)) for p in ps]
-            ax.plot(xs, ys, label=curve, **_style(i))
+            ax.plot(xs, ys, label=curve, **styles[curve])
             for p, x, y in zip(ps, xs, ys, strict=True):
                 ax.annotate(str(p["qp"]), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        label, default_ref = _MEASURE_AXES.get(measure, (measure, None))
+        ref = (references or {}).get(measure, default_ref)
+        if ref is not None:
+            ax.axhline(ref, color="0.25", linestyle="--", linewidth=1.2, label=f"uncompressed ({ref:g})")
         ax.set_xscale("log")
-        ax.set_xlabel("rate (kbps, log scale)")
-        ax.set_ylabel(measure)
+        ax.set_xlabel("rate (kbit/s, every byte of the stream; log scale)")
+        ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-        ax.set_title(f"{title}: {measure}")
+        ax.set_title(f"{title}: {measure} vs kbit/s")
+    fig.text(0.995, 0.005, "point labels: QP", ha="right", va="bottom", fontsize=7, color="0.45")
     fig.tight_layout()
     fig.savefig(path)
 

@@ -39,8 +39,9 @@ import torch
 from fcm.codecs import CodecParams, get_codec
 from fcm.codecs.base import as_gop_structure, as_rate_control
 from fcm.codecs.color import PICTURE_FORMATS, PictureFormat
-from fcm.errors import ConfigError, FcmError
+from fcm.errors import CodecError, ConfigError, FcmError
 from fcm.eval.sweep import _exclusive
+from fcm.numerics import torch_threads
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "video_sweep.json"
@@ -141,7 +142,7 @@ class VideoSweepConfig:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad video sweep value: {e}") from None
         name = str(values.pop("name", "video"))
-        out = Path(str(values.pop("output", f"results/{name}")))
+        out = Path(str(values.pop("output", f"runs/{name}")))
         if base is not None and not out.is_absolute():
             out = base / out
         return cls(name=name, output=out, **values)
@@ -219,15 +220,22 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return list(records.values())
 
 
-def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True) -> None:
+def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True, merge: bool = False) -> None:
     """Refuse a folder holding another sweep's records (the lists of sequences, QPs, codecs and pipelines may grow
-    or shrink; each codec both runs name must be the same build)."""
+    or shrink; each codec both runs name must be the same build), or one made by a sweep of another name unless
+    ``merge``."""
     cfg.output.mkdir(parents=True, exist_ok=True)
     identity = {**cfg.identity(), "weights_tag": weights_tag, "codec_identity": _codec_identity(cfg)}
     path = cfg.output / SWEEP_FILE
     lists = ("sequences", "qps", "codecs", "pipelines", "codec_identity")
     if path.is_file():
         stored = json.loads(path.read_text())
+        stored_name = stored.pop("name", None)
+        if not merge and stored_name is not None and stored_name != cfg.name:
+            raise ConfigError(
+                f"{cfg.output} holds the results of video sweep {stored_name!r}, not of this config's sweep "
+                f"{cfg.name!r}: choose another --output, or pass --merge to add this sweep's points to that folder"
+            )
         changed = sorted(k for k in set(stored) | set(identity) if k not in lists and stored.get(k) != identity.get(k))
         before, now = stored.get("codec_identity") or {}, identity["codec_identity"]
         changed += [f"codec_identity of {k!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
@@ -238,7 +246,7 @@ def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True) -
             )
         identity["codec_identity"] = {**before, **now}
     if write:
-        path.write_text(json.dumps(identity, indent=2) + "\n")
+        path.write_text(json.dumps({"name": cfg.name, **identity}, indent=2) + "\n")
 
 
 def check_folder_read_only(cfg: VideoSweepConfig) -> None:
@@ -254,26 +262,30 @@ def _codec_identity(cfg: VideoSweepConfig) -> dict[str, Any]:
     return {"fcm": __version__, **{name: get_codec(name).identity() for name in cfg.codecs}}
 
 
-def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepOutcome:
-    """Measure every (sequence, pipeline, codec, QP) not yet in the output folder, then write the report."""
+def run_video_sweep(
+    cfg: VideoSweepConfig, progress: bool = True, jobs: int = 1, merge: bool = False
+) -> VideoSweepOutcome:
+    """Measure every (sequence, pipeline, codec, QP) not yet in the output folder (in ``jobs`` worker processes),
+    then write the report. A folder made by a video sweep of another name is refused unless ``merge``."""
 
     from fcm.eval.evaluators import build_evaluator
     from fcm.models import get_model
     from fcm.video.sources import open_source
 
-    for name in cfg.codecs:
-        chosen = get_codec(name)
-        if not chosen.supports_streaming:
-            raise ConfigError(f"codec {name!r} cannot code video frame by frame")
-        for qp in cfg.qps:
-            chosen.check_params(cfg.bit_depth or chosen.default_bit_depth, cfg.params(qp))
-            if "remote" in cfg.pipelines:
-                fmt = PictureFormat.parse(cfg.picture)
-                chosen.check_image_format(fmt)
-                chosen.check_params(fmt.bit_depth, cfg.params(qp))
-    before = torch.get_num_threads()
-    torch.set_num_threads(cfg.torch_threads)
-    try:
+    try:  # every codec setting checked before any folder is made
+        for name in cfg.codecs:
+            chosen = get_codec(name)
+            if not chosen.supports_streaming:
+                raise ConfigError(f"codec {name!r} cannot code video frame by frame")
+            for qp in cfg.qps:
+                chosen.check_params(cfg.bit_depth or chosen.default_bit_depth, cfg.params(qp))
+                if "remote" in cfg.pipelines:
+                    fmt = PictureFormat.parse(cfg.picture)
+                    chosen.check_image_format(fmt)
+                    chosen.check_params(fmt.bit_depth, cfg.params(qp))
+    except CodecError as e:
+        raise ConfigError(str(e)) from e
+    with torch_threads(cfg.torch_threads):
         model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256)
         sources = {s: open_source(s, cfg.max_frames, cfg.fps) for s in cfg.sequences}
         if cfg.evaluator == "coco":  # labels needed: every sequence must carry its ground truth
@@ -286,10 +298,8 @@ def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepO
             build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         cfg.output.mkdir(parents=True, exist_ok=True)
         with _exclusive(cfg.output):
-            _check_folder(cfg, model.weights_tag)
-            records, new = _measure_all(cfg, model, sources, progress)
-    finally:
-        torch.set_num_threads(before)
+            _check_folder(cfg, model.weights_tag, merge=merge)
+            records, new = _measure_all(cfg, model, sources, progress, jobs)
     from fcm.eval.video_report import write_report
 
     report = write_report(cfg, records)
@@ -297,8 +307,10 @@ def run_video_sweep(cfg: VideoSweepConfig, progress: bool = True) -> VideoSweepO
 
 
 def _measure_all(
-    cfg: VideoSweepConfig, model: Any, sources: dict[str, Any], progress: bool
+    cfg: VideoSweepConfig, model: Any, sources: dict[str, Any], progress: bool, jobs: int = 1
 ) -> tuple[list[dict[str, Any]], int]:
+    """Measure every point not in the folder yet, in this process or in ``jobs`` worker processes (each point is
+    measured by one process and written here as it arrives; the records do not depend on ``jobs``)."""
     from tqdm import tqdm
 
     results = cfg.output / RESULTS_FILE
@@ -314,24 +326,86 @@ def _measure_all(
     ]
     new = 0
     bar = tqdm(total=len(todo), unit="pt", desc=f"video sweep {cfg.name}", disable=not progress)
-    references: dict[str, list[Any]] = {}
-    gt_files: dict[str, Path] = {}
     with open(results, "a", encoding="utf-8") as sink, bar:
-        for sequence, pipeline, codec, qp in todo:
-            src = sources[sequence]
-            if sequence not in references:  # once per sequence, one sequence's at a time
-                references = {sequence: _reference_outputs(cfg, src, model)}
-                if cfg.evaluator == "coco":
-                    gt_files = {sequence: _ground_truth_file(cfg, src)}
-            evaluator = _evaluator(cfg, model, gt_files.get(sequence))
-            measure = _measure_feature if pipeline == "feature" else _measure_remote
-            record = {"sequence": sequence, **measure(cfg, src, model, codec, qp, references[sequence], evaluator)}
+
+        def keep(record: dict[str, Any]) -> None:
+            nonlocal new
             sink.write(json.dumps(record, separators=(",", ":")) + "\n")
             sink.flush()
             records.append(record)
             new += 1
             bar.update(1)
+
+        if jobs <= 1 or len(todo) <= 1:
+            measurer = _PointMeasurer(cfg, model, sources)
+            for key in todo:
+                keep(measurer.measure(*key))
+        else:
+            _measure_in_workers(cfg, todo, min(jobs, len(todo)), keep)
     return records, new
+
+
+class _PointMeasurer:
+    """Measures one sweep's points in one process: the model built once, each sequence's reference outputs (or
+    ground truth) computed once, for the sequence at hand only (points arrive sequence by sequence)."""
+
+    def __init__(self, cfg: VideoSweepConfig, model: Any, sources: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.sources = dict(sources or {})
+        self._references: dict[str, list[Any]] = {}
+        self._ground_truth: dict[str, Path] = {}
+
+    def measure(self, sequence: str, pipeline: str, codec: str, qp: int) -> dict[str, Any]:
+        from fcm.video.sources import open_source
+
+        cfg = self.cfg
+        if sequence not in self.sources:
+            self.sources[sequence] = open_source(sequence, cfg.max_frames, cfg.fps)
+        src = self.sources[sequence]
+        if sequence not in self._references:
+            self._references = {sequence: _reference_outputs(cfg, src, self.model)}
+            if cfg.evaluator == "coco":
+                self._ground_truth = {sequence: _ground_truth_file(cfg, src)}
+        evaluator = _evaluator(cfg, self.model, self._ground_truth.get(sequence))
+        measure = _measure_feature if pipeline == "feature" else _measure_remote
+        return {"sequence": sequence, **measure(cfg, src, self.model, codec, qp, self._references[sequence], evaluator)}
+
+
+_WORKER: _PointMeasurer | None = None
+
+
+def _start_worker(cfg: VideoSweepConfig) -> None:
+    from fcm.models import get_model
+
+    global _WORKER
+    torch.set_num_threads(cfg.torch_threads)  # a process of its own: pinned for its whole life
+    _WORKER = _PointMeasurer(cfg, get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256))
+
+
+def _worker_measure(key: tuple[str, str, str, int]) -> dict[str, Any]:
+    assert _WORKER is not None, "worker not started"
+    return _WORKER.measure(*key)
+
+
+def _measure_in_workers(cfg: VideoSweepConfig, todo: list[tuple[str, str, str, int]], jobs: int, keep: Any) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: forking a process whose torch has started threads can deadlock
+    with ProcessPoolExecutor(
+        jobs, mp_context=mp.get_context("spawn"), initializer=_start_worker, initargs=(cfg,)
+    ) as pool:
+        futures = [pool.submit(_worker_measure, key) for key in todo]  # in order: workers share a sequence's work
+        try:
+            for future in as_completed(futures):
+                keep(future.result())
+        except BrokenProcessPool:
+            raise FcmError("a video sweep worker process died; rerun the same command to resume") from None
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def _evaluator(cfg: VideoSweepConfig, model: Any, ground_truth: Path | None) -> Any:
@@ -352,7 +426,7 @@ def _ground_truth_file(cfg: VideoSweepConfig, src: Any) -> Path:
     text = json.dumps(src.ground_truth(), separators=(",", ":"))
     path = cfg.output / f".gt-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if not path.is_file():
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # worker processes may draw the same clip at once
         tmp.write_text(text)
         tmp.replace(path)
     return path
@@ -411,6 +485,7 @@ def _measure_feature(
                 intra_period=cfg.intra_period,
                 bit_depth=cfg.bit_depth,
                 range_mode=cfg.range_mode,  # type: ignore[arg-type]
+                torch_threads=cfg.torch_threads,
             )
         t0 = time.perf_counter()
         with open(tmp, "rb") as f:

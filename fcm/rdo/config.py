@@ -132,7 +132,7 @@ class RdoWeightsConfig:
         count, images = self.images(model)
         from tqdm import tqdm
 
-        from fcm.eval.sweep import torch_threads
+        from fcm.numerics import torch_threads
 
         with (
             torch_threads(self.torch_threads),

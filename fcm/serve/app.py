@@ -431,19 +431,48 @@ def _check_finite(output: Any) -> None:
             raise BitstreamError("the decoded features drive the model to non-finite outputs")
 
 
-def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
-    """Load the models, then run the server until interrupted (``uvicorn_options``: e.g. ``ssl_certfile`` /
-    ``ssl_keyfile`` for TLS). Loading first means a bad model or weights file is an :class:`FcmError` here, before
-    the port opens, not an error inside the server."""
+def serve(
+    config: ServeConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    on_ready: Any = None,
+    **uvicorn_options: Any,
+) -> None:
+    """Load the models, take the port, then run the server until interrupted (``uvicorn_options``: e.g.
+    ``ssl_certfile`` / ``ssl_keyfile`` for TLS). Loading and binding first mean a bad model or weights file, or a
+    port in use, is an :class:`FcmError` here, before anything is announced. ``on_ready()`` is called once the
+    port is held (the command line prints the server's address there)."""
+    import errno
+    import socket
+
     import uvicorn
 
     cache = ModelCache(config.models)
     cache.load()
-    uvicorn.run(
-        create_app(config, cache),
-        host=host,
-        port=port,
-        log_level="warning",
-        limit_concurrency=max(64, 8 * config.concurrency),  # requests beyond are answered 503 at once
-        **uvicorn_options,
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may reuse the port
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        reason = "is in use" if e.errno == errno.EADDRINUSE else f"cannot be taken ({e.strerror or e})"
+        raise ConfigError(
+            f"port {port} on {host} {reason}: stop whatever holds it, or choose another with --port"
+        ) from None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, cache),
+            host=host,
+            port=port,
+            log_level="warning",
+            limit_concurrency=max(64, 8 * config.concurrency),  # requests beyond are answered 503 at once
+            **uvicorn_options,
+        )
     )
+    if on_ready is not None:
+        on_ready()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fcm.errors import FcmError
+from fcm.numerics import DEFAULT_TORCH_THREADS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,11 +94,13 @@ class EdgeClient:
         bit_depth: int | None = None,
         top_k: int = 5,
         wrapper: Any = None,
+        torch_threads: int | None = DEFAULT_TORCH_THREADS,
     ) -> SendResult:
-        """Run the edge half on ``image``, encode, post, and time each side."""
+        """Run the edge half on ``image`` (with ``torch_threads``, see :mod:`fcm.numerics`), encode, post, and time
+        each side."""
         from fcm import pipeline
 
-        enc = pipeline.encode(image, model, codec, params, bit_depth, wrapper=wrapper)
+        enc = pipeline.encode(image, model, codec, params, bit_depth, wrapper=wrapper, torch_threads=torch_threads)
         edge = enc.front_s + enc.wrap_s + enc.pack_s + enc.rdo_s + enc.codec_s
         t0 = time.perf_counter()
         answer = self.decode(enc.bitstream, top_k)

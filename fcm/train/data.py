@@ -169,8 +169,11 @@ class FeatureCache:
         return FeatureCache(features, self.teacher.to(device), self.input_pixels, self.crops)
 
 
-def build_cache(model: SplitModel, crops: Sequence[Crop], chunk: int = 16) -> FeatureCache:
-    """Run ``prepare`` → ``front`` → ``back`` once per crop, without gradients, on the CPU."""
+def build_cache(
+    model: SplitModel, crops: Sequence[Crop], chunk: int = 16, on_chunk: Callable[[int], None] | None = None
+) -> FeatureCache:
+    """Run ``prepare`` → ``front`` → ``back`` once per crop, without gradients, on the CPU; ``on_chunk(n)`` after
+    each ``n`` crops (a progress bar)."""
     if not crops:
         raise ConfigError("no training crops")
     images: dict[str, np.ndarray] = {}
@@ -193,6 +196,8 @@ def build_cache(model: SplitModel, crops: Sequence[Crop], chunk: int = 16) -> Fe
             front = model.front(batch)
             parts.append(front.tensors)
             teachers.append(torch.as_tensor(model.back(Features(front.tensors, front.meta))))
+            if on_chunk is not None:
+                on_chunk(len(batch))
     features = OrderedDict((name, torch.cat([p[name] for p in parts])) for name in model.spec.names)
     height, width = inputs[0].shape[-2:]
     return FeatureCache(features, torch.cat(teachers), int(height * width), tuple(crops))

@@ -93,10 +93,18 @@ def crop_rng(config: TrainConfig, stream: int = _CROPS_STREAM) -> np.random.Gene
     return np.random.default_rng([config.seed, stream])
 
 
-def crop_cache(config: TrainConfig, model: SplitModel, stream: int = _CROPS_STREAM) -> FeatureCache:
+def crop_cache(
+    config: TrainConfig, model: SplitModel, stream: int = _CROPS_STREAM, progress: Progress | None = None
+) -> FeatureCache:
     """The cached features of the config's crops (``stream``: another seeded stream gives held-out crops)."""
     crops = plan_crops(config.sources, config.crops_per_image, config.crop_size, crop_rng(config, stream))
-    return build_cache(model, crops)
+    if progress is None:
+        return build_cache(model, crops)
+    bar = progress.bar(len(crops), "cache features", "crop")
+    try:
+        return build_cache(model, crops, on_chunk=bar.update)
+    finally:
+        bar.close()
 
 
 def held_out_cache(config: TrainConfig, model: SplitModel) -> FeatureCache:
@@ -112,7 +120,8 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) the wrapper of ``config``; stop after ``max_steps`` steps of this call if given.
 
-    ``progress``: show a tqdm bar (``None``: only when stderr is a terminal). ``model``: an already built model
+    ``progress``: ``True`` tqdm bars, ``False`` nothing, ``None`` bars on a terminal and a line every tenth of the
+    feature cache and of the steps elsewhere (a batch job's log). ``model``: an already built model
     (it is frozen here); else it is built from the config.
     """
     where = distributed.setup()
@@ -144,7 +153,8 @@ def _train(
     model = load_model(config) if model is None else model.requires_grad_(False).eval()
     if (model.name, model.split) != (config.model, config.split or model.split):
         raise ConfigError(f"model {model.name}/{model.split} is not the config's {config.model}/{config.split}")
-    cache = crop_cache(config, model).to(where.device)
+    reporter = Progress(_progress_mode(progress) if where.is_main else "off")
+    cache = crop_cache(config, model, progress=reporter).to(where.device)
     model.to(where.device)
 
     torch.manual_seed(config.seed)
@@ -173,12 +183,11 @@ def _train(
         path = DistributedDataParallel(path, device_ids=[where.device.index] if where.device.type == "cuda" else None)
 
     end = config.steps if max_steps is None else min(config.steps, start + max_steps)
-    show = (sys.stderr.isatty() if progress is None else progress) and where.is_main
     began = time.perf_counter()
     final: dict[str, float] = {}
     step = start
     try:
-        bar = _progress_bar(show, start, config.steps)
+        bar = reporter.bar(config.steps, "train", "step", initial=start)
         for step in range(start, end):
             t0 = time.perf_counter()
             row = _step(config, model, cache, path, optimizer, sampler, step, where)
@@ -188,12 +197,9 @@ def _train(
                 _append_log(config.log_path, row)
                 if (step + 1) % config.save_every == 0 and step + 1 < end:
                     _save(config, identity, step + 1, wrapper, optimizer, sampler, wall_before + _since(began))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4g}", qp=row["qp"])
+            bar.update(1, f"loss {row['loss']:.4g}, qp {row['qp']}")
         step = end
-        if bar is not None:
-            bar.close()
+        bar.close()
     finally:
         channel.close()
     wall = wall_before + _since(began)
@@ -275,6 +281,7 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
     from fcm import __version__
+    from fcm.numerics import numerics_record, package_versions
 
     return {
         "surrogate": config.surrogate,
@@ -292,6 +299,9 @@ def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
         "images": list(config.sources),
         "config_identity": config.identity(),
         "fcm_version": __version__,
+        # what else decides the weights' last bits on this machine (see fcm.numerics)
+        "numerics": numerics_record(config.torch_threads),
+        "packages": package_versions(),
         "wall_seconds": round(wall, 3),
     }
 
@@ -320,12 +330,56 @@ def _since(t0: float) -> float:
     return time.perf_counter() - t0
 
 
-def _progress_bar(show: bool, start: int, total: int) -> Any:
-    if not show:
-        return None
-    from tqdm import tqdm
+def _progress_mode(progress: bool | None) -> str:
+    """``bar`` on a terminal, ``lines`` (a line every 10 %) when stderr is a file or pipe, ``off`` if told."""
+    if progress is False:
+        return "off"
+    return "bar" if progress or sys.stderr.isatty() else "lines"
 
-    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+class Progress:
+    """Progress of training's long stages on stderr: tqdm bars on a terminal, a plain line every tenth of a stage
+    elsewhere (logs of batch jobs), nothing when ``mode`` is ``off``."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def bar(self, total: int, desc: str, unit: str, initial: int = 0) -> _Bar:
+        return _Bar(self.mode, total, desc, unit, initial)
+
+
+class _Bar:
+    def __init__(self, mode: str, total: int, desc: str, unit: str, initial: int) -> None:
+        self.mode, self.total, self.desc, self.unit, self.done = mode, total, desc, unit, initial
+        self._tqdm: Any = None
+        self._began = time.perf_counter()
+        self._next = initial + max(1, total // 10)
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)
+        elif mode == "lines":
+            print(f"fcm train: {desc}: {initial}/{total} {unit}s", file=sys.stderr, flush=True)
+
+    def update(self, n: int = 1, status: str = "") -> None:
+        self.done += n
+        if self._tqdm is not None:
+            self._tqdm.update(n)
+            if status:
+                self._tqdm.set_postfix_str(status)
+        elif self.mode == "lines" and (self.done >= self._next or self.done == self.total):
+            self._next = self.done + max(1, self.total // 10)
+            elapsed = time.perf_counter() - self._began
+            extra = f", {status}" if status else ""
+            print(
+                f"fcm train: {self.desc}: {self.done}/{self.total} {self.unit}s ({elapsed:.0f} s{extra})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:

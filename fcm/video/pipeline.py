@@ -23,6 +23,8 @@ import torch
 from fcm.codecs import CodecParams, get_codec
 from fcm.errors import BitstreamError, CodecError, ConfigError, ShapeError
 from fcm.models import Features, SplitModel
+from fcm.numerics import DEFAULT_TORCH_THREADS
+from fcm.numerics import torch_threads as pinned_threads
 from fcm.packing import PackedFrames, Packer, RangeMode, unpack
 from fcm.video.container import AccessUnit, VideoHeader, VideoReader, VideoWriter
 
@@ -89,108 +91,113 @@ def encode_video(
     wrapper: WrapperPair | None = None,
     allocation: BitAllocation | None = None,
     on_frame: Callable[[int], None] | None = None,
+    torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> VideoEncodeStats:
     """Code a sequence of RGB frames (all of one size) as one fcm video stream written to ``sink``.
 
     ``params.gop`` ``"lowdelay"``: a key frame every ``intra_period`` frames (0: only the first), P frames between;
     ``"intra"``: every frame a key frame. ``allocation`` (QP route only) gives each frame its block QP offsets; a
     ``wa-gop`` allocation computes them on each group's first frame and reuses them for the rest. ``on_frame(i)`` is
-    called after frame ``i`` is pushed (a progress bar).
+    called after frame ``i`` is pushed (a progress bar). The front, wrapper and allocation run with ``torch_threads``
+    intra-op threads (default 1: the same bytes on any core count; ``None`` keeps the caller's; :mod:`fcm.numerics`).
     """
     from fcm import __version__
     from fcm.bitstream import WrapperRef
     from fcm.pipeline import check_wrapper_split, resolve_codec, run_front
 
-    codec = resolve_codec(codec)
-    depth = codec.default_bit_depth if bit_depth is None else bit_depth
-    codec.check_params(depth, params)
-    if not codec.supports_streaming:
-        raise CodecError(f"codec {codec.name!r} cannot code video frame by frame; use an in-process codec")
-    if allocation is not None and allocation.route != "qp":
-        raise ConfigError("video coding takes bit allocation through the codec's QP map (route qp) only")
-    if wrapper is not None:
-        check_wrapper_split(wrapper, model)
-    if params.gop == "intra":
-        intra_period = 1
-    packer = Packer(depth, range_mode)
-    writer = VideoWriter(sink)
-    pending: deque[tuple] = deque()  # each pushed frame's ranges, until its packet comes out
-    unit_bytes: list[int] = []
-    session: Any = None
-    header_fields: dict[str, Any] = {}
-    input_size: tuple[int, int] | None = None
-    front_s = codec_s = 0.0
-    t_start = time.perf_counter()
-
-    def emit(packets: list[bytes]) -> None:
-        for packet in packets:
-            if writer.header is None:
-                writer.start(VideoHeader(**header_fields, extradata=session.extradata))
-            unit_bytes.append(writer.add(AccessUnit(writer.frames, pending.popleft(), packet)))
-
-    for i, image in enumerate(frames):
-        edge = run_front(image, model)
-        front_s += edge.front_s
-        if input_size is None:
-            input_size = edge.input_size
-        elif edge.input_size != input_size:
-            raise ShapeError(
-                f"frame {i} is {edge.input_size[1]}x{edge.input_size[0]}, the first "
-                f"{input_size[1]}x{input_size[0]}: a video's frames share one size"
-            )
-        tensors = edge.features.tensors
+    with pinned_threads(torch_threads):
+        codec = resolve_codec(codec)
+        depth = codec.default_bit_depth if bit_depth is None else bit_depth
+        codec.check_params(depth, params)
+        if not codec.supports_streaming:
+            raise CodecError(f"codec {codec.name!r} cannot code video frame by frame; use an in-process codec")
+        if allocation is not None and allocation.route != "qp":
+            raise ConfigError("video coding takes bit allocation through the codec's QP map (route qp) only")
         if wrapper is not None:
-            with torch.no_grad():
-                tensors = wrapper.encode(tensors)
-        packed = packer.pack(tensors)
-        meta = {"input_size": edge.input_size, **edge.features.meta}
-        offsets = None if allocation is None else allocation.offsets(packed, model, edge.features.meta, wrapper)
+            check_wrapper_split(wrapper, model)
+        if params.gop == "intra":
+            intra_period = 1
+        packer = Packer(depth, range_mode)
+        writer = VideoWriter(sink)
+        pending: deque[tuple] = deque()  # each pushed frame's ranges, until its packet comes out
+        unit_bytes: list[int] = []
+        session: Any = None
+        header_fields: dict[str, Any] = {}
+        input_size: tuple[int, int] | None = None
+        front_s = codec_s = 0.0
+        t_start = time.perf_counter()
+
+        def emit(packets: list[bytes]) -> None:
+            for packet in packets:
+                if writer.header is None:
+                    writer.start(VideoHeader(**header_fields, extradata=session.extradata))
+                unit_bytes.append(writer.add(AccessUnit(writer.frames, pending.popleft(), packet)))
+
+        for i, image in enumerate(frames):
+            edge = run_front(image, model)
+            front_s += edge.front_s
+            if input_size is None:
+                input_size = edge.input_size
+            elif edge.input_size != input_size:
+                raise ShapeError(
+                    f"frame {i} is {edge.input_size[1]}x{edge.input_size[0]}, the first "
+                    f"{input_size[1]}x{input_size[0]}: a video's frames share one size"
+                )
+            tensors = edge.features.tensors
+            if wrapper is not None:
+                with torch.no_grad():
+                    tensors = wrapper.encode(tensors)
+            packed = packer.pack(tensors)
+            meta = {"input_size": edge.input_size, **edge.features.meta}
+            offsets = None if allocation is None else allocation.offsets(packed, model, edge.features.meta, wrapper)
+            if session is None:
+                layout = packed.layout
+                qp_block = None if offsets is None else _block_of(codec, offsets, layout)
+                session = codec.open_encoder(
+                    layout.frame_width, layout.frame_height, depth, params, intra_period, qp_block
+                )
+                header_fields = {
+                    "model": model.name,
+                    "split": model.split,
+                    "weights_tag": model.weights_tag,
+                    "meta": meta,
+                    "layout": layout,
+                    "bit_depth": depth,
+                    "range_mode": packed.range_mode,
+                    "codec": codec.name,
+                    "params": params,
+                    "fps": fps,
+                    "intra_period": intra_period,
+                    "wrapper": None if wrapper is None else WrapperRef(wrapper.name, wrapper.weights_tag),
+                    "notes": (("fcm", __version__),),
+                }
+            elif packed.layout != header_fields["layout"] or meta != header_fields["meta"]:
+                raise ShapeError(f"frame {i}'s features are packed differently from the first frame's")
+            pending.append(packed.ranges[0])
+            t0 = time.perf_counter()
+            packets = session.push(packed.frames[0], None if offsets is None else offsets[0])
+            codec_s += time.perf_counter() - t0
+            emit(packets)
+            if on_frame is not None:
+                on_frame(i)
         if session is None:
-            layout = packed.layout
-            qp_block = None if offsets is None else _block_of(codec, offsets, layout)
-            session = codec.open_encoder(layout.frame_width, layout.frame_height, depth, params, intra_period, qp_block)
-            header_fields = {
-                "model": model.name,
-                "split": model.split,
-                "weights_tag": model.weights_tag,
-                "meta": meta,
-                "layout": layout,
-                "bit_depth": depth,
-                "range_mode": packed.range_mode,
-                "codec": codec.name,
-                "params": params,
-                "fps": fps,
-                "intra_period": intra_period,
-                "wrapper": None if wrapper is None else WrapperRef(wrapper.name, wrapper.weights_tag),
-                "notes": (("fcm", __version__),),
-            }
-        elif packed.layout != header_fields["layout"] or meta != header_fields["meta"]:
-            raise ShapeError(f"frame {i}'s features are packed differently from the first frame's")
-        pending.append(packed.ranges[0])
+            raise ConfigError("the video has no frames")
         t0 = time.perf_counter()
-        packets = session.push(packed.frames[0], None if offsets is None else offsets[0])
+        packets = session.flush()
         codec_s += time.perf_counter() - t0
         emit(packets)
-        if on_frame is not None:
-            on_frame(i)
-    if session is None:
-        raise ConfigError("the video has no frames")
-    t0 = time.perf_counter()
-    packets = session.flush()
-    codec_s += time.perf_counter() - t0
-    emit(packets)
-    writer.finish()
-    assert input_size is not None
-    return VideoEncodeStats(
-        writer.frames,
-        writer.bytes,
-        fps,
-        tuple(unit_bytes),
-        input_size,
-        time.perf_counter() - t_start,
-        front_s,
-        codec_s,
-    )
+        writer.finish()
+        assert input_size is not None
+        return VideoEncodeStats(
+            writer.frames,
+            writer.bytes,
+            fps,
+            tuple(unit_bytes),
+            input_size,
+            time.perf_counter() - t_start,
+            front_s,
+            codec_s,
+        )
 
 
 def _block_of(codec: Codec, offsets: np.ndarray, layout: Any) -> int:
