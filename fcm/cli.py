@@ -410,7 +410,8 @@ def _video_sweep(args: argparse.Namespace) -> None:
         records = read_records(cfg.output / RESULTS_FILE)
         if not records:
             raise FcmError(f"{cfg.output} holds no video sweep records")
-        check_folder_read_only(cfg)  # the report names the config's settings: they must be the records'
+        # the report names the config's settings: they must be the records'
+        cfg = replace(cfg, name=check_folder_read_only(cfg, merge=args.merge))
         report = write_report(cfg, records)
     else:
         outcome = run_video_sweep(cfg, progress=not args.no_progress, jobs=args.jobs, merge=args.merge)

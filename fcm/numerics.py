@@ -6,9 +6,10 @@ torch's default is the number of cores, so without a fixed setting the same comm
 machine (or under ``taskset``). Every fcm entry point therefore runs torch with a fixed thread count:
 :data:`DEFAULT_TORCH_THREADS` unless told otherwise (``--torch-threads`` on the command line, ``torch_threads`` in
 sweep, video-sweep, training and rdo-weights configs, :class:`fcm.serve.app.ServeConfig`), and the library's edge
-drivers (:func:`fcm.pipeline.encode`, :func:`fcm.video.pipeline.encode_video`) take the same ``torch_threads``
-argument with the same default. Bytes are then the same on any core count and load; what still differs between CPU
-*types* (the vector instructions PyTorch, oneDNN and MKL pick) is recorded by :func:`numerics_record`.
+functions (:func:`fcm.pipeline.encode`, :func:`fcm.pipeline.run_front`, :func:`fcm.pipeline.encode_features`,
+:func:`fcm.video.pipeline.encode_video`) take the same ``torch_threads`` argument with the same default (``None``
+inside a caller that pinned its own count). Bytes are then the same on any core count and load; what still differs
+between CPU *types* (the vector instructions PyTorch, oneDNN and MKL pick) is recorded by :func:`numerics_record`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "
 
 
 def check_threads(n: Any, what: str = "torch_threads") -> int:
-    """``n`` as a positive thread count, or a :class:`ValueError` naming ``what``."""
+    """``n`` as a positive thread count, or a :class:`fcm.errors.ConfigError` (a ``ValueError``) naming ``what``."""
+    from fcm.errors import ConfigError
+
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
+        raise ConfigError(f"{what} must be a positive integer, got {n!r}")
     return n
 
 

@@ -89,10 +89,11 @@ class EdgeFeatures:
     front_s: float
 
 
-def run_front(image: np.ndarray, model: SplitModel) -> EdgeFeatures:
-    """Run the edge half (preprocessing and front) on one RGB ``uint8`` image."""
+def run_front(image: np.ndarray, model: SplitModel, torch_threads: int | None = DEFAULT_TORCH_THREADS) -> EdgeFeatures:
+    """Run the edge half (preprocessing and front) on one RGB ``uint8`` image with ``torch_threads`` threads."""
     t0 = time.perf_counter()
-    with torch.no_grad():  # inference: the models' halves are differentiable, coding needs no graph
+    # inference: the models' halves are differentiable, coding needs no graph
+    with torch.no_grad(), pinned_threads(torch_threads):
         features = model.front(model.prepare(image))
     features.check(model.spec)
     return EdgeFeatures(features, (int(image.shape[0]), int(image.shape[1])), time.perf_counter() - t0)
@@ -123,9 +124,18 @@ def encode(
     codec.check_params(depth, params)  # before the (possibly slow) front
     check_allocation(allocation, codec, params, block_qp_offsets)
     with pinned_threads(torch_threads):
-        edge = run_front(image, model)
+        edge = run_front(image, model, torch_threads=None)
         return encode_features(
-            edge, model, codec, params, depth, range_mode, block_qp_offsets, wrapper=wrapper, allocation=allocation
+            edge,
+            model,
+            codec,
+            params,
+            depth,
+            range_mode,
+            block_qp_offsets,
+            wrapper=wrapper,
+            allocation=allocation,
+            torch_threads=None,
         )
 
 
@@ -167,13 +177,32 @@ def encode_features(
     *,
     wrapper: WrapperPair | None = None,
     allocation: BitAllocation | None = None,
+    torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> EncodeResult:
     """Pack and code features the front already produced (so a sweep runs the front once per input).
 
     With ``wrapper`` (built for this model's split), the pre-wrapper maps the split tensors to its coded tensors
     first, and the header names the wrapper and its weights tag. With ``allocation``, its block QP map goes to the
     codec (route ``qp``) or becomes per-block sample scaling signalled in the header (route ``scale``).
+    The wrapper and the allocation run with ``torch_threads`` threads, as in :func:`encode`.
     """
+    with pinned_threads(torch_threads):
+        return _encode_features(
+            edge, model, codec, params, bit_depth, range_mode, block_qp_offsets, wrapper, allocation
+        )
+
+
+def _encode_features(
+    edge: EdgeFeatures,
+    model: SplitModel,
+    codec: str | Codec,
+    params: CodecParams,
+    bit_depth: int | None,
+    range_mode: RangeMode,
+    block_qp_offsets: np.ndarray | None,
+    wrapper: WrapperPair | None,
+    allocation: BitAllocation | None,
+) -> EncodeResult:
     from fcm import __version__
     from fcm.bitstream import WrapperRef
 

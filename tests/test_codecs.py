@@ -6,6 +6,7 @@ Frames are small (at most 256x192, a few frames) so that the whole file runs in 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,22 @@ def test_registry_names_and_instances():
 def test_unknown_codec_lists_known_names():
     with pytest.raises(UnknownNameError, match=r"unknown codec 'x266'; known: ffv1, svtav1, vp9, x264, x265"):
         get_codec("x266")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="POSIX scheduling calls needed")
+@pytest.mark.parametrize("name", PYAV)
+def test_coding_leaves_the_callers_scheduling_as_it_was(name):
+    """SVT-AV1 as root makes the thread that opens it real-time (SCHED_FIFO 99); every process started afterwards
+    inherited that, and a one-core training subprocess ran past 300 s instead of 13 s."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    codec = get_codec(name)
+    depth = 8 if name == "vp9" else 10
+    params = CodecParams(qp=0) if name == "ffv1" else CodecParams(qp=40)
+    codec.decode(codec.encode(natural_frames(depth, 2, 64, 64), depth, params))
+    session = codec.open_encoder(64, 64, depth, params)
+    session.push(natural_frames(depth, 1, 64, 64)[0])
+    session.flush()
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
 
 
 def test_import_is_light():

@@ -160,9 +160,11 @@ def test_config_errors_fail_before_any_work(tmp_path):
     bad(
         "remote pictures in yuv444p: codec 'svtav1' cannot code yuv444p",
         codecs=["svtav1"],
+        preset=None,  # SVT-AV1's presets are numbers
         pipelines={"feature": {}, "remote": {"format": "yuv444p"}},
     )
-    bad("remote pictures in yuv420p10: codec 'vp9' does not support 10-bit", codecs=["vp9"])
+    bad("remote pictures in yuv420p10: codec 'vp9' does not support 10-bit", codecs=["vp9"], preset=None)
+    bad("codec 'svtav1' has no preset 'ultrafast'", codecs=["svtav1"])  # one preset name must suit every codec
     bad("unknown picture format 'rgb24'", pipelines={"remote": {"format": "rgb24"}})
     bad("unknown sample range 'tv'", pipelines={"remote": {"range": "tv"}})
     bad(
@@ -335,6 +337,14 @@ def test_a_folder_of_another_sweep_is_refused_unless_merged(tmp_path, full_run):
     assert len(read_records(folder / "results.jsonl")) == len(full.records)  # nothing was added
     merged = run_sweep(other, progress=False, merge=True)
     assert merged.new_records == 2 * 4  # QP 32 of both pipelines on the 4 inputs, nothing else remeasured
+    # the folder stays sweep 't': its name is kept, so its own config resumes it and its report keeps its title
+    assert json.loads((folder / "sweep.json").read_text())["name"] == "t" and merged.name == "t"
+    assert run_sweep(SweepConfig.from_config(_cfg(tmp_path, output=str(folder))), progress=False).new_records == 0
+    # settings that differ are refused whatever the name: no --merge suggested where it could not help
+    changed = SweepConfig.from_config(_cfg(tmp_path, name="other", output=str(folder), preset="fast"))
+    with pytest.raises(ConfigError, match=r"holds results of sweep 't' \(differs in preset\)") as info:
+        run_sweep(changed, progress=False, merge=True)
+    assert "--merge" not in str(info.value)
 
 
 def test_parallel_sweep_gives_the_same_records(tmp_path, full_run):

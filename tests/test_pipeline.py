@@ -41,7 +41,7 @@ def test_lossless_path_reproduces_dequantized_features_exactly(lite0, chelsea):
 
     enc = pipeline.encode(chelsea, lite0, "ffv1", CodecParams(qp=0), bit_depth=10)
     dec = pipeline.decode(enc.bitstream, lite0)
-    features = lite0.front(lite0.prepare(chelsea)).tensors
+    features = pipeline.run_front(chelsea, lite0).features.tensors
     expected = unpack(Packer(10).pack(features))["stage4"]
     assert torch.equal(dec.features.tensors["stage4"], expected)
 

@@ -429,3 +429,13 @@ def test_curve_colours_follow_the_curve_not_its_order():
     colours = [s["color"] for n, s in many.items() if n.endswith("/x265")]
     assert len(set(colours)) == len(colours)  # no two curves of one codec share a colour
     assert many["feature/x264"]["marker"] != many["feature/x265"]["marker"]
+    # with several codecs, each pipeline keeps its colour (the marker tells the codecs apart)
+    codecs = curve_styles(
+        [f"{p}/{c}" for p in ("feature", "remote", "wrapped[scaled]") for c in ("x265", "x264", "vp9")]
+    )
+    for p, style in (("feature", quickstart["feature/x265"]), ("remote", quickstart["remote/x265"])):
+        assert {codecs[f"{p}/{c}"]["color"] for c in ("x265", "x264", "vp9")} == {style["color"]}
+    assert {codecs[f"wrapped[scaled]/{c}"]["color"] for c in ("x265", "x264", "vp9")} == {
+        wrapped["wrapped[scaled]/x265"]["color"]
+    }
+    assert len({codecs[f"feature/{c}"]["marker"] for c in ("x265", "x264", "vp9")}) == 3

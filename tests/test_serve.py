@@ -417,7 +417,8 @@ def test_batcher_windows_close_on_size_cap_or_when_nobody_is_arriving(lite0, che
         return outs, lone, waited, results
 
     outs, lone, waited, results = asyncio.run(scenario())
-    assert sizes == [4, 2, 1, 1] and waited < 1.0  # failed calls (the pair, then the poisoned one) are not counted
+    # the lone request does not wait out the 10 s cap (a margin for a loaded machine); failed calls are not counted
+    assert sizes == [4, 2, 1, 1] and waited < 5.0
     for f, (out, seconds) in zip(features, outs, strict=True):
         assert torch_close(out, run_back(f, lite0)) and seconds > 0
     assert torch_close(lone[0], run_back(features[0], lite0))
@@ -447,3 +448,12 @@ def test_a_port_in_use_is_one_clear_error_before_any_address_is_announced(capsys
     assert code == 2 and out == ""
     expected = f"port {port} on 127.0.0.1 is in use: stop whatever holds it, or choose another with --port"
     assert err == f"fcm serve: error: {expected}\n"
+
+
+def test_a_host_that_is_not_this_machine_names_the_host_flag(capsys):
+    from fcm.cli import main
+
+    code = main(["serve", "--host", "192.0.2.1", "--port", "8123"])  # TEST-NET-1: never an address of this machine
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("fcm serve: error: host '192.0.2.1' is not an address of this machine") and "--host" in err

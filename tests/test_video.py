@@ -364,7 +364,12 @@ def test_video_sweep_in_two_processes_gives_the_same_records_and_refuses_other_s
     other = _video_sweep_config(tmp_path / "two", name="other", **{**small, "qps": [37]})
     with pytest.raises(ConfigError, match=r"holds the results of video sweep 't', not of this config's sweep 'other'"):
         run_video_sweep(other, progress=False)
-    assert run_video_sweep(other, progress=False, merge=True).new_records == 2 * 2
+    merged = run_video_sweep(other, progress=False, merge=True)
+    assert merged.new_records == 2 * 2
+    assert json.loads((two_cfg.output / "video_sweep.json").read_text())["name"] == merged.report["name"] == "t"
+    manifest = json.loads((two_cfg.output / "manifest.json").read_text())
+    assert manifest["numerics"]["torch_threads"] == 1 and manifest["new_records_this_run"] == 2 * 2
+    assert manifest["jobs"] == 1 and manifest["packages"]["torch"] and manifest["config"]["qps"] == [37]
 
 
 def test_video_sweep_configs_are_checked(tmp_path):

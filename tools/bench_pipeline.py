@@ -1,7 +1,10 @@
 """Benchmark the whole edge → cloud path on one real photo; prints JSON (median seconds per stage over runs).
 
 python tools/bench_pipeline.py [--image skimage:chelsea] [--model efficientnet_lite0] [--split stage4]
-                               [--codec x265] [--qp 32] [--preset medium] [--runs 10]
+                               [--codec x265] [--qp 32] [--preset medium] [--runs 10] [--torch-threads 1]
+
+Torch runs with ``--torch-threads`` intra-op threads (fcm's default, 1) for the whole benchmark, and the JSON records
+that count with the CPU kernels torch chose (:func:`fcm.numerics.numerics_record`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,9 @@ import platform
 import statistics
 import time
 
-import torch
-
 
 def main() -> None:
-    from fcm import pipeline
-    from fcm.codecs import CodecParams, get_codec
-    from fcm.images import load_image
-    from fcm.models import get_model
+    from fcm.numerics import DEFAULT_TORCH_THREADS, numerics_record, torch_threads
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", default="skimage:chelsea")
@@ -30,7 +28,19 @@ def main() -> None:
     ap.add_argument("--qp", type=int, nargs="+", default=[22, 32, 42])
     ap.add_argument("--preset", default=None)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--torch-threads", type=int, default=DEFAULT_TORCH_THREADS)
     args = ap.parse_args()
+    with torch_threads(args.torch_threads):
+        report = _bench(args)
+    report["numerics"] = numerics_record(args.torch_threads)
+    print(json.dumps(report, indent=2))
+
+
+def _bench(args: argparse.Namespace) -> dict:
+    from fcm import pipeline
+    from fcm.codecs import CodecParams, get_codec
+    from fcm.images import load_image
+    from fcm.models import get_model
 
     image = load_image(args.image)
     model = get_model(args.model, args.split)
@@ -39,13 +49,13 @@ def main() -> None:
     results = []
     for qp in args.qp:
         params = CodecParams(qp, preset=args.preset)
-        pipeline.decode(pipeline.encode(image, model, codec, params).bitstream, model)  # warm-up
+        pipeline.decode(pipeline.encode(image, model, codec, params, torch_threads=None).bitstream, model)  # warm-up
         stages: dict[str, list[float]] = {
             k: [] for k in ("front", "pack", "encode", "decode", "unpack", "back", "edge_total", "cloud_total")
         }
         for _ in range(args.runs):
             t0 = time.perf_counter()
-            enc = pipeline.encode(image, model, codec, params)
+            enc = pipeline.encode(image, model, codec, params, torch_threads=None)
             t1 = time.perf_counter()
             dec = pipeline.decode(enc.bitstream, model)
             t2 = time.perf_counter()
@@ -69,24 +79,19 @@ def main() -> None:
             }
         )
     lay = enc.header.layout
-    print(
-        json.dumps(
-            {
-                "image": args.image,
-                "image_size": list(image.shape[:2]),
-                "model": f"{model.name}/{model.split}",
-                "frame": f"{lay.frame_width}x{lay.frame_height}, {enc.header.bit_depth}-bit monochrome",
-                "codec": codec.name,
-                "preset": preset,
-                "runs": args.runs,
-                "torch_threads": torch.get_num_threads(),
-                "cpu_count": os.cpu_count(),
-                "machine": platform.machine(),
-                "results": results,
-            },
-            indent=2,
-        )
-    )
+    return {
+        "image": args.image,
+        "image_size": list(image.shape[:2]),
+        "model": f"{model.name}/{model.split}",
+        "frame": f"{lay.frame_width}x{lay.frame_height}, {enc.header.bit_depth}-bit monochrome",
+        "codec": codec.name,
+        "preset": preset,
+        "runs": args.runs,
+        "torch_threads": args.torch_threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "results": results,
+    }
 
 
 if __name__ == "__main__":

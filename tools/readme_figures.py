@@ -1,10 +1,11 @@
 """Rerun what the README quotes and rewrite its figures (and the plots in docs/img) from the results.
 
 Every number the README quotes from a sweep stands between two markers, ``<!--fig:SECTION.KEY-->VALUE<!--/fig-->``
-(HTML comments: invisible once rendered). This script reruns each section's command into ``runs/readme/SECTION``,
-takes the values from the results it wrote (``report.json``, ``manifest.json``), stores them in
-``docs/figures.json`` with the command and the machine, copies the plots to ``docs/img`` and rewrites the marked
-values in ``README.md``; it prints the README diff. A figure therefore cannot go stale without this script saying so.
+(HTML comments: invisible once rendered). This script reruns each section's command into ``runs/readme/SECTION``
+(in the repository, wherever it is started from), takes the values from the results it wrote (``report.json``,
+``results.jsonl``, ``manifest.json``), stores them in ``docs/figures.json`` with the command and the machine that
+measured them, copies the plots to ``docs/img`` and rewrites the marked values in ``README.md``; it prints the
+README diff. A figure therefore cannot go stale without this script saying so.
 
     python tools/readme_figures.py                   # rerun every section (about 10 minutes on 2 cores)
     python tools/readme_figures.py quickstart        # rerun one section
@@ -36,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FIGURES = ROOT / "docs" / "figures.json"
+#: where the sections' results go, as the README and docs/figures.json name it (relative to the repository)
 RUNS = Path("runs") / "readme"
 MARKER = re.compile(r"<!--fig:([a-z0-9_]+)\.([a-z0-9_]+)-->(.*?)<!--/fig-->", re.S)
 MINUS = "−"  # the README writes negative numbers with a real minus sign
@@ -113,6 +115,12 @@ def _bd_values(row: dict[str, Any], prefix: str = "") -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------- sections
 
 
+def _num_records(folder: Path) -> int:
+    """Records in the folder (every run's, so a resumed sweep counts what it kept)."""
+    with open(folder / "results.jsonl", encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def quickstart(folder: Path) -> dict[str, str]:
     report = _report(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -133,7 +141,7 @@ def quickstart(folder: Path) -> dict[str, str]:
         "remote_best": f"{max(p['metric'] for p in remote.values()):.0f} %",
         "remote_lowest_qp": str(min(remote)),
         "feature_best": f"{max(p['metric'] for p in feature.values()):.1f} %",
-        "records": f"{manifest['new_records_this_run']:,}",
+        "records": f"{_num_records(folder):,}",
         "wall_s": f"{manifest['wall_seconds_this_run']:.0f} s",
         "edge_macs": f"{any_feature['edge_macs'] / 1e6:.1f} M",
         "edge_params": f"{any_feature['edge_params'] / 1e6:.3f} M",
@@ -218,7 +226,9 @@ def video(folder: Path) -> dict[str, str]:
             out[f"{name}_{qp}_top1"] = f"{p['metrics']['top1_agreement']:.1f} %"
             out[f"{name}_{qp}_kl_db"] = f"{plain(p['kl_db'])} dB"
     bd = _video_bd(report, "kl_db")
-    out["bd_rate_kl_db"] = "n/a" if bd is None or bd.get("bd_rate") is None else signed(bd["bd_rate"]) + " %"
+    out["bd_rate_kl_db"] = (
+        "n/a" if bd is None or bd["bd_rate_percent"] is None else signed(bd["bd_rate_percent"]) + " %"
+    )
     return out
 
 
@@ -233,7 +243,7 @@ def video_detection(folder: Path) -> dict[str, str]:
         "feature_best_rate": _kbps(feature[f_best]["kbps"]),
         "remote_best_map": f"{remote[r_best]['metrics']['mAP']:.1f}",
         "remote_best_rate": _kbps(remote[r_best]["kbps"]),
-        "bd_rate": "n/a" if bd is None or bd.get("bd_rate") is None else signed(bd["bd_rate"], 0) + " %",
+        "bd_rate": "n/a" if bd is None or bd["bd_rate_percent"] is None else signed(bd["bd_rate_percent"], 0) + " %",
     }
 
 
@@ -317,10 +327,26 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _measured_on(folder: Path) -> dict[str, Any]:
+    """The machine and software a results folder was measured with: its manifest's (image sweeps), else this one."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return _machine()
+    manifest = json.loads(path.read_text())
+    return {
+        "cpu": manifest.get("cpu"),
+        "cores": manifest.get("cpu_count"),
+        "platform": manifest.get("platform"),
+        "git_revision": manifest.get("git_revision"),
+        **(manifest.get("numerics") or {}),
+        "packages": manifest.get("packages"),
+    }
+
+
 def rerun(name: str, section: Section, fresh: bool) -> Path:
     folder = RUNS / name
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
+    if fresh and (ROOT / folder).exists():
+        shutil.rmtree(ROOT / folder)
     argv = [sys.executable, "-m", "fcm.cli", *section.argv, "--output", str(folder), "--no-progress"]
     print(f"[{name}] {' '.join(['fcm', *section.argv, '--output', str(folder)])}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
@@ -340,6 +366,7 @@ def collect(name: str, section: Section, folder: Path) -> dict[str, Any]:
         "results": str(folder),
         "measured": time.strftime("%Y-%m-%d"),
         "timed": list(section.timed),
+        "machine": _measured_on(ROOT / folder),
         "values": values,
     }
 

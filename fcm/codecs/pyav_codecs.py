@@ -45,6 +45,7 @@ decodes to wrong pixels; the fcm container's own checksum is what catches that.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -119,6 +120,31 @@ _capture_lock = threading.Lock()
 #: PyAV's skip-repeated setting and log level before the outermost capture began, restored when the last one ends.
 _capture_skip_repeated = [True]
 _capture_level: list[Any] = [None]
+
+
+@contextmanager
+def _thread_scheduling_kept() -> Iterator[None]:
+    """Give the calling thread back its scheduling policy and priority if the codec library changed them.
+
+    SVT-AV1 run as root switches the thread that opens an encoder to real-time scheduling (``SCHED_FIFO``, priority
+    99), and every process started from it afterwards inherits that: a sweep's workers, a training subprocess, an
+    external encoder. A real-time thread that spins (an OpenMP barrier) never yields to its peers on the same core,
+    so such a process can run hundreds of times slower. The change is undone as soon as the call returns.
+    """
+    if not hasattr(os, "sched_getscheduler"):  # not POSIX
+        yield
+        return
+    try:
+        policy, priority = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (policy, priority):
+                os.sched_setscheduler(0, policy, os.sched_param(priority))
 
 
 @contextmanager
@@ -1034,7 +1060,7 @@ class _AvEncoder:
     def encode(self, frame: Any) -> list[bytes]:
         """Packets the encoder has ready after ``frame`` (``None``: drain it)."""
         av, codec = self.av, self.codec
-        with _captured_ffmpeg_log(warnings=True) as logs:
+        with _captured_ffmpeg_log(warnings=True) as logs, _thread_scheduling_kept():
             try:
                 packets = [bytes(p) for p in self.ctx.encode(frame)]
             except (av.FFmpegError, EOFError, ValueError, OSError) as exc:

@@ -84,7 +84,7 @@ class InputContext:
         if self._edge is None:
             from fcm.pipeline import run_front
 
-            self._edge = run_front(self.image, self.model)
+            self._edge = run_front(self.image, self.model, torch_threads=None)
         return self._edge
 
 
@@ -370,7 +370,9 @@ def _code_split_tensors(
     coder = get_codec(codec)
     depth = coder.default_bit_depth if bit_depth is None else bit_depth
     allocation, map_s = (None, 0.0) if pipeline_ is None else pipeline_.allocation_for(ctx, wrapper, depth)
-    enc = pipeline.encode_features(edge, ctx.model, coder, params, depth, wrapper=wrapper, allocation=allocation)
+    enc = pipeline.encode_features(
+        edge, ctx.model, coder, params, depth, wrapper=wrapper, allocation=allocation, torch_threads=None
+    )
     dec = pipeline.decode(enc.bitstream, ctx.model, wrapper=wrapper)
     front = _front_cost(ctx)
     macs, parameters = front.macs, front.params

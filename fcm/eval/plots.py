@@ -32,25 +32,28 @@ _CODEC_MARKERS = {"x265": 0, "x264": 1, "svtav1": 2, "vp9": 3, "vtm": 4, "vvenc"
 
 def curve_styles(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Colour and marker of each curve ``kind[variant]/codec``, chosen from the name alone (not from the curves'
-    order), so the same curve looks the same in every report: ``feature`` blue, ``remote`` red, ``wrapped`` green,
-    a variant or another kind a colour drawn from its name's hash (the next free one where two curves would share
-    it); the marker follows the codec."""
-    styles: dict[str, dict[str, Any]] = {}
-    taken: set[int] = set()
-    for name in sorted(set(names), key=lambda n: ("[" in n, n)):  # plain kinds claim their colour first
-        label, _, codec = name.partition("/")
+    order), so the same curve looks the same in every report: the colour follows the pipeline label — ``feature``
+    blue, ``remote`` red, ``wrapped`` green, a variant or another kind a colour drawn from its label's hash (the next
+    free one where two labels would share it) — and the marker follows the codec."""
+    names = sorted(set(names))
+    labels = sorted({n.partition("/")[0] for n in names}, key=lambda label: ("[" in label, label))
+    colors: dict[str, int] = {}
+    for label in labels:  # plain kinds claim their colour first
         kind = label.split("[", 1)[0]
-        if "[" not in label and kind in _KIND_COLORS and _KIND_COLORS[kind] not in taken:
-            color = _KIND_COLORS[kind]
-        else:
-            color = zlib.crc32(label.encode()) % len(_COLORS)
-            for _ in range(len(_COLORS)):
-                if color not in taken and color not in _KIND_COLORS.values():
-                    break
-                color = (color + 1) % len(_COLORS)
-        taken.add(color)
+        if "[" not in label and kind in _KIND_COLORS:
+            colors[label] = _KIND_COLORS[kind]
+            continue
+        color = zlib.crc32(label.encode()) % len(_COLORS)
+        for _ in range(len(_COLORS)):
+            if color not in colors.values() and color not in _KIND_COLORS.values():
+                break
+            color = (color + 1) % len(_COLORS)
+        colors[label] = color
+    styles: dict[str, dict[str, Any]] = {}
+    for name in names:
+        label, _, codec = name.partition("/")
         marker = _CODEC_MARKERS.get(codec, zlib.crc32(codec.encode()) % len(_MARKERS))
-        styles[name] = {"color": _COLORS[color], "marker": _MARKERS[marker]}
+        styles[name] = {"color": _COLORS[colors[label]], "marker": _MARKERS[marker]}
     return styles
 
 

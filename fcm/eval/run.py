@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -13,53 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from fcm.eval.config import SweepConfig
+from fcm.eval.manifest import MANIFEST_FILE, finish, run_manifest
 from fcm.eval.points import OperatingPoint
 
-MANIFEST_FILE = "manifest.json"
-
-
-def _git_revision() -> str | None:
-    here = Path(__file__).resolve().parent
-
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False)
-
-    try:
-        out = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _numerics(cfg: SweepConfig) -> dict[str, Any]:
-    """What decides the float results besides the config and the versions: threads, and the CPU kernels chosen."""
-    from fcm.numerics import numerics_record
-
-    return {**numerics_record(cfg.torch_threads), "codec_threads": dict(cfg.codec_threads)}
+__all__ = ["MANIFEST_FILE", "FolderResults", "folder_results", "manifest", "report_folder", "run_and_report"]
 
 
 def manifest(cfg: SweepConfig, jobs: int) -> dict[str, Any]:
-    """What a reader needs to trust and repeat a run."""
-    from fcm import __version__
-    from fcm.numerics import cpu_name, package_versions
-
-    versions = package_versions()
-    return {
-        "config": json.loads(json.dumps(cfg.resolved(), default=str)),
-        "fcm_version": __version__,
-        "git_revision": _git_revision(),
-        "python": sys.version.split()[0],
-        "packages": versions,
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jobs": jobs,
-        "numerics": _numerics(cfg),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    """What a reader needs to trust and repeat a run of ``cfg``."""
+    return run_manifest(cfg.resolved(), cfg.torch_threads, jobs, cfg.codec_threads)
 
 
 def run_and_report(
@@ -72,17 +31,13 @@ def run_and_report(
     t0 = time.perf_counter()
     # creates the folder once config, model and data are valid
     outcome = run_sweep(cfg, jobs=jobs, progress=progress, ray_address=ray_address, merge=merge)
-    man["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    man["wall_seconds_this_run"] = round(time.perf_counter() - t0, 2)
-    man["new_records_this_run"] = outcome.new_records
-    man["skipped"] = outcome.skipped
-    (cfg.output / MANIFEST_FILE).write_text(json.dumps(man, indent=2))
+    finish(man, cfg.output, t0, outcome.new_records, skipped=outcome.skipped)
     files = write_report(
         outcome.points,
         cfg.output,
         anchor=cfg.anchor,
         reference=outcome.reference,
-        title=f"fcm sweep: {cfg.name}",
+        title=f"fcm sweep: {outcome.name or cfg.name}",
         manifest=man,
         skipped=outcome.skipped,
         **_report_settings(cfg),

@@ -150,7 +150,7 @@ class Worker:
         from fcm.pipeline import run_front
 
         if self._last_edge is None or self._last_edge[0] != index:
-            self._last_edge = (index, run_front(self.dataset[index].image(), self.model))
+            self._last_edge = (index, run_front(self.dataset[index].image(), self.model, torch_threads=None))
         return self._last_edge[1]
 
     def _measure(self, index: int, sample: Any, image: np.ndarray, keys: list[PointKey], emit) -> None:
@@ -224,7 +224,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
+def exclusive_folder(out: Path) -> Iterator[None]:
     """Hold a lock on the results folder, so two sweeps never append to one file."""
     try:
         import fcntl
@@ -263,11 +263,6 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str, merge: bool =
     path = out / SWEEP_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
-        if not merge and "name" in stored and stored["name"] != cfg.name:
-            raise ConfigError(
-                f"{out} holds the results of sweep {stored['name']!r}, not of this config's sweep {cfg.name!r}: "
-                "choose another --output, or pass --merge to add this sweep's points to that folder"
-            )
         previous = _identity(stored)
         if "weights_tag" not in stored:  # written before fcm recorded it: nothing to compare
             previous["weights_tag"] = identity["weights_tag"]
@@ -291,11 +286,20 @@ def _check_identity(cfg: SweepConfig, out: Path, weights_tag: str, merge: bool =
             for name in sorted(set(threads_before) & set(threads_now))
             if threads_before[name] != threads_now[name]
         ]
+        other_name = "name" in stored and stored["name"] != cfg.name
         if changed:
+            whose = f"of sweep {stored['name']!r} " if other_name else "of a different sweep "
             raise ConfigError(
-                f"{out} holds results of a different sweep (differs in {', '.join(changed)}); "
+                f"{out} holds results {whose}(differs in {', '.join(changed)}); "
                 "choose another output folder or delete it"
             )
+        if other_name and not merge:  # same settings: the points could join that folder, if the user says so
+            raise ConfigError(
+                f"{out} holds the results of sweep {stored['name']!r}, not of this config's sweep {cfg.name!r}: "
+                "choose another --output, or pass --merge to add this sweep's points to that folder"
+            )
+        if merge and "name" in stored:  # the folder stays the sweep that made it: its name titles the report
+            resolved["name"] = stored["name"]
         resolved["pipeline_identity"] = {**before, **now}
         resolved["codec_threads"] = {**threads_before, **threads_now}
         resolved["codec_identity"] = {**codecs_before, **codecs_now}
@@ -331,6 +335,8 @@ class SweepOutcome:
     new_records: int
     #: inputs left out because their image could not be read: ``{"input": id, "reason": one line}``
     skipped: list[dict[str, str]]
+    #: the folder's sweep name: the config's, or with ``merge`` the name of the sweep that made the folder
+    name: str = ""
 
 
 _WORKER: Worker | None = None
@@ -340,7 +346,7 @@ _QUEUE: Any = None
 _WORKER_ERROR: BaseException | None = None
 
 
-def _exit_with_parent(parent_pid: int) -> None:
+def exit_with_parent(parent_pid: int) -> None:
     """End this worker when the sweep process dies, even by SIGKILL, rather than leave it idle holding a model."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -364,7 +370,7 @@ def _init_worker(cfg: SweepConfig, q: Any, parent_pid: int, codec_files: list[st
     """Build this process's Worker; a failure is kept and raised by the first task, so the parent sees the cause
     (an exception in a pool initializer would only show up as a dead process)."""
     global _WORKER, _QUEUE, _WORKER_ERROR
-    _exit_with_parent(parent_pid)
+    exit_with_parent(parent_pid)
     _QUEUE = q
     try:
         from fcm.codecs.user_codecs import load_codec_file
@@ -429,7 +435,7 @@ def run_sweep(
     worker = Worker(cfg)  # builds model, dataset and evaluator: every config error surfaces before any file is written
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with exclusive_folder(out):
         _check_identity(cfg, out, worker.model.weights_tag, merge)
         return _run_locked(cfg, worker, jobs, progress, max_new_records, ray_address)
 
@@ -485,7 +491,8 @@ def _run_locked(
 
     points, reference = summarize(cfg, worker, records, ids)
     complete = not plan(cfg, ids, {record_key(r) for r in records}, skipped_inputs(cfg, records))
-    return SweepOutcome(points, reference, records, complete, new, skipped_list(cfg, records, ids))
+    name = json.loads((cfg.output / SWEEP_FILE).read_text()).get("name", cfg.name)
+    return SweepOutcome(points, reference, records, complete, new, skipped_list(cfg, records, ids), name)
 
 
 class _Stop(Exception):
@@ -536,11 +543,17 @@ def _run_parallel(cfg: SweepConfig, tasks: list[tuple[int, list[PointKey]]], job
             received += 1
             emit(record)
     except BaseException:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def stop_pool(pool: Any) -> None:
+    """Stop a process pool now (an error or Ctrl-C): cancel what has not started and end the running workers,
+    rather than wait for their points to finish."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def smooth_values(ev: Any, records: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, str]]:

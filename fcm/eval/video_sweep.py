@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,8 +39,9 @@ import torch
 from fcm.codecs import CodecParams, get_codec
 from fcm.codecs.base import as_gop_structure, as_rate_control
 from fcm.codecs.color import PICTURE_FORMATS, PictureFormat
-from fcm.errors import CodecError, ConfigError, FcmError
-from fcm.eval.sweep import _exclusive
+from fcm.errors import CodecError, ConfigError, FcmError, worker_death_message
+from fcm.eval.manifest import finish, run_manifest
+from fcm.eval.sweep import exclusive_folder, exit_with_parent, stop_pool
 from fcm.numerics import torch_threads
 
 RESULTS_FILE = "results.jsonl"
@@ -220,40 +221,48 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return list(records.values())
 
 
-def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True, merge: bool = False) -> None:
+def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True, merge: bool = False) -> str:
     """Refuse a folder holding another sweep's records (the lists of sequences, QPs, codecs and pipelines may grow
     or shrink; each codec both runs name must be the same build), or one made by a sweep of another name unless
-    ``merge``."""
+    ``merge``. Returns the folder's sweep name (with ``merge``, that of the sweep that made it)."""
     cfg.output.mkdir(parents=True, exist_ok=True)
     identity = {**cfg.identity(), "weights_tag": weights_tag, "codec_identity": _codec_identity(cfg)}
     path = cfg.output / SWEEP_FILE
     lists = ("sequences", "qps", "codecs", "pipelines", "codec_identity")
+    name = cfg.name
     if path.is_file():
         stored = json.loads(path.read_text())
         stored_name = stored.pop("name", None)
-        if not merge and stored_name is not None and stored_name != cfg.name:
-            raise ConfigError(
-                f"{cfg.output} holds the results of video sweep {stored_name!r}, not of this config's sweep "
-                f"{cfg.name!r}: choose another --output, or pass --merge to add this sweep's points to that folder"
-            )
+        other_name = stored_name is not None and stored_name != cfg.name
         changed = sorted(k for k in set(stored) | set(identity) if k not in lists and stored.get(k) != identity.get(k))
         before, now = stored.get("codec_identity") or {}, identity["codec_identity"]
         changed += [f"codec_identity of {k!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
         if changed:
+            whose = f"of video sweep {stored_name!r}" if other_name else "of a different video sweep"
             raise ConfigError(
-                f"{cfg.output} holds results of a different video sweep (differs in {', '.join(changed)}); choose "
-                "another output folder or delete it"
+                f"{cfg.output} holds results {whose} (differs in {', '.join(changed)}); choose another output "
+                "folder or delete it"
+            )
+        if other_name and not merge:  # same settings: the points could join that folder, if the user says so
+            raise ConfigError(
+                f"{cfg.output} holds the results of video sweep {stored_name!r}, not of this config's sweep "
+                f"{cfg.name!r}: choose another --output, or pass --merge to add this sweep's points to that folder"
             )
         identity["codec_identity"] = {**before, **now}
+        if merge and stored_name is not None:  # the folder stays the sweep that made it
+            name = stored_name
     if write:
-        path.write_text(json.dumps({"name": cfg.name, **identity}, indent=2) + "\n")
+        path.write_text(json.dumps({"name": name, **identity}, indent=2) + "\n")
+    return name
 
 
-def check_folder_read_only(cfg: VideoSweepConfig) -> None:
-    """:func:`_check_folder` without writing: the folder's records were measured with ``cfg``'s settings."""
+def check_folder_read_only(cfg: VideoSweepConfig, merge: bool = False) -> str:
+    """:func:`_check_folder` without writing: the folder's records were measured with ``cfg``'s settings. Returns
+    the folder's sweep name."""
     from fcm.models import get_model
 
-    _check_folder(cfg, get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256).weights_tag, write=False)
+    weights_tag = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256).weights_tag
+    return _check_folder(cfg, weights_tag, write=False, merge=merge)
 
 
 def _codec_identity(cfg: VideoSweepConfig) -> dict[str, Any]:
@@ -297,9 +306,12 @@ def run_video_sweep(
         else:
             build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         cfg.output.mkdir(parents=True, exist_ok=True)
-        with _exclusive(cfg.output):
-            _check_folder(cfg, model.weights_tag, merge=merge)
+        with exclusive_folder(cfg.output):
+            cfg = replace(cfg, name=_check_folder(cfg, model.weights_tag, merge=merge))  # the folder's name titles it
+            config = {"name": cfg.name, "output": str(cfg.output), **cfg.identity()}
+            manifest, t0 = run_manifest(config, cfg.torch_threads, jobs), time.perf_counter()
             records, new = _measure_all(cfg, model, sources, progress, jobs)
+            finish(manifest, cfg.output, t0, new)
     from fcm.eval.video_report import write_report
 
     report = write_report(cfg, records)
@@ -373,39 +385,65 @@ class _PointMeasurer:
 
 
 _WORKER: _PointMeasurer | None = None
+_WORKER_ERROR: BaseException | None = None
 
 
-def _start_worker(cfg: VideoSweepConfig) -> None:
-    from fcm.models import get_model
-
-    global _WORKER
+def _start_worker(cfg: VideoSweepConfig, parent_pid: int, codec_files: list[str]) -> None:
+    """Build this process's measurer; a failure is kept and raised by the first point, so the parent sees its cause
+    (an exception in a pool initializer only shows up as a dead process)."""
+    global _WORKER, _WORKER_ERROR
+    exit_with_parent(parent_pid)
     torch.set_num_threads(cfg.torch_threads)  # a process of its own: pinned for its whole life
-    _WORKER = _PointMeasurer(cfg, get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256))
+    try:
+        from fcm.codecs.user_codecs import load_codec_file
+        from fcm.models import get_model
+
+        for path in codec_files:  # external codecs the parent declared (--codecs, FCM_CODECS)
+            load_codec_file(path)
+        _WORKER = _PointMeasurer(cfg, get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256))
+    except Exception as e:
+        _WORKER_ERROR = e
 
 
 def _worker_measure(key: tuple[str, str, str, int]) -> dict[str, Any]:
+    if _WORKER_ERROR is not None:
+        raise _WORKER_ERROR
     assert _WORKER is not None, "worker not started"
     return _WORKER.measure(*key)
 
 
 def _measure_in_workers(cfg: VideoSweepConfig, todo: list[tuple[str, str, str, int]], jobs: int, keep: Any) -> None:
+    """Measure ``todo`` in ``jobs`` worker processes, keeping each record as it arrives. A worker's exception is
+    raised here, a dead worker stops the sweep with an FcmError; on either (or Ctrl-C) the workers are ended at once
+    and every record received so far is kept."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    from fcm.codecs.user_codecs import loaded_files
+
     # spawn: forking a process whose torch has started threads can deadlock
-    with ProcessPoolExecutor(
-        jobs, mp_context=mp.get_context("spawn"), initializer=_start_worker, initargs=(cfg,)
-    ) as pool:
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=mp.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(cfg, os.getpid(), loaded_files()),
+    )
+    try:
         futures = [pool.submit(_worker_measure, key) for key in todo]  # in order: workers share a sequence's work
-        try:
-            for future in as_completed(futures):
-                keep(future.result())
-        except BrokenProcessPool:
-            raise FcmError("a video sweep worker process died; rerun the same command to resume") from None
-        finally:
-            for future in futures:
-                future.cancel()
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except BrokenProcessPool:
+                raise FcmError(
+                    f"{worker_death_message('video sweep')}; the records finished so far are saved: rerun the same "
+                    "command to resume"
+                ) from None
+            keep(record)
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _evaluator(cfg: VideoSweepConfig, model: Any, ground_truth: Path | None) -> Any:

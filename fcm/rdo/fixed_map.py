@@ -125,7 +125,7 @@ def make_fixed_map(
     layout = None
     count = 0
     for image in images:
-        edge = run_front(image, model)
+        edge = run_front(image, model, torch_threads=None)
         tensors = edge.features.tensors
         if wrapper is not None:
             with torch.no_grad():

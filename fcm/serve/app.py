@@ -454,22 +454,33 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may reuse the port
     try:
         sock.bind((host, port))
-    except OSError as e:
+        sock.listen(2048)  # uvicorn's backlog: connections wait from here on, none is refused before the loop runs
+    except (OSError, OverflowError) as e:
         sock.close()
-        reason = "is in use" if e.errno == errno.EADDRINUSE else f"cannot be taken ({e.strerror or e})"
-        raise ConfigError(
-            f"port {port} on {host} {reason}: stop whatever holds it, or choose another with --port"
-        ) from None
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config, cache),
-            host=host,
-            port=port,
-            log_level="warning",
-            limit_concurrency=max(64, 8 * config.concurrency),  # requests beyond are answered 503 at once
-            **uvicorn_options,
-        )
+        if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use: stop whatever holds it, or choose another with --port"
+            ) from None
+        if isinstance(e, socket.gaierror) or (isinstance(e, OSError) and e.errno == errno.EADDRNOTAVAIL):
+            raise ConfigError(
+                f"host {host!r} is not an address of this machine ({getattr(e, 'strerror', None) or e}): choose "
+                "another with --host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
+            ) from None
+        raise ConfigError(f"cannot listen on {host} port {port} ({getattr(e, 'strerror', None) or e})") from None
+    uv_config = uvicorn.Config(
+        create_app(config, cache),
+        host=host,
+        port=port,
+        log_level="warning",
+        limit_concurrency=max(64, 8 * config.concurrency),  # requests beyond are answered 503 at once
+        **uvicorn_options,
     )
+    try:
+        uv_config.load()  # TLS files and options checked here, before the address is announced
+    except Exception as e:
+        sock.close()
+        raise ConfigError(f"cannot start the server: {e}") from e
+    server = uvicorn.Server(uv_config)
     if on_ready is not None:
         on_ready()
     try:

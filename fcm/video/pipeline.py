@@ -134,7 +134,7 @@ def encode_video(
                 unit_bytes.append(writer.add(AccessUnit(writer.frames, pending.popleft(), packet)))
 
         for i, image in enumerate(frames):
-            edge = run_front(image, model)
+            edge = run_front(image, model, torch_threads=None)
             front_s += edge.front_s
             if input_size is None:
                 input_size = edge.input_size
