@@ -267,6 +267,7 @@ SECTIONS: dict[str, Section] = {
         ("wall_s", "feature_edge_ms", "remote_encode_ms"),
     ),
     "wrapped": Section(("sweep", "configs/wrapped.yaml", "--jobs", "2"), wrapped),
+    "wrapped_photos": Section(("sweep", "configs/wrapped_photos_test.yaml", "--jobs", "2"), wrapped),
     "detection": Section(("sweep", "configs/detection_shapes.yaml", "--jobs", "2"), detection, timed=("wall_s",)),
     "video": Section(
         ("video-sweep", "configs/video_sweep.yaml", "--jobs", "2"), video, {"rd_kbps.png": "docs/img/video_rd.png"}

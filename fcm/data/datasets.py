@@ -236,14 +236,65 @@ class ShapesDetection(CocoDetection):
         super().__init__(folder / split, folder / split / ANNOTATIONS, name=name or f"shapes-{split}")
 
 
+#: the views of each photo in a :class:`PhotoSplit`: name, box (top, left, height, width as fractions)
+PHOTO_VIEWS: tuple[tuple[str, tuple[float, float, float, float]], ...] = (
+    ("whole", (0.0, 0.0, 1.0, 1.0)),
+    ("centre", (0.2, 0.2, 0.6, 0.6)),
+    ("left", (0.1, 0.0, 0.8, 0.6)),
+    ("right", (0.1, 0.4, 0.8, 0.6)),
+)
+
+
+class PhotoSplit(Dataset):
+    """The validation or test photographs of :mod:`fcm.data.photos` (fetched by ``tools/fetch_photos.py``), each
+    whole and in a few crops (:data:`PHOTO_VIEWS`; ``views`` keeps the first N), every view at ``short_side``
+    pixels on its short side. Label-free: use a fidelity evaluator. The train split is refused: a figure measured
+    on training photos is not a result."""
+
+    task: DatasetTask = "unlabeled"
+
+    def __init__(
+        self,
+        split: str = "test",
+        views: int | None = None,
+        short_side: int | None = None,
+        root: str | Path | None = None,
+        name: str | None = None,
+    ) -> None:
+        from fcm.data.photos import SHORT_SIDE, load_photo, split_photos
+
+        if split == "train":
+            raise ConfigError(
+                "photos: the train split is for training only; evaluate on 'validation' (to tune) or 'test'"
+            )
+        if views is not None and (
+            not isinstance(views, int) or isinstance(views, bool) or not 1 <= views <= len(PHOTO_VIEWS)
+        ):
+            raise ConfigError(f"views must be an integer from 1 to {len(PHOTO_VIEWS)}, got {views!r}")
+        side = SHORT_SIDE if short_side is None else short_side
+        if not isinstance(side, int) or isinstance(side, bool) or not 16 <= side <= 4096:
+            raise ConfigError(f"short_side must be an integer from 16 to 4096 pixels, got {short_side!r}")
+        self.name = name or f"photos-{split}"
+        photos = split_photos(split, None if root is None else Path(root))
+
+        def view(path: Path, box: tuple[float, float, float, float]) -> Callable[[], np.ndarray]:
+            return lambda: load_photo(path, side, box)
+
+        chosen = PHOTO_VIEWS[: views or len(PHOTO_VIEWS)]
+        super().__init__([Sample(f"{pid}/{v}", view(path, box)) for pid, path in photos for v, box in chosen])
+
+
 def build_dataset(spec: dict[str, Any], categories: Sequence[str] = ()) -> Dataset:
     """Build a dataset from its config mapping (``kind`` plus the kind's arguments); errors name the problem."""
     if not isinstance(spec, dict) or "kind" not in spec:
-        raise ConfigError("dataset must be a mapping with a 'kind' (embedded, imagefolder, images, coco, shapes)")
+        raise ConfigError(
+            "dataset must be a mapping with a 'kind' (embedded, photos, imagefolder, images, coco, shapes)"
+        )
     kind = spec["kind"]
     args = {k: v for k, v in spec.items() if k != "kind"}
     builders: dict[str, Callable[..., Dataset]] = {
         "embedded": EmbeddedPhotos,
+        "photos": PhotoSplit,
         "imagefolder": lambda **a: ImageFolderClassification(categories=categories, **a),
         "images": ImageSet,
         "coco": CocoDetection,

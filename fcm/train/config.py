@@ -44,7 +44,8 @@ class TrainConfig:
         loss: ``output`` (KL divergence of the back half's class distribution from the uncompressed model's:
             distillation, no labels) or ``features`` (MSE of the restored split tensors to the uncompressed ones).
         steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random.
-        images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`; default all of them).
+        images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`, ``photos:train``, ``photo:…``,
+            ``folder:PATH``, ``file:PATH``: :func:`fcm.train.data.resolve_sources`; default the built-in ones).
         crops_per_image: random crops taken per source (cached once, then sampled).
         crop_size: ``[low, high]`` side of the square crops in source pixels (the model resizes them).
         workers: codec worker processes (results do not depend on it).
@@ -274,16 +275,17 @@ def _wrapper(value: Any) -> dict[str, Any]:
 
 
 def _images(value: Any) -> tuple[str, ...]:
-    from fcm.train.data import TRAINING_SOURCES
+    from fcm.train.data import resolve_sources
 
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"images must be a non-empty list of training source names, got {value!r}")
-    unknown = [v for v in value if v not in TRAINING_SOURCES]
-    if unknown:
-        raise ConfigError(f"images: unknown training sources {unknown}; known: {', '.join(TRAINING_SOURCES)}")
-    if len(set(value)) != len(value):
+    try:
+        sources = resolve_sources(value)
+    except ConfigError as e:
+        raise ConfigError(f"images: {e}") from None
+    if len(set(sources)) != len(sources):
         raise ConfigError(f"images contain duplicates: {value}")
-    return tuple(value)
+    return sources
 
 
 def _crop_size(value: Any) -> tuple[int, int]:

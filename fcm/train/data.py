@@ -5,7 +5,11 @@ Sources (:data:`TRAINING_SOURCES`) are photos that installed packages ship, none
 * scikit-image (``skimage.data``): brick, cell, clock, coins, colorwheel, grass, gravel, horse, immunohistochemistry,
   logo, microaneurysms, moon, page, text (grey images and the binary horse are replicated to RGB; the logo's
   transparency is composited on white);
-* matplotlib's sample data: ``grace_hopper.jpg``.
+* matplotlib's sample data: ``grace_hopper.jpg``;
+* natural photographs (:mod:`fcm.data.photos`, fetched by ``tools/fetch_photos.py``): ``photos:train`` names every
+  photo of the train split (Debian's Plasma wallpapers), ``photo:PACKAGE/NAME`` one; the validation and test photos
+  are refused here;
+* a user's own pictures: ``folder:PATH`` (every image below a folder) or ``file:PATH``.
 
 Excluded on purpose: the evaluation photos (:data:`fcm.data.datasets._EMBEDDED_PHOTOS`: astronaut, camera, chelsea,
 coffee, motorcycle, rocket; both motorcycle frames, ``stereo_motorcycle``, show one scene; ``skimage.data.cat`` *is*
@@ -26,6 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,13 +94,75 @@ TRAINING_SOURCES: OrderedDict[str, Callable[[], np.ndarray]] = OrderedDict(
 )
 
 
-def load_source(name: str) -> np.ndarray:
-    """Training source ``name`` as an ``H×W×3`` ``uint8`` RGB array."""
+#: how a config names sources beyond the built-in ones (:func:`resolve_sources` expands them)
+SOURCE_FORMS = (
+    "photos:train (every photograph of the train split, fcm.data.photos; fetch them with tools/fetch_photos.py)",
+    "photo:PACKAGE/NAME (one of them)",
+    "folder:PATH (every image in a folder of your own, e.g. an ImageNet or COCO train set)",
+    "file:PATH (one image)",
+)
+
+
+def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` with ``photos:train`` and ``folder:PATH`` expanded into one source per picture, each checked: a
+    validation or test photo is refused (those splits are for tuning and reporting), so is a missing file."""
+    from fcm.data.photos import check_photo, find_photo, split_photos
+
+    out: list[str] = []
+    for name in names:
+        if name in TRAINING_SOURCES:
+            out.append(name)
+        elif name.startswith("photos:"):
+            split = name.removeprefix("photos:")
+            if split != "train":
+                raise ConfigError(f"{name}: only the train split is for training (validation tunes, test reports)")
+            out += [f"photo:{pid}" for pid, _ in split_photos("train")]
+        elif name.startswith("photo:"):
+            pkg, photo = find_photo(name.removeprefix("photo:"))
+            if pkg.split != "train":
+                raise ConfigError(f"{name} is a {pkg.split} photo: only train photos are for training")
+            check_photo(pkg, photo)
+            out.append(name)
+        elif name.startswith("folder:"):
+            from fcm.data.datasets import IMAGE_SUFFIXES
+
+            folder = Path(name.removeprefix("folder:")).expanduser()
+            if not folder.is_dir():
+                raise ConfigError(f"{name}: no such folder")
+            files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ConfigError(f"{name}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            out += [f"file:{p.resolve()}" for p in files]
+        elif name.startswith("file:"):
+            if not Path(name.removeprefix("file:")).expanduser().is_file():
+                raise ConfigError(f"{name}: no such file")
+            out.append(name)
+        else:
+            raise ConfigError(
+                f"unknown training source {name!r}; known: {', '.join(TRAINING_SOURCES)}, or " + "; ".join(SOURCE_FORMS)
+            )
+    return tuple(out)
+
+
+def _load_named(name: str) -> np.ndarray:
+    if name.startswith("photo:"):
+        from fcm.data.photos import load_photo, photo_by_id
+
+        return load_photo(photo_by_id(name.removeprefix("photo:"))[1])
+    if name.startswith("file:"):
+        from fcm.images import load_image
+
+        return load_image(str(Path(name.removeprefix("file:")).expanduser()))
     loader = TRAINING_SOURCES.get(name)
     if loader is None:
         raise ConfigError(f"unknown training source {name!r}; known: {', '.join(TRAINING_SOURCES)}")
+    return np.asarray(loader())
+
+
+def load_source(name: str) -> np.ndarray:
+    """Training source ``name`` (built-in, ``photo:…`` or ``file:…``) as an ``H×W×3`` ``uint8`` RGB array."""
     try:
-        image = np.asarray(loader())
+        image = _load_named(name)
     except ImportError as e:
         raise ConfigError(f"training source {name!r} needs a package that is not installed: {e}") from e
     if image.dtype == bool:
