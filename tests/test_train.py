@@ -154,9 +154,18 @@ def test_training_sources_exclude_every_evaluation_photo():
 def test_shipped_training_configs_are_valid():
     configs = sorted((REPO / "configs").glob("train_*.yaml"))
     assert configs
+    from fcm.data.photos import CATALOGUE, cached_path
+
+    fetched = all(cached_path(p, f).is_file() for p in CATALOGUE for f in p.photos)
+    train_photos = {f"photo:{i}" for p in CATALOGUE if p.split == "train" for i in p.photo_ids()}
     for path in configs:
+        if "photos:train" in path.read_text() and not fetched:
+            with pytest.raises(ConfigError, match="run python tools/fetch_photos"):
+                TrainConfig.from_yaml(path)  # refused, naming the fix, until the photos are fetched
+            continue
         config = TrainConfig.from_yaml(path)
-        assert config.preset == "ultrafast" and config.sources == tuple(TRAINING_SOURCES)
+        assert config.preset == "ultrafast"
+        assert config.sources == tuple(TRAINING_SOURCES) or set(config.sources) == train_photos
     wrapped = TrainConfig.from_yaml(REPO / "configs" / "train_wrapped.yaml")
     assert (wrapped.model, wrapped.split, wrapped.surrogate) == ("efficientnet_lite0", "stage4", "scaled")
     assert wrapped.wrapper == {"name": "channel_reduction", "channels": 40, "hidden": 64}
@@ -323,3 +332,34 @@ def test_wrapper_and_codec_settings_fail_at_config_time(tmp_path):
         with pytest.raises(ConfigError, match=message):
             TrainConfig.from_config({**base, **overrides})
     TrainConfig.from_config({**base, "codec": "svtav1", "qps": [40], "surrogate": "scaled"})  # no step involved
+
+
+def test_colour_jitter_is_seeded_bounded_and_off_by_default():
+    from fcm.train.data import Crop, load_source, plan_crops
+
+    sources = ["skimage:brick", "skimage:clock"]
+    plain = plan_crops(sources, 3, (96, 200), np.random.default_rng(5))
+    again = plan_crops(sources, 3, (96, 200), np.random.default_rng(5), color_jitter=0.0)
+    assert plain == again and all((c.brightness, c.contrast, c.saturation) == (1.0, 1.0, 1.0) for c in plain)
+    jittered = plan_crops(sources, 3, (96, 200), np.random.default_rng(5), color_jitter=0.3)
+    # jitter is drawn after each crop's box and flip: the first crop keeps the plain draw's box
+    assert (jittered[0].top, jittered[0].left, jittered[0].side, jittered[0].flip) == (
+        plain[0].top,
+        plain[0].left,
+        plain[0].side,
+        plain[0].flip,
+    )
+    factors = [f for c in jittered for f in (c.brightness, c.contrast, c.saturation)]
+    assert all(0.7 <= f <= 1.3 for f in factors) and len(set(factors)) == len(factors)
+    assert jittered == plan_crops(sources, 3, (96, 200), np.random.default_rng(5), color_jitter=0.3)
+    image = load_source("skimage:coins")
+    box = Crop("skimage:coins", 10, 20, 100, False)
+    assert np.array_equal(box.cut(image), image[10:110, 20:120])
+    grey = Crop("skimage:coins", 10, 20, 100, False, saturation=0.0).cut(image)
+    assert np.abs(grey.astype(int) - grey[..., :1].astype(int)).max() <= 1  # no saturation: grey pixels
+    brighter = Crop("skimage:coins", 10, 20, 100, False, brightness=1.2).cut(image)
+    assert brighter.dtype == np.uint8 and brighter.astype(float).mean() > box.cut(image).astype(float).mean()
+    with pytest.raises(ConfigError, match="color_jitter"):
+        plan_crops(sources, 1, (96, 200), np.random.default_rng(0), color_jitter=1.5)
+    with pytest.raises(ConfigError, match="color_jitter must be below 1"):
+        TrainConfig.from_config({**TINY, "checkpoint": "x.pt", "color_jitter": 1.0})

@@ -48,6 +48,8 @@ class TrainConfig:
             ``folder:PATH``, ``file:PATH``: :func:`fcm.train.data.resolve_sources`; default the built-in ones).
         crops_per_image: random crops taken per source (cached once, then sampled).
         crop_size: ``[low, high]`` side of the square crops in source pixels (the model resizes them).
+        color_jitter: j in [0, 1): each crop's brightness, contrast and saturation scaled by factors drawn from
+            [1 − j, 1 + j] (default 0: none).
         workers: codec worker processes (results do not depend on it).
         log: per-step CSV log (default: the checkpoint's path with suffix ``.csv``).
         save_every: steps between saves of the resumable trainer state.
@@ -76,6 +78,7 @@ class TrainConfig:
     images: tuple[str, ...] = ()
     crops_per_image: int = 8
     crop_size: tuple[int, int] = (128, 384)
+    color_jitter: float = 0.0
     workers: int = 0
     log: Path | None = None
     save_every: int = 50
@@ -137,6 +140,12 @@ class TrainConfig:
             values.pop("images", None)
         if "crop_size" in raw:
             values["crop_size"] = _crop_size(raw["crop_size"])
+        if "color_jitter" in raw:
+            values["color_jitter"] = _number(raw["color_jitter"], "color_jitter", 0.0)
+            if values["color_jitter"] >= 1:
+                raise ConfigError(
+                    f"color_jitter must be below 1 (factors in [1 − j, 1 + j]), got {raw['color_jitter']!r}"
+                )
         config = cls(**values)
         config._check_codec()
         config._check_wrapper()
@@ -216,6 +225,8 @@ class TrainConfig:
     def identity(self) -> str:
         """16 hex digits over every setting that changes what training computes (a resumed run must match it)."""
         data = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_IDENTITY}
+        if not self.color_jitter:  # configs from before colour jitter keep their identity (and resume)
+            data.pop("color_jitter")
         data["images"] = list(self.sources)
         data["split"] = self.split
         data["bit_depth"] = self.codec_bit_depth

@@ -18,7 +18,8 @@ hubble_deep_field), so a user's evaluation on any bundled photo never sees a tra
 
 Augmentation (seeded, numpy ``Generator``): per crop, a square side drawn uniformly in ``crop_size`` (clipped to the
 source's short side) — the scale augmentation, since the model resizes every crop to its input size — a uniform
-position, and a horizontal flip with probability ½.
+position, a horizontal flip with probability ½, and (``color_jitter`` j > 0) brightness, contrast and saturation
+factors drawn from [1 − j, 1 + j].
 
 :func:`build_cache` runs ``model.prepare`` and ``model.front`` once per crop (no gradient) and keeps the split
 tensors and the teacher output (``model.back`` on those uncompressed tensors), so training steps run only the
@@ -177,25 +178,48 @@ def load_source(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
+#: Rec. 601 luma weights: the grey a saturation change moves towards
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Crop:
-    """Where one training crop comes from: source, square box (top, left, side) and whether it is mirrored."""
+    """Where one training crop comes from: source, square box (top, left, side), whether it is mirrored, and its
+    colour jitter (brightness gain, contrast and saturation factors; 1 leaves the pixels as they are)."""
 
     source: str
     top: int
     left: int
     side: int
     flip: bool
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
 
     def cut(self, image: np.ndarray) -> np.ndarray:
         crop = image[self.top : self.top + self.side, self.left : self.left + self.side]
-        return np.ascontiguousarray(crop[:, ::-1] if self.flip else crop)
+        crop = crop[:, ::-1] if self.flip else crop
+        if (self.brightness, self.contrast, self.saturation) != (1.0, 1.0, 1.0):
+            x = crop.astype(np.float32)
+            grey = (x @ _LUMA)[..., None]
+            x = grey + self.saturation * (x - grey)
+            x = x.mean() + self.contrast * (x - x.mean())
+            crop = np.clip(np.rint(self.brightness * x), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(crop)
 
 
 def plan_crops(
-    sources: Sequence[str], crops_per_image: int, crop_size: tuple[int, int], rng: np.random.Generator
+    sources: Sequence[str],
+    crops_per_image: int,
+    crop_size: tuple[int, int],
+    rng: np.random.Generator,
+    color_jitter: float = 0.0,
 ) -> list[Crop]:
-    """``crops_per_image`` random crops of each source (module doc), drawn from ``rng`` in source order."""
+    """``crops_per_image`` random crops of each source (module doc), drawn from ``rng`` in source order; with
+    ``color_jitter`` = j > 0, each crop's brightness, contrast and saturation factors are drawn uniformly from
+    [1 − j, 1 + j] (after its box and flip, so j = 0 draws exactly the crops it always did)."""
+    if not 0.0 <= color_jitter < 1.0:
+        raise ConfigError(f"color_jitter must be in [0, 1), got {color_jitter!r}")
     crops = []
     for name in sources:
         h, w = load_source(name).shape[:2]
@@ -204,7 +228,11 @@ def plan_crops(
             side = min(short, int(rng.integers(crop_size[0], crop_size[1] + 1)))
             top = int(rng.integers(0, h - side + 1))
             left = int(rng.integers(0, w - side + 1))
-            crops.append(Crop(name, top, left, side, bool(rng.integers(0, 2))))
+            flip = bool(rng.integers(0, 2))
+            jitter: tuple[float, ...] = ()
+            if color_jitter > 0:
+                jitter = tuple(float(f) for f in rng.uniform(1 - color_jitter, 1 + color_jitter, 3))
+            crops.append(Crop(name, top, left, side, flip, *jitter))
     return crops
 
 

@@ -97,7 +97,9 @@ def crop_cache(
     config: TrainConfig, model: SplitModel, stream: int = _CROPS_STREAM, progress: Progress | None = None
 ) -> FeatureCache:
     """The cached features of the config's crops (``stream``: another seeded stream gives held-out crops)."""
-    crops = plan_crops(config.sources, config.crops_per_image, config.crop_size, crop_rng(config, stream))
+    crops = plan_crops(
+        config.sources, config.crops_per_image, config.crop_size, crop_rng(config, stream), config.color_jitter
+    )
     if progress is None:
         return build_cache(model, crops)
     bar = progress.bar(len(crops), "cache features", "crop")
