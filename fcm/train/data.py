@@ -106,7 +106,9 @@ SOURCE_FORMS = (
 
 def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
     """``names`` with ``photos:train`` and ``folder:PATH`` expanded into one source per picture, each checked: a
-    validation or test photo is refused (those splits are for tuning and reporting), so is a missing file."""
+    validation or test photo is refused (those splits are for tuning and reporting), so is a missing file. A
+    catalogued photo is identified by its checksum, a user's file by its absolute path (a training run's identity
+    names each)."""
     from fcm.data.photos import check_photo, find_photo, split_photos
 
     out: list[str] = []
