@@ -200,3 +200,16 @@ def test_the_fetched_test_split_gives_every_view_of_every_photo():
     whole, centre = test[0].image(), test[1].image()
     assert min(whole.shape[:2]) == 512 and min(centre.shape[:2]) == 512 and whole.dtype == np.uint8
     assert not np.array_equal(whole[:100, :100], centre[:100, :100])
+
+
+def test_the_fetch_script_reads_packages_without_dpkg(tmp_path, monkeypatch):
+    """Where dpkg-deb is missing, the script reads the .deb's ar archive and its data.tar.xz itself."""
+    tool = _tool()
+    pkg, debs = _fake_package(tmp_path)
+    real_which = tool.shutil.which
+    monkeypatch.setattr(tool.shutil, "which", lambda name: None if name == "dpkg-deb" else real_which(name))
+    assert tool.fetch(pkg, tmp_path / "cache", debs) == 2
+    assert all(photos.check_photo(pkg, p, tmp_path / "cache") for p in pkg.photos)
+    (debs / "not-a-deb_1_all.deb").write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="not a Debian package"):
+        tool._data_tar(debs / "not-a-deb_1_all.deb")
