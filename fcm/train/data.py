@@ -202,7 +202,7 @@ class Crop:
         crop = image[self.top : self.top + self.side, self.left : self.left + self.side]
         crop = crop[:, ::-1] if self.flip else crop
         if (self.brightness, self.contrast, self.saturation) != (1.0, 1.0, 1.0):
-            x = crop.astype(np.float32)
+            x: np.ndarray = crop.astype(np.float32)
             grey = (x @ _LUMA)[..., None]
             x = grey + self.saturation * (x - grey)
             x = x.mean() + self.contrast * (x - x.mean())
