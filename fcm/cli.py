@@ -251,12 +251,13 @@ def _rdo_weights(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _wrapper(path: str | None, model: Any) -> Any:
-    """The wrapper of checkpoint ``path`` for ``model`` (``None`` without a path)."""
+    """The wrapper checkpoint or rate-adaptive wrapper family at ``path`` for ``model`` (``None`` without a path);
+    the pipeline picks a family's variant (by QP when encoding, by the stream's header when decoding)."""
     if path is None:
         return None
-    from fcm.wrappers import load_wrapper
+    from fcm.wrappers import load_wrapper_or_family
 
-    return load_wrapper(path, model)
+    return load_wrapper_or_family(path, model)
 
 
 def _decode(args: argparse.Namespace) -> dict[str, Any]:
@@ -288,7 +289,9 @@ def _encode_video(args: argparse.Namespace) -> dict[str, Any]:
 
     source = open_source(args.source, args.frames, args.fps)
     model = _model(args)
-    wrapper = _wrapper(args.wrapper, model)
+    from fcm.pipeline import variant_for
+
+    wrapper = variant_for(_wrapper(args.wrapper, model), _params(args))  # one QP: one variant for the whole video
     allocation = _allocation(args)
     if args.intra_period < 0:
         raise FcmError(f"--intra-period must be >= 0 (0: only the first frame is a key frame), got {args.intra_period}")
@@ -353,7 +356,11 @@ def _decode_video(args: argparse.Namespace) -> dict[str, Any] | None:
     with open(path, "rb") as f:
         header = VideoReader(f).header
     model = _video_model(header, args)
+    from fcm.wrappers import WrapperFamily
+
     wrapper = _wrapper(args.wrapper, model)
+    if isinstance(wrapper, WrapperFamily):
+        wrapper = wrapper.for_stream(header.wrapper)  # the variant the video was coded with
     t0 = time.perf_counter()
     frames = 0
     with contextlib.ExitStack() as stack:
@@ -607,7 +614,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="run the edge half on an image and write an .fcm bitstream")
     p.add_argument("image", help="image file, or skimage:NAME for a bundled photo (e.g. skimage:chelsea)")
     p.add_argument("-o", "--output", default=None, help="output .fcm file (default: IMAGE_STEM.fcm)")
-    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="code through a trained wrapper (fcm train)")
+    p.add_argument(
+        "--wrapper",
+        default=None,
+        metavar="CHECKPOINT",
+        help="code through a trained wrapper (fcm train) or a wrapper family (the variant serving --qp)",
+    )
     _add_model_args(p)
     _add_codec_args(p)
     g = p.add_argument_group("wrapper-aware bit allocation (fcm.rdo)")
@@ -623,7 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="decode an .fcm bitstream and print the task result as JSON")
     p.add_argument("bitstream", help="an .fcm file (fcm encode)")
-    p.add_argument("--wrapper", default=None, metavar="CHECKPOINT", help="the wrapper a wrapped stream was coded with")
+    p.add_argument(
+        "--wrapper",
+        default=None,
+        metavar="CHECKPOINT",
+        help="the wrapper (or a wrapper family holding it) a wrapped stream was coded with",
+    )
     p.add_argument("--top-k", type=_positive, default=5, help="classes (or detections) to print")
     _add_model_args(p, with_split=False)
     _add_threads_arg(p)

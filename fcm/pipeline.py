@@ -32,7 +32,7 @@ from fcm.rdo.scaling import scale_frames, unscale_frames
 
 if TYPE_CHECKING:
     from fcm.rdo.allocation import BitAllocation
-    from fcm.wrappers import WrapperPair
+    from fcm.wrappers import WrapperFamily, WrapperPair
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,15 @@ def encode(
     bit_depth: int | None = None,
     range_mode: RangeMode = "frame",
     block_qp_offsets: np.ndarray | None = None,
-    wrapper: WrapperPair | None = None,
+    wrapper: WrapperPair | WrapperFamily | None = None,
     allocation: BitAllocation | None = None,
     torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> EncodeResult:
     """Run the edge half on one RGB ``uint8`` image and code its features into an fcm bitstream.
 
     ``bit_depth`` defaults to the codec's highest supported depth (10 bits for x265). ``block_qp_offsets`` go to
-    the codec (see :meth:`fcm.codecs.Codec.encode`). With ``wrapper``, its pre-wrapper reduces the features first.
+    the codec (see :meth:`fcm.codecs.Codec.encode`). With ``wrapper``, its pre-wrapper reduces the features first
+    (a :class:`~fcm.wrappers.WrapperFamily`: the variant serving ``params.qp``).
     ``allocation`` (:mod:`fcm.rdo`) computes a wrapper-aware block map instead of ``block_qp_offsets``.
     The front, wrapper and allocation run with ``torch_threads`` intra-op threads (default 1, so the bytes are the
     same on any core count; ``None`` keeps the caller's setting, see :mod:`fcm.numerics`).
@@ -175,21 +176,37 @@ def encode_features(
     range_mode: RangeMode = "frame",
     block_qp_offsets: np.ndarray | None = None,
     *,
-    wrapper: WrapperPair | None = None,
+    wrapper: WrapperPair | WrapperFamily | None = None,
     allocation: BitAllocation | None = None,
     torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> EncodeResult:
     """Pack and code features the front already produced (so a sweep runs the front once per input).
 
     With ``wrapper`` (built for this model's split), the pre-wrapper maps the split tensors to its coded tensors
-    first, and the header names the wrapper and its weights tag. With ``allocation``, its block QP map goes to the
+    first, and the header names the wrapper and its weights tag (a family: the variant serving ``params.qp``, so the
+    header names that variant). With ``allocation``, its block QP map goes to the
     codec (route ``qp``) or becomes per-block sample scaling signalled in the header (route ``scale``).
     The wrapper and the allocation run with ``torch_threads`` threads, as in :func:`encode`.
     """
     with pinned_threads(torch_threads):
         return _encode_features(
-            edge, model, codec, params, bit_depth, range_mode, block_qp_offsets, wrapper, allocation
+            edge,
+            model,
+            codec,
+            params,
+            bit_depth,
+            range_mode,
+            block_qp_offsets,
+            variant_for(wrapper, params),
+            allocation,
         )
+
+
+def variant_for(wrapper: WrapperPair | WrapperFamily | None, params: CodecParams) -> WrapperPair | None:
+    """The wrapper to encode with at ``params``: ``wrapper`` itself, or a family's variant for ``params.qp``."""
+    from fcm.wrappers.family import WrapperFamily
+
+    return wrapper.select(params.qp) if isinstance(wrapper, WrapperFamily) else wrapper
 
 
 def _encode_features(
@@ -348,16 +365,22 @@ class SplitDecode:
 
 
 def decode_split(
-    data: bytes, model: SplitModel, wrapper: WrapperPair | None = None, *, _stacklevel: int = 3
+    data: bytes, model: SplitModel, wrapper: WrapperPair | WrapperFamily | None = None, *, _stacklevel: int = 3
 ) -> SplitDecode:
     """Decode an fcm bitstream up to ``model``'s split (codec, unpack, post-wrapper), checked against the model:
-    what :func:`decode` does before the back half. A server that batches back-half calls runs this per stream."""
+    what :func:`decode` does before the back half. A server that batches back-half calls runs this per stream.
+    With a :class:`~fcm.wrappers.WrapperFamily`, the variant the stream's header names decodes it (refused with a
+    :class:`BitstreamError` when the family lacks it)."""
+    from fcm.wrappers.family import WrapperFamily
+
     header, payload = bitstream.read(data)
     if (model.name, model.split) != (header.model, header.split):
         raise BitstreamError(
             f"bitstream is for {header.model}/{header.split}, but the model given is {model.name}/{model.split}"
         )
     _warn_on_weights_mismatch(header, model, _stacklevel)
+    if isinstance(wrapper, WrapperFamily):
+        wrapper = wrapper.for_stream(header.wrapper)
     check_wrapper(header.wrapper, wrapper)
     if wrapper is not None:
         check_wrapper_split(wrapper, model)
@@ -386,11 +409,12 @@ def decode(
     data: bytes,
     model: SplitModel | None = None,
     weights: str | Path | None = None,
-    wrapper: WrapperPair | None = None,
+    wrapper: WrapperPair | WrapperFamily | None = None,
 ) -> DecodeResult:
     """Decode an fcm bitstream and run the cloud half. ``model`` defaults to the one the bitstream names.
 
-    A stream coded with a wrapper needs that ``wrapper`` (same name and weights tag); one coded without refuses one.
+    A stream coded with a wrapper needs that ``wrapper`` (same name and weights tag), or a wrapper family holding it;
+    one coded without refuses a wrapper (a family decodes it when it has a plain variant).
     Both are checked before anything is decoded.
     """
     if model is None:

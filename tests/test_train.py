@@ -93,6 +93,29 @@ def test_feature_loss_trains(tmp_path, model):
     assert result.weights_tag != _initial_tag(config, model)
 
 
+def test_mix_loss_is_the_kl_plus_the_relative_feature_error(tmp_path, model):
+    from collections import OrderedDict
+
+    from fcm.models.base import Features
+    from fcm.train.objective import relative_feature_error, task_loss
+
+    g = torch.Generator().manual_seed(0)
+    teacher = OrderedDict(stage4=torch.randn(2, 80, 4, 4, generator=g))
+    student = OrderedDict(stage4=(teacher["stage4"] + 0.1 * torch.randn(2, 80, 4, 4, generator=g)).requires_grad_())
+    rel = relative_feature_error(student, teacher)
+    mse = task_loss("features", student, teacher)
+    assert math.isclose(float(rel), float(mse) / float(teacher["stage4"].square().mean()), rel_tol=1e-5)
+    kl = task_loss("output", model.back(Features(student)), model.back(Features(teacher)))
+    (kl + rel).backward()
+    grad = student["stage4"].grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+    config = _config(tmp_path, surrogate="noise", loss="mix", steps=3)
+    result = train(config, progress=False, model=model)
+    rows = read_log(config.log_path)
+    assert result.finished and all(math.isfinite(float(r["task_loss"])) and float(r["task_loss"]) > 0 for r in rows)
+
+
 def test_same_config_gives_the_same_weights_whatever_the_codec_workers(tmp_path, model):
     first = train(_config(tmp_path, "a"), progress=False, model=model)
     again = train(_config(tmp_path, "b"), progress=False, model=model)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from fcm.models.cost import ComputeCost
     from fcm.pipeline import EdgeFeatures
     from fcm.rdo.allocation import BitAllocation, RdoSettings
+    from fcm.wrappers import WrapperFamily
     from fcm.wrappers.base import WrapperPair
 
 __all__ = ["PIPELINES", "InputContext", "Measurement", "Pipeline", "parse_label"]
@@ -476,7 +477,8 @@ class RemotePipeline(Pipeline):
 @PIPELINES.register("wrapped")
 class WrappedPipeline(CodedPipeline):
     """fcm with a learned wrapper: the pre-wrapper (edge) reduces the split tensors before packing, the post-wrapper
-    (cloud) restores them before the back half. ``checkpoint`` is a wrapper checkpoint (:mod:`fcm.wrappers`); the
+    (cloud) restores them before the back half. ``checkpoint`` is a wrapper checkpoint (:mod:`fcm.wrappers`) or a
+    rate-adaptive wrapper family (:mod:`fcm.wrappers.family`: each QP coded with the variant serving it); the
     label's variant names how it was trained, e.g. ``wrapped[scaled]``. The stream names the wrapper and its weights
     tag (bitstream version 2), and the decoder checks them."""
 
@@ -496,7 +498,9 @@ class WrappedPipeline(CodedPipeline):
         self.checkpoint = checkpoint
         self.weights_tag = weights_tag
         self.trained_for = trained_for
-        self._wrapper: WrapperPair | None = None
+        self._wrapper: WrapperPair | WrapperFamily | None = None
+        #: a wrapper family's variants and bands, in words (None: a single wrapper)
+        self.family: str | None = None
 
     @classmethod
     def _from_section(cls, label: str, section: dict[str, Any], qps: tuple[int, ...]) -> Pipeline:
@@ -504,7 +508,8 @@ class WrappedPipeline(CodedPipeline):
         weights is refused, and with the tag given the file need not exist to report a results folder."""
         from pathlib import Path
 
-        from fcm.wrappers import read_checkpoint
+        from fcm.wrappers import is_family_file, read_checkpoint
+        from fcm.wrappers.family import describe_family, read_family
 
         rdo = cls._rdo_from(label, section, variant_sets_mode=False)
         path, pinned = section.get("checkpoint"), section.get("weights_tag")
@@ -516,14 +521,17 @@ class WrappedPipeline(CodedPipeline):
         if pinned is not None and not Path(path).exists():
             return cls(label, qps, resolved, pinned, None, rdo)  # enough to report its records; measuring will say
         try:
-            data = read_checkpoint(path)
+            family = is_family_file(path)
+            data = read_family(path) if family else read_checkpoint(path)
         except FcmError as e:
             raise ConfigError(f"pipeline {label!r}: {e}") from e
         if pinned is not None and pinned != data["weights_tag"]:
             raise ConfigError(
                 f"pipeline {label!r}: {path} holds weights {data['weights_tag']}, but the sweep was run with {pinned}"
             )
-        return cls(label, qps, resolved, str(data["weights_tag"]), (str(data["model"]), str(data["split"])), rdo)
+        made = cls(label, qps, resolved, str(data["weights_tag"]), (str(data["model"]), str(data["split"])), rdo)
+        made.family = describe_family(data) if family else None
+        return made
 
     def check_split(self, model: str, split: str) -> None:
         if self.trained_for is not None and self.trained_for != (model, split):
@@ -543,18 +551,21 @@ class WrappedPipeline(CodedPipeline):
         return out
 
     def describe(self) -> str:
-        base = f"the split tensors through the wrapper `{self.checkpoint}` (weights {self.weights_tag}), packed, coded"
-        return base + self.rdo_description()
+        if self.family is not None:
+            what = f"the wrapper family `{self.checkpoint}` (weights {self.weights_tag}; {self.family})"
+        else:
+            what = f"the wrapper `{self.checkpoint}` (weights {self.weights_tag})"
+        return f"the split tensors through {what}, packed, coded" + self.rdo_description()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "_wrapper": None}  # workers load the checkpoint themselves
 
     def setup(self, model: SplitModel) -> None:
-        from fcm.wrappers import load_wrapper
+        from fcm.wrappers import load_wrapper_or_family
 
         super().setup(model)
 
-        wrapper = load_wrapper(self.checkpoint, model)
+        wrapper = load_wrapper_or_family(self.checkpoint, model)
         if wrapper.weights_tag != self.weights_tag:
             raise ConfigError(f"{self.checkpoint} changed since the sweep started (weights {wrapper.weights_tag})")
         self._wrapper = wrapper
@@ -563,4 +574,6 @@ class WrappedPipeline(CodedPipeline):
         if self._wrapper is None:
             self.setup(ctx.model)
         assert self._wrapper is not None
-        return _code_split_tensors(ctx, codec, params, bit_depth, self._wrapper, self)
+        from fcm.pipeline import variant_for
+
+        return _code_split_tensors(ctx, codec, params, bit_depth, variant_for(self._wrapper, params), self)

@@ -52,7 +52,7 @@ class NotServed(FcmError):
 @dataclass(frozen=True)
 class ServedModel:
     """One model the server decodes for: a registered split model, its weights, and optionally a wrapper
-    checkpoint (streams coded through that wrapper)."""
+    checkpoint (streams coded through that wrapper) or a wrapper family (streams of any of its variants)."""
 
     model: str
     split: str | None = None
@@ -131,16 +131,19 @@ class ModelCache:
 
         for s in self.served:
             model = get_model(s.model, s.split, s.weights, s.sha256, **dict(s.options))
-            wrapper = None
+            wrappers: list[WrapperPair | None] = [None]
             if s.wrapper is not None:
-                from fcm.wrappers import load_wrapper
+                from fcm.wrappers import WrapperFamily, load_wrapper_or_family
 
-                wrapper = load_wrapper(s.wrapper, model)
-            names = (None, None) if wrapper is None else (wrapper.name, wrapper.weights_tag)
-            key = (model.name, model.split, model.weights_tag, names[0], names[1])
-            if key in self.entries:
-                raise ConfigError(f"{s.model}/{model.split} is served twice with the same weights and wrapper")
-            self.entries[key] = _Entry(model, wrapper)
+                loaded = load_wrapper_or_family(s.wrapper, model)
+                # a rate-adaptive family serves each of its variants' streams (its plain variant: unwrapped ones)
+                wrappers = [v.wrapper for v in loaded.variants] if isinstance(loaded, WrapperFamily) else [loaded]
+            for wrapper in wrappers:
+                names = (None, None) if wrapper is None else (wrapper.name, wrapper.weights_tag)
+                key = (model.name, model.split, model.weights_tag, names[0], names[1])
+                if key in self.entries:
+                    raise ConfigError(f"{s.model}/{model.split} is served twice with the same weights and wrapper")
+                self.entries[key] = _Entry(model, wrapper)
 
     def describe(self) -> list[dict[str, Any]]:
         return [

@@ -12,8 +12,8 @@ from fcm.errors import ConfigError, FcmError
 
 Surrogate = Literal["scaled", "ste", "noise", "proxy"]
 SURROGATES: tuple[str, ...] = ("scaled", "ste", "noise", "proxy")
-Loss = Literal["output", "features"]
-LOSSES: tuple[str, ...] = ("output", "features")
+Loss = Literal["output", "features", "mix"]
+LOSSES: tuple[str, ...] = ("output", "features", "mix")
 #: how the wrapper starts: ``pca`` (from the training features, see WrapperPair.init_from_features) or as built
 INITS: tuple[str, ...] = ("pca", "random")
 
@@ -42,7 +42,8 @@ class TrainConfig:
         init: ``pca`` (default: the wrapper starts from the training features' principal components, where its
             architecture supports it) or ``random`` (as built).
         loss: ``output`` (KL divergence of the back half's class distribution from the uncompressed model's:
-            distillation, no labels) or ``features`` (MSE of the restored split tensors to the uncompressed ones).
+            distillation, no labels), ``features`` (MSE of the restored split tensors to the uncompressed ones) or
+            ``mix`` (the KL plus the features' MSE relative to their mean square: :mod:`fcm.train.objective`).
         steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random.
         images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`, ``photos:train``, ``photo:…``,
             ``folder:PATH``, ``file:PATH``: :func:`fcm.train.data.resolve_sources`; default the built-in ones).

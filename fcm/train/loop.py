@@ -20,6 +20,7 @@ import csv
 import random
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from fcm.train import distributed
 from fcm.train.channel import CodecChannel, CodedPath, RealChannel
 from fcm.train.config import TrainConfig
 from fcm.train.data import FeatureCache, build_cache, plan_crops
-from fcm.train.objective import rate_per_pixel, task_loss
+from fcm.train.objective import rate_per_pixel, relative_feature_error, task_loss
 from fcm.train.state import TrainerState, capture_rng, load_state, restore_rng, save_state
 from fcm.wrappers import WrapperPair, build_wrapper, save_wrapper
 
@@ -82,8 +83,10 @@ def load_model(config: TrainConfig) -> SplitModel:
     from fcm.models import get_model
 
     model = get_model(config.model, config.split)
-    if model.task != "classification" and config.loss == "output":
-        raise ConfigError(f"loss 'output' distils a classifier's softmax; {config.model} is a {model.task} model")
+    if model.task != "classification" and config.loss in ("output", "mix"):
+        raise ConfigError(
+            f"loss {config.loss!r} distils a classifier's softmax; {config.model} is a {model.task} model"
+        )
     model.requires_grad_(False)
     return model.eval()
 
@@ -233,11 +236,7 @@ def _step(
     features, teacher = cache.take(shard)
 
     out = path(features, qp, step)
-    if config.loss == "output":
-        student = model.back(Features(out.restored))
-        task = task_loss("output", student, teacher)
-    else:
-        task = task_loss("features", out.restored, features)
+    task = _task(config.loss, model, out.restored, features, teacher)
     rate = rate_per_pixel(out.rate_bits, cache.input_pixels)
     loss = task + config.lam * rate if config.lam > 0 else task
     if not torch.isfinite(loss):
@@ -270,11 +269,22 @@ def evaluate(
         path = CodedPath(wrapper, channel, channel.bit_depth)
         for qp in qps or config.qps:
             out = path(cache.features, qp, 0)
-            if config.loss == "output":
-                scores.append(float(task_loss("output", model.back(Features(out.restored)), cache.teacher)))
-            else:
-                scores.append(float(task_loss("features", out.restored, cache.features)))
+            scores.append(float(_task(config.loss, model, out.restored, cache.features, cache.teacher)))
     return sum(scores) / len(scores)
+
+
+def _task(
+    loss: str,
+    model: SplitModel,
+    restored: OrderedDict[str, torch.Tensor],
+    features: OrderedDict[str, torch.Tensor],
+    teacher: torch.Tensor,
+) -> torch.Tensor:
+    """The config's task loss (:mod:`fcm.train.objective`) of the restored tensors."""
+    if loss == "features":
+        return task_loss("features", restored, features)
+    kl = task_loss("output", model.back(Features(restored)), teacher)
+    return kl if loss == "output" else kl + relative_feature_error(restored, features)
 
 
 def _options(spec: dict[str, Any]) -> dict[str, Any]:

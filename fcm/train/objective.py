@@ -5,6 +5,9 @@
   no labels needed) and ``p_student`` the back half's on the restored tensors.
 * ``features`` — mean squared error of the restored split tensors against the uncompressed ones, averaged over every
   element of every tensor (tensors weighted by their element counts).
+* ``mix`` — ``output`` plus the ``features`` error divided by the uncompressed tensors' mean square (a relative
+  error, so neither term's units decide the balance): the KL aims the wrapper at the task, the feature term keeps
+  it restoring the split tensors themselves where a few training photos cannot say what the task needs.
 
 Rate: ``bits / (N · input_pixels)`` — the rate proxy's bits of the batch per pixel of the model input (bits per
 pixel, as fcm reports rates), so λ does not depend on the batch size or on how large the wrapper's frames are.
@@ -37,6 +40,13 @@ def task_loss(
         count = sum(t.numel() for t in teacher.values())
         return squared / count
     raise ConfigError(f"loss must be output or features, got {kind!r}")
+
+
+def relative_feature_error(student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The ``features`` loss divided by the teacher tensors' mean square (the ``mix`` loss's feature term)."""
+    power = torch.stack([t.detach().square().sum() for t in teacher.values()]).sum()
+    count = sum(t.numel() for t in teacher.values())
+    return task_loss("features", student, teacher) / (power / count).clamp_min(1e-12)
 
 
 def rate_per_pixel(rate_bits: torch.Tensor, input_pixels: int) -> torch.Tensor:

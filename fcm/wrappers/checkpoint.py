@@ -21,7 +21,15 @@ from fcm.models.base import SplitModel, SplitSpec
 from fcm.torch_files import load_mapping, save_mapping
 from fcm.wrappers.base import WrapperPair
 
-__all__ = ["FORMAT", "load_wrapper", "save_wrapper"]
+__all__ = [
+    "FORMAT",
+    "check_checkpoint",
+    "checkpoint_payload",
+    "load_wrapper",
+    "read_checkpoint",
+    "save_wrapper",
+    "wrapper_from_checkpoint",
+]
 
 FORMAT = "fcm-wrapper"
 FORMAT_VERSION = 1
@@ -35,9 +43,23 @@ def save_wrapper(
     path: str | Path, wrapper: WrapperPair, model: SplitModel, training: dict[str, Any] | None = None
 ) -> str:
     """Write ``wrapper``'s checkpoint to ``path`` (atomically: a temporary file renamed); returns its weights tag."""
+    save_mapping(Path(path), FORMAT, checkpoint_payload(wrapper, model, training))
+    return wrapper.weights_tag
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint mapping at ``path``, checked for its format; :class:`WeightsError` names any problem."""
     path = Path(path)
-    tag = wrapper.weights_tag
-    payload = {
+    if not path.is_file():
+        raise WeightsError(f"wrapper checkpoint not found: {path}")
+    return check_checkpoint(load_mapping(path, FORMAT, "wrapper checkpoint"), str(path))
+
+
+def checkpoint_payload(
+    wrapper: WrapperPair, model: SplitModel, training: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The mapping :func:`save_wrapper` writes (without its ``format`` key): to embed a checkpoint in another file."""
+    return {
         "format_version": FORMAT_VERSION,
         "wrapper": wrapper.name,
         "options": dict(wrapper.options),
@@ -46,20 +68,17 @@ def save_wrapper(
         "model_weights_tag": model.weights_tag,
         "input_spec": _spec_rows(wrapper.input_spec),
         "coded_spec": _spec_rows(wrapper.coded_spec),
-        "weights_tag": tag,
+        "weights_tag": wrapper.weights_tag,
         "state_dict": {k: v.detach().cpu() for k, v in wrapper.state_dict().items()},
         "training": dict(training or {}),
     }
-    save_mapping(path, FORMAT, payload)
-    return tag
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint mapping at ``path``, checked for its format; :class:`WeightsError` names any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"wrapper checkpoint not found: {path}")
-    data = load_mapping(path, FORMAT, "wrapper checkpoint")
+def check_checkpoint(data: Any, path: str) -> dict[str, Any]:
+    """``data`` if it is a wrapper checkpoint mapping of this format version with every required key, else a
+    :class:`WeightsError` naming ``path`` and the problem."""
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: a wrapper checkpoint must be a mapping")
     if data.get("format_version") != FORMAT_VERSION:
         raise WeightsError(f"{path}: checkpoint format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
     required = ("wrapper", "options", "model", "split", "model_weights_tag", "weights_tag", "state_dict")
@@ -71,9 +90,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_wrapper(path: str | Path, model: SplitModel) -> WrapperPair:
     """Rebuild the wrapper of checkpoint ``path`` for ``model``, in eval mode."""
+    return wrapper_from_checkpoint(read_checkpoint(path), model, str(path))
+
+
+def wrapper_from_checkpoint(data: dict[str, Any], model: SplitModel, source: str) -> WrapperPair:
+    """Rebuild the wrapper of a checkpoint mapping (as :func:`read_checkpoint` returns; ``source`` names it in
+    errors) for ``model``, in eval mode: refused for another model, split or model weights, an unknown architecture,
+    or weights that do not hash to the tag it states."""
     from fcm.wrappers import WRAPPERS
 
-    data = read_checkpoint(path)
+    path = source
     if (data["model"], data["split"]) != (model.name, model.split):
         raise WeightsError(f"{path} was trained for {data['model']}/{data['split']}, not {model.name}/{model.split}")
     if data["model_weights_tag"] != model.weights_tag:
