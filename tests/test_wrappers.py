@@ -239,6 +239,26 @@ def test_pca_start_reconstructs_like_principal_components(lite0):
     assert torch.allclose(got, expected, atol=1e-3 * float(expected.abs().max()))
 
 
+def test_linear_full_rank_pca_start_is_an_invertible_rotation(lite0):
+    """hidden 0 with K = C: the pair is the Karhunen–Loève transform and its inverse (no residual block), so it
+    restores any tensor exactly, and its coded channels are decorrelated with falling variance."""
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.randn(80, 80, generator=g)
+    x = torch.einsum("dc,nchw->ndhw", mixing, torch.randn(4, 80, 10, 10, generator=g))
+    w = build_wrapper("channel_reduction", lite0.spec, channels=80, hidden=0)
+    assert len(w.pre["stage4"]) == 1 and sum(p.numel() for p in w.parameters()) == 2 * (80 * 80 + 80)
+    w.init_from_features({"stage4": x})
+    with torch.no_grad():
+        coded = w.encode(OrderedDict(stage4=x))["stage4_r"]
+        other = torch.randn(1, 80, 5, 5, generator=g)
+        back = w.decode(w.encode(OrderedDict(stage4=other)))["stage4"]
+    assert torch.allclose(back, other, atol=1e-4)
+    variances = coded.permute(0, 2, 3, 1).reshape(-1, 80).var(dim=0)
+    assert bool((variances[:-1] >= variances[1:] - 1e-3 * variances[0]).all())
+    with pytest.raises(ConfigError, match="hidden must be an integer ≥ 0"):
+        build_wrapper("channel_reduction", lite0.spec, channels=80, hidden=-1)
+
+
 def test_fpn_fusion_codes_four_levels_as_one_tensor(tmp_path):
     """P2–P5 of a detector padded to multiples of 32 → one `fused` tensor at stride 16 → P2–P5 back at their sizes;
     the pair trains (gradients reach every parameter), checkpoints, and refuses levels that are not exact multiples."""

@@ -3,9 +3,9 @@
 * ``identity`` — no parameters: the coded tensors are the split tensors. The anchor every learned pair is measured
   against (``wrapped[identity]`` codes exactly what ``feature`` codes).
 * ``channel_reduction`` — per split tensor, the pre-wrapper maps C channels to ``channels`` (or ``round(C·ratio)``)
-  with a 1×1 projection plus a small 3×3 residual refinement, and the post-wrapper maps them back with the mirror
-  image. Spatial size is unchanged, so the packed frame shrinks with the channel count. FPN splits get one reduction
-  per level; multi-scale fusion of levels (as MPEG FCTM's feature reduction does) is not built yet.
+  with a 1×1 projection plus a small 3×3 residual refinement (or the projection alone: ``hidden: 0``), and the
+  post-wrapper maps them back with the mirror image. Spatial size is unchanged, so the packed frame shrinks with
+  the channel count. FPN splits get one reduction per level; ``fpn_fusion`` below fuses the levels instead.
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class ChannelReduction(WrapperPair):
     """Pre: C → K channels (1×1 projection, then a residual 3×3 block); post: K → C (residual block, 1×1 projection).
 
     Options: ``channels`` (K for every tensor) or ``ratio`` (K = max(1, round(C·ratio)), default 0.5), and
-    ``hidden`` (width of the residual blocks, default 64).
+    ``hidden`` (width of the residual blocks, default 64; 0: no residual blocks, a purely linear pair — with K = C
+    and the PCA start, the Karhunen–Loève transform of the channels and its inverse, refined by training; few
+    parameters and no spatial filter, so it cannot fit the textures of a few training photos).
     """
 
     name = "channel_reduction"
@@ -73,8 +75,8 @@ class ChannelReduction(WrapperPair):
             raise ConfigError(f"channel_reduction channels must be a positive integer, got {channels!r}")
         if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
             raise ConfigError(f"channel_reduction ratio must be in (0, 1], got {ratio!r}")
-        if not isinstance(hidden, int) or hidden < 1:
-            raise ConfigError(f"channel_reduction hidden must be a positive integer, got {hidden!r}")
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 0:
+            raise ConfigError(f"channel_reduction hidden must be an integer ≥ 0, got {hidden!r}")
         self._channels, self._ratio, self._hidden = (
             channels,
             (0.5 if channels is None and ratio is None else ratio),
@@ -117,6 +119,10 @@ class ChannelReduction(WrapperPair):
 
     def build(self, ts: TensorSpec, coded: TensorSpec) -> tuple[nn.Module, nn.Module]:
         hidden = self._hidden
+        if hidden == 0:  # linear: the 1×1 projections alone (still Sequentials: the PCA start finds them there)
+            return nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1)), nn.Sequential(
+                nn.Conv2d(coded.channels, ts.channels, 1)
+            )
         pre = nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1), _Residual(coded.channels, hidden))
         post = nn.Sequential(_Residual(coded.channels, hidden), nn.Conv2d(coded.channels, ts.channels, 1))
         return pre, post
