@@ -116,6 +116,18 @@ def test_mix_loss_is_the_kl_plus_the_relative_feature_error(tmp_path, model):
     assert result.finished and all(math.isfinite(float(r["task_loss"])) and float(r["task_loss"]) > 0 for r in rows)
 
 
+def test_zero_steps_saves_the_pca_start(tmp_path, model):
+    from fcm.train.loop import crop_cache
+
+    config = _config(tmp_path, surrogate="noise", loss="features", steps=0)
+    result = train(config, progress=False, model=model)
+    torch.manual_seed(config.seed)
+    start = build_wrapper("channel_reduction", model.spec, channels=8, hidden=8)
+    start.init_from_features(crop_cache(config, model).features)
+    assert result.finished and result.steps == 0 and result.weights_tag == start.weights_tag
+    assert load_wrapper(config.checkpoint, model).weights_tag == result.weights_tag != _initial_tag(config, model)
+
+
 def test_same_config_gives_the_same_weights_whatever_the_codec_workers(tmp_path, model):
     first = train(_config(tmp_path, "a"), progress=False, model=model)
     again = train(_config(tmp_path, "b"), progress=False, model=model)
@@ -205,7 +217,7 @@ def test_default_images_are_every_training_source(tmp_path):
     [
         ({"lam": -1}, "lam"),
         ({"lr": 0}, "lr"),
-        ({"steps": 0}, "steps"),
+        ({"steps": -1}, "steps"),
         ({"batch_size": "8"}, "batch_size"),
         ({"surrogate": "magic"}, "surrogate"),
         ({"loss": "accuracy"}, "loss"),

@@ -68,7 +68,7 @@ class CodecChannel:
             self._real = CodecSurrogate(codec, "scaled" if self.kind == "scaled" else "ste")
         self._proxy = ProxyCodec(bit_depth=self.bit_depth, mode="sua")
         start, end = PROXY_TEMPERATURE
-        self._schedule = TemperatureSchedule("exponential", start, end, config.steps)
+        self._schedule = TemperatureSchedule("exponential", start, end, max(1, config.steps))
 
     def __call__(self, y: torch.Tensor, qp: int, step: int) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
         if self._real is not None:

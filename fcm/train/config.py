@@ -44,7 +44,8 @@ class TrainConfig:
         loss: ``output`` (KL divergence of the back half's class distribution from the uncompressed model's:
             distillation, no labels), ``features`` (MSE of the restored split tensors to the uncompressed ones) or
             ``mix`` (the KL plus the features' MSE relative to their mean square: :mod:`fcm.train.objective`).
-        steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random.
+        steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random; ``steps: 0`` saves the
+            start itself (with ``init: pca``, the principal-component pair) as the checkpoint.
         images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`, ``photos:train``, ``photo:…``,
             ``folder:PATH``, ``file:PATH``: :func:`fcm.train.data.resolve_sources`; default the built-in ones).
         crops_per_image: random crops taken per source (cached once, then sampled).
@@ -127,7 +128,8 @@ class TrainConfig:
             values["lr"] = _number(raw["lr"], "lr", 0.0)
             if values["lr"] <= 0:
                 raise ConfigError(f"lr must be > 0, got {raw['lr']!r}")
-        for key, low in (("steps", 1), ("batch_size", 1), ("crops_per_image", 1), ("save_every", 1)):
+        # steps 0: the start itself becomes the checkpoint (e.g. the PCA start of a full-rank linear pair: the KLT)
+        for key, low in (("steps", 0), ("batch_size", 1), ("crops_per_image", 1), ("save_every", 1)):
             if key in raw:
                 values[key] = _integer(raw[key], key, low)
         if "torch_threads" in raw:
