@@ -151,3 +151,55 @@ def test_bands_are_chosen_where_each_variant_wins_on_validation():
     assert only_worse.bands == (("plain", 0, 51),) and only_worse.bd_rate == 0.0
     with pytest.raises(ConfigError, match="same validation QP grid"):
         choose_bands({"plain": plain, "cr": dict(list(reduced.items())[:5])}, ["plain", "cr"], "plain")
+
+
+def test_a_server_given_a_family_decodes_every_variant_s_streams(tmp_path, chelsea, lite0, family, narrow):
+    from fcm import bitstream, pipeline
+    from fcm.serve.app import ModelCache, NotServed, ServedModel
+
+    path = tmp_path / "family.pt"
+    save_family(path, family, lite0)
+    cache = ModelCache((ServedModel("efficientnet_lite0", "stage4", wrapper=str(path)),))
+    cache.load()
+    assert [None if e["wrapper"] is None else e["wrapper"]["weights"] for e in cache.describe()] == [
+        None if v.wrapper is None else v.wrapper.weights_tag for v in family.variants
+    ]
+    for qp, expected in ((24, None), (40, narrow.weights_tag)):
+        data = pipeline.encode(chelsea, lite0, "x265", CodecParams(qp, preset="ultrafast"), wrapper=family).bitstream
+        served = cache.find(bitstream.read(data)[0]).wrapper
+        assert (None if served is None else served.weights_tag) == expected
+    stranger = _reduction(lite0, 24, 9)
+    data = pipeline.encode(chelsea, lite0, "x265", CodecParams(40, preset="ultrafast"), wrapper=stranger).bitstream
+    with pytest.raises(NotServed, match="does not serve"):
+        cache.find(bitstream.read(data)[0])
+
+
+def test_a_sweep_codes_each_qp_with_its_band_s_variant(tmp_path, lite0, family, narrow):
+    from fcm.eval.config import SweepConfig
+    from fcm.eval.sweep import run_sweep
+
+    path = tmp_path / "family.pt"
+    save_family(path, family, lite0)
+    raw = {
+        "name": "family",
+        "dataset": {"kind": "embedded", "photos": ["chelsea"], "variants": 1},
+        "model": "efficientnet_lite0",
+        "split": "stage4",
+        "codecs": ["x265"],
+        "qps": [24, 40],
+        "pipelines": {"feature": {}, "wrapped[family]": {"checkpoint": str(path)}},
+        "evaluator": "fidelity",
+        "preset": "ultrafast",
+        "anchor": "feature/x265",
+        "output": str(tmp_path / "run"),
+    }
+    cfg = SweepConfig.from_config(raw)
+    (pipe,) = [p for p in cfg.pipelines if p.label == "wrapped[family]"]
+    assert pipe.weights_tag == family.weights_tag and "'cr24': channel_reduction" in pipe.describe()
+    records = {(r["pipeline"], r["qp"]): r for r in run_sweep(cfg, progress=False).records}
+    # QP 24 lies in the plain band: the family's stream is the feature pipeline's, bit for bit
+    assert records[("wrapped[family]", 24)]["bits"] == records[("feature", 24)]["bits"]
+    assert records[("wrapped[family]", 24)]["eval"] == records[("feature", 24)]["eval"]
+    # QP 40: the 24-channel variant, a smaller frame
+    assert records[("wrapped[family]", 40)]["bits"] < records[("feature", 40)]["bits"]
+    assert records[("wrapped[family]", 40)]["times"]["wrap"] > 0

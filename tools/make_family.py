@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             from fcm.wrappers import read_checkpoint
 
             training = dict(read_checkpoint(path).get("training") or {})
-        variants.append(FamilyVariant("plain" if label == plain else label, lo, hi, wrapper, training))
+        name = "plain" if label == plain else (label[label.index("[") + 1 : -1] if "[" in label else label)
+        variants.append(FamilyVariant(name, lo, hi, wrapper, training))
     family = WrapperFamily(variants)
     selection = {
         "method": "fcm.eval.family_bands.choose_bands on kl_db (lowest validation BD-rate against plain coding)",

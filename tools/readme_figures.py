@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import math
 import os
@@ -152,17 +153,15 @@ def quickstart(folder: Path) -> dict[str, str]:
     }
 
 
-def wrapped(folder: Path) -> dict[str, str]:
+def wrapped(folder: Path, label: str = "wrapped[scaled]") -> dict[str, str]:
     report = _report(folder)
-    row = _bd(report, "wrapped[scaled]/x265", "feature/x265")
+    row = _bd(report, f"{label}/x265", "feature/x265")
     remote = (
-        _bd(report, "wrapped[scaled]/x265", "remote/x265")
-        if any(r["anchor"] == "remote/x265" for r in report["bd"])
-        else None
+        _bd(report, f"{label}/x265", "remote/x265") if any(r["anchor"] == "remote/x265" for r in report["bd"]) else None
     )
-    wrapped_points = _points(report, "wrapped[scaled]")
+    wrapped_points = _points(report, label)
     feature_points = _points(report, "feature")
-    kl = _bd(report, "wrapped[scaled]/x265", "feature/x265", "kl_db")
+    kl = _bd(report, f"{label}/x265", "feature/x265", "kl_db")
     out = {
         **_bd_values(row),
         "accuracy_span": span(*row["accuracy_overlap"]["overlap"]) + " %" if row.get("accuracy_overlap") else "n/a",
@@ -268,6 +267,9 @@ SECTIONS: dict[str, Section] = {
     ),
     "wrapped": Section(("sweep", "configs/wrapped.yaml", "--jobs", "2"), wrapped),
     "wrapped_photos": Section(("sweep", "configs/wrapped_photos_test.yaml", "--jobs", "2"), wrapped),
+    "family_photos": Section(
+        ("sweep", "configs/family_photos_test.yaml", "--jobs", "2"), functools.partial(wrapped, label="wrapped[family]")
+    ),
     "detection": Section(("sweep", "configs/detection_shapes.yaml", "--jobs", "2"), detection, timed=("wall_s",)),
     "video": Section(
         ("video-sweep", "configs/video_sweep.yaml", "--jobs", "2"), video, {"rd_kbps.png": "docs/img/video_rd.png"}
