@@ -160,6 +160,9 @@ def test_training_takes_train_photos_and_refuses_the_others(tmp_path, monkeypatc
         {"images": [f"folder:{folder}"], "wrapper": {"name": "channel_reduction"}, "checkpoint": str(tmp_path / "w.pt")}
     )
     assert len(cfg.sources) == 2
+    # a relative file: is the same file whatever the working directory the run is resumed from
+    monkeypatch.chdir(folder)
+    assert resolve_sources(["file:sub/b.jpg"]) == (f"file:{(folder / 'sub/b.jpg').resolve()}",)
     from fcm.train.data import load_source
 
     assert load_source(cfg.sources[0]).shape == (40, 60, 3)

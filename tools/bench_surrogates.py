@@ -47,6 +47,29 @@ def _figures(folder: Path, label: str) -> dict[str, Any]:
     return out
 
 
+def _finished(config: Any) -> dict[str, Any] | None:
+    """The summary of a finished training of exactly ``config`` whose checkpoint is in place, else None."""
+    from fcm.errors import FcmError
+    from fcm.wrappers import read_checkpoint
+
+    if not config.checkpoint.is_file():
+        return None
+    try:
+        data = read_checkpoint(config.checkpoint)
+    except FcmError:
+        return None
+    training = data.get("training") or {}
+    if training.get("config_identity") != config.identity():
+        return None
+    return {
+        "checkpoint": str(config.checkpoint),
+        "weights_tag": data["weights_tag"],
+        "steps": training.get("steps"),
+        "finished": True,
+        "wall_seconds": training.get("wall_seconds"),
+    }
+
+
 def _vs_remote(folder: Path, test: str) -> list[float | None]:
     """BD-rate on top-1 (with its 95 % interval) of curve ``test`` against ``remote/x265``."""
     from fcm.eval.curves import analyse
@@ -107,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.steps is not None:
                 overrides["steps"] = args.steps
             config = TrainConfig.from_yaml(args.config, overrides)
+            done = _finished(config)
+            if done is not None:  # trained before (e.g. by a parallel run of this script): no feature cache to rebuild
+                trained[label] = {"training": done, "this_run_s": 0.0}
+                continue
             t0 = time.perf_counter()
             result = train(config, progress=False)
             print(f"trained {label}: {result.steps} steps, {result.wall_seconds:.0f} s", file=sys.stderr)

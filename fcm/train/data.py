@@ -137,9 +137,10 @@ def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
                 raise ConfigError(f"{name}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out += [f"file:{p.resolve()}" for p in files]
         elif name.startswith("file:"):
-            if not Path(name.removeprefix("file:")).expanduser().is_file():
+            path = Path(name.removeprefix("file:")).expanduser()
+            if not path.is_file():
                 raise ConfigError(f"{name}: no such file")
-            out.append(name)
+            out.append(f"file:{path.resolve()}")  # absolute: the same file whatever the working directory
         else:
             raise ConfigError(
                 f"unknown training source {name!r}; known: {', '.join(TRAINING_SOURCES)}, or " + "; ".join(SOURCE_FORMS)
