@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from wrapper_sweeps import sweep_against_feature  # noqa: E402 - a sibling module of this script
+
 SURROGATES = ("scaled", "ste", "noise", "proxy")
 #: every curve on the same grid: a wrapper that saturates shows it, one that does not is measured at high rates too
 FEATURE_QPS = [22, 25, 28, 31, 34, 37, 40, 43]
 REMOTE_QPS = [7, 10, 13, 16, 19, 22, 25, 28, 31, 34, 37, 40]
 WRAPPED_QPS = [22, 25, 28, 31, 34, 37, 40, 43, 46]
-DATASETS = {"test": {"kind": "photos", "split": "test"}, "embedded": {"kind": "embedded"}}
+#: where the trained wrappers are measured (never the validation split: it is for tuning)
+REPORTED = ("test", "embedded")
 
 
 def _figures(folder: Path, label: str) -> dict[str, Any]:
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--surrogates", default=",".join(SURROGATES), help="comma-separated surrogates to compare")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--config", default=str(ROOT / "configs" / "train_photos.yaml"), help="training config")
-    parser.add_argument("--datasets", default="test,embedded", help=f"comma-separated, of {', '.join(DATASETS)}")
+    parser.add_argument("--datasets", default="test,embedded", help=f"comma-separated, of {', '.join(REPORTED)}")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_surrogates"), help="output folder")
     parser.add_argument("--jobs", type=int, default=2, help="sweep worker processes")
     parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N inputs only")
@@ -106,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wrapped_qps = [int(q) for q in args.wrapped_qps.split(",")]
 
-    from fcm.eval.config import SweepConfig
-    from fcm.eval.run import run_and_report
     from fcm.train.config import TrainConfig
     from fcm.train.loop import train
 
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     surrogates = [s.strip() for s in args.surrogates.split(",") if s.strip()]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = sorted(set(surrogates) - set(SURROGATES)) + sorted(set(datasets) - set(DATASETS))
+    unknown = sorted(set(surrogates) - set(SURROGATES)) + sorted(set(datasets) - set(REPORTED))
     if unknown:
         parser.error(f"unknown surrogates or datasets {unknown}")
     trained: dict[str, dict[str, Any]] = {}
@@ -144,24 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         pipelines["remote"] = {"qps": REMOTE_QPS, "format": "yuv420p10", "range": "full"}
     for label, run in trained.items():
         pipelines[label] = {"qps": wrapped_qps, "checkpoint": run["training"]["checkpoint"]}
-    swept: dict[str, Any] = {}
-    for name in datasets:
-        sweep = SweepConfig.from_config(
-            {
-                "name": f"bench_surrogates_{name}",
-                "dataset": DATASETS[name],
-                "model": "efficientnet_lite0",
-                "split": "stage4",
-                "codecs": ["x265"],
-                "pipelines": pipelines,
-                "evaluator": "fidelity",
-                "preset": "medium",
-                "anchor": "feature/x265",
-                "output": str(out / f"sweep_{name}"),
-                "limit": args.limit,
-            }
+    swept = {
+        name: sweep_against_feature(
+            f"bench_surrogates_{name}", name, pipelines, out / f"sweep_{name}", args.jobs, args.limit
         )
-        swept[name] = run_and_report(sweep, jobs=args.jobs, progress=False)
+        for name in datasets
+    }
 
     results: dict[str, Any] = {}
     for surrogate in surrogates:
