@@ -21,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from wrapper_sweeps import sweep_against_feature  # noqa: E402 - a sibling module of this script
+
 QPS = [22, 27, 32, 37, 42, 47]
-DATASETS = {"embedded": {"kind": "embedded"}, "validation": {"kind": "photos", "split": "validation"}}
+#: validation data only: the figure chooses nothing, but λ is tuned by looking at it
+TUNING = ("embedded", "validation")
 
 
-def _train(config: str, lam: float, steps: int | None, out: Path) -> subprocess.Popen[bytes]:
+def _train(config: str, lam: float, steps: int | None, out: Path) -> tuple[subprocess.Popen[bytes], Any]:
     overrides: dict[str, Any] = {"lam": lam, "checkpoint": str(out / f"wrapper_lam{lam:g}.pt"), "torch_threads": 1}
     if steps is not None:
         overrides["steps"] = steps
@@ -34,8 +38,8 @@ def _train(config: str, lam: float, steps: int | None, out: Path) -> subprocess.
         f"r = train(TrainConfig.from_yaml({config!r}, {overrides!r}), progress=False); "
         "print(json.dumps(r.summary()))"
     )
-    log = open(out / f"train_lam{lam:g}.log", "wb")  # noqa: SIM115 - closed with the process below
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=log)
+    log = open(out / f"train_lam{lam:g}.log", "wb")  # noqa: SIM115 - closed by the caller once the process ends
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=log), log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(ROOT / "configs" / "train_photos.yaml"))
     ap.add_argument("--lams", default="0,1,4", help="comma-separated λ values")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--dataset", default="embedded", choices=sorted(DATASETS))
+    ap.add_argument("--dataset", default="embedded", choices=TUNING)
     ap.add_argument("--out", default=str(ROOT / "runs" / "lambda_sweep"))
     ap.add_argument("--figure", default=None, help="where to write the figure (default: OUT/lambda_sweep.png)")
     ap.add_argument("--parallel", type=int, default=2, help="trainings at once")
@@ -54,39 +58,23 @@ def main(argv: list[str] | None = None) -> int:
 
     trained: dict[float, dict[str, Any]] = {}
     pending = list(lams)
-    running: list[tuple[float, subprocess.Popen[bytes]]] = []
+    running: list[tuple[float, tuple[subprocess.Popen[bytes], Any]]] = []
     while pending or running:
         while pending and len(running) < args.parallel:
             lam = pending.pop(0)
             running.append((lam, _train(args.config, lam, args.steps, out)))
-        lam, proc = running.pop(0)
+        lam, (proc, log) = running.pop(0)
         stdout, _ = proc.communicate()
+        log.close()
         if proc.returncode != 0:
             raise SystemExit(f"training at λ={lam:g} failed: see {out / f'train_lam{lam:g}.log'}")
         trained[lam] = json.loads(stdout.decode().strip().splitlines()[-1])
         print(f"trained λ={lam:g}: {trained[lam]['wall_seconds']:.0f} s", file=sys.stderr)
 
-    from fcm.eval.config import SweepConfig
-    from fcm.eval.run import run_and_report
-
     pipelines: dict[str, dict[str, Any]] = {"feature": {"qps": QPS}}
     for lam in lams:
         pipelines[f"wrapped[lam={lam:g}]"] = {"qps": QPS, "checkpoint": trained[lam]["checkpoint"]}
-    sweep = SweepConfig.from_config(
-        {
-            "name": "lambda_sweep",
-            "dataset": DATASETS[args.dataset],
-            "model": "efficientnet_lite0",
-            "split": "stage4",
-            "codecs": ["x265"],
-            "pipelines": pipelines,
-            "evaluator": "fidelity",
-            "preset": "medium",
-            "anchor": "feature/x265",
-            "output": str(out / "sweep"),
-        }
-    )
-    run_and_report(sweep, jobs=2, progress=False)
+    sweep_against_feature("lambda_sweep", args.dataset, pipelines, out / "sweep", jobs=2)
     points = json.loads((out / "sweep" / "report.json").read_text())["points"]
     curves: dict[str, dict[int, tuple[float, float]]] = {}
     for p in points:
