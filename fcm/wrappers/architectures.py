@@ -118,13 +118,12 @@ class ChannelReduction(WrapperPair):
             restore.bias.copy_(mean.to(restore.bias.dtype))
 
     def build(self, ts: TensorSpec, coded: TensorSpec) -> tuple[nn.Module, nn.Module]:
-        hidden = self._hidden
-        if hidden == 0:  # linear: the 1×1 projections alone (still Sequentials: the PCA start finds them there)
-            return nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1)), nn.Sequential(
-                nn.Conv2d(coded.channels, ts.channels, 1)
-            )
-        pre = nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1), _Residual(coded.channels, hidden))
-        post = nn.Sequential(_Residual(coded.channels, hidden), nn.Conv2d(coded.channels, ts.channels, 1))
+        # hidden 0: the 1×1 projections alone (the PCA start finds them first in pre, last in post either way)
+        def refine() -> list[nn.Module]:
+            return [_Residual(coded.channels, self._hidden)] if self._hidden else []
+
+        pre = nn.Sequential(nn.Conv2d(ts.channels, coded.channels, 1), *refine())
+        post = nn.Sequential(*refine(), nn.Conv2d(coded.channels, ts.channels, 1))
         return pre, post
 
 
