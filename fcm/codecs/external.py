@@ -249,9 +249,10 @@ class ExternalCodec(Codec):
             raise CodecError(f"{self.name}: empty command template")
         return words
 
-    def _run(self, args: list[str], what: str, cwd: Path | None = None) -> None:
+    def _run(self, args: list[str], what: str, cwd: Path | None = None) -> str:
         """Run a command (in ``cwd``: the call's own temporary folder, so that files an encoder writes beside its
-        output, such as a reconstruction, never land in the caller's working directory)."""
+        output, such as a reconstruction, never land in the caller's working directory); returns the tail of its
+        stderr, for errors found after it exits (x265 sometimes exits 0 on a refused input, writing nothing)."""
         binary = args[0]
         found = shutil.which(binary)
         if found is None:
@@ -270,9 +271,10 @@ class ExternalCodec(Codec):
             raise CodecError(f"{self.name}: {what} {binary!r} timed out after {self.timeout_s:g} s") from exc
         except OSError as exc:
             raise CodecError(f"{self.name}: cannot run {what} {binary!r}: {exc}") from exc
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
         if proc.returncode != 0:
-            tail = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
             raise CodecError(f"{self.name}: {what} {binary!r} exited with status {proc.returncode}: {tail}")
+        return tail
 
     # -- raw YUV ------------------------------------------------------------------------------------------------------
 
@@ -341,9 +343,10 @@ class ExternalCodec(Codec):
             values = self._placeholders(w, h, n, bit_depth, params, src, dst)
             if self.supports_block_qp_offsets:
                 values["qp_map"] = str(write_qp_map(Path(tmp) / "qp_map.txt", offsets, block))
-            self._run(self._command(self.encoder_cmd, values, params.options), "encoder", Path(tmp))
+            said = self._run(self._command(self.encoder_cmd, values, params.options), "encoder", Path(tmp))
             if not dst.exists() or dst.stat().st_size == 0:
-                raise CodecError(f"{self.name}: encoder wrote no bitstream to {{output}}")
+                said = f": {said}" if said else ""
+                raise CodecError(f"{self.name}: encoder wrote no bitstream to {{output}}{said}")
             bitstream = dst.read_bytes()
         return EncodedFrames(
             codec=self.name, width=w, height=h, bit_depth=bit_depth, num_frames=n, extradata=b"", packets=(bitstream,)
