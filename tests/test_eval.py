@@ -525,6 +525,10 @@ def test_coco_detection_sweep_end_to_end(tmp_path):
     # detector's near-equal scores make it fragile, so lossy x265 falls fast (17.6 at QP 22, 6.8 at QP 51)
     assert by[("ffv1", 22)].metric > 90
     assert by[("x265", 51)].metric < by[("x265", 22)].metric
+    # mAP is resampled through the per-image COCO matching: all images once give the point's own mAP back
+    for point in outcome.points:
+        assert point.samples.statistic is not None and point.samples.scores is None
+        assert point.samples.statistic(np.ones((1, 2)))[0] == pytest.approx(point.metric, abs=1e-9)
 
     remote = run_sweep(
         SweepConfig.from_config(

@@ -3,7 +3,9 @@
 A sweep measures every operating point on the same inputs, so one resample (inputs drawn with replacement) is applied
 to every point at once (a paired bootstrap): each point's bpp becomes ``sum(bits[i]) / sum(pixels[i])`` and its
 metric ``mean(score[i])`` over the drawn indices ``i`` (through the samples' link, e.g. ``−10·log10`` of the mean),
-and every curve and BD value is rebuilt from those. Intervals are percentile intervals of the resampled values.
+or, for a metric that is not a mean over inputs (COCO mAP), the samples' ``statistic`` of the draw (each input
+counted as often as it was drawn), and every curve and BD value is rebuilt from those.
+Intervals are percentile intervals of the resampled values.
 Seeded: the same seed and inputs give the same intervals.
 """
 
@@ -56,7 +58,7 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
     measured = [p.samples for p in points if p.samples is not None]
     if len(measured) < len(points):
         return None, "no per-input measurements behind the points"
-    if any(s.scores is None for s in measured):
+    if any(s.scores is None and s.statistic is None for s in measured):
         return None, f"{points[0].metric_name} is not a mean over inputs, so inputs cannot be resampled for it"
     id_sets = {frozenset(s.ids) for s in measured}
     if len(id_sets) > 1:
@@ -73,10 +75,9 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
     aligned = []
     links = {(p.curve, p.qp): s.link for p, s in zip(points, measured, strict=True)}
     for p, s in zip(points, measured, strict=True):
-        assert s.scores is not None
         where = {k: i for i, k in enumerate(s.ids)}
         order = np.array([where[k] for k in ids])
-        aligned.append((p, s.bits[order].astype(np.float64), s.pixels[order].astype(np.float64), s.scores[order]))
+        aligned.append((p, s, order, s.bits[order].astype(np.float64), s.pixels[order].astype(np.float64)))
         bpp[(p.curve, p.qp)] = np.empty(resamples)
         metric[(p.curve, p.qp)] = np.empty(resamples)
     # A draw is represented by how often it takes each input (a weight vector), in chunks of draws, so memory stays
@@ -88,7 +89,14 @@ def resample_points(points: Sequence[OperatingPoint], resamples: int, seed: int)
         draws = rng.integers(0, n, size=(k, n))
         weights = np.zeros((k, n))
         np.add.at(weights, (np.repeat(np.arange(k), n), draws.ravel()), 1.0)
-        for p, bits, pixels, scores in aligned:
+        for p, s, order, bits, pixels in aligned:
             bpp[(p.curve, p.qp)][start : start + k] = (weights @ bits) / (weights @ pixels)
-            metric[(p.curve, p.qp)][start : start + k] = apply_link(links[(p.curve, p.qp)], (weights @ scores) / n)
+            if s.scores is not None:
+                value = apply_link(links[(p.curve, p.qp)], (weights @ s.scores[order]) / n)
+            else:
+                assert s.statistic is not None
+                own = np.empty_like(weights)
+                own[:, order] = weights  # the draw's weights in the samples' own input order
+                value = s.statistic(own)
+            metric[(p.curve, p.qp)][start : start + k] = value
     return Resampled(tuple(ids), resamples, seed, bpp, metric), ""

@@ -9,10 +9,9 @@ data); ``primary`` names the metric that rate–accuracy curves plot.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 
 from fcm.data import Sample
 from fcm.errors import ConfigError
+from fcm.eval.coco_resample import ImageWeightedAP, evaluate_coco
 from fcm.registry import Registry
 
 
@@ -86,6 +86,12 @@ class Evaluator(ABC):
     def input_scores(self, records: list[dict[str, Any]]) -> np.ndarray | None:
         """Per-input values whose mean is the primary metric of ``records`` (what bootstrap intervals resample), or
         ``None`` when the primary metric is not a mean over inputs (mAP ranks detections across images)."""
+        return None
+
+    def input_statistic(self, records: list[dict[str, Any]]) -> Callable[[np.ndarray], np.ndarray] | None:
+        """For a primary metric that is not a mean over inputs (:meth:`input_scores` gives ``None``): the metric of
+        ``records`` when input ``i`` is counted ``w[i]`` times, for each row ``w`` of a ``draws × inputs`` weight
+        matrix (columns in ``records`` order) — what bootstrap intervals resample. ``None``: not resampled."""
         return None
 
 
@@ -186,24 +192,21 @@ def _mask_rles(output: Any) -> list[dict[str, Any]]:
 
 def _coco_map(gt: dict[str, Any], detections: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, float]:
     """COCO AP@[.5:.95], AP50, AP75 (in %) for ``iou_type`` ``"bbox"`` or ``"segm"`` (keys prefixed ``mask_``)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     prefix = "mask_" if iou_type == "segm" else ""
     if not detections:
         return {f"{prefix}mAP": 0.0, f"{prefix}AP50": 0.0, f"{prefix}AP75": 0.0}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(detections)
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        ev.params.imgIds = sorted(im["id"] for im in gt["images"])
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    ev = evaluate_coco(gt, detections, iou_type)
     stats = [max(float(s), 0.0) * 100.0 for s in ev.stats[:3]]  # -1 means "no ground truth": count as 0
     return {f"{prefix}mAP": stats[0], f"{prefix}AP50": stats[1], f"{prefix}AP75": stats[2]}
+
+
+def _map_statistic(
+    gt: dict[str, Any], detections: list[dict[str, Any]], image_ids: list[int]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Box mAP (%) under image weights (columns in ``image_ids`` order), from one COCO matching of ``detections``."""
+    if not detections:
+        return lambda weights: np.zeros(np.asarray(weights).shape[0])
+    return ImageWeightedAP(evaluate_coco(gt, detections), image_ids).value
 
 
 def _as_results(image_id: int, rows: list[list[float]]) -> list[dict[str, Any]]:
@@ -240,12 +243,16 @@ class CocoMAP(Evaluator):
             record["masks"] = _mask_rles(output)
         return record
 
-    def evaluate(self) -> dict[str, float]:
-        ids = {r["image_id"] for r in self._records}
+    def _ground_truth(self, records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The annotation file restricted to the images of ``records``, and their detections as COCO results."""
+        ids = {r["image_id"] for r in records}
         gt = dict(self.gt)
         gt["images"] = [im for im in self.gt["images"] if im["id"] in ids]
         gt["annotations"] = [a for a in self.gt["annotations"] if a["image_id"] in ids]
-        dets = [d for r in self._records for d in _as_results(r["image_id"], r["detections"])]
+        return gt, [d for r in records for d in _as_results(r["image_id"], r["detections"])]
+
+    def evaluate(self) -> dict[str, float]:
+        gt, dets = self._ground_truth(self._records)
         metrics = _coco_map(gt, dets)
         if self.masks:
             segm = [
@@ -257,6 +264,10 @@ class CocoMAP(Evaluator):
                 d.pop("bbox")  # loadRes takes the box from the mask for segm results
             metrics |= _coco_map(gt, segm, "segm")
         return metrics
+
+    def input_statistic(self, records: list[dict[str, Any]]) -> Callable[[np.ndarray], np.ndarray] | None:
+        gt, dets = self._ground_truth(records)
+        return _map_statistic(gt, dets, [r["image_id"] for r in records])
 
 
 @EVALUATORS.register("detection_fidelity")
@@ -278,12 +289,15 @@ class DetectionFidelity(Evaluator):
         ref = [r for r in _coco_detections(reference) if r[4] >= self.score_threshold]
         return {"sample": sample.id, "detections": _coco_detections(output), "reference": ref}
 
-    def evaluate(self) -> dict[str, float]:
+    @staticmethod
+    def _pseudo_ground_truth(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The reference detections of ``records`` as a COCO dataset (image ``n`` is record ``n − 1``), and the
+        decoded detections as COCO results."""
         images: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
         dets: list[dict[str, Any]] = []
         categories: set[Any] = set()
-        for i, r in enumerate(self._records, 1):
+        for i, r in enumerate(records, 1):
             images.append({"id": i, "width": 1, "height": 1})
             for row in r["reference"]:
                 categories.add(row[5])
@@ -300,7 +314,14 @@ class DetectionFidelity(Evaluator):
             dets.extend(_as_results(i, r["detections"]))
         categories |= {d["category_id"] for d in dets}
         gt = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in sorted(categories)]}
-        return _coco_map(gt, dets)
+        return gt, dets
+
+    def evaluate(self) -> dict[str, float]:
+        return _coco_map(*self._pseudo_ground_truth(self._records))
+
+    def input_statistic(self, records: list[dict[str, Any]]) -> Callable[[np.ndarray], np.ndarray] | None:
+        gt, dets = self._pseudo_ground_truth(records)
+        return _map_statistic(gt, dets, list(range(1, len(records) + 1)))
 
 
 def build_evaluator(name: str, dataset_task: str, model_task: str, **options: Any) -> Evaluator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +32,10 @@ class InputSamples:
     """Per-input measurements behind one operating point, aligned by input id: what bootstrap intervals resample.
 
     ``scores`` are the per-input values whose mean is the point's metric (``None`` when the metric is not a mean over
-    inputs, e.g. mAP), through ``link`` (:data:`LINKS`). ``extra`` holds the per-input values and link of other
+    inputs, e.g. mAP), through ``link`` (:data:`LINKS`). ``statistic``, for such a metric: the metric when input
+    ``i`` is counted ``w[i]`` times, for each row ``w`` of a ``draws × inputs`` matrix (columns in ``ids`` order;
+    e.g. :class:`fcm.eval.coco_resample.ImageWeightedAP`), so it can be resampled all the same.
+    ``extra`` holds the per-input values and link of other
     measures by name (e.g. ``"kl_db"``, ``"feature_psnr"``), for reports that rank curves on more than the primary
     metric.
     """
@@ -41,6 +45,7 @@ class InputSamples:
     pixels: np.ndarray
     scores: np.ndarray | None = None
     link: str = "mean"
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None
     extra: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -596,7 +596,8 @@ def summarize(
             ids=tuple(r["input"] for r in rs),
             bits=np.array([r["bits"] for r in rs], dtype=np.int64),
             pixels=np.array([r["pixels"] for r in rs], dtype=np.int64),
-            scores=ev.input_scores([r["eval"] for r in rs]),
+            scores=(scores := ev.input_scores([r["eval"] for r in rs])),
+            statistic=None if scores is not None else ev.input_statistic([r["eval"] for r in rs]),
             extra=extra,
         )
         edge = [r.get("edge", {}) for r in rs]  # records written before fcm measured edge cost have none
