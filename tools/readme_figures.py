@@ -202,6 +202,42 @@ def detection(folder: Path) -> dict[str, str]:
     }
 
 
+def detection_wrapped(folder: Path) -> dict[str, str]:
+    """The trained fusion wrapper against remote inference and against plain FPN coding."""
+    report = _report(folder)
+    label = "wrapped[scaled]"
+    wrapped = _points(report, label)
+    ref = report["reference"][report["metric"]]
+    best = max(wrapped.values(), key=lambda p: p["metric"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    # the report compares with its anchor (remote); against plain FPN coding: the same records, another anchor
+    from fcm.eval.curves import analyse
+    from fcm.eval.run import folder_results
+
+    res = folder_results(folder)
+    against_feature = analyse(
+        res.points, anchor="feature/x265", resamples=res.config.bootstrap, seed=res.config.bootstrap_seed
+    )
+    result = next(r for r in against_feature.results if r.test == f"{label}/x265")
+    feature_row = {
+        "bd_rate": result.bd_rate,
+        "bd_rate_ci": None if result.rate_ci is None else {"lo": result.rate_ci.lo, "hi": result.rate_ci.hi},
+        "bd_accuracy": result.bd_accuracy,
+        "bd_accuracy_ci": None
+        if result.accuracy_ci is None
+        else {"lo": result.accuracy_ci.lo, "hi": result.accuracy_ci.hi},
+    }
+    return {
+        **_bd_values(_bd(report, f"{label}/x265", "remote/x265"), "remote_"),
+        **_bd_values(feature_row, "feature_"),
+        "uncompressed_map": f"{ref:.1f}",
+        "best_map": f"{best['metric']:.1f}",
+        "best_qp": str(best["qp"]),
+        "best_bpp": f"{best['bpp']:.3f}",
+        "wall_s": f"{manifest['wall_seconds_this_run']:.0f} s",
+    }
+
+
 def _video_points(report: dict[str, Any], curve: str) -> dict[int, dict[str, Any]]:
     return {p["qp"]: p for p in report["points"] if p["curve"] == curve}
 
@@ -271,6 +307,9 @@ SECTIONS: dict[str, Section] = {
         ("sweep", "configs/family_photos_test.yaml", "--jobs", "2"), functools.partial(wrapped, label="wrapped[family]")
     ),
     "detection": Section(("sweep", "configs/detection_shapes.yaml", "--jobs", "2"), detection, timed=("wall_s",)),
+    "detection_wrapped": Section(
+        ("sweep", "configs/detection_shapes_wrapped.yaml", "--jobs", "2"), detection_wrapped, timed=("wall_s",)
+    ),
     "video": Section(
         ("video-sweep", "configs/video_sweep.yaml", "--jobs", "2"), video, {"rd_kbps.png": "docs/img/video_rd.png"}
     ),

@@ -234,6 +234,8 @@ class ShapesDetection(CocoDetection):
         if not made_with(folder / split, seed, settings, images):
             generate_split(folder, split, images, seed, settings)
         super().__init__(folder / split, folder / split / ANNOTATIONS, name=name or f"shapes-{split}")
+        #: the written split (its images and annotation file)
+        self.folder = folder / split
 
 
 #: the views of each photo in a :class:`PhotoSplit`: name, box (top, left, height, width as fractions)

@@ -9,7 +9,10 @@ A :class:`SplitModel` is a vision network already cut at one named split point. 
   information the back half needs (e.g. the resized image size of a detector);
 - ``back(features) -> output``: the cloud half, finishing the task (classifier logits ``N×K``; detector: a list of
   torchvision-style dicts with ``boxes``, ``labels``, ``scores`` and, for Mask R-CNN, ``masks``);
-- ``full(inputs)``: the unsplit model, for reference; ``back(front(x))`` equals ``full(x)`` to float tolerance.
+- ``full(inputs)``: the unsplit model, for reference; ``back(front(x))`` equals ``full(x)`` to float tolerance;
+- ``distill_outputs(features)`` / ``distill_loss(student, teacher)``: what wrapper training distils (no labels): a
+  differentiable tensor the back half computes from the split tensors (a classifier's logits; a detector's RPN
+  objectness logits of every anchor) and the divergence of a student's from the uncompressed teacher's.
 
 A split model is an :class:`torch.nn.Module` whose network is a submodule, so ``.parameters()``, ``.train()`` /
 ``.eval()`` and ``.to()`` reach it. It is built in ``eval()`` mode (BatchNorm uses its running statistics), and its
@@ -126,6 +129,23 @@ class SplitModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def describe(self, output: Any, top_k: int = 5) -> list[dict[str, Any]]:
         """Turn the task output into JSON-ready records, one per input (top-k classes, or detections)."""
+
+    def front_batch(self, inputs: torch.Tensor) -> Features:
+        """``front`` of an ``N×3×h×w`` batch (a model whose ``front`` takes one image at a time loops)."""
+        return self.front(inputs)
+
+    def distill_outputs(self, features: Features) -> torch.Tensor:
+        """The back half's differentiable outputs that training distils, ``N×…`` (a classifier's logits)."""
+        return torch.as_tensor(self.back(features))
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """``KL(p_teacher ‖ p_student)`` of the class distributions, averaged over the batch (nats per image)."""
+        return nn.functional.kl_div(
+            nn.functional.log_softmax(student, dim=1),
+            nn.functional.log_softmax(teacher, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

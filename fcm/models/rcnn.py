@@ -163,6 +163,31 @@ class _RCNNSplit(SplitModel):
     def full(self, inputs: torch.Tensor) -> Any:
         return self.net(list(inputs))
 
+    def front_batch(self, inputs: torch.Tensor) -> Features:
+        """``front`` image by image (the transform resizes each), concatenated: the images must give one size."""
+        parts = [self.front(x[None]) for x in inputs]
+        sizes = {p.meta["batch_size"] for p in parts}
+        if len(sizes) != 1:
+            raise ShapeError(f"{self.name}: the batch's images give different padded sizes {sorted(sizes)}")
+        tensors = OrderedDict((n, torch.cat([p.tensors[n] for p in parts])) for n in parts[0].tensors)
+        return Features(tensors, dict(parts[0].meta))
+
+    def distill_outputs(self, features: Features) -> torch.Tensor:
+        """The RPN's objectness logits of every anchor of every level (P2–P6), ``N×A``: where the detector looks.
+        Only the P2–P5 tensors are read (P6 is pooled from P5 as the back half does), no side information."""
+        fpn = [features.tensors[name] for name, _, _ in FPN_LEVELS]
+        fpn.append(F.max_pool2d(fpn[-1], kernel_size=1, stride=2, padding=0))
+        objectness, _ = self.net.rpn.head(fpn)
+        return torch.cat([o.flatten(1) for o in objectness], dim=1)
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Binary KL of the anchors' objectness (teacher ‖ student), averaged over anchors and images (nats per
+        anchor: of the order of the ``mix`` loss's relative feature error, so neither term swamps the other)."""
+        p = torch.sigmoid(teacher)
+        cross = F.binary_cross_entropy_with_logits(student, p)
+        entropy = F.binary_cross_entropy_with_logits(teacher, p)
+        return cross - entropy
+
     def describe(self, output: Any, top_k: int = 100) -> list[dict[str, Any]]:
         records = []
         for det in output:

@@ -41,9 +41,10 @@ class TrainConfig:
         lam: λ, weight of the rate proxy (bits per input pixel), ≥ 0.
         init: ``pca`` (default: the wrapper starts from the training features' principal components, where its
             architecture supports it) or ``random`` (as built).
-        loss: ``output`` (KL divergence of the back half's class distribution from the uncompressed model's:
-            distillation, no labels), ``features`` (MSE of the restored split tensors to the uncompressed ones) or
-            ``mix`` (the KL plus the features' MSE relative to their mean square: :mod:`fcm.train.objective`).
+        loss: ``output`` (distillation, no labels: the model's ``distill_loss`` of its ``distill_outputs`` against
+            the uncompressed model's — a classifier's class-distribution KL, a detector's per-anchor RPN objectness
+            KL), ``features`` (MSE of the restored split tensors to the uncompressed ones) or ``mix`` (the
+            distillation plus the features' MSE relative to their mean square: :mod:`fcm.train.objective`).
         steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random; ``steps: 0`` saves the
             start itself (with ``init: pca``, the principal-component pair) as the checkpoint.
         images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`, ``photos:train``, ``photo:…``,

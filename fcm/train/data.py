@@ -101,6 +101,7 @@ SOURCE_FORMS = (
     "photo:PACKAGE/NAME (one of them)",
     "folder:PATH (every image in a folder of your own, e.g. an ImageNet or COCO train set)",
     "file:PATH (one image)",
+    "shapes:train:N (the first N images of the generated shapes train split, fcm.data.shapes, seed 0: a detector's)",
 )
 
 
@@ -136,6 +137,8 @@ def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
             if not files:
                 raise ConfigError(f"{name}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out += [f"file:{p.resolve()}" for p in files]
+        elif name.startswith("shapes:"):
+            out += _shapes_sources(name)
         elif name.startswith("file:"):
             path = Path(name.removeprefix("file:")).expanduser()
             if not path.is_file():
@@ -146,6 +149,20 @@ def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
                 f"unknown training source {name!r}; known: {', '.join(TRAINING_SOURCES)}, or " + "; ".join(SOURCE_FORMS)
             )
     return tuple(out)
+
+
+def _shapes_sources(name: str) -> list[str]:
+    """``shapes:train:N`` → the files of the first N generated train images (drawn once into the data cache)."""
+    from fcm.data.datasets import ShapesDetection
+    from fcm.data.shapes import iter_split
+
+    parts = name.split(":")
+    if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < 1:
+        raise ConfigError(f"{name}: write shapes:train:N with N a positive number of images")
+    if parts[1] != "train":
+        raise ConfigError(f"{name}: only the shapes train split is for training (val measures the detector)")
+    data = ShapesDetection(split="train", images=int(parts[2]), seed=0)
+    return [f"file:{path.resolve()}" for path, _ in iter_split(data.folder)]
 
 
 def _load_named(name: str) -> np.ndarray:
@@ -245,7 +262,8 @@ class FeatureCache:
 
     Attributes:
         features: ``{name: N×C×H×W}`` split tensors (uncompressed), in spec order.
-        teacher: ``model.back`` of those tensors (logits ``N×K`` for a classifier).
+        teacher: ``model.distill_outputs`` of those tensors (logits ``N×K`` for a classifier, RPN objectness
+            logits ``N×A`` for a detector).
         input_pixels: pixels of one model input (``h·w`` after ``prepare``): the rate is normalised by it.
         crops: where each item came from.
     """
@@ -291,9 +309,9 @@ def build_cache(
     with torch.no_grad():
         for start in range(0, len(inputs), chunk):
             batch = torch.cat(inputs[start : start + chunk])
-            front = model.front(batch)
+            front = model.front_batch(batch)
             parts.append(front.tensors)
-            teachers.append(torch.as_tensor(model.back(Features(front.tensors, front.meta))))
+            teachers.append(model.distill_outputs(Features(front.tensors, front.meta)))
             if on_chunk is not None:
                 on_chunk(len(batch))
     features = OrderedDict((name, torch.cat([p[name] for p in parts])) for name in model.spec.names)

@@ -83,10 +83,6 @@ def load_model(config: TrainConfig) -> SplitModel:
     from fcm.models import get_model
 
     model = get_model(config.model, config.split)
-    if model.task != "classification" and config.loss in ("output", "mix"):
-        raise ConfigError(
-            f"loss {config.loss!r} distils a classifier's softmax; {config.model} is a {model.task} model"
-        )
     model.requires_grad_(False)
     return model.eval()
 
@@ -283,7 +279,7 @@ def _task(
     """The config's task loss (:mod:`fcm.train.objective`) of the restored tensors."""
     if loss == "features":
         return task_loss("features", restored, features)
-    kl = task_loss("output", model.back(Features(restored)), teacher)
+    kl = model.distill_loss(model.distill_outputs(Features(restored)), teacher)
     return kl if loss == "output" else kl + relative_feature_error(restored, features)
 
 

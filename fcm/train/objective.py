@@ -2,7 +2,8 @@
 
 * ``output`` — ``KL(p_teacher ‖ p_student)`` of the classifier's softmax, averaged over the batch (``batchmean``,
   natural log: nats per image), with ``p_teacher`` the uncompressed model's prediction on the same crop (distillation:
-  no labels needed) and ``p_student`` the back half's on the restored tensors.
+  no labels needed) and ``p_student`` the back half's on the restored tensors. Training takes it from the model
+  (:meth:`fcm.models.base.SplitModel.distill_loss`), so a detector distils its own outputs (RPN objectness).
 * ``features`` — mean squared error of the restored split tensors against the uncompressed ones, averaged over every
   element of every tensor (tensors weighted by their element counts).
 * ``mix`` — ``output`` plus the ``features`` error divided by the uncompressed tensors' mean square (a relative

@@ -139,28 +139,41 @@ class FpnFusion(WrapperPair):
     size from the fused tensor alone.
 
     Options: ``channels`` (of the fused tensor, default 128), ``per_level`` (default 64), ``stride`` (the fused grid,
-    default 16, one of the levels' strides).
+    default 16, one of the levels' strides), ``blocks`` (default 0): residual 3×3 blocks
+    (``x + conv(gelu(conv(x)))``, starting as the identity) on the fused grid before the fusion convolution and after
+    the expansion — the deeper reduction and restoration networks of FCTM, which let the post-wrapper rebuild the fine
+    levels' detail from the coarse fused grid.
     """
 
     name = "fpn_fusion"
 
-    def __init__(self, input_spec: SplitSpec, channels: int = 128, per_level: int = 64, stride: int = 16) -> None:
+    def __init__(
+        self, input_spec: SplitSpec, channels: int = 128, per_level: int = 64, stride: int = 16, blocks: int = 0
+    ) -> None:
         strides = [t.stride for t in input_spec.tensors]
         for key, value in (("channels", channels), ("per_level", per_level)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"fpn_fusion {key} must be a positive integer, got {value!r}")
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 0 <= blocks <= 16:
+            raise ConfigError(f"fpn_fusion blocks must be an integer in [0, 16], got {blocks!r}")
         if len(strides) < 2 or stride not in strides:
             raise ConfigError(f"fpn_fusion needs several levels and stride among their strides {strides}, got {stride}")
         nn.Module.__init__(self)  # one fused tensor: not the per-tensor pairs WrapperPair builds
         self.input_spec = input_spec
         self.options = {"channels": channels, "per_level": per_level, "stride": stride}
+        if blocks:  # recorded only when used: checkpoints from before the option keep their options
+            self.options["blocks"] = blocks
         self.coded_spec = SplitSpec(
             input_spec.model, input_spec.split, (TensorSpec("fused", channels, stride),), "fpn_fusion wrapper output"
         )
         self.stride = stride
         self.project = nn.ModuleDict({t.name: nn.Conv2d(t.channels, per_level, 1) for t in input_spec.tensors})
-        self.fuse = nn.Conv2d(per_level * len(strides), channels, 3, padding=1)
-        self.expand = nn.Sequential(nn.Conv2d(channels, per_level * len(strides), 3, padding=1), nn.GELU())
+        width = per_level * len(strides)
+        # separate (possibly empty) stages: with blocks 0 the state dict is the one the option came after
+        self.reduce_blocks = nn.Sequential(*(_Residual(width, width) for _ in range(blocks)))
+        self.fuse = nn.Conv2d(width, channels, 3, padding=1)
+        self.expand = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.GELU())
+        self.restore_blocks = nn.Sequential(*(_Residual(width, width) for _ in range(blocks)))
         self.restore = nn.ModuleDict({t.name: nn.Conv2d(per_level, t.channels, 1) for t in input_spec.tensors})
 
     def _resample(self, x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -187,11 +200,11 @@ class FpnFusion(WrapperPair):
                     f"of {h}x{w} (level sizes must be exact multiples of each other)"
                 )
             parts.append(self._resample(self.project[t.name](x), t.stride / self.stride))
-        return OrderedDict(fused=self.fuse(torch.cat(parts, dim=1)))
+        return OrderedDict(fused=self.fuse(self.reduce_blocks(torch.cat(parts, dim=1))))
 
     def decode(self, tensors: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
         check_tensors(tensors, self.coded_spec, "post-wrapper 'fpn_fusion'")
-        parts = self.expand(tensors["fused"]).chunk(len(self.input_spec.tensors), dim=1)
+        parts = self.restore_blocks(self.expand(tensors["fused"])).chunk(len(self.input_spec.tensors), dim=1)
         return OrderedDict(
             (t.name, self.restore[t.name](self._resample(part, self.stride / t.stride)))
             for t, part in zip(self.input_spec.tensors, parts, strict=True)
