@@ -20,7 +20,7 @@ from fcm.data.datasets import _EMBEDDED_PHOTOS
 from fcm.errors import ConfigError
 from fcm.images import BUNDLED_PHOTOS, bundled_photo
 from fcm.train import TrainConfig
-from fcm.train.data import EXCLUDED_PHOTOS, TRAINING_SOURCES, load_source, plan_crops
+from fcm.train.data import EXCLUDED_PHOTOS, TRAINING_SOURCES, load_source, plan_crops, resolve_sources
 from fcm.train.loop import crop_rng, evaluate, held_out_cache, load_model, read_log, train
 from fcm.wrappers import build_wrapper, load_wrapper, read_checkpoint
 
@@ -121,9 +121,16 @@ def test_zero_steps_saves_the_pca_start(tmp_path, model):
 
     config = _config(tmp_path, surrogate="noise", loss="features", steps=0)
     result = train(config, progress=False, model=model)
-    torch.manual_seed(config.seed)
-    start = build_wrapper("channel_reduction", model.spec, channels=8, hidden=8)
-    start.init_from_features(crop_cache(config, model).features)
+    # the start is rebuilt with the threads training uses: the cached features' float sums depend on the count, and
+    # this process's own count is whatever the machine (or taskset) gives it
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.torch_threads)
+    try:
+        torch.manual_seed(config.seed)
+        start = build_wrapper("channel_reduction", model.spec, channels=8, hidden=8)
+        start.init_from_features(crop_cache(config, model).features)
+    finally:
+        torch.set_num_threads(previous)
     assert result.finished and result.steps == 0 and result.weights_tag == start.weights_tag
     assert load_wrapper(config.checkpoint, model).weights_tag == result.weights_tag != _initial_tag(config, model)
 
@@ -200,6 +207,9 @@ def test_shipped_training_configs_are_valid():
             continue
         config = TrainConfig.from_yaml(path)
         assert config.preset == "ultrafast"
+        if config.model == "faster_rcnn_lite0_fpn":  # the detector trains on generated shapes, never on photos
+            assert config.sources == tuple(resolve_sources(["shapes:train:400"]))
+            continue
         assert config.sources == tuple(TRAINING_SOURCES) or set(config.sources) == train_photos
     wrapped = TrainConfig.from_yaml(REPO / "configs" / "train_wrapped.yaml")
     assert (wrapped.model, wrapped.split, wrapped.surrogate) == ("efficientnet_lite0", "stage4", "scaled")
