@@ -203,10 +203,18 @@ def _coco_map(gt: dict[str, Any], detections: list[dict[str, Any]], iou_type: st
 def _map_statistic(
     gt: dict[str, Any], detections: list[dict[str, Any]], image_ids: list[int]
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Box mAP (%) under image weights (columns in ``image_ids`` order), from one COCO matching of ``detections``."""
-    if not detections:
-        return lambda weights: np.zeros(np.asarray(weights).shape[0])
-    return ImageWeightedAP(evaluate_coco(gt, detections), image_ids).value
+    """Box mAP (%) under image weights (columns in ``image_ids`` order), from one COCO matching of ``detections``,
+    made on the first call (a report without bootstrap never pays for it)."""
+    built: list[ImageWeightedAP] = []
+
+    def value(weights: np.ndarray) -> np.ndarray:
+        if not detections:
+            return np.zeros(np.asarray(weights).shape[0])
+        if not built:
+            built.append(ImageWeightedAP(evaluate_coco(gt, detections), image_ids))
+        return built[0].value(weights)
+
+    return value
 
 
 def _as_results(image_id: int, rows: list[list[float]]) -> list[dict[str, Any]]:
