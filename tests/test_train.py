@@ -97,15 +97,15 @@ def test_mix_loss_is_the_kl_plus_the_relative_feature_error(tmp_path, model):
     from collections import OrderedDict
 
     from fcm.models.base import Features
-    from fcm.train.objective import relative_feature_error, task_loss
+    from fcm.train.objective import feature_error, relative_feature_error
 
     g = torch.Generator().manual_seed(0)
     teacher = OrderedDict(stage4=torch.randn(2, 80, 4, 4, generator=g))
     student = OrderedDict(stage4=(teacher["stage4"] + 0.1 * torch.randn(2, 80, 4, 4, generator=g)).requires_grad_())
     rel = relative_feature_error(student, teacher)
-    mse = task_loss("features", student, teacher)
+    mse = feature_error(student, teacher)
     assert math.isclose(float(rel), float(mse) / float(teacher["stage4"].square().mean()), rel_tol=1e-5)
-    kl = task_loss("output", model.back(Features(student)), model.back(Features(teacher)))
+    kl = model.distill_loss(model.distill_outputs(Features(student)), model.back(Features(teacher)))
     (kl + rel).backward()
     grad = student["stage4"].grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0

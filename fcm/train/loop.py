@@ -34,7 +34,7 @@ from fcm.train import distributed
 from fcm.train.channel import CodecChannel, CodedPath, RealChannel
 from fcm.train.config import TrainConfig
 from fcm.train.data import FeatureCache, build_cache, plan_crops
-from fcm.train.objective import rate_per_pixel, relative_feature_error, task_loss
+from fcm.train.objective import feature_error, rate_per_pixel, relative_feature_error
 from fcm.train.state import TrainerState, capture_rng, load_state, restore_rng, save_state
 from fcm.wrappers import WrapperPair, build_wrapper, save_wrapper
 
@@ -278,7 +278,7 @@ def _task(
 ) -> torch.Tensor:
     """The config's task loss (:mod:`fcm.train.objective`) of the restored tensors."""
     if loss == "features":
-        return task_loss("features", restored, features)
+        return feature_error(restored, features)
     kl = model.distill_loss(model.distill_outputs(Features(restored)), teacher)
     return kl if loss == "output" else kl + relative_feature_error(restored, features)
 

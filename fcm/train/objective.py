@@ -21,33 +21,19 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from fcm.errors import ConfigError
 
-
-def task_loss(
-    kind: str,
-    student: torch.Tensor | Mapping[str, torch.Tensor],
-    teacher: torch.Tensor | Mapping[str, torch.Tensor],
-) -> torch.Tensor:
-    """The ``kind`` loss (module doc): ``student``/``teacher`` are logits (``output``) or split tensors."""
-    if kind == "output":
-        assert isinstance(student, torch.Tensor) and isinstance(teacher, torch.Tensor)
-        return F.kl_div(
-            F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), reduction="batchmean", log_target=True
-        )
-    if kind == "features":
-        assert isinstance(student, Mapping) and isinstance(teacher, Mapping)
-        squared = torch.stack([F.mse_loss(student[k], teacher[k], reduction="sum") for k in teacher]).sum()
-        count = sum(t.numel() for t in teacher.values())
-        return squared / count
-    raise ConfigError(f"loss must be output or features, got {kind!r}")
+def feature_error(student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The ``features`` loss (module doc): mean squared error over every element of every split tensor."""
+    squared = torch.stack([F.mse_loss(student[k], teacher[k], reduction="sum") for k in teacher]).sum()
+    count = sum(t.numel() for t in teacher.values())
+    return squared / count
 
 
 def relative_feature_error(student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The ``features`` loss divided by the teacher tensors' mean square (the ``mix`` loss's feature term)."""
     power = torch.stack([t.detach().square().sum() for t in teacher.values()]).sum()
     count = sum(t.numel() for t in teacher.values())
-    return task_loss("features", student, teacher) / (power / count).clamp_min(1e-12)
+    return feature_error(student, teacher) / (power / count).clamp_min(1e-12)
 
 
 def rate_per_pixel(rate_bits: torch.Tensor, input_pixels: int) -> torch.Tensor:
