@@ -168,6 +168,9 @@ def _serve(args: argparse.Namespace) -> None:
         batch_max=args.batch,
         batch_wait_ms=args.batch_wait_ms,
         torch_threads=args.torch_threads,
+        max_back_gmacs=args.max_back_gmacs,
+        max_requests=args.max_requests,
+        header_timeout_s=args.header_timeout_s,
     )
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
     scheme = "https" if tls else "http"
@@ -776,6 +779,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="latency cap of micro-batching: the longest a request waits for others (default 5 ms)",
+    )
+    p.add_argument(
+        "--max-back-gmacs",
+        type=float,
+        default=10.0,
+        help="most back-half work a stream's header may claim (10^9 multiply-accumulates, estimated per served "
+        "model at start-up; about 2 s on one core); default 10",
+    )
+    p.add_argument(
+        "--max-requests",
+        type=_positive,
+        default=32,
+        help="decode requests admitted at once (running or queued); beyond it 503; default 32",
+    )
+    p.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request's head; idle ones are closed; default 10",
     )
     p.add_argument("--token-file", default=None, help="bearer token file (else $FCM_SERVE_TOKEN; neither: no auth)")
     p.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM); with --ssl-keyfile, serve HTTPS")

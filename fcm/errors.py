@@ -5,9 +5,20 @@ Library code raises these; only :mod:`fcm.cli` turns them into exit codes and on
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 2000
+"""Longest message an fcm error carries: one that quotes a huge value (a hostile file's) keeps its head and tail."""
+
 
 class FcmError(Exception):
-    """Base class of every error fcm raises on purpose."""
+    """Base class of every error fcm raises on purpose. A message longer than :data:`MAX_MESSAGE_CHARS` is cut in
+    the middle, so an error quoting a value from a hostile input stays one readable line."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str) and len(args[0]) > MAX_MESSAGE_CHARS:
+            text = args[0]
+            keep = MAX_MESSAGE_CHARS // 2
+            args = (f"{text[:keep]} … [{len(text) - 2 * keep} characters cut] … {text[-keep:]}", *args[1:])
+        super().__init__(*args)
 
 
 class UnknownNameError(FcmError, KeyError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,16 +394,35 @@ def decode_split(
         features.check(model.spec)
     except ShapeError as e:
         raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
+    refuse_non_finite(features.tensors, "the post-wrapper's features" if wrapper is not None else "the features")
     return SplitDecode(features, header, codec_s, unpack_s, unwrap_s)
 
 
-def run_back(features: Features, model: SplitModel) -> Any:
-    """The cloud half on decoded features; a :class:`BitstreamError` when they do not fit the split."""
+def refuse_non_finite(value: Any, what: str) -> None:
+    """A :class:`BitstreamError` when any tensor in ``value`` (a tensor, or mappings and sequences of them) holds
+    NaN or ±inf: a crafted stream can decode to such values, and a probability of NaN is no answer."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise BitstreamError(f"the stream decodes to non-finite values in {what} (a damaged or crafted stream)")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            refuse_non_finite(item, what if not isinstance(key, str) else f"{what} ({key})")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            refuse_non_finite(item, what)
+
+
+def run_back(features: Features, model: SplitModel, *, check_finite: bool = True) -> Any:
+    """The cloud half on decoded features; a :class:`BitstreamError` when they do not fit the split or (unless
+    ``check_finite`` is false: a batch of several streams checks each stream's part) the output is not finite."""
     try:
         with torch.no_grad():
-            return model.back(features)  # built-in models also check the side information they receive
+            output = model.back(features)  # built-in models also check the side information they receive
     except ShapeError as e:
         raise BitstreamError(f"bitstream does not fit split {model.name}/{model.split}: {e}") from e
+    if check_finite:
+        refuse_non_finite(output, "the model's output")
+    return output
 
 
 def decode(

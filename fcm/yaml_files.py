@@ -50,13 +50,75 @@ def _one_line(path: Path, e: yaml.YAMLError) -> str:
     return f"{where}: {problem}" + (f" ({context})" if context else "")
 
 
+MAX_FILE_BYTES = 1 << 20
+"""Largest YAML file read (1 MiB): a settings file is a few KB; a list of 10,000 image paths is well under this."""
+
+MAX_EXPANDED_NODES = 100_000
+"""Most nodes a document may hold once every alias is expanded. Aliases share one Python object, so an alias
+bomb (8 levels of 9 references: 43 M nodes from 1 KB) costs nothing to load, but anything that walks or prints the
+value — an error message quoting it, ``str()`` of a codec variable — pays the expanded size: refused at the door."""
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes ``root`` stands for with aliases expanded (each shared node counted once per reference),
+    computed on the composed graph without expanding it; stops counting past :data:`MAX_EXPANDED_NODES`."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if depth > 100:
+            raise ConfigError("nested deeper than 100 levels")
+        sizes[key] = MAX_EXPANDED_NODES + 1  # a cycle (a recursive alias) counts as too large
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child, depth + 1)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        sizes[key] = total
+        return total
+
+    return size(root, 0)
+
+
 def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
-    """The non-empty mapping at the top of YAML file ``path``; ``what`` names the file in errors ("config file")."""
+    """The non-empty mapping at the top of YAML file ``path``; ``what`` names the file in errors ("config file").
+
+    Bounded before it is built: at most :data:`MAX_FILE_BYTES` of text and :data:`MAX_EXPANDED_NODES` nodes with
+    aliases expanded (an alias bomb is refused in milliseconds, with a short message)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p}")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{p}: {what} is {p.stat().st_size} bytes, more than the {MAX_FILE_BYTES} a settings file may be"
+        )
     try:
-        raw = yaml.load(p.read_text(), Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+        loader = _StrictLoader(p.read_text())  # a SafeLoader subclass: no arbitrary objects
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raw = None
+            else:
+                try:
+                    nodes = _expanded_size(node)
+                except ConfigError as e:
+                    raise ConfigError(f"{p}: {what} {e}") from None
+                if nodes > MAX_EXPANDED_NODES:
+                    raise ConfigError(
+                        f"{p}: {what} expands to more than {MAX_EXPANDED_NODES} values once its aliases are expanded "
+                        "(an alias bomb?); write the values out or use fewer nested aliases"
+                    )
+                raw = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         raise ConfigError(_one_line(p, e)) from e
     if not isinstance(raw, dict) or not raw:

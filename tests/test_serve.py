@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install fcm[serve])")
 
+import contextlib
+
 from fcm import pipeline
 from fcm.codecs import CodecParams
 from fcm.serve.app import ModelCache, ServeConfig, ServedModel, create_app
@@ -23,14 +25,19 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 class _Server:
     """uvicorn serving ``app`` on a free loopback port until :meth:`stop`."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, config=None) -> None:
         import uvicorn
+
+        from fcm.serve.app import uvicorn_settings
 
         # the server takes this bound socket: no window in which another process could take the port
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        settings = {} if config is None else uvicorn_settings(config, app)  # as `fcm serve` runs it
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", **settings)
+        )
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         self.thread.start()
         deadline = time.time() + 30
@@ -52,22 +59,22 @@ class _Server:
 @pytest.fixture(scope="module")
 def cache(lite0):
     models = ModelCache((ServedModel("efficientnet_lite0", "stage4"),))
-    models.entries[(lite0.name, lite0.split, lite0.weights_tag, None, None)] = type(
-        "E", (), {"model": lite0, "wrapper": None}
-    )()
+    models.add(lite0)
     return models
 
 
 @pytest.fixture(scope="module")
 def server(cache):
-    srv = _Server(create_app(ServeConfig(cache.served, max_body_bytes=1 << 20), cache))
+    config = ServeConfig(cache.served, max_body_bytes=1 << 20)
+    srv = _Server(create_app(config, cache), config)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
 def secured(cache):
-    srv = _Server(create_app(ServeConfig(cache.served, token=TOKEN), cache))
+    config = ServeConfig(cache.served, token=TOKEN)
+    srv = _Server(create_app(config, cache), config)
     yield srv
     srv.stop()
 
@@ -159,6 +166,13 @@ def test_bearer_token(secured, lite0, chelsea):
         assert wrong.status_code == 401
         assert http.get("/v1/models").status_code == 401
         assert http.get("/healthz").status_code == 200  # liveness stays open for the orchestrator
+        # without the token nothing but 401, whatever the query (top_k is checked after auth)
+        assert http.post("/v1/decode?top_k=100000", content=enc.bitstream).status_code == 401
+        assert http.get("/v1/nothing").status_code == 404
+        assert http.get("/v1/decode").status_code == 405
+        metrics = http.get("/metrics").text
+        for endpoint, status in (("decode", 401), ("other", 404), ("decode", 405)):
+            assert f'fcm_requests_total{{endpoint="{endpoint}",status="{status}"}}' in metrics, (endpoint, status)
     with EdgeClient(secured.url, token=TOKEN) as client:
         assert client.decode(enc.bitstream)["result"]["top"]
 
@@ -185,8 +199,7 @@ def test_streams_asking_for_too_much_work_or_giving_non_finite_outputs(server, l
     import torch
 
     from fcm.errors import BitstreamError
-    from fcm.pipeline import EdgeFeatures, run_front
-    from fcm.serve.app import _check_finite
+    from fcm.pipeline import EdgeFeatures, refuse_non_finite, run_front
 
     edge = run_front(chelsea, lite0)
     two = EdgeFeatures(
@@ -199,10 +212,55 @@ def test_streams_asking_for_too_much_work_or_giving_non_finite_outputs(server, l
     with EdgeClient(server.url) as client, pytest.raises(ServerError, match=r"400.*at most 1 frame"):
         client.decode(enc.bitstream)
     with pytest.raises(BitstreamError, match="non-finite"):
-        _check_finite(torch.tensor([[1.0, float("nan")]]))
+        refuse_non_finite(torch.tensor([[1.0, float("nan")]]), "output")
     with pytest.raises(BitstreamError, match="non-finite"):
-        _check_finite([{"boxes": torch.tensor([[0.0, 0.0, float("inf"), 1.0]]), "labels": torch.tensor([1])}])
-    _check_finite(torch.zeros(1, 3))
+        refuse_non_finite(
+            [{"boxes": torch.tensor([[0.0, 0.0, float("inf"), 1.0]]), "labels": torch.tensor([1])}], "output"
+        )
+    refuse_non_finite(torch.zeros(1, 3), "output")
+
+    # one frame, but a tensor 64x the area of a 224-px picture's: within max_samples (2^23), beyond the work budget
+    big = EdgeFeatures(
+        type(edge.features)({k: v.repeat(1, 1, 8, 8) for k, v in edge.features.tensors.items()}, edge.features.meta),
+        edge.input_size,
+        edge.front_s,
+    )
+    enc = pipeline.encode_features(big, lite0, "x265", CodecParams(45))
+    assert enc.header.num_frames == 1 and enc.header.layout.frame_height * enc.header.layout.frame_width < 1 << 23
+    with EdgeClient(server.url) as client, pytest.raises(ServerError, match=r"400.*GMAC of back-half work"):
+        client.decode(enc.bitstream)
+    import httpx
+
+    assert 'fcm_decode_errors_total{reason="too_costly"}' in httpx.get(server.url + "/metrics").text
+
+
+def test_idle_and_slow_header_connections_cannot_starve_valid_clients(cache, lite0, chelsea):
+    """The audit's connection exhaustion: idle sockets beyond the cap are evicted (oldest first) to make room,
+    slow heads are cut at the header deadline, health checks and decodes keep answering, every closing is counted."""
+    import httpx
+
+    config = ServeConfig(cache.served, header_timeout_s=1.0, max_connections=16)
+    srv = _Server(create_app(config, cache), config)
+    enc = pipeline.encode(chelsea, lite0, "x265", CodecParams(32))
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(40)]
+    slow = socket.create_connection(("127.0.0.1", srv.port))
+    try:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+        with httpx.Client(base_url=srv.url, timeout=20) as http:
+            assert http.get("/healthz").status_code == 200
+            assert http.post("/v1/decode", content=enc.bitstream).status_code == 200
+        for sock in [*idle, slow]:  # each is closed by the server: eviction, or the deadline 1 s after connecting
+            sock.settimeout(15)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert 'fcm_decode_errors_total{reason="evicted_idle"}' in metrics
+        assert 'fcm_decode_errors_total{reason="header_timeout"}' in metrics
+        assert 'fcm_requests_total{endpoint="healthz",status="200"}' in metrics
+    finally:
+        for sock in [*idle, slow]:
+            sock.close()
+        srv.stop()
 
 
 def test_token_and_model_specs(tmp_path, monkeypatch):
@@ -233,9 +291,10 @@ def test_detector_bitstreams_decode_like_the_in_process_decoder(lite0):
     torch.manual_seed(3)
     detector = get_model("faster_rcnn_r50_fpn", "fpn", min_size=128, max_size=160, box_score_thresh=0.0)
     served = ModelCache((ServedModel("faster_rcnn_r50_fpn", "fpn"),))
-    entry = type("E", (), {"model": detector, "wrapper": None})()
-    served.entries[(detector.name, detector.split, detector.weights_tag, None, None)] = entry
-    srv = _Server(create_app(ServeConfig(served.served), served))
+    served.add(detector)
+    # the r50 box head alone is about 13 GMAC (1,000 proposals): above the default per-request budget
+    config = ServeConfig(served.served, max_back_gmacs=40)
+    srv = _Server(create_app(config, served), config)
     try:
         image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
         enc = pipeline.encode(image, detector, "x265", CodecParams(27))
@@ -279,7 +338,7 @@ def test_micro_batching_groups_concurrent_streams_and_answers_each_its_own(cache
     ]
     expected = [lite0.describe(pipeline.decode(s, lite0).output, 5)[0] for s in streams]
     config = ServeConfig(cache.served, concurrency=2, batch_max=4, batch_wait_ms=200)
-    srv = _Server(create_app(config, cache))
+    srv = _Server(create_app(config, cache), config)
     try:
 
         def post(data: bytes):
@@ -338,7 +397,7 @@ def test_buffered_bytes_budget_answers_busy_then_recovers(cache, lite0, chelsea)
     sent) makes the next request a 503, and the budget comes back when that upload goes away."""
     enc = pipeline.encode(chelsea, lite0, "x265", CodecParams(32))
     config = ServeConfig(cache.served, max_body_bytes=1 << 20, max_buffered_bytes=1 << 20)
-    srv = _Server(create_app(config, cache))
+    srv = _Server(create_app(config, cache), config)
     try:
         raw = socket.create_connection(("127.0.0.1", srv.port))
         raw.sendall(b"POST /v1/decode HTTP/1.1\r\nHost: x\r\nContent-Length: 1048000\r\n\r\n" + b"\0" * 1047000)
@@ -457,3 +516,42 @@ def test_a_host_that_is_not_this_machine_names_the_host_flag(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.startswith("fcm serve: error: host '192.0.2.1' is not an address of this machine") and "--host" in err
+
+
+def test_a_client_that_leaves_mid_decode_is_dropped_and_counted(cache, lite0, chelsea):
+    """Issue 22 row 2: the work stops when the client goes away — a request still queued for a decode slot leaves
+    the queue, one decoding stops at its next stage — and the server goes on answering the others."""
+    import httpx
+
+    from fcm.pipeline import EdgeFeatures, run_front
+
+    edge = run_front(chelsea, lite0)
+    costly = EdgeFeatures(  # 36x the samples of a 224-px picture: admitted by the default budget, ~1 s of work
+        type(edge.features)({k: v.repeat(1, 1, 6, 6) for k, v in edge.features.tensors.items()}, edge.features.meta),
+        edge.input_size,
+        edge.front_s,
+    )
+    data = pipeline.encode_features(costly, lite0, "x265", CodecParams(45)).bitstream
+    config = ServeConfig(cache.served, concurrency=1)
+    srv = _Server(create_app(config, cache), config)
+    try:
+        for _ in range(3):  # the first holds the only slot, the others queue behind it; all three leave
+            with socket.create_connection(("127.0.0.1", srv.port)) as raw:
+                raw.sendall(
+                    b"POST /v1/decode HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {len(data)}\r\n\r\n".encode() + data
+                )
+                time.sleep(0.05)
+        deadline = time.time() + 60
+        while 'fcm_requests_total{endpoint="decode",status="499"} 3.0' not in httpx.get(srv.url + "/metrics").text:
+            assert time.time() < deadline, httpx.get(srv.url + "/metrics").text
+            time.sleep(0.1)
+        with EdgeClient(srv.url) as client:
+            assert client.decode(pipeline.encode(chelsea, lite0, "x265", CodecParams(32)).bitstream)["result"]["top"]
+        metrics = httpx.get(srv.url + "/metrics").text
+        # the queued two never ran; the first ran to its next stage at most (whether the back half had begun when
+        # its client left depends on timing); the valid request is the other one timed
+        decoded = float(metrics.split("fcm_decode_seconds_count ")[1].split()[0])
+        assert decoded <= 2, metrics
+        assert 'fcm_decode_errors_total{reason="disconnect"} 3.0' in metrics
+    finally:
+        srv.stop()

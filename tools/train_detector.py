@@ -101,6 +101,30 @@ def evaluate(net: torch.nn.Module, root: Path, items, device) -> dict[str, float
     return {k: v / 100 for k, v in evaluator.evaluate().items()}
 
 
+def read_resume_state(ckpt: Path) -> dict:
+    """The resume state at ``ckpt``, read with ``weights_only=True`` (a planted file runs no code) and checked field
+    by field; a ``SystemExit`` naming the problem otherwise."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SystemExit(
+            f"{ckpt} is not a readable resume state ({type(e).__name__}: {e}); delete it to start over"
+        ) from None
+    fields = {"model": dict, "optimizer": dict, "iteration": int, "losses": list, "wall": float}
+    if not isinstance(state, dict):
+        raise SystemExit(f"{ckpt}: a resume state must be a mapping")
+    for key, kind in fields.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise SystemExit(
+                f"{ckpt}: resume state field {key!r} must be a {kind.__name__}, got {type(state.get(key)).__name__}"
+            )
+    if state["iteration"] < 0 or not all(isinstance(v, float) for v in state["losses"]):
+        raise SystemExit(f"{ckpt}: resume state has a negative iteration or non-float losses")
+    if "torch_rng" in state and not isinstance(state["torch_rng"], torch.Tensor):
+        raise SystemExit(f"{ckpt}: resume state field 'torch_rng' must be a tensor")
+    return state
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/shapes")
@@ -164,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = 0.0
     settings = {k: getattr(args, k) for k in ("train_images", "val_images", "seed", "epochs", "batch", "lr", "warmup")}
     if args.resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = read_resume_state(ckpt)
         if state.get("settings", settings) != settings:
             raise SystemExit(f"{ckpt} was made with {state['settings']}, not {settings}: resume with those")
         net.load_state_dict(state["model"])

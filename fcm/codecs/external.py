@@ -32,7 +32,9 @@ any name in ``variables``
     given, become ``{config}`` for that GOP structure
 
 ``CodecParams.options`` become extra encoder arguments, each ``(key, value)`` formatted with ``option_template``
-(default ``"--{key} {value}"``). Only ``rate_control="cqp"`` is supported; per-block QP offsets only through a
+(default ``"--{key} {value}"``). Templates are split into words before they are filled in, so every value — a
+preset, an option, a path — is exactly one argument whatever spaces or quotes it holds: ``preset: "fast --output
+X"`` cannot add arguments. Only ``rate_control="cqp"`` is supported; per-block QP offsets only through a
 ``{qp_map}`` template.
 
 Ready-made: :func:`x265_cli` (registered as ``"x265-cli"``; Debian's ``x265`` binary, decoded with PyAV's HEVC
@@ -235,9 +237,12 @@ class ExternalCodec(Codec):
 
     def _command(self, template: str, values: Mapping[str, str], extra: Sequence[tuple[str, str]] = ()) -> list[str]:
         try:
+            # templates are split into words first and each word filled in after: a value (a preset, an option)
+            # is always exactly one argument, whatever spaces or quotes it holds — never extra arguments
             words = [word.format_map(values) for word in shlex.split(template)]
+            option_words = shlex.split(self.option_template)
             for key, value in extra:
-                words += shlex.split(self.option_template.format(key=key, value=value))
+                words += [word.format(key=key, value=value) for word in option_words]
         except KeyError as exc:
             raise CodecError(
                 f"{self.name}: command template uses placeholder {{{exc.args[0]}}} which has no value; "

@@ -83,10 +83,29 @@ class FixedMap:
 
     @classmethod
     def load(cls, path: str | Path) -> FixedMap:
+        """The map saved at ``path``; :class:`ConfigError` naming the problem for a missing, foreign, damaged or
+        inflated file (member sizes are compared with the layout the map names before anything is inflated)."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                weights = np.asarray(data["weights"], dtype=np.float64)
+                # sizes checked before inflating: a zip bomb of a few hundred KB would otherwise fill memory
+                sizes = {info.filename: info.file_size for info in data.zip.infolist()}
+                if sizes.get("identity.npy", 0) > _MAX_IDENTITY_BYTES:
+                    raise ConfigError(f"{path}: its identity member inflates to {sizes['identity.npy']} bytes")
                 identity = json.loads(str(data["identity"]))
+                layout = identity.get("layout") if isinstance(identity, dict) else None
+                if isinstance(layout, dict):
+                    h, w = layout.get("frame_height"), layout.get("frame_width")
+                    limit = 0
+                    if isinstance(h, int) and isinstance(w, int) and h > 0 and 0 < h * w <= _MAX_FRAME_SAMPLES:
+                        limit = 8 * h * w + 4096  # float64 at most, plus the .npy header
+                    if sizes.get("weights.npy", 0) > limit:
+                        raise ConfigError(
+                            f"{path}: its weights member inflates to {sizes.get('weights.npy')} bytes, more than the "
+                            f"{h}x{w} frame of the layout it names can hold"
+                        )
+                weights = np.asarray(data["weights"], dtype=np.float64)
+        except ConfigError:
+            raise
         except FileNotFoundError:
             raise ConfigError(f"fixed rdo map {path} does not exist") from None
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
@@ -101,6 +120,10 @@ class FixedMap:
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ConfigError(f"{path}: weights must be finite and non-negative")
         return cls(weights, identity)
+
+
+_MAX_IDENTITY_BYTES = 1 << 20
+_MAX_FRAME_SAMPLES = 1 << 26  # a frame no codec fcm drives takes is refused before its map is inflated
 
 
 def make_fixed_map(

@@ -24,6 +24,7 @@ health checks and refusing bad requests while models work. With a token configur
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from starlette.requests import ClientDisconnect
 
 from fcm.errors import BitstreamError, ConfigError, FcmError
 from fcm.serve.auth import authorized
+from fcm.serve.limits import REFERENCE_SIDE, BackHalfRate, check_cost
 
 if TYPE_CHECKING:
     from fcm.models.base import Features, SplitModel
@@ -83,7 +85,17 @@ class ServeConfig:
     token: str | None = field(default=None, repr=False)
     #: the most frames and samples a stream may ask to decode: a few bytes of a flat picture can claim a huge frame
     max_frames: int = 1
-    max_samples: int = 1 << 25
+    max_samples: int = 1 << 23
+    #: the most back-half work (post-wrapper included) a stream's header may claim, in 10⁹ multiply–accumulates,
+    #: estimated from each entry's cost per coded sample measured at start-up (:mod:`fcm.serve.limits`); the default
+    #: is about 2 s on one core here, a 4-megapixel picture for a classifier, about 900x900 for the FPN detector
+    max_back_gmacs: float = 10.0
+    #: decode requests admitted at once (running or waiting for a decode slot); beyond it a request is answered 503
+    max_requests: int = 32
+    #: seconds a connection may take to deliver a request's head (an idle or slow-header connection is closed)
+    header_timeout_s: float = 10.0
+    #: connections held at once; beyond it the longest-held idle connection is closed (:mod:`fcm.serve.protocol`)
+    max_connections: int = 1000
     #: seconds a client may take to send its body
     body_timeout_s: float = 30.0
     #: request bodies held at once, over all requests (reading or decoding); beyond it a request is answered 503
@@ -100,6 +112,10 @@ class ServeConfig:
             raise ConfigError(f"max_body_bytes must be at least 64, got {self.max_body_bytes}")
         if self.max_frames < 1 or self.max_samples < 1 or not self.body_timeout_s > 0:
             raise ConfigError("max_frames, max_samples and body_timeout_s must be positive")
+        if not self.max_back_gmacs > 0 or self.max_requests < 1 or not self.header_timeout_s > 0:
+            raise ConfigError("max_back_gmacs, max_requests and header_timeout_s must be positive")
+        if self.max_connections < 2:
+            raise ConfigError(f"max_connections must be at least 2, got {self.max_connections}")
         if self.concurrency < 1 or self.torch_threads < 1:
             raise ConfigError("concurrency and torch_threads must be positive")
         if self.max_buffered_bytes < self.max_body_bytes:
@@ -117,6 +133,8 @@ class ServeConfig:
 class _Entry:
     model: SplitModel
     wrapper: WrapperPair | None
+    #: the back half's measured cost per coded sample (None until measured: a cache built by hand)
+    rate: BackHalfRate | None = None
 
 
 class ModelCache:
@@ -139,11 +157,17 @@ class ModelCache:
                 # a rate-adaptive family serves each of its variants' streams (its plain variant: unwrapped ones)
                 wrappers = [v.wrapper for v in loaded.variants] if isinstance(loaded, WrapperFamily) else [loaded]
             for wrapper in wrappers:
-                names = (None, None) if wrapper is None else (wrapper.name, wrapper.weights_tag)
-                key = (model.name, model.split, model.weights_tag, names[0], names[1])
-                if key in self.entries:
-                    raise ConfigError(f"{s.model}/{model.split} is served twice with the same weights and wrapper")
-                self.entries[key] = _Entry(model, wrapper)
+                self.add(model, wrapper)
+
+    def add(self, model: SplitModel, wrapper: WrapperPair | None = None) -> None:
+        """Serve ``model`` (streams coded through ``wrapper``, or unwrapped ones), its back-half cost measured."""
+        from fcm.serve.limits import measure_back_half
+
+        names = (None, None) if wrapper is None else (wrapper.name, wrapper.weights_tag)
+        key = (model.name, model.split, model.weights_tag, names[0], names[1])
+        if key in self.entries:
+            raise ConfigError(f"{model.name}/{model.split} is served twice with the same weights and wrapper")
+        self.entries[key] = _Entry(model, wrapper, measure_back_half(model, wrapper))
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -236,9 +260,12 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
             torch.set_num_threads(before)
 
     app = FastAPI(title="fcm cloud", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_CountResponses, counter=metrics.requests)  # every answer counted: 404, 405, 422 too
+    # refusals below HTTP (connections closed for an idle or slow head, evicted for room), counted by the protocol
+    app.state.count_refusal = lambda reason: metrics.errors.labels(reason).inc()
+    admitted = {"requests": 0}
 
     def answer(endpoint: str, status: int, body: dict[str, Any]) -> JSONResponse:
-        metrics.requests.labels(endpoint, str(status)).inc()
         return JSONResponse(body, status_code=status)
 
     def refused(endpoint: str, status: int, reason: str, message: str) -> JSONResponse:
@@ -269,11 +296,24 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
         return answer("models", 200, {"models": models.describe()})
 
     @app.post("/v1/decode")
-    async def decode(request: Request, top_k: int = 5) -> Response:
+    async def decode(request: Request) -> Response:
         if not authorized(request.headers.get("authorization"), config.token):
             return refused("decode", 401, "auth", "missing or wrong bearer token")
+        text = request.query_params.get("top_k", "5")  # read after auth: no answer but 401 without the token
+        top_k = int(text) if text.isdigit() and len(text) < 4 else 0
         if not 1 <= top_k <= 100:
-            return refused("decode", 422, "bad_request", f"top_k must lie in [1, 100], got {top_k}")
+            return refused("decode", 422, "bad_request", f"top_k must be an integer in [1, 100], got {text[:20]!r}")
+        if admitted["requests"] >= config.max_requests:
+            return refused(
+                "decode", 503, "busy", f"the server has {config.max_requests} decode requests in hand; retry later"
+            )
+        admitted["requests"] += 1
+        try:
+            return await admitted_decode(request, top_k)
+        finally:
+            admitted["requests"] -= 1
+
+    async def admitted_decode(request: Request, top_k: int) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > config.max_body_bytes):
             return refused(
@@ -281,6 +321,7 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
             )
         body = bytearray()
         reserved = 0
+        control = _Control()
 
         async def read() -> None:
             nonlocal reserved
@@ -308,15 +349,44 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
                 )
             except ClientDisconnect:
                 metrics.errors.labels("disconnect").inc()
-                metrics.requests.labels("decode", "499").inc()
                 return Response(status_code=499)
             data = bytes(body)
             body.clear()  # one copy held, the one the budget counts
-            return await decode_body(data, top_k)
+            return await until_disconnect(request, decode_body(data, top_k, control), control)
         finally:  # every way out, cancellation included, gives the reservation back
+            control.stop.set()
             buffered.give(reserved)
 
-    async def decode_body(data: bytes, top_k: int) -> Response:
+    async def until_disconnect(request: Request, work: Any, control: _Control) -> Response:
+        """``work``'s answer, unless the client goes away first. Then a request still waiting for a decode slot
+        leaves the queue at once; one decoding in a worker thread is told to stop at its next stage and keeps its
+        slot until it has (threads cannot be killed: the slot must not be given to another while it runs)."""
+        task = asyncio.ensure_future(work)
+        watch = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            control.stop.set()
+            metrics.errors.labels("disconnect").inc()
+            if control.running:
+                await asyncio.wait({task})  # the worker stops at its next stage; its result is nobody's
+            else:
+                task.cancel()
+            return Response(status_code=499)
+        finally:
+            watch.cancel()
+
+    async def in_worker(control: _Control, fn: Any, *args: Any) -> Any:
+        if control.stop.is_set():  # the client left while this request waited for its slot
+            raise _Stopped
+        control.running = True
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            control.running = False
+
+    async def decode_body(data: bytes, top_k: int, control: _Control) -> Response:
         metrics.bytes.inc(len(data))
         if not state["ready"]:
             return refused("decode", 503, "not_ready", "models are still loading")
@@ -324,13 +394,13 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
         try:
             if batcher is None:
                 async with gate:
-                    result = await run_in_threadpool(_decode, models, data, top_k, config)
+                    result = await in_worker(control, _decode, models, data, top_k, config, control.stop)
             else:
                 # decoded features wait for their batch: at most concurrency x batch_max of them exist at once
                 async with in_batching:
                     async with gate:
                         with batcher.arriving():
-                            entry, split = await run_in_threadpool(_decode_split, models, data, config)
+                            entry, split = await in_worker(control, _decode_split, models, data, config, control.stop)
                     t1 = time.perf_counter()
                     output, back_s = await batcher.submit(entry, split.features, entry.model.back_meta)
                     queued_s = time.perf_counter() - t1 - back_s
@@ -340,6 +410,10 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
             response = answer("decode", 200, result)  # rendering (strict JSON) inside the guard too
         except NotServed as e:
             return refused("decode", 404, "not_served", str(e))
+        except _TooCostly as e:
+            return refused("decode", 400, "too_costly", f"BitstreamError: {e}")
+        except _Stopped:
+            return Response(status_code=499)
         except (FcmError, ValueError) as e:  # BitstreamError (a ValueError), dataclass checks, non-finite output
             return refused("decode", 400, "bitstream", f"{type(e).__name__}: {e}")
         except Exception as e:  # whatever a stream can still trigger deeper down is answered as JSON, and counted
@@ -352,6 +426,60 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
 
 class _TooLarge(Exception):
     pass
+
+
+class _TooCostly(BitstreamError):
+    """A stream whose header claims more back-half work than the server allows (counted apart from bad streams)."""
+
+
+class _Stopped(Exception):
+    """The client went away: the decode stops between stages."""
+
+
+@dataclass
+class _Control:
+    """One decode request's link to its worker: ``stop`` once the client has gone, ``running`` while a worker
+    thread holds the request's decode slot."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed its connection (the body has been read: only a disconnect can come)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+_ENDPOINTS = {
+    "/v1/decode": "decode",
+    "/v1/models": "models",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+}
+
+
+class _CountResponses:
+    """ASGI middleware: counts every HTTP answer by endpoint and status (unknown paths as ``other``)."""
+
+    def __init__(self, app: Any, counter: Any) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        endpoint = _ENDPOINTS.get(scope.get("path", ""), "other")
+
+        async def counted(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.counter.labels(endpoint, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 class _Busy(Exception):
@@ -375,12 +503,20 @@ class _Budget:
         self.held -= n
 
 
-def _decode_split(models: ModelCache, data: bytes, config: ServeConfig) -> tuple[_Entry, SplitDecode]:
-    """Parse, pick the served model, bound the work and decode up to the split (runs in a worker thread)."""
+def _decode_split(
+    models: ModelCache, data: bytes, config: ServeConfig, stop: threading.Event | None = None
+) -> tuple[_Entry, SplitDecode]:
+    """Parse, pick the served model, bound the work and decode up to the split (runs in a worker thread); stops
+    with :class:`_Stopped` between stages once ``stop`` is set (the client went away)."""
     from fcm import bitstream, pipeline
 
     header, _ = bitstream.read(data)
     entry = models.find(header)
+    if entry.rate is not None:
+        try:
+            check_cost(header, entry.rate, config.max_back_gmacs * 1e9)
+        except BitstreamError as e:
+            raise _TooCostly(str(e)) from None
     samples = header.num_frames * header.layout.frame_height * header.layout.frame_width
     if header.num_frames > config.max_frames or samples > config.max_samples:
         raise BitstreamError(
@@ -388,14 +524,23 @@ def _decode_split(models: ModelCache, data: bytes, config: ServeConfig) -> tuple
             f"{header.layout.frame_height} samples; this server decodes at most {config.max_frames} frame(s) and "
             f"{config.max_samples} samples"
         )
-    return entry, pipeline.decode_split(data, entry.model, entry.wrapper)
+    if stop is not None and stop.is_set():
+        raise _Stopped
+    split = pipeline.decode_split(data, entry.model, entry.wrapper)
+    if stop is not None and stop.is_set():
+        raise _Stopped
+    return entry, split
 
 
-def _decode(models: ModelCache, data: bytes, top_k: int, config: ServeConfig) -> dict[str, Any]:
+def _decode(
+    models: ModelCache, data: bytes, top_k: int, config: ServeConfig, stop: threading.Event | None = None
+) -> dict[str, Any]:
     """The whole decode of one stream, unbatched (runs in a worker thread)."""
     from fcm import pipeline
 
-    entry, split = _decode_split(models, data, config)
+    entry, split = _decode_split(models, data, config, stop)
+    if stop is not None and stop.is_set():  # the back half is the costly stage: not for a client that has gone
+        raise _Stopped
     t0 = time.perf_counter()
     output = pipeline.run_back(split.features, entry.model)
     return _answer(entry, split, output, top_k, time.perf_counter() - t0)
@@ -408,13 +553,15 @@ def _run_batch(entry: Any, batch: list[Features]) -> list[Any]:
     from fcm.serve.batching import stack, unstack
 
     t0 = time.perf_counter()
-    output = pipeline.run_back(stack(batch), entry.model)
+    output = pipeline.run_back(stack(batch), entry.model, check_finite=False)  # each stream's part: in _answer
     seconds = time.perf_counter() - t0
     return [(part, seconds) for part in unstack(output, [next(iter(f.tensors.values())).shape[0] for f in batch])]
 
 
 def _answer(entry: _Entry, split: SplitDecode, output: Any, top_k: int, back_s: float) -> dict[str, Any]:
-    _check_finite(output)
+    from fcm.pipeline import refuse_non_finite
+
+    refuse_non_finite(output, "the model's output")
     return {
         "model": split.header.model,
         "split": split.header.split,
@@ -424,14 +571,17 @@ def _answer(entry: _Entry, split: SplitDecode, output: Any, top_k: int, back_s: 
     }
 
 
-def _check_finite(output: Any) -> None:
-    """Refuse an output with NaN or infinity (features at the edge of the allowed ranges can drive a model there)."""
-    import torch
+def uvicorn_settings(config: ServeConfig, app: Any) -> dict[str, Any]:
+    """The ``uvicorn.Config`` options that make ``app`` (from :func:`create_app`) hold up against hostile clients."""
+    from fcm.serve.protocol import guarded_protocol
 
-    tensors = [output] if isinstance(output, torch.Tensor) else [v for d in output for v in d.values()]
-    for t in tensors:
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise BitstreamError("the decoded features drive the model to non-finite outputs")
+    return {
+        # connections are guarded by the protocol (header deadline, idle eviction), work by the app's own request
+        # limit: uvicorn's limit_concurrency counts connections, so idle sockets would turn real requests away
+        "limit_concurrency": None,
+        "timeout_keep_alive": 5,
+        "http": guarded_protocol(config.header_timeout_s, config.max_connections, app.state.count_refusal),
+    }
 
 
 def serve(
@@ -452,6 +602,13 @@ def serve(
 
     cache = ModelCache(config.models)
     cache.load()
+    for entry in cache.entries.values():
+        if entry.rate is not None and entry.rate.reference_macs > config.max_back_gmacs * 1e9:
+            raise ConfigError(
+                f"{entry.model.name}/{entry.model.split}'s back half costs {entry.rate.reference_macs / 1e9:.1f} "
+                f"GMAC on a {REFERENCE_SIDE}-px picture, more than the {config.max_back_gmacs:g} GMAC a request may "
+                "claim: raise --max-back-gmacs"
+            )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may reuse the port
@@ -470,12 +627,13 @@ def serve(
                 "another with --host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
             ) from None
         raise ConfigError(f"cannot listen on {host} port {port} ({getattr(e, 'strerror', None) or e})") from None
+    app = create_app(config, cache)
     uv_config = uvicorn.Config(
-        create_app(config, cache),
+        app,
         host=host,
         port=port,
         log_level="warning",
-        limit_concurrency=max(64, 8 * config.concurrency),  # requests beyond are answered 503 at once
+        **uvicorn_settings(config, app),
         **uvicorn_options,
     )
     try:

@@ -1,7 +1,7 @@
 """Bearer-token access: only the operator's edge devices get in.
 
-The token comes from an environment variable or a file (never the command line, where ``ps`` would show it) and is
-compared in constant time.
+The token comes from an environment variable or a file (never the command line, where ``ps`` would show it), is
+printable ASCII (what an HTTP header carries unchanged) and is compared in constant time.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def load_token(token_file: str | Path | None = None, env: str = TOKEN_ENV) -> st
             return None
     if len(token) < 16:
         raise ConfigError("the access token must have at least 16 characters")
+    if len(token) > 4096 or not all("!" <= c <= "~" for c in token):
+        # HTTP headers travel as Latin-1 bytes: a non-ASCII token would be accepted here and never match a client
+        raise ConfigError("the access token must be at most 4096 printable ASCII characters (no spaces)")
     return token
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ Loss = Literal["output", "features", "mix"]
 LOSSES: tuple[str, ...] = ("output", "features", "mix")
 #: how the wrapper starts: ``pca`` (from the training features, see WrapperPair.init_from_features) or as built
 INITS: tuple[str, ...] = ("pca", "random")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: Fields that do not change what training computes: they are left out of :meth:`TrainConfig.identity`, so a run
 #: may resume with other workers, another log file or another save interval.
@@ -47,6 +49,8 @@ class TrainConfig:
             distillation plus the features' MSE relative to their mean square: :mod:`fcm.train.objective`).
         steps, batch_size, lr, seed: optimisation (Adam) and the seed of everything random; ``steps: 0`` saves the
             start itself (with ``init: pca``, the principal-component pair) as the checkpoint.
+        lr_schedule: ``constant`` (default) or ``cosine``: the step size falls from ``lr`` to 1 % of it along half a
+            cosine over ``steps`` (a function of the step alone, so a resumed run follows the same schedule).
         images: training sources (:data:`fcm.train.data.TRAINING_SOURCES`, ``photos:train``, ``photo:…``,
             ``folder:PATH``, ``file:PATH``: :func:`fcm.train.data.resolve_sources`; default the built-in ones).
         crops_per_image: random crops taken per source (cached once, then sampled).
@@ -77,6 +81,7 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 8
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     seed: int = 0
     images: tuple[str, ...] = ()
     crops_per_image: int = 8
@@ -123,6 +128,7 @@ class TrainConfig:
         values["surrogate"] = _choice(raw.get("surrogate", cls.surrogate), "surrogate", SURROGATES)
         values["loss"] = _choice(raw.get("loss", cls.loss), "loss", LOSSES)
         values["init"] = _choice(raw.get("init", cls.init), "init", INITS)
+        values["lr_schedule"] = _choice(raw.get("lr_schedule", cls.lr_schedule), "lr_schedule", LR_SCHEDULES)
         if "lam" in raw:
             values["lam"] = _number(raw["lam"], "lam", 0.0)
         if "lr" in raw:
@@ -226,11 +232,19 @@ class TrainConfig:
         """The resumable trainer state, next to the checkpoint."""
         return self.checkpoint.with_name(self.checkpoint.name + ".state")
 
+    def lr_at(self, step: int) -> float:
+        """The step size of optimisation step ``step`` (0-based)."""
+        if self.lr_schedule == "constant" or self.steps <= 1:
+            return self.lr
+        return self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / (self.steps - 1))))
+
     def identity(self) -> str:
         """16 hex digits over every setting that changes what training computes (a resumed run must match it)."""
         data = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_IDENTITY}
         if not self.color_jitter:  # configs from before colour jitter keep their identity (and resume)
             data.pop("color_jitter")
+        if self.lr_schedule == "constant":  # likewise for configs from before the schedule
+            data.pop("lr_schedule")
         data["images"] = list(self.sources)
         data["split"] = self.split
         data["bit_depth"] = self.codec_bit_depth

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcm.errors import ConfigError
+from fcm.errors import ConfigError, WeightsError
 from fcm.models.base import Features, SplitModel
 from fcm.train import distributed
 from fcm.train.channel import CodecChannel, CodedPath, RealChannel
@@ -169,9 +169,15 @@ def _train(
     start, wall_before = 0, 0.0
     if config.state_path.is_file():
         state = load_state(config.state_path, identity)
-        wrapper.load_state_dict(state.wrapper)
-        optimizer.load_state_dict(state.optimizer)
-        restore_rng(state.rng, sampler)
+        try:
+            wrapper.load_state_dict(state.wrapper)
+            optimizer.load_state_dict(state.optimizer)
+            restore_rng(state.rng, sampler)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise WeightsError(
+                f"{config.state_path}: trainer state does not fit this run ({type(e).__name__}: {e}); "
+                "delete it to start over"
+            ) from e
         start, wall_before = state.step, state.wall_seconds
     if where.is_main:
         _trim_log(config.log_path, start)
@@ -239,6 +245,8 @@ def _step(
         raise ConfigError(f"training diverged at step {step}: the loss is {loss.item()} (lower lr?)")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr_at(step)
     optimizer.step()
 
     real_bytes = None if out.real_bytes is None else int(out.real_bytes.sum())
@@ -304,6 +312,7 @@ def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
         "bit_depth": config.codec_bit_depth,
         "batch_size": config.batch_size,
         "lr": config.lr,
+        "lr_schedule": config.lr_schedule,
         "images": list(config.sources),
         "config_identity": config.identity(),
         "fcm_version": __version__,

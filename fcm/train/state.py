@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcm.errors import ConfigError
+from fcm.errors import ConfigError, WeightsError
 from fcm.torch_files import load_mapping, save_mapping
 
 FORMAT = "fcm-train-state"
@@ -80,6 +80,38 @@ def load_state(path: Path, identity: str) -> TrainerState:
             f"{path} holds a run of another training configuration ({data['config']}, this one is {identity}); "
             "it will not resume it: delete that file or choose another checkpoint path"
         )
+    _check_fields(data, path)
     return TrainerState(
-        data["config"], data["step"], data["wrapper"], data["optimizer"], data["rng"], data["wall_seconds"]
+        data["config"], data["step"], data["wrapper"], data["optimizer"], data["rng"], float(data["wall_seconds"])
     )
+
+
+def _check_fields(data: dict[str, Any], path: Path) -> None:
+    """Refuse, field by field, a state whose values are not what :func:`save_state` writes (a damaged or edited
+    file would otherwise end in a traceback deep in PyTorch, or resume at a negative step)."""
+
+    def bad(field: str, expected: str) -> WeightsError:
+        found = type(data.get(field)).__name__ if field in data else "nothing"
+        return WeightsError(f"{path}: trainer state field {field!r} must be {expected}, found {found}")
+
+    step = data.get("step")
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise bad("step", "a non-negative integer")
+    if step < 0:
+        raise WeightsError(f"{path}: trainer state field 'step' must be a non-negative integer, found {step}")
+    wall = data.get("wall_seconds")
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not np.isfinite(wall) or wall < 0:
+        raise bad("wall_seconds", "a finite non-negative number")
+    for field in ("wrapper", "optimizer", "rng"):
+        if not isinstance(data.get(field), dict):
+            raise bad(field, "a mapping")
+    if not all(isinstance(v, torch.Tensor) for v in data["wrapper"].values()):
+        raise WeightsError(f"{path}: trainer state field 'wrapper' must map names to tensors")
+    rng = data["rng"]
+    if not isinstance(rng.get("torch"), torch.Tensor) or rng["torch"].dtype != torch.uint8:
+        raise WeightsError(f"{path}: trainer state rng 'torch' must be a uint8 tensor (torch.get_rng_state())")
+    if not isinstance(rng.get("numpy"), dict):
+        raise WeightsError(f"{path}: trainer state rng 'numpy' must be a mapping (a bit generator's state)")
+    python = rng.get("python")
+    if not (isinstance(python, list) and len(python) == 3 and isinstance(python[1], list)):
+        raise WeightsError(f"{path}: trainer state rng 'python' must be [version, internal state, gauss]")

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fcm.errors import FcmError, WeightsError
 from fcm.models.base import SplitModel, SplitSpec
 from fcm.torch_files import load_mapping, save_mapping
@@ -88,6 +90,30 @@ def check_checkpoint(data: Any, path: str) -> dict[str, Any]:
     return data
 
 
+def _check_shapes_before_building(
+    cls: type[WrapperPair], spec: SplitSpec, options: dict[str, Any], state_dict: dict[str, Any], path: str
+) -> None:
+    """Refuse options whose modules would not hold ``state_dict`` before anything is allocated.
+
+    The wrapper is first built on PyTorch's ``meta`` device (shapes only, no storage), so options from a hostile or
+    damaged file (``hidden: 300000``) cost nothing: the weights the file carries must have exactly those shapes.
+    """
+    with torch.device("meta"):
+        probe = cls(spec, **options)
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if len(found) != len(state_dict):
+        raise WeightsError(f"{path}: checkpoint state_dict holds values that are not tensors")
+    if expected != found:
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        first = wrong[0]
+        raise WeightsError(
+            f"{path}: the options {options} do not match the weights the checkpoint carries ({len(wrong)} of "
+            f"{len(expected.keys() | found.keys())} entries differ; {first!r}: options give {expected.get(first)}, "
+            f"weights are {found.get(first)})"
+        )
+
+
 def load_wrapper(path: str | Path, model: SplitModel) -> WrapperPair:
     """Rebuild the wrapper of checkpoint ``path`` for ``model``, in eval mode."""
     return wrapper_from_checkpoint(read_checkpoint(path), model, str(path))
@@ -108,6 +134,7 @@ def wrapper_from_checkpoint(data: dict[str, Any], model: SplitModel, source: str
         raise WeightsError(f"{path}: checkpoint options and state_dict must be mappings")
     try:
         cls = WRAPPERS.get(data["wrapper"])
+        _check_shapes_before_building(cls, model.spec, data["options"], data["state_dict"], path)
         wrapper = cls(model.spec, **data["options"])
         wrapper.load_state_dict(data["state_dict"], strict=True)
     except (FcmError, TypeError, RuntimeError) as e:

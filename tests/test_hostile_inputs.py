@@ -1,0 +1,222 @@
+"""Loaders bound their work before they build (issue 22's audit, rows 3–10): each hostile file is refused quickly
+with a short message naming the problem, before it can allocate, run code or expand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fcm.errors import MAX_MESSAGE_CHARS, BitstreamError, ConfigError, WeightsError
+from fcm.yaml_files import MAX_EXPANDED_NODES, read_mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _alias_bomb(levels: int = 8, key: str = "qps") -> str:
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + f"\n{key}: *l{levels - 1}\n"
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        lambda p: read_mapping(p, "config file"),
+        lambda p: __import__("fcm.eval.config", fromlist=["SweepConfig"]).SweepConfig.from_yaml(p),
+        lambda p: __import__("fcm.train.config", fromlist=["TrainConfig"]).TrainConfig.from_yaml(p),
+    ],
+    ids=["read_mapping", "sweep", "train"],
+)
+def test_an_alias_bomb_is_refused_with_a_short_message(tmp_path, load):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    assert path.stat().st_size < 2000  # 9^8 = 43 M strings once expanded
+    with pytest.raises(ConfigError, match="alias") as e:
+        load(path)
+    assert len(str(e.value)) < 400
+
+
+def test_shared_aliases_within_the_bound_still_load(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {codec: x265, qps: [22, 27]}\none: *b\ntwo: {<<: *b, qps: [32]}\n")
+    assert read_mapping(path, "config file")["two"] == {"codec": x265_name(), "qps": [32]}
+    recursive = tmp_path / "rec.yaml"
+    recursive.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match=str(MAX_EXPANDED_NODES)):
+        read_mapping(recursive, "config file")
+
+
+def x265_name() -> str:
+    return "x265"
+
+
+def test_an_oversized_settings_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("a: [" + "1," * 600_000 + "1]\n")
+    with pytest.raises(ConfigError, match="more than the 1048576"):
+        read_mapping(path, "config file")
+
+
+def test_error_messages_quoting_a_huge_value_are_cut():
+    e = ConfigError("qps must be integers, got " + repr(list(range(100_000))))
+    assert len(str(e)) <= MAX_MESSAGE_CHARS + 60 and "characters cut" in str(e)
+    assert str(e).startswith("qps must be integers, got [0, 1, 2")
+
+
+def test_an_option_bomb_checkpoint_is_refused_before_allocating(tmp_path):
+    """hidden: 300000 in a 2 KB file: compared, on the meta device, with the weights it carries, so nothing of the
+    size the options claim is ever allocated."""
+    from fcm.models import get_model
+    from fcm.torch_files import save_mapping
+    from fcm.wrappers import build_wrapper, load_wrapper
+    from fcm.wrappers.checkpoint import FORMAT, checkpoint_payload
+
+    model = get_model("efficientnet_lite0", "stage4")
+    wrapper = build_wrapper("channel_reduction", model.spec, channels=8, hidden=4)
+    payload = checkpoint_payload(wrapper, model)
+    payload["options"] = {"channels": 8, "hidden": 300_000}
+    path = tmp_path / "bomb.pt"
+    save_mapping(path, FORMAT, payload)
+    with pytest.raises(WeightsError, match="do not match the weights the checkpoint carries"):
+        load_wrapper(path, model)
+    payload["options"] = {"channels": 8, "hidden": 4}
+    save_mapping(path, FORMAT, payload)
+    assert load_wrapper(path, model).weights_tag == wrapper.weights_tag  # the honest file still loads
+
+
+def test_a_zip_bomb_rdo_map_is_refused_before_inflating(tmp_path):
+    from fcm.rdo.fixed_map import FixedMap
+
+    honest = FixedMap.load(ROOT / "checkpoints" / "efficientnet_lite0_stage4_kl.rdo.npz")
+    bomb = tmp_path / "bomb.rdo.npz"
+    np.savez_compressed(
+        bomb, weights=np.zeros((6000, 6000), np.float32), identity=np.array(json.dumps(honest.identity))
+    )
+    assert bomb.stat().st_size < 400_000  # 144 MB once inflated
+    with pytest.raises(ConfigError, match="inflates to 144000128 bytes"):
+        FixedMap.load(bomb)
+    lying = dict(honest.identity, layout={**honest.identity["layout"], "frame_height": 1 << 20, "frame_width": 1 << 20})
+    np.savez_compressed(bomb, weights=np.zeros((4, 4), np.float32), identity=np.array(json.dumps(lying)))
+    with pytest.raises(ConfigError, match="weights member"):
+        FixedMap.load(bomb)
+
+
+def _train_detector_tool():
+    spec = importlib.util.spec_from_file_location("train_detector", ROOT / "tools" / "train_detector.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Planted:
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "pwned"))
+
+
+def test_a_planted_detector_resume_file_runs_no_code(tmp_path):
+    tool = _train_detector_tool()
+    planted = _Planted()
+    planted.target = str(tmp_path / "ran")
+    ckpt = tmp_path / "det.ckpt"
+    torch.save({"model": planted}, ckpt)
+    with pytest.raises(SystemExit, match="not a readable resume state"):
+        tool.read_resume_state(ckpt)
+    assert not (tmp_path / "ran").exists()
+    torch.save({"model": {}, "optimizer": {}, "iteration": -5, "losses": [], "wall": 0.0}, ckpt)
+    with pytest.raises(SystemExit, match="negative iteration"):
+        tool.read_resume_state(ckpt)
+    torch.save({"model": {}, "optimizer": {}, "iteration": 3, "losses": [0.5], "wall": 1.0}, ckpt)
+    assert tool.read_resume_state(ckpt)["iteration"] == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"step": -5}, "'step' must be a non-negative integer, found -5"),
+        ({"step": "7"}, "'step' must be a non-negative integer, found str"),
+        ({"rng": {"torch": [1, 2], "numpy": {}, "python": [3, [], None]}}, "rng 'torch' must be a uint8 tensor"),
+        ({"optimizer": [1]}, "'optimizer' must be a mapping"),
+        ({"wall_seconds": float("nan")}, "'wall_seconds' must be a finite non-negative number"),
+    ],
+)
+def test_a_damaged_trainer_state_is_refused_field_by_field(tmp_path, change, message):
+    from fcm.torch_files import save_mapping
+    from fcm.train.state import FORMAT, load_state
+
+    state = {
+        "config": "abc",
+        "step": 3,
+        "wrapper": {"w": torch.zeros(2)},
+        "optimizer": {"state": {}, "param_groups": []},
+        "rng": {"torch": torch.get_rng_state(), "numpy": {"bit_generator": "PCG64"}, "python": [3, [1, 2], None]},
+        "wall_seconds": 1.5,
+    }
+    path = tmp_path / "state.pt"
+    save_mapping(path, FORMAT, state)
+    assert load_state(path, "abc").step == 3
+    save_mapping(path, FORMAT, {**state, **change})
+    with pytest.raises(WeightsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_state(path, "abc")
+
+
+def test_codec_option_values_are_single_arguments(tmp_path):
+    """``preset: "fast --output X"`` must reach the encoder as one argument, not three."""
+    from fcm.codecs import CodecParams
+    from fcm.codecs.external import ExternalCodec
+
+    script = "import sys,json; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"
+    codec = ExternalCodec(
+        "argv-recorder",
+        f'{sys.executable} -c "{script}" {{output}} --preset {{preset}}',
+        pyav_decoder="hevc",
+    )
+    params = CodecParams(32, preset="fast --output X", options=(("tune", "psnr 'quoted' --evil"),))
+    encoded = codec.encode(np.zeros((1, 64, 64), np.uint8), 8, params)
+    assert json.loads(encoded.packets[0]) == ["--preset", "fast --output X", "--tune", "psnr 'quoted' --evil"]
+
+
+def test_a_non_ascii_or_spaced_token_is_refused_at_start_up(tmp_path):
+    from fcm.serve.auth import load_token
+
+    for bad in ("ünïcode-token-0123456789", "a token with spaces inside"):
+        path = tmp_path / "token"
+        path.write_text(bad + "\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="printable ASCII"):
+            load_token(path)
+    path.write_text("Printable-ASCII_token.0123456789~\n")
+    assert load_token(path) == "Printable-ASCII_token.0123456789~"
+
+
+def test_a_stream_decoding_to_non_finite_values_exits_2_on_the_command_line(tmp_path, capsys):
+    """A wrapper whose post-half overflows float32 (weights ×1e38: a damaged or hostile checkpoint whose tag is its
+    own) turns a valid stream into ±inf/NaN features: the library refuses them and ``fcm decode`` says so with exit
+    code 2 — never ``NaN`` printed as JSON."""
+    from fcm import pipeline
+    from fcm.cli import main
+    from fcm.codecs import CodecParams
+    from fcm.images import bundled_photo
+    from fcm.models import get_model
+    from fcm.wrappers import build_wrapper, save_wrapper
+
+    model = get_model("efficientnet_lite0", "stage4")
+    wrapper = build_wrapper("channel_reduction", model.spec, channels=8, hidden=0)
+    with torch.no_grad():
+        for p in wrapper.post.parameters():
+            p.mul_(1.0e38)
+    checkpoint = tmp_path / "overflowing.pt"
+    save_wrapper(checkpoint, wrapper, model)
+    data = pipeline.encode(bundled_photo("chelsea"), model, "x265", CodecParams(37), wrapper=wrapper).bitstream
+    with pytest.raises(BitstreamError, match="non-finite values in the post-wrapper's features"):
+        pipeline.decode(data, model, wrapper=wrapper)
+    path = tmp_path / "inf.fcm"
+    path.write_bytes(data)
+    assert main(["decode", str(path), "--wrapper", str(checkpoint)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "non-finite" in err and err.count("\n") == 1
