@@ -88,6 +88,47 @@ def test_fpn_fusion_blocks_option():
             build_wrapper("fpn_fusion", spec, blocks=bad)
 
 
+def test_fpn_fusion_learned_resampling_keeps_fine_detail():
+    """``resample: learned``: strided convolutions down, transposed ones (and a residual refinement) up. Unlike
+    average pooling, it sees a stride-4 level's detail inside each cell of the stride-16 grid."""
+    spec = get_model("faster_rcnn_lite0_fpn", "fpn").spec
+    learned = build_wrapper("fpn_fusion", spec, channels=8, per_level=4, stride=16, resample="learned")
+    assert learned.options["resample"] == "learned"
+    assert "resample" not in build_wrapper("fpn_fusion", spec, channels=8, per_level=4).options  # old checkpoints
+    assert learned.project["p2"].kernel_size == (4, 4) and learned.project["p2"].stride == (4, 4)
+    assert learned.project["p4"].kernel_size == (1, 1)  # the fused grid's own level and coarser ones: 1x1
+    x = {t.name: torch.randn(1, t.channels, 256 // t.stride, 256 // t.stride) for t in spec.tensors}
+    fused = learned.encode(x)["fused"]
+    assert fused.shape == (1, 8, 16, 16)
+    out = learned.decode({"fused": fused})
+    assert {k: tuple(v.shape) for k, v in out.items()} == {k: tuple(v.shape) for k, v in x.items()}
+    # pooling cannot tell apart two P2 patterns with the same cell means; the strided convolution can
+    a = {k: v.clone() for k, v in x.items()}
+    b = {k: v.clone() for k, v in x.items()}
+    b["p2"] = b["p2"] + torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(32, 32)  # zero mean in every 4x4 cell
+    pool = build_wrapper("fpn_fusion", spec, channels=8, per_level=4, stride=16)
+    assert torch.allclose(pool.encode(a)["fused"], pool.encode(b)["fused"], atol=1e-5)
+    assert not torch.allclose(learned.encode(a)["fused"], learned.encode(b)["fused"], atol=1e-3)
+    with pytest.raises(ConfigError, match="resample must be 'pool' or 'learned'"):
+        build_wrapper("fpn_fusion", spec, resample="bicubic")
+
+
+def test_cosine_learning_rate_schedule():
+    from fcm.train.config import TrainConfig
+
+    base = {"checkpoint": "w.pt", "wrapper": {"name": "channel_reduction", "channels": 8}, "steps": 101, "lr": 0.01}
+    constant = TrainConfig.from_config(base)
+    assert TrainConfig.from_config({**base, "lr_schedule": "constant"}).identity() == constant.identity()
+    cosine = TrainConfig.from_config({**base, "lr_schedule": "cosine"})
+    assert cosine.identity() != constant.identity()
+    assert [constant.lr_at(s) for s in (0, 50, 100)] == [0.01] * 3
+    assert cosine.lr_at(0) == pytest.approx(0.01) and cosine.lr_at(100) == pytest.approx(1e-4)
+    assert cosine.lr_at(50) == pytest.approx(0.01 * (0.01 + 0.99 * 0.5))
+    assert all(cosine.lr_at(s) > cosine.lr_at(s + 1) for s in range(100))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig.from_config({**base, "lr_schedule": "step"})
+
+
 DETECTION_TINY: dict[str, Any] = {
     "model": "faster_rcnn_lite0_fpn",
     "split": "fpn",
