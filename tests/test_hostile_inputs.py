@@ -220,3 +220,28 @@ def test_a_stream_decoding_to_non_finite_values_exits_2_on_the_command_line(tmp_
     assert main(["decode", str(path), "--wrapper", str(checkpoint)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "non-finite" in err and err.count("\n") == 1
+
+
+def test_a_video_decoding_to_non_finite_features_is_refused(tmp_path):
+    """The same overflowing post-wrapper in a video stream: the frame's decode raises a BitstreamError naming the
+    frame, instead of yielding NaN outputs."""
+    import io
+    from fractions import Fraction
+
+    from fcm.codecs import CodecParams
+    from fcm.images import bundled_photo
+    from fcm.models import get_model
+    from fcm.video.pipeline import decode_video, encode_video
+    from fcm.wrappers import build_wrapper
+
+    model = get_model("efficientnet_lite0", "stage4")
+    wrapper = build_wrapper("channel_reduction", model.spec, channels=8, hidden=0)
+    with torch.no_grad():
+        for p in wrapper.post.parameters():
+            p.mul_(1.0e38)
+    sink = io.BytesIO()
+    frame = bundled_photo("chelsea")
+    encode_video([frame, frame], model, "x265", CodecParams(37), sink, Fraction(25), wrapper=wrapper)
+    _, frames = decode_video(io.BytesIO(sink.getvalue()), model, wrapper=wrapper)
+    with pytest.raises(BitstreamError, match="non-finite values in frame 0's features"):
+        next(frames)

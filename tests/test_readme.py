@@ -22,7 +22,7 @@ def test_the_figures_file_names_each_command_and_the_machine(readme_figures):
     figures = json.loads((ROOT / "docs" / "figures.json").read_text())
     assert set(figures["sections"]) == set(tool.SECTIONS)
     for name, section in figures["sections"].items():
-        assert section["command"] == " ".join(["fcm", *tool.SECTIONS[name].argv])
+        assert section["command"] == " ".join(tool._command(tool.SECTIONS[name]))
         assert section["results"] == f"runs/readme/{name}" and section["values"]
     machine = figures["machine"]
     assert machine["cpu"] and machine["torch_cpu_capability"] and machine["packages"]["torch"]

@@ -282,6 +282,54 @@ def video_detection(folder: Path) -> dict[str, str]:
     }
 
 
+def _seconds(x: float) -> str:
+    return f"{x:.3f} s" if x < 1 else f"{x:.2f} s"
+
+
+def _mb(x: float) -> str:
+    return f"{x / 1024:.1f} GB" if x >= 1024 else f"{x:.0f} MB"
+
+
+def _share(stats: dict[str, Any]) -> str:
+    return f"{100 * stats['success_rate']:.0f} %"
+
+
+def attack(folder: Path) -> dict[str, str]:
+    """tools/attack_server.py: the server as it was (``legacy``) and as ``fcm serve`` runs it (``guarded``)."""
+    modes = {r["mode"]: r for r in json.loads((folder / "output.json").read_text())["results"]}
+    legacy, guarded = modes["legacy"], modes["guarded"]
+    out: dict[str, str] = {
+        "idle": str(guarded["attacker"]["idle"]),
+        "slow": str(guarded["attacker"]["slow_header"]),
+        "closures": f"{guarded['attacker']['reconnects_after_server_close']:,}",
+        "timeouts_counted": f"{guarded['refusals_counted'].get('header_timeout', 0):,.0f}",
+    }
+    for name, mode in (("legacy", legacy), ("guarded", guarded)):
+        attacked, work = mode["under_attack"], mode["work_amplification"]
+        audit, largest = work["audit_80x640x640"], work["largest_admitted_80x92x92"]
+        answered = isinstance(audit["status"], int)
+        statuses = attacked["decode"]["statuses"]
+        out |= {
+            f"{name}_decodes": str(attacked["decode"]["requests"]),
+            f"{name}_decode_share": _share(attacked["decode"]),
+            f"{name}_decode_p99": _seconds(attacked["decode"]["p99_s"]),
+            f"{name}_decode_statuses": ", ".join(f"{n} × {s}" for s, n in sorted(statuses.items())),
+            f"{name}_healthz": str(attacked["healthz"]["requests"]),
+            f"{name}_healthz_share": _share(attacked["healthz"]),
+            f"{name}_healthz_p99": _seconds(attacked["healthz"]["p99_s"]),
+            f"{name}_unloaded_p99": _seconds(mode["baseline"]["decode"]["p99_s"]),
+            f"{name}_audit": (
+                f"answered {audit['status']} in {_seconds(audit['seconds'])}" if answered else audit["message"]
+            ),
+            f"{name}_audit_rss": f"{_mb(audit['rss_before_mb'])} → {_mb(audit['peak_rss_mb'])}",
+            f"{name}_largest_s": _seconds(largest["seconds"]),
+            f"{name}_largest_peak": _mb(largest["peak_rss_mb"]),
+        }
+    claimed = re.search(r"about ([0-9.]+) GMAC", guarded["work_amplification"]["audit_80x640x640"]["message"])
+    out["audit_gmac"] = f"{float(claimed.group(1)):.0f}" if claimed else "n/a"
+    return out
+
+
 @dataclass(frozen=True)
 class Section:
     """One command whose results the README quotes: how to rerun it and what to take from its folder."""
@@ -292,6 +340,9 @@ class Section:
     images: dict[str, str] = field(default_factory=dict)
     #: keys whose values are timings (they vary with the machine's load; the slow test does not compare them)
     timed: tuple[str, ...] = ()
+    #: ``argv`` is a Python script of the repository (not an ``fcm`` command) printing one JSON object, which is
+    #: kept as ``output.json`` in the results folder
+    script: bool = False
 
 
 SECTIONS: dict[str, Section] = {
@@ -314,6 +365,34 @@ SECTIONS: dict[str, Section] = {
         ("video-sweep", "configs/video_sweep.yaml", "--jobs", "2"), video, {"rd_kbps.png": "docs/img/video_rd.png"}
     ),
     "video_detection": Section(("video-sweep", "configs/video_detection.yaml", "--jobs", "2"), video_detection),
+    "attack": Section(
+        ("tools/attack_server.py", "--connections", "200", "--seconds", "20"),
+        attack,
+        {"output.json": "docs/attack_server.json"},
+        timed=(
+            "legacy_decode_p99",
+            "guarded_decode_p99",
+            "legacy_healthz_p99",
+            "guarded_healthz_p99",
+            "legacy_unloaded_p99",
+            "guarded_unloaded_p99",
+            "legacy_audit",
+            "guarded_audit",
+            "legacy_audit_rss",
+            "guarded_audit_rss",
+            "legacy_largest_s",
+            "guarded_largest_s",
+            "legacy_largest_peak",
+            "guarded_largest_peak",
+            "legacy_decodes",
+            "guarded_decodes",
+            "legacy_healthz",
+            "guarded_healthz",
+            "closures",
+            "timeouts_counted",
+        ),
+        script=True,
+    ),
 }
 
 
@@ -385,16 +464,28 @@ def _measured_on(folder: Path) -> dict[str, Any]:
     }
 
 
+def _command(section: Section) -> list[str]:
+    return ["python" if section.script else "fcm", *section.argv]
+
+
 def rerun(name: str, section: Section, fresh: bool) -> Path:
     folder = RUNS / name
     if fresh and (ROOT / folder).exists():
         shutil.rmtree(ROOT / folder)
-    argv = [sys.executable, "-m", "fcm.cli", *section.argv, "--output", str(folder), "--no-progress"]
-    print(f"[{name}] {' '.join(['fcm', *section.argv, '--output', str(folder)])}", file=sys.stderr, flush=True)
+    if section.script:
+        (ROOT / folder).mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, *section.argv]
+        print(f"[{name}] {' '.join(_command(section))}", file=sys.stderr, flush=True)
+    else:
+        argv = [sys.executable, "-m", "fcm.cli", *section.argv, "--output", str(folder), "--no-progress"]
+        print(f"[{name}] {' '.join([*_command(section), '--output', str(folder)])}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"[{name}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    if section.script:
+        json.loads(proc.stdout)  # one JSON object, or the run failed
+        (ROOT / folder / "output.json").write_text(proc.stdout)
     print(f"[{name}] done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return folder
 
@@ -404,7 +495,7 @@ def collect(name: str, section: Section, folder: Path) -> dict[str, Any]:
     for source, target in section.images.items():
         shutil.copyfile(ROOT / folder / source, ROOT / target)
     return {
-        "command": " ".join(["fcm", *section.argv]),
+        "command": " ".join(_command(section)),
         "results": str(folder),
         "measured": time.strftime("%Y-%m-%d"),
         "timed": list(section.timed),

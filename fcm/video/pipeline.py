@@ -250,7 +250,7 @@ def decode_video(
 def _decode_frames(
     reader: VideoReader, header: VideoHeader, codec: Codec, model: SplitModel, wrapper: WrapperPair | None
 ) -> Iterator[VideoFrameResult]:
-    from fcm.pipeline import run_back
+    from fcm.pipeline import refuse_non_finite, run_back
 
     layout = header.layout
     try:
@@ -278,7 +278,8 @@ def _decode_frames(
             features.check(model.spec)
         except ShapeError as e:
             raise BitstreamError(f"the video does not fit split {model.name}/{model.split}: {e}") from e
-        output = run_back(features, model)  # the image decoder's back half, errors included
+        refuse_non_finite(features.tensors, f"frame {index}'s features")
+        output = run_back(features, model)  # the image decoder's back half, errors included (a non-finite output)
         result = VideoFrameResult(index, output, features, codec_s, time.perf_counter() - t0)
         index += 1
         return result
