@@ -378,7 +378,11 @@ def test_video_sweep_configs_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="unknown video sweep key"):
         _video_sweep_config(tmp_path, qp=3)
     with pytest.raises(ConfigError, match="unknown video pipeline"):
-        _video_sweep_config(tmp_path, pipelines=["wrapped"])
+        _video_sweep_config(tmp_path, pipelines=["warped"])
+    with pytest.raises(ConfigError, match="'wrapped' pipeline needs 'wrapper: CHECKPOINT'"):
+        _video_sweep_config(tmp_path, pipelines=["feature", "wrapped"])
+    with pytest.raises(ConfigError, match="'wrapper' is read only by the 'wrapped' pipeline"):
+        _video_sweep_config(tmp_path, wrapper="checkpoints/efficientnet_lite0_stage4_cr40_scaled.pt")
     with pytest.raises(ConfigError, match="needs 'qps'"):
         VideoSweepConfig.from_config({"sequences": ["clip:coffee"], "codecs": ["x265"]})
     with pytest.raises(ConfigError, match="cannot code yuv420p10 pictures"):
@@ -387,6 +391,31 @@ def test_video_sweep_configs_are_checked(tmp_path):
         )  # 10-bit remote on VP9
     shipped = VideoSweepConfig.load("configs/video_sweep.yaml")
     assert shipped.pipelines == ("feature", "remote") and len(shipped.qps) >= 6 and shipped.gop == "lowdelay"
+
+
+def test_a_video_sweep_codes_through_a_wrapper_or_a_family(tmp_path):
+    """The ``wrapped`` pipeline codes each sequence through the wrapper (a family: its variant for the QP, named in
+    the stream), decodes it with the same wrapper and reports it as its own curve; the folder remembers the
+    wrapper's weights, so another wrapper's sweep cannot add points to it."""
+    from fcm.eval.video_sweep import run_video_sweep
+
+    cr40 = "checkpoints/efficientnet_lite0_stage4_cr40_scaled.pt"
+    small = {"qps": [27, 42], "sequences": ["clip:astronaut:4:96x64"], "pipelines": ["feature", "wrapped"]}
+    outcome = run_video_sweep(_video_sweep_config(tmp_path, wrapper=cr40, **small), progress=False)
+    by = {(r["pipeline"], r["qp"]): r for r in outcome.records}
+    assert set(by) == {(p, q) for p in ("feature", "wrapped") for q in (27, 42)}
+    for qp in (27, 42):  # 40 of 80 channels coded: fewer bytes than the plain features at the same QP
+        assert by[("wrapped", qp)]["bytes"] < by[("feature", qp)]["bytes"], qp
+        assert by[("wrapped", qp)]["frames"] == 4 and by[("wrapped", qp)]["mean_kl"] >= 0
+    assert by[("wrapped", 27)]["bytes"] > by[("wrapped", 42)]["bytes"]
+    assert {p["curve"] for p in outcome.report["points"]} == {"feature/x265", "wrapped/x265"}
+    family = "checkpoints/efficientnet_lite0_stage4_family.pt"
+    with pytest.raises(ConfigError, match="wrapper_tag"):
+        run_video_sweep(_video_sweep_config(tmp_path, wrapper=family, **small), progress=False)
+    fam = run_video_sweep(_video_sweep_config(tmp_path / "fam", wrapper=family, **small), progress=False)
+    by_family = {(r["pipeline"], r["qp"]): r for r in fam.records}
+    # the shipped family codes QP 0–24 plainly, QP 25–39 with its KLT variant and 40–51 with its linear-mix one
+    assert all(by_family[("wrapped", q)]["bytes"] != by_family[("feature", q)]["bytes"] for q in (27, 42))
 
 
 def test_mutated_video_streams_raise_only_bitstream_errors(lite0, lowdelay_stream):

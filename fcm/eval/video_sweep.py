@@ -46,7 +46,9 @@ from fcm.numerics import torch_threads
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "video_sweep.json"
-VIDEO_PIPELINES = ("feature", "remote")
+VIDEO_PIPELINES = ("feature", "wrapped", "remote")
+#: the pipelines a config that names none runs
+DEFAULT_PIPELINES = ("feature", "remote")
 _KEYS = {
     "name",
     "output",
@@ -60,6 +62,7 @@ _KEYS = {
     "codecs",
     "qps",
     "pipelines",
+    "wrapper",
     "gop",
     "intra_period",
     "preset",
@@ -87,7 +90,9 @@ class VideoSweepConfig:
     sha256: str | None = None
     max_frames: int | None = None
     fps: float | None = None
-    pipelines: tuple[str, ...] = VIDEO_PIPELINES
+    pipelines: tuple[str, ...] = DEFAULT_PIPELINES
+    #: the wrapper checkpoint or family file the ``wrapped`` pipeline codes with (a family: its variant for each QP)
+    wrapper: str | None = None
     gop: str = "lowdelay"
     intra_period: int = 32
     preset: str | None = None
@@ -104,6 +109,12 @@ class VideoSweepConfig:
         unknown = [p for p in self.pipelines if p not in VIDEO_PIPELINES]
         if unknown:
             raise ConfigError(f"unknown video pipeline(s) {unknown}; known: {', '.join(VIDEO_PIPELINES)}")
+        if ("wrapped" in self.pipelines) != (self.wrapper is not None):
+            raise ConfigError(
+                "the 'wrapped' pipeline needs 'wrapper: CHECKPOINT'"
+                if self.wrapper is None
+                else "'wrapper' is read only by the 'wrapped' pipeline: add it to pipelines or drop the key"
+            )
         if len(set(self.qps)) != len(self.qps) or len(set(self.sequences)) != len(self.sequences):
             raise ConfigError("qps and sequences must not repeat")
         if self.intra_period < 0 or self.torch_threads < 1:
@@ -140,6 +151,8 @@ class VideoSweepConfig:
                     values[key] = _as_int(values[key], key)
             if values.get("fps") is not None:
                 values["fps"] = float(values["fps"])
+            if values.get("wrapper") is not None:
+                values["wrapper"] = str(values["wrapper"])
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad video sweep value: {e}") from None
         name = str(values.pop("name", "video"))
@@ -221,12 +234,16 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return list(records.values())
 
 
-def _check_folder(cfg: VideoSweepConfig, weights_tag: str, write: bool = True, merge: bool = False) -> str:
+def _check_folder(
+    cfg: VideoSweepConfig, weights_tag: str, wrapper_tag: str | None, write: bool = True, merge: bool = False
+) -> str:
     """Refuse a folder holding another sweep's records (the lists of sequences, QPs, codecs and pipelines may grow
     or shrink; each codec both runs name must be the same build), or one made by a sweep of another name unless
     ``merge``. Returns the folder's sweep name (with ``merge``, that of the sweep that made it)."""
     cfg.output.mkdir(parents=True, exist_ok=True)
     identity = {**cfg.identity(), "weights_tag": weights_tag, "codec_identity": _codec_identity(cfg)}
+    if wrapper_tag is not None:  # folders of sweeps without a wrapper keep their identity
+        identity["wrapper_tag"] = wrapper_tag
     path = cfg.output / SWEEP_FILE
     lists = ("sequences", "qps", "codecs", "pipelines", "codec_identity")
     name = cfg.name
@@ -261,8 +278,27 @@ def check_folder_read_only(cfg: VideoSweepConfig, merge: bool = False) -> str:
     the folder's sweep name."""
     from fcm.models import get_model
 
-    weights_tag = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256).weights_tag
-    return _check_folder(cfg, weights_tag, write=False, merge=merge)
+    model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256)
+    return _check_folder(cfg, model.weights_tag, _wrapper_tag(_load_wrapper(cfg, model)), write=False, merge=merge)
+
+
+def _load_wrapper(cfg: VideoSweepConfig, model: Any) -> Any:
+    """The config's wrapper (checkpoint or family) for ``model``, checked against its split; ``None`` without one."""
+    if cfg.wrapper is None:
+        return None
+    from fcm.pipeline import check_wrapper_split
+    from fcm.wrappers import WrapperFamily, load_wrapper_or_family
+
+    wrapper = load_wrapper_or_family(cfg.wrapper, model)
+    pairs = [v.wrapper for v in wrapper.variants] if isinstance(wrapper, WrapperFamily) else [wrapper]
+    for pair in pairs:
+        if pair is not None:
+            check_wrapper_split(pair, model)
+    return wrapper
+
+
+def _wrapper_tag(wrapper: Any) -> str | None:
+    return None if wrapper is None else str(wrapper.weights_tag)
 
 
 def _codec_identity(cfg: VideoSweepConfig) -> dict[str, Any]:
@@ -307,7 +343,9 @@ def run_video_sweep(
             build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
         cfg.output.mkdir(parents=True, exist_ok=True)
         with exclusive_folder(cfg.output):
-            cfg = replace(cfg, name=_check_folder(cfg, model.weights_tag, merge=merge))  # the folder's name titles it
+            wrapper_tag = _wrapper_tag(_load_wrapper(cfg, model))
+            # the folder's name titles the report
+            cfg = replace(cfg, name=_check_folder(cfg, model.weights_tag, wrapper_tag, merge=merge))
             config = {"name": cfg.name, "output": str(cfg.output), **cfg.identity()}
             manifest, t0 = run_manifest(config, cfg.torch_threads, jobs), time.perf_counter()
             records, new = _measure_all(cfg, model, sources, progress, jobs)
@@ -367,6 +405,7 @@ class _PointMeasurer:
         self.sources = dict(sources or {})
         self._references: dict[str, list[Any]] = {}
         self._ground_truth: dict[str, Path] = {}
+        self.wrapper = _load_wrapper(cfg, model)
 
     def measure(self, sequence: str, pipeline: str, codec: str, qp: int) -> dict[str, Any]:
         from fcm.video.sources import open_source
@@ -380,8 +419,13 @@ class _PointMeasurer:
             if cfg.evaluator == "coco":
                 self._ground_truth = {sequence: _ground_truth_file(cfg, src)}
         evaluator = _evaluator(cfg, self.model, self._ground_truth.get(sequence))
-        measure = _measure_feature if pipeline == "feature" else _measure_remote
-        return {"sequence": sequence, **measure(cfg, src, self.model, codec, qp, self._references[sequence], evaluator)}
+        references = self._references[sequence]
+        if pipeline == "remote":
+            record = _measure_remote(cfg, src, self.model, codec, qp, references, evaluator)
+        else:
+            wrapper = None if pipeline == "feature" else self.wrapper
+            record = _measure_feature(cfg, src, self.model, codec, qp, references, evaluator, wrapper, pipeline)
+        return {"sequence": sequence, **record}
 
 
 _WORKER: _PointMeasurer | None = None
@@ -506,9 +550,22 @@ def _score(
 
 
 def _measure_feature(
-    cfg: VideoSweepConfig, src: Any, model: Any, codec: str, qp: int, references: list[Any], evaluator: Any
+    cfg: VideoSweepConfig,
+    src: Any,
+    model: Any,
+    codec: str,
+    qp: int,
+    references: list[Any],
+    evaluator: Any,
+    wrapper: Any = None,
+    pipeline: str = "feature",
 ) -> dict[str, Any]:
+    """Code ``src`` as one feature video (through ``wrapper``, a checkpoint or family, where given), decode it and
+    score every frame; the record is labelled ``pipeline``."""
+    from fcm.pipeline import variant_for
     from fcm.video.pipeline import decode_video, encode_video
+
+    wrapper = variant_for(wrapper, cfg.params(qp))  # a family: one variant for the whole video
 
     tmp = cfg.output / f".stream-{os.getpid()}.fcmv"
     try:
@@ -523,11 +580,12 @@ def _measure_feature(
                 intra_period=cfg.intra_period,
                 bit_depth=cfg.bit_depth,
                 range_mode=cfg.range_mode,  # type: ignore[arg-type]
+                wrapper=wrapper,
                 torch_threads=cfg.torch_threads,
             )
         t0 = time.perf_counter()
         with open(tmp, "rb") as f:
-            _, results = decode_video(f, model)
+            _, results = decode_video(f, model, wrapper)
             frames, metrics, kls = _score(cfg, src, model, evaluator, (r.output for r in results), references)
         decode_s = time.perf_counter() - t0
         size = tmp.stat().st_size
@@ -538,7 +596,7 @@ def _measure_feature(
     return _record(
         cfg,
         src,
-        "feature",
+        pipeline,
         codec,
         qp,
         frames,
