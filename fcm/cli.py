@@ -171,6 +171,7 @@ def _serve(args: argparse.Namespace) -> None:
         max_back_gmacs=args.max_back_gmacs,
         max_requests=args.max_requests,
         header_timeout_s=args.header_timeout_s,
+        max_connections=args.max_connections,
     )
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
     scheme = "https" if tls else "http"
@@ -785,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="most back-half work a stream's header may claim (10^9 multiply-accumulates, estimated per served "
-        "model at start-up; about 2 s on one core); default 10",
+        "model at start-up); default 10",
     )
     p.add_argument(
         "--max-requests",
@@ -798,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds a connection may take to send a request's head; idle ones are closed; default 10",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=1000,
+        help="connections held at once; a new one beyond closes the oldest idle one (capped below the open-file "
+        "limit); default 1000",
     )
     p.add_argument("--token-file", default=None, help="bearer token file (else $FCM_SERVE_TOKEN; neither: no auth)")
     p.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM); with --ssl-keyfile, serve HTTPS")

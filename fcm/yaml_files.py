@@ -56,7 +56,11 @@ MAX_FILE_BYTES = 1 << 20
 MAX_EXPANDED_NODES = 100_000
 """Most nodes a document may hold once every alias is expanded. Aliases share one Python object, so an alias
 bomb (8 levels of 9 references: 43 M nodes from 1 KB) costs nothing to load, but anything that walks or prints the
-value — an error message quoting it, ``str()`` of a codec variable — pays the expanded size: refused at the door."""
+value — an error message quoting it, ``str()`` of a codec variable — pays the expanded size: refused at the door.
+A scalar counts as one node per :data:`CHARS_PER_NODE` characters it holds (at least one), so one long string
+referenced through a few levels of aliases is bounded too (at most about 6 M characters in all)."""
+
+CHARS_PER_NODE = 64
 
 
 def _expanded_size(root: yaml.Node) -> int:
@@ -72,7 +76,9 @@ def _expanded_size(root: yaml.Node) -> int:
             raise ConfigError("nested deeper than 100 levels")
         sizes[key] = MAX_EXPANDED_NODES + 1  # a cycle (a recursive alias) counts as too large
         total = 1
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            total += len(node.value) // CHARS_PER_NODE
+        elif isinstance(node, yaml.SequenceNode):
             for child in node.value:
                 total += size(child, depth + 1)
                 if total > MAX_EXPANDED_NODES:
@@ -101,7 +107,11 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
             f"{p}: {what} is {p.stat().st_size} bytes, more than the {MAX_FILE_BYTES} a settings file may be"
         )
     try:
-        loader = _StrictLoader(p.read_text())  # a SafeLoader subclass: no arbitrary objects
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: {what} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    try:
+        loader = _StrictLoader(text)  # a SafeLoader subclass: no arbitrary objects
         try:
             node = loader.get_single_node()
             if node is None:
@@ -121,6 +131,8 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
             loader.dispose()
     except yaml.YAMLError as e:
         raise ConfigError(_one_line(p, e)) from e
+    except RecursionError:  # PyYAML's composer recurses per level, before the depth check can run
+        raise ConfigError(f"{p}: {what} is nested too deeply to read (at most 100 levels)") from None
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{p} must hold a mapping of settings, got {type(raw).__name__}")
     return raw

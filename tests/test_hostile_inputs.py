@@ -91,20 +91,93 @@ def test_an_option_bomb_checkpoint_is_refused_before_allocating(tmp_path):
     assert load_wrapper(path, model).weights_tag == wrapper.weights_tag  # the honest file still loads
 
 
+def test_weights_that_are_expanded_views_are_refused_before_building(tmp_path):
+    """The meta-device comparison checks shapes; a 5 KB file whose weights are stride-0 views (``zeros(1).expand``)
+    would claim any shape. Every weight must be backed by as many stored values as its shape holds."""
+    from fcm.models import get_model
+    from fcm.torch_files import save_mapping
+    from fcm.wrappers import build_wrapper, load_wrapper
+    from fcm.wrappers.checkpoint import FORMAT, checkpoint_payload
+
+    model = get_model("efficientnet_lite0", "stage4")
+    payload = checkpoint_payload(build_wrapper("channel_reduction", model.spec, channels=8, hidden=4), model)
+    with torch.device("meta"):
+        claimed = build_wrapper("channel_reduction", model.spec, channels=8, hidden=300_000).state_dict()
+    payload["options"] = {"channels": 8, "hidden": 300_000}
+    payload["state_dict"] = {k: torch.zeros(1, dtype=v.dtype).expand(v.shape) for k, v in claimed.items()}
+    path = tmp_path / "views.pt"
+    save_mapping(path, FORMAT, payload)
+    assert path.stat().st_size < 20_000
+    with pytest.raises(WeightsError, match="an expanded view, not weights"):
+        load_wrapper(path, model)
+
+
+def test_long_strings_behind_aliases_deep_nesting_and_non_utf8_files_are_refused(tmp_path):
+    """The expansion bound counts characters too (an 8 KB string referenced 9^5 times is 470 MB of text); nesting
+    PyYAML cannot compose and bytes that are not UTF-8 are one-line ConfigErrors, not tracebacks."""
+    from fcm.yaml_files import CHARS_PER_NODE
+
+    path = tmp_path / "x.yaml"
+    lines = [f'l0: &l0 "{"x" * 8000}"'] + [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 6)]
+    path.write_text("\n".join([*lines, "qps: *l5"]) + "\n")
+    assert 9**5 < MAX_EXPANDED_NODES < 9**5 * 8000 // CHARS_PER_NODE  # the node count alone would admit it
+    with pytest.raises(ConfigError, match="alias bomb") as e:
+        read_mapping(path, "config file")
+    assert len(str(e.value)) < 400
+    path.write_text("a: " + "[" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_mapping(path, "config file")
+    path.write_bytes(b"codec: x265\nname: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_mapping(path, "config file")
+    path.write_text("name: " + "b" * 500_000 + "\n")  # one long value without aliases is still a settings file
+    assert len(read_mapping(path, "config file")["name"]) == 500_000
+
+
 def test_a_zip_bomb_rdo_map_is_refused_before_inflating(tmp_path):
+    """The identity (format, layout) and the weights member's .npy header are read before anything large is
+    inflated: a shape other than the layout's frame, a header claiming a huge array, a member longer than its
+    header says and a map naming no layout are each refused with a message saying so."""
+    import io
+    import zipfile
+
     from fcm.rdo.fixed_map import FixedMap
 
     honest = FixedMap.load(ROOT / "checkpoints" / "efficientnet_lite0_stage4_kl.rdo.npz")
+    h, w = honest.weights.shape
     bomb = tmp_path / "bomb.rdo.npz"
-    np.savez_compressed(
-        bomb, weights=np.zeros((6000, 6000), np.float32), identity=np.array(json.dumps(honest.identity))
-    )
+    identity = np.array(json.dumps(honest.identity))
+    np.savez_compressed(bomb, weights=np.zeros((6000, 6000), np.float32), identity=identity)
     assert bomb.stat().st_size < 400_000  # 144 MB once inflated
-    with pytest.raises(ConfigError, match="inflates to 144000128 bytes"):
+    with pytest.raises(ConfigError, match=r"weights of shape \(6000, 6000\) \(float32\) do not match"):
+        FixedMap.load(bomb)
+
+    def members(weights_npy: bytes, ident: np.ndarray = identity) -> None:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, ident)
+        with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("identity.npy", buffer.getvalue())
+            z.writestr("weights.npy", weights_npy)
+
+    def header(shape: tuple[int, ...]) -> bytes:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        return buffer.getvalue()
+
+    members(header((400_000, 400_000)) + bytes(64))  # 128 bytes claiming 596 GiB
+    with pytest.raises(ConfigError, match=r"weights of shape \(400000, 400000\)"):
+        FixedMap.load(bomb)
+    members(header((h, w)) + bytes(4 * h * w + (64 << 20)))  # the right header, 64 MB of padding behind it
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ConfigError, match="weights member inflates to"):
+        FixedMap.load(bomb)
+    no_layout = {k: v for k, v in honest.identity.items() if k != "layout"}
+    members(header((h, w)) + bytes(4 * h * w), np.array(json.dumps(no_layout)))
+    with pytest.raises(ConfigError, match="names no layout"):
         FixedMap.load(bomb)
     lying = dict(honest.identity, layout={**honest.identity["layout"], "frame_height": 1 << 20, "frame_width": 1 << 20})
     np.savez_compressed(bomb, weights=np.zeros((4, 4), np.float32), identity=np.array(json.dumps(lying)))
-    with pytest.raises(ConfigError, match="weights member"):
+    with pytest.raises(ConfigError, match="no valid frame size"):
         FixedMap.load(bomb)
 
 

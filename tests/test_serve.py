@@ -168,6 +168,10 @@ def test_bearer_token(secured, lite0, chelsea):
         assert http.get("/healthz").status_code == 200  # liveness stays open for the orchestrator
         # without the token nothing but 401, whatever the query (top_k is checked after auth)
         assert http.post("/v1/decode?top_k=100000", content=enc.bitstream).status_code == 401
+        # a digit int() refuses (superscript two) is a 422 like any bad top_k, not an uncounted 500
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        bad = http.post("/v1/decode?top_k=%C2%B2", content=enc.bitstream, headers=auth)
+        assert bad.status_code == 422 and "top_k" in bad.json()["error"]
         assert http.get("/v1/nothing").status_code == 404
         assert http.get("/v1/decode").status_code == 405
         metrics = http.get("/metrics").text
@@ -261,6 +265,77 @@ def test_idle_and_slow_header_connections_cannot_starve_valid_clients(cache, lit
         for sock in [*idle, slow]:
             sock.close()
         srv.stop()
+
+
+def test_a_client_that_pipelines_requests_and_never_reads_is_cut_and_evictable(cache, lite0, chelsea):
+    """The reviewer's bypass of the idle eviction: a socket that pipelines thousands of requests and reads no
+    answer keeps a response in progress for ever. Its writing stalls, so it may be evicted, and it is aborted once
+    writing has stayed paused past the deadline; valid clients keep being answered, the abort is counted."""
+    import httpx
+
+    config = ServeConfig(cache.served, header_timeout_s=1.0, max_connections=4)
+    srv = _Server(create_app(config, cache), config)
+    hogs = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", srv.port))
+            s.setblocking(False)
+            hogs.append(s)
+        flood = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 512
+        end = time.time() + 30
+        cut = set()
+        while len(cut) < len(hogs) and time.time() < end:
+            for i, s in enumerate(hogs):
+                if i in cut:
+                    continue
+                try:
+                    s.send(flood)
+                except BlockingIOError:
+                    pass
+                except OSError:  # reset by the server: aborted or evicted
+                    cut.add(i)
+            time.sleep(0.05)
+        assert cut == {0, 1, 2}, "a non-reading socket was never cut"
+        with httpx.Client(base_url=srv.url, timeout=20) as http:
+            assert http.get("/healthz").status_code == 200
+            valid = pipeline.encode(chelsea, lite0, "x265", CodecParams(32)).bitstream
+            assert http.post("/v1/decode", content=valid).status_code == 200
+            metrics = http.get("/metrics").text
+        assert 'fcm_decode_errors_total{reason="write_timeout"}' in metrics
+    finally:
+        for s in hogs:
+            s.close()
+        srv.stop()
+
+
+def test_the_connection_cap_stays_below_the_open_file_limit():
+    """A server out of file descriptors cannot accept, so it could never evict: the cap is lowered to the
+    process's open-file limit less a reserve (after raising the soft limit towards the hard one where allowed).
+    Measured in a child process whose hard limit is lowered for good."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))\n"
+        "from fcm.serve.app import FD_RESERVE, ServeConfig, ServedModel, connection_cap\n"
+        "served = (ServedModel('efficientnet_lite0', 'stage4'),)\n"
+        "print(connection_cap(ServeConfig(served, max_connections=1000)),"
+        " connection_cap(ServeConfig(served, max_connections=50)), FD_RESERVE,"
+        " resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+
+    def caps(soft: int, hard: int) -> list[int]:
+        run = subprocess.run([sys.executable, "-c", probe, str(soft), str(hard)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return [int(v) for v in run.stdout.split()]
+
+    big, small, reserve, soft = caps(200, 200)
+    assert (big, small, soft) == (200 - reserve, 50, 200)
+    big, small, reserve, soft = caps(200, 4096)  # the soft limit is raised as far as the cap needs
+    assert (big, small, soft) == (1000, 50, 1000 + reserve)
 
 
 def test_token_and_model_specs(tmp_path, monkeypatch):

@@ -2,12 +2,15 @@
 
 For each mode it starts its own server process on 127.0.0.1 (``efficientnet_lite0:stage4``, a bearer token), then:
 
-1. **Connection exhaustion** — holds ``--connections`` idle sockets and half as many slow-header ones (one header
-   byte every 2 s), reconnecting whenever the server closes one, for ``--seconds``; meanwhile two valid clients post
-   real streams (each on a fresh connection) and ``/healthz`` is polled. Reported: success rate and p50/p99
-   latency of the valid requests and health checks, and how the server refused them.
+1. **Connection exhaustion** — holds ``--connections`` idle sockets, half as many slow-header ones (one header
+   byte every 2 s) and ``--pipelined`` sockets that pipeline thousands of ``GET /metrics`` and never read an answer,
+   reconnecting whenever the server closes one, for ``--seconds``; meanwhile two valid clients post real streams
+   (each on a fresh connection) and ``/healthz`` is polled. The guarded server holds at most
+   ``--max-connections`` (default 250, fewer than the attacker's sockets, so eviction is exercised). Reported:
+   success rate and p50/p99 latency of the valid requests and health checks, and how the server refused them.
 2. **Work amplification** — posts the audit's stream (7 KB claiming an 80×640×640 tensor) and the largest stream
-   the default budget admits, timing each answer and reading the server's peak RSS (``VmHWM``) around it.
+   the default budget admits, timing each answer and reading the server's peak RSS during it (``VmHWM``, reset
+   before each stream through ``/proc/PID/clear_refs``).
 
 Modes: ``legacy`` runs the app as it was served before (uvicorn's ``limit_concurrency=64``, no header deadline,
 ``max_samples`` 2^25 and no work budget); ``guarded`` runs it as ``fcm serve`` does now. Every wait is bounded
@@ -34,11 +37,11 @@ import numpy as np
 SERVER = r"""
 import sys, uvicorn
 from fcm.serve.app import ModelCache, ServeConfig, ServedModel, create_app, uvicorn_settings
-mode, port, token_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+mode, port, token_file, max_connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 from fcm.serve.auth import load_token
 legacy = dict(max_samples=1 << 25, max_back_gmacs=1e12, max_requests=1 << 20)
 config = ServeConfig((ServedModel("efficientnet_lite0", "stage4"),), token=load_token(token_file),
-                     **(legacy if mode == "legacy" else {}))
+                     **(legacy if mode == "legacy" else dict(max_connections=max_connections)))
 cache = ModelCache(config.models)
 cache.load()
 app = create_app(config, cache)
@@ -62,6 +65,10 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _reset_peak_rss(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux 4.0+)
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -70,41 +77,56 @@ def _rss_mb(pid: int) -> float:
 
 
 class _Attacker(threading.Thread):
-    """Keeps ``idle`` silent sockets and ``slow`` slow-header sockets open, reconnecting as the server closes them."""
+    """Keeps ``idle`` silent sockets, ``slow`` slow-header sockets and ``pipelined`` sockets that send requests
+    without reading the answers open, reconnecting as the server closes them."""
 
-    def __init__(self, port: int, idle: int, slow: int) -> None:
+    PIPELINE = b"GET /metrics HTTP/1.1\r\nHost: attack\r\n\r\n" * 256
+
+    def __init__(self, port: int, idle: int, slow: int, pipelined: int = 0) -> None:
         super().__init__(daemon=True)
-        self.port, self.idle, self.slow = port, idle, slow
+        self.port, self.idle, self.slow, self.pipelined = port, idle, slow, pipelined
         self.stop = threading.Event()
         self.reconnects = 0
         self.refused_connects = 0
 
-    def _open(self, slow: bool) -> tuple[socket.socket | None, bool]:
+    def _open(self, kind: str) -> tuple[socket.socket | None, str]:
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            s = socket.socket()
+            if kind == "pipelined":  # a small receive window: the server's answers back up sooner
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(2)
+            s.connect(("127.0.0.1", self.port))
             s.setblocking(False)
-            if slow:
+            if kind == "slow":
                 s.send(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
-            return s, slow
+            return s, kind
         except OSError:
             self.refused_connects += 1
-            return None, slow
+            return None, kind
 
     def run(self) -> None:
-        held = [self._open(False) for _ in range(self.idle)] + [self._open(True) for _ in range(self.slow)]
+        kinds = ["idle"] * self.idle + ["slow"] * self.slow + ["pipelined"] * self.pipelined
+        held = [self._open(kind) for kind in kinds]
         last_byte = time.time()
         while not self.stop.is_set():
             trickle = time.time() - last_byte > 2
-            for i, (s, slow) in enumerate(held):
+            for i, (s, kind) in enumerate(held):
                 closed = s is None
-                if s is not None:
+                if s is not None and kind == "pipelined":  # never reads: only a reset or close tells
+                    try:
+                        s.send(self.PIPELINE)
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        closed = True
+                elif s is not None:
                     try:
                         closed = s.recv(4096) == b""  # an answer (503) or the server's close
                     except BlockingIOError:
                         closed = False
                     except OSError:
                         closed = True
-                    if not closed and slow and trickle:
+                    if not closed and kind == "slow" and trickle:
                         try:
                             s.send(b"a")
                         except OSError:
@@ -113,7 +135,7 @@ class _Attacker(threading.Thread):
                     if s is not None:
                         s.close()
                     self.reconnects += 1
-                    held[i] = self._open(slow)
+                    held[i] = self._open(kind)
             if trickle:
                 last_byte = time.time()
             self.stop.wait(0.2)
@@ -169,7 +191,7 @@ def _valid_traffic(url: str, stream: bytes, seconds: float) -> dict:
     return summary
 
 
-def _streams() -> dict[str, bytes]:
+def _streams() -> dict[str, tuple[bytes, str]]:
     from fcm import pipeline
     from fcm.codecs import CodecParams
     from fcm.images import bundled_photo
@@ -191,18 +213,19 @@ def _streams() -> dict[str, bytes]:
     budget = 10e9  # ServeConfig.max_back_gmacs's default
     side = int((budget / rate.reference_macs * rate.reference_samples / 80) ** 0.5)
     return {
-        "valid": pipeline.encode(chelsea, model, "x265", CodecParams(32)).bitstream,
-        "audit_80x640x640": tiled(640),
-        f"largest_admitted_80x{side}x{side}": tiled(side),
+        "valid": (pipeline.encode(chelsea, model, "x265", CodecParams(32)).bitstream, ""),
+        "audit": (tiled(640), "80×640×640"),
+        "largest_admitted": (tiled(side), f"80×{side}×{side}"),
     }
 
 
-def _attack(mode: str, args: argparse.Namespace, streams: dict[str, bytes], token_file: str) -> dict:
+def _attack(mode: str, args: argparse.Namespace, streams: dict[str, tuple[bytes, str]], token_file: str) -> dict:
     import httpx
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, mode, str(port), token_file], stderr=subprocess.DEVNULL)
+    argv = [sys.executable, "-c", SERVER, mode, str(port), token_file, str(args.max_connections)]
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while True:
@@ -214,23 +237,27 @@ def _attack(mode: str, args: argparse.Namespace, streams: dict[str, bytes], toke
             if time.time() > deadline or proc.poll() is not None:
                 raise SystemExit(f"the {mode} server did not start")
             time.sleep(0.3)
-        out: dict = {"mode": mode, "baseline": _valid_traffic(url, streams["valid"], 3)}
-        attacker = _Attacker(port, args.connections, args.connections // 2)
+        valid = streams["valid"][0]
+        out: dict = {"mode": mode, "baseline": _valid_traffic(url, valid, 3)}
+        attacker = _Attacker(port, args.connections, args.connections // 2, args.pipelined)
         attacker.start()
         time.sleep(2)  # the sockets are all open before the valid clients start
-        out["under_attack"] = _valid_traffic(url, streams["valid"], args.seconds)
+        out["under_attack"] = _valid_traffic(url, valid, args.seconds)
         attacker.stop.set()
         attacker.join(10)
         out["attacker"] = {
             "idle": args.connections,
             "slow_header": args.connections // 2,
+            "pipelined_non_reading": args.pipelined,
+            "server_max_connections": args.max_connections if mode == "guarded" else None,
             "reconnects_after_server_close": attacker.reconnects,
             "connects_refused": attacker.refused_connects,
         }
         work = {}
-        for name, data in streams.items():
+        for name, (data, tensor) in streams.items():
             if name == "valid":
                 continue
+            _reset_peak_rss(proc.pid)
             rss0 = _rss_mb(proc.pid)
             t0 = time.perf_counter()
             try:
@@ -245,6 +272,7 @@ def _attack(mode: str, args: argparse.Namespace, streams: dict[str, bytes], toke
             except httpx.HTTPError as e:
                 status, message = type(e).__name__, f"no answer within {args.work_timeout:g} s"
             work[name] = {
+                "tensor": tensor,
                 "bytes": len(data),
                 "status": status,
                 "seconds": round(time.perf_counter() - t0, 3),
@@ -272,11 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=200, help="idle sockets held (plus half as many slow)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the connection attack")
+    parser.add_argument("--pipelined", type=int, default=20, help="sockets pipelining requests, never reading")
+    parser.add_argument("--max-connections", type=int, default=250, help="the guarded server's connection cap")
     parser.add_argument("--work-timeout", type=float, default=60.0, help="client timeout of the costly streams")
     parser.add_argument("--modes", nargs="+", default=["legacy", "guarded"], choices=["legacy", "guarded"])
     args = parser.parse_args(argv)
-    if not 1 <= args.connections <= 2000 or not 0 < args.seconds <= 300:
-        raise SystemExit("--connections must be in [1, 2000] and --seconds in (0, 300]")
+    if not 1 <= args.connections <= 2000 or not 0 < args.seconds <= 300 or not 0 <= args.pipelined <= 200:
+        raise SystemExit("--connections must be in [1, 2000], --pipelined in [0, 200] and --seconds in (0, 300]")
+    if args.max_connections < 2:
+        raise SystemExit("--max-connections must be at least 2")
     streams = _streams()
     with tempfile.TemporaryDirectory() as tmp:
         token_file = os.path.join(tmp, "token")

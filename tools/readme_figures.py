@@ -298,15 +298,21 @@ def attack(folder: Path) -> dict[str, str]:
     """tools/attack_server.py: the server as it was (``legacy``) and as ``fcm serve`` runs it (``guarded``)."""
     modes = {r["mode"]: r for r in json.loads((folder / "output.json").read_text())["results"]}
     legacy, guarded = modes["legacy"], modes["guarded"]
+    counted = guarded["refusals_counted"]
     out: dict[str, str] = {
         "idle": str(guarded["attacker"]["idle"]),
         "slow": str(guarded["attacker"]["slow_header"]),
+        "pipelined": str(guarded["attacker"]["pipelined_non_reading"]),
+        "max_connections": f"{guarded['attacker']['server_max_connections']:,}",
         "closures": f"{guarded['attacker']['reconnects_after_server_close']:,}",
-        "timeouts_counted": f"{guarded['refusals_counted'].get('header_timeout', 0):,.0f}",
+        "timeouts_counted": f"{counted.get('header_timeout', 0):,.0f}",
+        "write_timeouts": f"{counted.get('write_timeout', 0):,.0f}",
+        "evicted": f"{counted.get('evicted_idle', 0):,.0f}",
+        "largest_tensor": guarded["work_amplification"]["largest_admitted"]["tensor"],
     }
     for name, mode in (("legacy", legacy), ("guarded", guarded)):
         attacked, work = mode["under_attack"], mode["work_amplification"]
-        audit, largest = work["audit_80x640x640"], work["largest_admitted_80x92x92"]
+        audit, largest = work["audit"], work["largest_admitted"]
         answered = isinstance(audit["status"], int)
         statuses = attacked["decode"]["statuses"]
         out |= {
@@ -325,7 +331,7 @@ def attack(folder: Path) -> dict[str, str]:
             f"{name}_largest_s": _seconds(largest["seconds"]),
             f"{name}_largest_peak": _mb(largest["peak_rss_mb"]),
         }
-    claimed = re.search(r"about ([0-9.]+) GMAC", guarded["work_amplification"]["audit_80x640x640"]["message"])
+    claimed = re.search(r"about ([0-9.]+) GMAC", guarded["work_amplification"]["audit"]["message"])
     out["audit_gmac"] = f"{float(claimed.group(1)):.0f}" if claimed else "n/a"
     return out
 
@@ -390,6 +396,8 @@ SECTIONS: dict[str, Section] = {
             "guarded_healthz",
             "closures",
             "timeouts_counted",
+            "write_timeouts",
+            "evicted",
         ),
         script=True,
     ),

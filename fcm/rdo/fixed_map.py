@@ -84,38 +84,49 @@ class FixedMap:
     @classmethod
     def load(cls, path: str | Path) -> FixedMap:
         """The map saved at ``path``; :class:`ConfigError` naming the problem for a missing, foreign, damaged or
-        inflated file (member sizes are compared with the layout the map names before anything is inflated)."""
+        inflated file. Nothing large is inflated before it is known to fit: the identity member is bounded, and the
+        weights member's ``.npy`` header (shape, dtype) and size are compared with the layout the identity names."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                # sizes checked before inflating: a zip bomb of a few hundred KB would otherwise fill memory
                 sizes = {info.filename: info.file_size for info in data.zip.infolist()}
                 if sizes.get("identity.npy", 0) > _MAX_IDENTITY_BYTES:
                     raise ConfigError(f"{path}: its identity member inflates to {sizes['identity.npy']} bytes")
                 identity = json.loads(str(data["identity"]))
-                layout = identity.get("layout") if isinstance(identity, dict) else None
-                if isinstance(layout, dict):
-                    h, w = layout.get("frame_height"), layout.get("frame_width")
-                    limit = 0
-                    if isinstance(h, int) and isinstance(w, int) and h > 0 and 0 < h * w <= _MAX_FRAME_SAMPLES:
-                        limit = 8 * h * w + 4096  # float64 at most, plus the .npy header
-                    if sizes.get("weights.npy", 0) > limit:
-                        raise ConfigError(
-                            f"{path}: its weights member inflates to {sizes.get('weights.npy')} bytes, more than the "
-                            f"{h}x{w} frame of the layout it names can hold"
-                        )
+                if not isinstance(identity, dict) or identity.get("format") != FORMAT:
+                    raise ConfigError(f"{path} is not a fixed rdo map (format {FORMAT})")
+                layout = identity.get("layout")
+                if not isinstance(layout, dict):
+                    raise ConfigError(f"{path} is not a fixed rdo map: it names no layout")
+                h, w = layout.get("frame_height"), layout.get("frame_width")
+                if not (isinstance(h, int) and isinstance(w, int) and h > 0 and 0 < h * w <= _MAX_FRAME_SAMPLES):
+                    raise ConfigError(f"{path}: the layout it names has no valid frame size ({h}x{w})")
+                if "weights.npy" not in sizes:
+                    raise ConfigError(f"{path} is not a fixed rdo map: it has no weights")
+                with data.zip.open("weights.npy") as member:  # the header only: a few hundred bytes
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ConfigError(f"{path}: its weights member has .npy format version {version}")
+                    formats = np.lib.format
+                    read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
+                    shape, _, dtype = read_header(member)
+                if tuple(shape) != (h, w) or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+                    raise ConfigError(
+                        f"{path}: weights of shape {tuple(shape)} ({dtype}) do not match the {h}x{w} frame of the "
+                        "layout it names"
+                    )
+                if sizes["weights.npy"] > dtype.itemsize * h * w + 4096:  # the data plus the .npy header
+                    raise ConfigError(
+                        f"{path}: its weights member inflates to {sizes['weights.npy']} bytes, more than a {h}x{w} "
+                        "frame holds"
+                    )
                 weights = np.asarray(data["weights"], dtype=np.float64)
         except ConfigError:
             raise
         except FileNotFoundError:
             raise ConfigError(f"fixed rdo map {path} does not exist") from None
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise ConfigError(f"{path} is not a fixed rdo map: {e}") from None
-        if not isinstance(identity, dict) or identity.get("format") != FORMAT:
-            raise ConfigError(f"{path} is not a fixed rdo map (format {FORMAT})")
-        layout = identity.get("layout")
-        if not isinstance(layout, dict):
-            raise ConfigError(f"{path} is not a fixed rdo map: it names no layout")
-        if weights.shape != (layout.get("frame_height"), layout.get("frame_width")):
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, MemoryError) as e:
+            raise ConfigError(f"{path} is not a fixed rdo map: {type(e).__name__}: {e}") from None
+        if weights.shape != (h, w):
             raise ConfigError(f"{path}: weights of shape {weights.shape} do not match the layout it names")
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ConfigError(f"{path}: weights must be finite and non-negative")

@@ -300,7 +300,7 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
         if not authorized(request.headers.get("authorization"), config.token):
             return refused("decode", 401, "auth", "missing or wrong bearer token")
         text = request.query_params.get("top_k", "5")  # read after auth: no answer but 401 without the token
-        top_k = int(text) if text.isdigit() and len(text) < 4 else 0
+        top_k = int(text) if _decimal(text) and len(text) < 4 else 0
         if not 1 <= top_k <= 100:
             return refused("decode", 422, "bad_request", f"top_k must be an integer in [1, 100], got {text[:20]!r}")
         if admitted["requests"] >= config.max_requests:
@@ -315,7 +315,7 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
 
     async def admitted_decode(request: Request, top_k: int) -> Response:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > config.max_body_bytes):
+        if declared is not None and (not _decimal(declared) or int(declared) > config.max_body_bytes):
             return refused(
                 "decode", 413, "too_large", f"the body ({declared} bytes) exceeds the limit of {config.max_body_bytes}"
             )
@@ -401,10 +401,18 @@ def create_app(config: ServeConfig, cache: ModelCache | None = None) -> Any:
                     async with gate:
                         with batcher.arriving():
                             entry, split = await in_worker(control, _decode_split, models, data, config, control.stop)
-                    t1 = time.perf_counter()
-                    output, back_s = await batcher.submit(entry, split.features, entry.model.back_meta)
-                    queued_s = time.perf_counter() - t1 - back_s
-                    result = await run_in_threadpool(_answer, entry, split, output, top_k, back_s)
+                    if control.stop.is_set():  # the client left during the decode: nothing goes to a batch
+                        raise _Stopped
+                    # features in a batch are computed whatever happens: the request keeps its batching slot (a
+                    # client leaving now waits for it, see until_disconnect) so departures cannot grow the backlog
+                    control.running = True
+                    try:
+                        t1 = time.perf_counter()
+                        output, back_s = await batcher.submit(entry, split.features, entry.model.back_meta)
+                        queued_s = time.perf_counter() - t1 - back_s
+                        result = await run_in_threadpool(_answer, entry, split, output, top_k, back_s)
+                    finally:
+                        control.running = False
                     result["seconds"]["batch_wait"] = round(max(queued_s, 0.0), 6)
             result["server_seconds"] = round(time.perf_counter() - t0, 6)
             response = answer("decode", 200, result)  # rendering (strict JSON) inside the guard too
@@ -439,7 +447,7 @@ class _Stopped(Exception):
 @dataclass
 class _Control:
     """One decode request's link to its worker: ``stop`` once the client has gone, ``running`` while a worker
-    thread holds the request's decode slot."""
+    thread holds the request's decode slot (or its features wait in a micro-batch)."""
 
     stop: threading.Event = field(default_factory=threading.Event)
     running: bool = False
@@ -474,12 +482,26 @@ class _CountResponses:
             return await self.app(scope, receive, send)
         endpoint = _ENDPOINTS.get(scope.get("path", ""), "other")
 
+        started = False
+
         async def counted(message: Any) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 self.counter.labels(endpoint, str(message["status"])).inc()
             await send(message)
 
-        await self.app(scope, receive, counted)
+        try:
+            await self.app(scope, receive, counted)
+        except Exception:  # Starlette's outer error middleware answers it 500: counted here, where it passes
+            if not started:
+                self.counter.labels(endpoint, "500").inc()
+            raise
+
+
+def _decimal(text: str) -> bool:
+    """``text`` is a plain decimal number (``str.isdigit`` also takes ``²`` or ``٣``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 class _Busy(Exception):
@@ -580,8 +602,34 @@ def uvicorn_settings(config: ServeConfig, app: Any) -> dict[str, Any]:
         # limit: uvicorn's limit_concurrency counts connections, so idle sockets would turn real requests away
         "limit_concurrency": None,
         "timeout_keep_alive": 5,
-        "http": guarded_protocol(config.header_timeout_s, config.max_connections, app.state.count_refusal),
+        "http": guarded_protocol(config.header_timeout_s, connection_cap(config), app.state.count_refusal),
     }
+
+
+#: file descriptors kept free of connections: the models' files, logs, the codec's pipes, the listening socket
+FD_RESERVE = 64
+
+
+def connection_cap(config: ServeConfig) -> int:
+    """The connections the server may hold: ``config.max_connections``, or fewer where the process's open-file limit
+    (raised to its hard limit first, where it may be) would run out before it — a server out of descriptors
+    can no longer accept, so eviction would never run."""
+    import contextlib
+
+    try:
+        import resource
+    except ImportError:  # not POSIX: no limit to read
+        return config.max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = config.max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted and (hard == resource.RLIM_INFINITY or hard > soft):
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return config.max_connections
+    return max(2, min(config.max_connections, int(soft) - FD_RESERVE))
 
 
 def serve(

@@ -7,9 +7,12 @@ sockets made every request, ``/healthz`` included, answer 503. Here:
 
 * every connection must deliver a complete request head within ``header_timeout_s`` of connecting (or of its
   previous response, plus uvicorn's keep-alive wait); otherwise it is closed;
+* a connection whose client stops reading its answers (the transport's write buffer full: pipelined requests
+  whose responses are never read) is aborted when writing has stayed paused for ``header_timeout_s``;
 * at most ``max_connections`` connections are held; a new one beyond that closes the longest-held connection that
-  has no request in progress (an idle or slow-header one), so an attacker's sockets make room for real clients;
-  only when every held connection is working is the newcomer itself closed;
+  has no request in progress or whose writing is paused (an idle, slow-header or non-reading one), so an
+  attacker's sockets make room for real clients; only when every held connection is working is the newcomer itself
+  closed;
 * every such closing is reported to ``on_refusal(reason)`` (the server counts them in ``/metrics``).
 
 Work is limited elsewhere, per request (the app's decode slots and body budget), never per connection.
@@ -35,20 +38,31 @@ def guarded_protocol(
 
     class GuardedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _write_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             held[id(self)] = self
             self._arm(header_timeout_s)
             if len(held) > max_connections:
-                victim = next((c for c in held.values() if c is not self and not c._working()), self)
+                victim = next((c for c in held.values() if c is not self and c._evictable()), self)
                 on_refusal("evicted_idle" if victim is not self else "connections_full")
                 victim._close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             held.pop(id(self), None)
             self._disarm()
+            self._cancel_write_timer()
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(header_timeout_s, self._write_deadline)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._cancel_write_timer()
 
         def handle_events(self) -> None:
             super().handle_events()
@@ -63,6 +77,21 @@ def guarded_protocol(
         def _working(self) -> bool:
             cycle: Any = self.cycle
             return cycle is not None and not cycle.response_complete
+
+        def _evictable(self) -> bool:
+            return not self._working() or self._write_timer is not None
+
+        def _cancel_write_timer(self) -> None:
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def _write_deadline(self) -> None:
+            self._write_timer = None
+            if self.flow.write_paused and not self.transport.is_closing():
+                on_refusal("write_timeout")
+                held.pop(id(self), None)
+                self.transport.abort()  # close() would wait for the buffer the client never reads
 
         def _arm(self, seconds: float) -> None:
             self._disarm()
@@ -82,6 +111,10 @@ def guarded_protocol(
         def _close(self) -> None:
             self._disarm()
             held.pop(id(self), None)
-            self.transport.close()
+            if self._write_timer is not None:  # its buffer would never drain
+                self._cancel_write_timer()
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     return GuardedH11Protocol

@@ -104,6 +104,12 @@ def _check_shapes_before_building(
     found = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     if len(found) != len(state_dict):
         raise WeightsError(f"{path}: checkpoint state_dict holds values that are not tensors")
+    for key, value in state_dict.items():  # shapes must be backed by stored values: a stride-0 view claims any shape
+        if value.untyped_storage().nbytes() < value.numel() * value.element_size():
+            raise WeightsError(
+                f"{path}: checkpoint weight {key!r} of shape {tuple(value.shape)} is backed by "
+                f"{value.untyped_storage().nbytes()} stored bytes (an expanded view, not weights)"
+            )
     if expected != found:
         wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         first = wrong[0]
