@@ -46,14 +46,22 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     from fcm.models import get_model
     from fcm.wrappers import load_wrapper_or_family
 
-    model = get_model(args.model, args.split)
-    wrappers: dict[str, Any] = {"none": None}
-    if args.wrapper:
-        wrappers[args.wrapper] = load_wrapper_or_family(args.wrapper, model)
     photo = load_image(args.image)
-    plan = [(s, p, w) for s in args.sizes for p in args.presets for w in wrappers]
+    labels = ["none"] + ([args.wrapper] if args.wrapper else [])
+    plan = [(s, p, w) for s in args.sizes for p in args.presets for w in labels]
     rows = []
+    built: dict[int, tuple[Any, dict[str, Any]]] = {}
     for size, preset, label in tqdm(plan, desc="edge throughput", unit="config", disable=args.no_progress):
+        if size not in built:
+            # a detector resizes its input to its own min/max size: build it at the size measured, or every size
+            # would be measured at the default one
+            options = {"min_size": size, "max_size": size} if args.model_resizes else {}
+            model = get_model(args.model, args.split, **options)
+            wrappers: dict[str, Any] = {"none": None}
+            if args.wrapper:
+                wrappers[args.wrapper] = load_wrapper_or_family(args.wrapper, model)
+            built[size] = (model, wrappers)
+        model, wrappers = built[size]
         image = square(photo, size)
         params = CodecParams(args.qp, preset=preset)
         wrapper = wrappers[label]
@@ -89,6 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--wrapper", default=None, help="a wrapper checkpoint or family, measured beside no wrapper")
     ap.add_argument("--image", default="skimage:astronaut")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 800])
+    ap.add_argument(
+        "--no-model-resize",
+        dest="model_resizes",
+        action="store_false",
+        help="build the model with its defaults (for a model without min_size/max_size options)",
+    )
     ap.add_argument("--presets", nargs="+", default=["ultrafast", "medium"])
     ap.add_argument("--codec", default="x265")
     ap.add_argument("--qp", type=int, default=32)
