@@ -5,7 +5,7 @@
         [--out runs/lambda_sweep] [--figure docs/img/lambda_sweep.png]
 
 Each λ trains ``--config`` with only ``lam`` (and ``--steps``) changed, in processes run two at a time (one torch
-thread each); one sweep (``feature/x265`` and ``wrapped[lam=…]/x265`` on the same QPs) on validation data — the
+thread each); one sweep (``feature/x265`` and ``wrapped[lamX]/x265`` on the same QPs) on validation data — the
 embedded set or the photos' validation split, never the test split — measures them. The figure draws kl_db against
 bpp per λ, each point labelled with its QP; the JSON printed gives, per λ and QP, bpp and kl_db and the bpp relative
 to λ = 0's at the same QP (the rate term's effect: points move to fewer bits), and each training's wall time.
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pipelines: dict[str, dict[str, Any]] = {"feature": {"qps": QPS}}
     for lam in lams:
-        pipelines[f"wrapped[lam={lam:g}]"] = {"qps": QPS, "checkpoint": trained[lam]["checkpoint"]}
+        pipelines[f"wrapped[lam{lam:g}]"] = {"qps": QPS, "checkpoint": trained[lam]["checkpoint"]}
     sweep_against_feature("lambda_sweep", args.dataset, pipelines, out / "sweep", jobs=2)
     points = json.loads((out / "sweep" / "report.json").read_text())["points"]
     curves: dict[str, dict[int, tuple[float, float]]] = {}
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.tight_layout()
     fig.savefig(figure, dpi=110)
 
-    base = curves[f"wrapped[lam={lams[0]:g}]"]
+    base = curves[f"wrapped[lam{lams[0]:g}]"]
     summary = {
         "dataset": args.dataset,
         "figure": str(figure),
