@@ -119,7 +119,7 @@ class FactorizedRate(RateModel):
         self._zero_center: ZeroCenterQuantizer | None = None
         if zero_center:
             self.offset = nn.Parameter(torch.zeros(block_size * block_size, 1))
-            self._zero_center = ZeroCenterQuantizer("ste" if quantizer == "sua" else quantizer)  # type: ignore[arg-type]
+            self._zero_center = ZeroCenterQuantizer(quantizer)  # type: ignore[arg-type]
         start, end = SUA_TEMPERATURE
         self._schedule = TemperatureSchedule("exponential", start, end, max(1, steps))
 
@@ -141,9 +141,7 @@ class FactorizedRate(RateModel):
     def _quantize(self, levels: torch.Tensor, delta: float, step: int) -> torch.Tensor:
         temperature = self._schedule(step)
         if self._zero_center is not None and self.offset is not None:
-            if self.quantizer == "sua":
-                self._zero_center.mode = "sua"
-                self._zero_center.temperature = temperature
+            self._zero_center.temperature = temperature
             return self._zero_center(levels, self.offset / delta)  # the offset is in 8-bit units, as c
         return quantize_surrogate(levels, self.quantizer, 1.0, temperature)  # type: ignore[arg-type]
 
