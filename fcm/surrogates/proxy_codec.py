@@ -64,6 +64,16 @@ def inverse_block_dct(coefficients: torch.Tensor, matrix: torch.Tensor) -> torch
     return blocks.reshape(n, hb * b, wb * b)
 
 
+def centred_block_dct(planes: torch.Tensor, bit_depth: int, matrix: torch.Tensor) -> torch.Tensor:
+    """:func:`block_dct` of ``N×H×W`` sample planes centred on mid-grey, padded bottom/right by edge replication to
+    multiples of the block size (steps 1–2 of the module doc)."""
+    _, h, w = planes.shape
+    b = matrix.shape[0]
+    mid_grey = float(1 << (bit_depth - 1))
+    padded = F.pad((planes - mid_grey)[:, None], (0, -w % b, 0, -h % b), mode="replicate")[:, 0]
+    return block_dct(padded, matrix)
+
+
 class ProxyCoded(NamedTuple):
     """:class:`ProxyCodec`'s output: reconstruction (input's shape) and rate proxy per item (``(N,)``)."""
 
@@ -115,9 +125,8 @@ class ProxyCodec(nn.Module):
         _, h, w = planes.shape
         b = self.block_size
         mid_grey = float(1 << (self.bit_depth - 1))
-        padded = F.pad((planes - mid_grey)[:, None], (0, -w % b, 0, -h % b), mode="replicate")[:, 0]
         matrix = dct_matrix(b, dtype=x.dtype, device=x.device)
-        coefficients = block_dct(padded, matrix)
+        coefficients = centred_block_dct(planes, self.bit_depth, matrix)
 
         qp_value: float | torch.Tensor = self.qp if qp is None else qp
         if isinstance(qp_value, torch.Tensor):

@@ -27,14 +27,13 @@ and quantizer step ``Δ(QP)`` of :class:`fcm.surrogates.ProxyCodec`:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fcm.errors import ConfigError, ShapeError
 from fcm.registry import Registry
 from fcm.surrogates.annealing import TemperatureSchedule
 from fcm.surrogates.entropy_model import LIKELIHOOD_BOUND, FactorizedDensity
-from fcm.surrogates.proxy_codec import ProxyCodec, block_dct, dct_matrix, quantizer_step
+from fcm.surrogates.proxy_codec import ProxyCodec, centred_block_dct, dct_matrix, quantizer_step
 from fcm.surrogates.quantization import quantize_surrogate
 from fcm.surrogates.zero_center import ZeroCenterQuantizer
 
@@ -125,13 +124,11 @@ class FactorizedRate(RateModel):
 
     def forward(self, y: torch.Tensor, qp: float, step: int = 0) -> torch.Tensor:
         planes = _planes(y)
-        n, h, w = planes.shape
+        n = planes.shape[0]
         b = self.block_size
-        mid_grey = float(1 << (self.bit_depth - 1))
-        padded = F.pad((planes - mid_grey)[:, None], (0, -w % b, 0, -h % b), mode="replicate")[:, 0]
         # coefficients in 8-bit units, one row per frequency: (B², N·blocks)
         unit = float(1 << (self.bit_depth - 8)) if self.bit_depth >= 8 else 1.0 / (1 << (8 - self.bit_depth))
-        c = block_dct(padded, dct_matrix(b, dtype=y.dtype, device=y.device)) / unit
+        c = centred_block_dct(planes, self.bit_depth, dct_matrix(b, dtype=y.dtype, device=y.device)) / unit
         c = c.permute(2, 4, 0, 1, 3).reshape(b * b, -1)
         delta = float(quantizer_step(qp, self.bit_depth)) / unit
         c_hat = self._quantize(c / delta, delta, step) * delta
