@@ -154,6 +154,6 @@ def build_rate_model(spec: dict[str, object] | None, bit_depth: int, steps: int 
         raise ConfigError(f"rate_model name must be a string, got {name!r}")
     cls = RATE_MODELS.get(name)
     try:
-        return cls(bit_depth=bit_depth, steps=steps, **spec)  # type: ignore[arg-type]
+        return cls(bit_depth=bit_depth, steps=steps, **spec)
     except TypeError as e:
         raise ConfigError(f"rate_model {name!r}: {e}") from None
