@@ -151,3 +151,22 @@ def test_wrong_shapes_and_dtypes_are_refused() -> None:
             model(torch.zeros(1, 8, 8, dtype=torch.int32), 32)
     with pytest.raises(ShapeError, match="C×M"):
         FactorizedDensity(4).bits(torch.zeros(3, 5), 0.5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"filters": [100000, 100000]},
+        {"filters": [3] * 50},
+        {"filters": ["3"]},
+        {"filters": 3},
+        {"block_size": 4096},
+        {"block_size": True},
+        {"init_scale": "wide"},
+        {"likelihood_bound": "small"},
+        {"quantizer": ["noise"]},
+    ],
+)
+def test_hostile_options_are_refused_before_anything_is_allocated(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        build_rate_model({"name": "factorized", **options}, bit_depth=10)

@@ -240,6 +240,10 @@ def test_default_images_are_every_training_source(tmp_path):
         ({"workers": -1}, "workers"),
         ({"lerning_rate": 0.1}, "lerning_rate"),
         ({"codec": "x999"}, "codec"),
+        ({"rate_model": {"name": "wavelet"}}, "rate_model"),
+        ({"rate_model": {"name": "factorized", "quantizer": "dither"}}, "rate_model"),
+        ({"rate_model": ["factorized"]}, "rate_model"),
+        ({"rate_model_lr": 0}, "rate_model_lr"),
     ],
 )
 def test_bad_config_values_are_one_line_config_errors(tmp_path, change, key):
@@ -373,6 +377,7 @@ def test_wrapper_and_codec_settings_fail_at_config_time(tmp_path):
         ({"split": "stage9"}, "unknown split 'stage9'"),
         ({"codec": "svtav1", "qps": [40], "surrogate": "noise"}, "another QP scale"),
         ({"codec": "svtav1", "qps": [40], "surrogate": "scaled", "lam": 0.1}, "another QP scale"),
+        ({"codec": "svtav1", "qps": [40], "rate_model": "factorized"}, "another QP scale"),
     ):
         with pytest.raises(ConfigError, match=message):
             TrainConfig.from_config({**base, **overrides})
@@ -408,3 +413,51 @@ def test_colour_jitter_is_seeded_bounded_and_off_by_default():
         plan_crops(sources, 1, (96, 200), np.random.default_rng(0), color_jitter=1.5)
     with pytest.raises(ConfigError, match="color_jitter must be below 1"):
         TrainConfig.from_config({**TINY, "checkpoint": "x.pt", "color_jitter": 1.0})
+
+
+FACTORIZED = {"name": "factorized", "quantizer": "ste"}
+
+
+def test_default_rate_model_keeps_the_identity_and_a_learned_one_changes_it(tmp_path):
+    default = _config(tmp_path)
+    assert default.rate_model == {"name": "log_magnitude"} and default.rate_model_is_default
+    assert _config(tmp_path, rate_model="log_magnitude").identity() == default.identity()
+    assert _config(tmp_path, rate_model_lr=0.5).identity() == default.identity()  # unused without a learned model
+    learned = _config(tmp_path, rate_model=FACTORIZED)
+    assert learned.identity() != default.identity()
+    assert _config(tmp_path, rate_model=FACTORIZED, rate_model_lr=0.5).identity() != learned.identity()
+
+
+def test_a_learned_rate_model_is_fitted_without_touching_the_wrapper_at_lam_zero(tmp_path, model):
+    """Its fit runs on detached frames: at λ = 0 with a deterministic surrogate and quantizer, the wrapper's weights
+    are those of a run with the default rate model, while the rate model's bits fall as it fits."""
+    steps = {"steps": 12, "surrogate": "ste"}
+    plain = train(_config(tmp_path, "plain", **steps), progress=False, model=model)
+    config = _config(tmp_path, "fitted", rate_model=FACTORIZED, rate_model_lr=0.05, **steps)
+    fitted = train(config, progress=False, model=model)
+    assert fitted.weights_tag == plain.weights_tag
+    rows = read_log(fitted.log)
+    fit = [float(r["rate_fit_bpp"]) for r in rows]
+    assert all(math.isfinite(v) and v > 0 for v in fit)
+    same_qp = [v for v, r in zip(fit, rows, strict=True) if r["qp"] == rows[0]["qp"]]  # bits depend on the QP
+    assert len(same_qp) >= 3 and same_qp[-1] < 0.8 * same_qp[0], fit
+    assert all(r["rate_fit_bpp"] == "" for r in read_log(plain.log))
+    state = torch.load(config.state_path, weights_only=True)
+    assert state["rate_model"] and all(isinstance(v, torch.Tensor) for v in state["rate_model"].values())
+    assert "rate_model" not in torch.load(_config(tmp_path, "plain").state_path, weights_only=True)
+    training = read_checkpoint(config.checkpoint)["training"]
+    assert training["rate_model"] == FACTORIZED and training["rate_model_lr"] == 0.05
+
+
+def test_a_run_with_a_learned_rate_model_resumes_to_the_uninterrupted_weights(tmp_path, model):
+    """The density, its optimizer group and the noise it draws are restored along with the wrapper."""
+    spec = {"name": "factorized", "quantizer": "noise"}
+    common = {"surrogate": "noise", "lam": 0.05, "rate_model": spec}
+    uninterrupted = train(_config(tmp_path, "full", save_every=1, **common), progress=False, model=model)
+    config = _config(tmp_path, "cut", save_every=3, **common)
+    train(config, progress=False, max_steps=2, model=model)
+    resumed = train(config, progress=False, model=model)
+    assert resumed.finished and resumed.weights_tag == uninterrupted.weights_tag
+    full_log, cut_log = read_log(uninterrupted.log), read_log(config.log_path)
+    assert [r["rate_fit_bpp"] for r in cut_log] == [r["rate_fit_bpp"] for r in full_log]
+    assert [r["rate_bpp"] for r in cut_log] == [r["rate_bpp"] for r in full_log]

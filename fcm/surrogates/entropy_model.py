@@ -27,6 +27,12 @@ from fcm.surrogates.lower_bound import lower_bound
 
 #: CompressAI's likelihood bound: no interval carries more than ``−log2(1e-9) ≈ 29.9`` bits
 LIKELIHOOD_BOUND = 1e-9
+#: bounds on a density's size (a config names them: no option may make it unboundedly large)
+MAX_CHANNELS, MAX_LINKS, MAX_FILTER_WIDTH = 4096, 8, 64
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class FactorizedDensity(nn.Module):
@@ -42,19 +48,25 @@ class FactorizedDensity(nn.Module):
     def __init__(
         self,
         channels: int,
-        filters: tuple[int, ...] = (3, 3, 3),
+        filters: tuple[int, ...] | list[int] = (3, 3, 3),
         init_scale: float = 10.0,
         likelihood_bound: float = LIKELIHOOD_BOUND,
     ) -> None:
         super().__init__()
-        if channels < 1:
-            raise ConfigError(f"a factorized density needs ≥ 1 channel, got {channels}")
-        if not filters or any(int(f) < 1 for f in filters):
-            raise ConfigError(f"filters must be a non-empty list of widths ≥ 1, got {list(filters)}")
-        if not (math.isfinite(init_scale) and init_scale > 0):
-            raise ConfigError(f"init_scale must be a finite number > 0, got {init_scale}")
-        if not 0 < likelihood_bound < 1:
-            raise ConfigError(f"likelihood_bound must lie in (0, 1), got {likelihood_bound}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise ConfigError(f"a factorized density needs 1 to {MAX_CHANNELS} channels, got {channels!r}")
+        if (
+            not isinstance(filters, (list, tuple))
+            or not 1 <= len(filters) <= MAX_LINKS
+            or any(isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= MAX_FILTER_WIDTH for f in filters)
+        ):
+            raise ConfigError(
+                f"filters must be a list of 1 to {MAX_LINKS} integer widths in [1, {MAX_FILTER_WIDTH}], got {filters!r}"
+            )
+        if not (_is_number(init_scale) and math.isfinite(init_scale) and init_scale > 0):
+            raise ConfigError(f"init_scale must be a finite number > 0, got {init_scale!r}")
+        if not (_is_number(likelihood_bound) and 0 < likelihood_bound < 1):
+            raise ConfigError(f"likelihood_bound must be a number in (0, 1), got {likelihood_bound!r}")
         self.channels = int(channels)
         self.filters = tuple(int(f) for f in filters)
         self.likelihood_bound = float(likelihood_bound)

@@ -102,18 +102,18 @@ class FactorizedRate(RateModel):
         likelihood_bound: float = LIKELIHOOD_BOUND,
     ) -> None:
         super().__init__()
-        if quantizer not in RATE_QUANTIZERS:
+        if not isinstance(quantizer, str) or quantizer not in RATE_QUANTIZERS:
             raise ConfigError(f"rate model quantizer must be one of {', '.join(RATE_QUANTIZERS)}; got {quantizer!r}")
         if not isinstance(zero_center, bool):
             raise ConfigError(f"zero_center must be true or false, got {zero_center!r}")
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ConfigError(f"block_size must be an integer ≥ 1, got {block_size!r}")
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= 32:
+            raise ConfigError(f"block_size must be an integer in [1, 32], got {block_size!r}")
         if not 1 <= bit_depth <= 16:
             raise ConfigError(f"bit depth must lie in [1, 16], got {bit_depth}")
         self.bit_depth = int(bit_depth)
         self.quantizer = quantizer
         self.block_size = block_size
-        self.density = FactorizedDensity(block_size * block_size, tuple(filters), init_scale, likelihood_bound)
+        self.density = FactorizedDensity(block_size * block_size, filters, init_scale, likelihood_bound)
         self.offset: nn.Parameter | None = None
         self._zero_center: ZeroCenterQuantizer | None = None
         if zero_center:

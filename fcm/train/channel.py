@@ -13,9 +13,12 @@ coded tensors, as the real packer signals them), the surrogate ``ŷ`` is:
   temperature ``T(k)`` decaying exponentially from 1 (uniform noise) to 10⁻³ (almost hard rounding) over the run
   (:class:`fcm.surrogates.TemperatureSchedule`): training starts smooth and ends close to the quantizer it imitates.
 
-Rate proxy (the same for every surrogate, so λ means the same whichever is used): ``R = Σ log2(1 + |q|)`` of the
-ProxyCodec's levels of ``y`` at the step's QP in ``ste`` mode (``q = round(c/Δ)`` in value, identity gradient:
-deterministic, it is the proxy of the frames the codec actually gets, and levels rounded to 0 cost and pull nothing).
+Rate term (the same for every surrogate, so λ means the same whichever is used): the config's rate model
+(:mod:`fcm.surrogates.rate_models`) of ``y`` at the step's QP. The default, ``log_magnitude``, is
+``R = Σ log2(1 + |q|)`` of the ProxyCodec's levels in ``ste`` mode (``q = round(c/Δ)`` in value, identity gradient:
+deterministic, it is the proxy of the frames the codec actually gets, and levels rounded to 0 cost and pull
+nothing). A learned model (``factorized``) also returns its fitting term: its bits of the *detached* frames, which
+train its density alone, so it tracks the frames the wrapper makes whatever λ is.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from fcm.packing.torch_ops import SampleRanges, from_sample_frames, to_sample_fr
 from fcm.surrogates.annealing import TemperatureSchedule
 from fcm.surrogates.proxy_codec import ProxyCodec, quantizer_step
 from fcm.surrogates.quantization import quantize_surrogate
+from fcm.surrogates.rate_models import SUA_TEMPERATURE, RateModel, build_rate_model
 from fcm.surrogates.real_codec import CodecSurrogate, RealCodec
 from fcm.train.config import TrainConfig
 from fcm.wrappers.base import WrapperPair
 
-#: SUA temperatures of the ``proxy`` surrogate, from start to end of a run.
-PROXY_TEMPERATURE = (1.0, 1e-3)
+#: SUA temperatures of the ``proxy`` surrogate, from start to end of a run (those of the rate models' SUA).
+PROXY_TEMPERATURE = SUA_TEMPERATURE
 
 
 class ChannelOutput(NamedTuple):
@@ -46,6 +50,7 @@ class ChannelOutput(NamedTuple):
 
     restored: OrderedDict[str, torch.Tensor]  # the post-wrapper's split tensors, for the back half
     rate_bits: torch.Tensor  # rate proxy per item, (N,), differentiable
+    fit_bits: torch.Tensor | None  # a learned rate model's bits of the detached frames, (N,): its fitting term
     real_bytes: torch.Tensor | None  # the real codec's bytes per item, when it ran
     temperature: float | None  # SUA temperature of the proxy surrogate
 
@@ -108,19 +113,22 @@ Channel = Callable[[torch.Tensor, int, int], tuple[torch.Tensor, "torch.Tensor |
 
 class CodedPath(nn.Module):
     """``forward(features, qp, step) -> ChannelOutput``: the wrapper pair around a channel (a surrogate, or the real
-    codec for evaluation) for frames of ``bit_depth`` bits.
+    codec for evaluation) for frames of ``bit_depth`` bits, with the rate model of the frames (default
+    ``log_magnitude``).
 
-    The wrapper is the only submodule (so :class:`~torch.nn.parallel.DistributedDataParallel` synchronises exactly
-    its gradients); the channel is a plain attribute.
+    The wrapper and the rate model are the only submodules (so :class:`~torch.nn.parallel.DistributedDataParallel`
+    synchronises exactly their gradients); the channel is a plain attribute.
     """
 
-    def __init__(self, wrapper: WrapperPair, channel: Channel, bit_depth: int) -> None:
+    def __init__(
+        self, wrapper: WrapperPair, channel: Channel, bit_depth: int, rate_model: RateModel | None = None
+    ) -> None:
         super().__init__()
         self.wrapper = wrapper
         self.channel = channel
         self.bit_depth = bit_depth
         self._packer = Packer(bit_depth, "frame")
-        self._rate = ProxyCodec(bit_depth=bit_depth, mode="ste")
+        self.rate_model = rate_model if rate_model is not None else build_rate_model(None, bit_depth)
 
     def forward(self, features: Mapping[str, torch.Tensor], qp: int, step: int) -> ChannelOutput:
         bits = self.bit_depth
@@ -130,8 +138,9 @@ class CodedPath(nn.Module):
         # wrapper must see that (same values as the packer's, so the forward pass is what is coded)
         ranges = SampleRanges.live(layout, coded, "frame")
         y = to_sample_frames(layout, coded, ranges, bits)
-        rate_bits = self._rate(y, qp).rate
+        rate_bits = self.rate_model(y, qp, step)
+        fit_bits = self.rate_model(y.detach(), qp, step) if self.rate_model.learned and self.training else None
         y_hat, real_bytes, temperature = self.channel(y, qp, step)
         unpacked = from_sample_frames(layout, y_hat, ranges, bits)
         restored = self.wrapper.decode(OrderedDict((n, unpacked[n]) for n in self.wrapper.coded_spec.names))
-        return ChannelOutput(restored, rate_bits, real_bytes, temperature)
+        return ChannelOutput(restored, rate_bits, fit_bits, real_bytes, temperature)

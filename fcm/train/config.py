@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,9 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: Fields that do not change what training computes: they are left out of :meth:`TrainConfig.identity`, so a run
 #: may resume with other workers, another log file or another save interval.
 _NOT_IN_IDENTITY = ("workers", "checkpoint", "log", "save_every")
+#: the rate model fcm trained with before rate models were selectable (configs that do not name one keep their
+#: identity and their weights)
+DEFAULT_RATE_MODEL: dict[str, Any] = {"name": "log_magnitude"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class TrainConfig:
         surrogate: the gradient path through the codec: ``scaled`` / ``ste`` (the real codec in the forward pass),
             ``noise`` (uniform noise of the codec's quantizer step), ``proxy`` (the differentiable block-DCT codec).
         lam: λ, weight of the rate proxy (bits per input pixel), ≥ 0.
+        rate_model: ``{name, ...options}`` of :func:`fcm.surrogates.rate_models.build_rate_model`, what the rate
+            term counts: ``log_magnitude`` (default, no parameters) or ``factorized`` (a learned density per block-DCT
+            frequency, fitted by maximum likelihood on the training frames alongside the wrapper, whatever λ).
+        rate_model_lr: Adam step size of a learned rate model's parameters (constant; default 0.01: the density
+            must track frames that move while the wrapper trains).
         init: ``pca`` (default: the wrapper starts from the training features' principal components, where its
             architecture supports it) or ``random`` (as built).
         loss: ``output`` (distillation, no labels: the model's ``distill_loss`` of its ``distill_outputs`` against
@@ -76,6 +84,8 @@ class TrainConfig:
     qps: tuple[int, ...] = (27, 32, 37, 42)
     surrogate: Surrogate = "scaled"
     lam: float = 0.0
+    rate_model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RATE_MODEL))
+    rate_model_lr: float = 1e-2
     loss: Loss = "output"
     init: str = "pca"
     steps: int = 300
@@ -131,6 +141,14 @@ class TrainConfig:
         values["lr_schedule"] = _choice(raw.get("lr_schedule", cls.lr_schedule), "lr_schedule", LR_SCHEDULES)
         if "lam" in raw:
             values["lam"] = _number(raw["lam"], "lam", 0.0)
+        if raw.get("rate_model") is not None:
+            values["rate_model"] = _rate_model(raw["rate_model"])
+        else:
+            values.pop("rate_model", None)
+        if "rate_model_lr" in raw:
+            values["rate_model_lr"] = _number(raw["rate_model_lr"], "rate_model_lr", 0.0)
+            if values["rate_model_lr"] <= 0:
+                raise ConfigError(f"rate_model_lr must be > 0, got {raw['rate_model_lr']!r}")
         if "lr" in raw:
             values["lr"] = _number(raw["lr"], "lr", 0.0)
             if values["lr"] <= 0:
@@ -158,8 +176,22 @@ class TrainConfig:
                 )
         config = cls(**values)
         config._check_codec()
+        config._check_rate_model()
         config._check_wrapper()
         return config
+
+    @property
+    def rate_model_is_default(self) -> bool:
+        return self.rate_model == DEFAULT_RATE_MODEL
+
+    def _check_rate_model(self) -> None:
+        """The rate model's options, checked by building it (a few small tensors)."""
+        from fcm.surrogates.rate_models import build_rate_model
+
+        try:
+            build_rate_model(self.rate_model, self.codec_bit_depth, self.steps)
+        except FcmError as e:
+            raise ConfigError(f"rate_model: {e}") from e
 
     def _check_wrapper(self) -> None:
         """Model, split and wrapper options, checked by building the wrapper on the split's published spec (no
@@ -202,11 +234,13 @@ class TrainConfig:
         bad = [q for q in self.qps if not low <= q <= high]
         if bad:
             raise ConfigError(f"qps {bad} lie outside {self.codec}'s range [{low}, {high}]")
-        # the noise and proxy surrogates and the rate proxy take their step from the H.264/HEVC QP scale
-        if (self.surrogate in ("noise", "proxy") or self.lam > 0) and (codec.qp_range != (0, 51) or codec.lossless):
+        # the noise and proxy surrogates and the rate models take their step from the H.264/HEVC QP scale
+        uses_step = self.surrogate in ("noise", "proxy") or self.lam > 0 or not self.rate_model_is_default
+        if uses_step and (codec.qp_range != (0, 51) or codec.lossless):
             raise ConfigError(
-                f"surrogate {self.surrogate!r} (and the rate proxy, lam > 0) model an H.264/HEVC quantizer step; codec "
-                f"{self.codec!r} has another QP scale: use scaled or ste with lam 0, or x264/x265"
+                f"surrogate {self.surrogate!r} (and the rate models, lam > 0 or a rate_model) model an H.264/HEVC "
+                f"quantizer step; codec {self.codec!r} has another QP scale: use scaled or ste with lam 0 and the "
+                "default rate model, or x264/x265"
             )
 
     @property
@@ -245,6 +279,9 @@ class TrainConfig:
             data.pop("color_jitter")
         if self.lr_schedule == "constant":  # likewise for configs from before the schedule
             data.pop("lr_schedule")
+        if self.rate_model_is_default:  # likewise for configs from before rate models (its lr is then unused)
+            data.pop("rate_model")
+            data.pop("rate_model_lr")
         data["images"] = list(self.sources)
         data["split"] = self.split
         data["bit_depth"] = self.codec_bit_depth
@@ -300,6 +337,18 @@ def _wrapper(value: Any) -> dict[str, Any]:
 
     if value["name"] not in WRAPPERS.names():
         raise ConfigError(f"wrapper: unknown wrapper {value['name']!r}; known: {', '.join(WRAPPERS.names())}")
+    return dict(value)
+
+
+def _rate_model(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConfigError(f"rate_model must be a mapping with a 'name' (e.g. factorized), got {value!r}")
+    from fcm.surrogates.rate_models import RATE_MODELS
+
+    if value["name"] not in RATE_MODELS:
+        raise ConfigError(f"rate_model: unknown rate model {value['name']!r}; known: {', '.join(RATE_MODELS.names())}")
     return dict(value)
 
 

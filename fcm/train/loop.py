@@ -2,8 +2,10 @@
 
 Per step ``k``: draw a batch of cached crops and one QP of ``qps`` (numpy ``Generator`` seeded by ``seed``), run
 :class:`fcm.train.channel.CodedPath` (encode → pack → surrogate → unpack → decode), the frozen back half, and
-minimise ``task loss + lam · rate proxy (bits per input pixel)`` (:mod:`fcm.train.objective`). The model's own
-parameters never require gradients: gradients reach the wrapper only, through ``back``.
+minimise ``task loss + lam · rate (bits per input pixel)`` (:mod:`fcm.train.objective`), plus, for a learned rate
+model, its bits of the detached frames per input pixel (its maximum-likelihood fit, Adam at ``rate_model_lr``; the
+rate it reports then tracks the frames the wrapper makes). The model's own parameters never require gradients:
+gradients reach the wrapper (and a learned rate model) only.
 
 Reproducibility: everything random is seeded from ``seed`` (the crops, the wrapper's initial weights, the batches
 and QPs, the surrogates' noise), ``torch.use_deterministic_algorithms(True)`` is on while training, and the real
@@ -30,6 +32,7 @@ import torch
 
 from fcm.errors import ConfigError, WeightsError
 from fcm.models.base import Features, SplitModel
+from fcm.surrogates.rate_models import RateModel, build_rate_model
 from fcm.train import distributed
 from fcm.train.channel import CodecChannel, CodedPath, RealChannel
 from fcm.train.config import TrainConfig
@@ -44,6 +47,7 @@ LOG_COLUMNS = (
     "loss",
     "task_loss",
     "rate_bpp",
+    "rate_fit_bpp",
     "real_bytes",
     "real_bpp",
     "temperature",
@@ -51,7 +55,7 @@ LOG_COLUMNS = (
 )
 
 #: independent seeded streams derived from ``seed``
-_CROPS_STREAM, _BATCH_STREAM, _HELD_OUT_STREAM = 1, 2, 3
+_CROPS_STREAM, _BATCH_STREAM, _HELD_OUT_STREAM, _RATE_MODEL_STREAM = 1, 2, 3, 4
 
 
 @dataclass
@@ -165,12 +169,18 @@ def _train(
     if config.init == "pca":  # a resumed run overwrites this start with its saved weights below
         wrapper.init_from_features(cache.features)
     wrapper.train()
-    optimizer = torch.optim.Adam(wrapper.parameters(), lr=config.lr)
+    rate_model = _rate_model(config).to(where.device)
+    groups: list[dict[str, Any]] = [{"params": list(wrapper.parameters())}]
+    if list(rate_model.parameters()):  # its own constant step size (group 1); configs without one keep group 0 only
+        groups.append({"params": list(rate_model.parameters()), "lr": config.rate_model_lr})
+    optimizer = torch.optim.Adam(groups, lr=config.lr)
     start, wall_before = 0, 0.0
     if config.state_path.is_file():
         state = load_state(config.state_path, identity)
         try:
             wrapper.load_state_dict(state.wrapper)
+            if state.rate_model is not None or list(rate_model.state_dict()):
+                rate_model.load_state_dict(state.rate_model or {})
             optimizer.load_state_dict(state.optimizer)
             restore_rng(state.rng, sampler)
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
@@ -183,7 +193,7 @@ def _train(
         _trim_log(config.log_path, start)
 
     channel = CodecChannel(config)
-    path: torch.nn.Module = CodedPath(wrapper, channel, channel.bit_depth)
+    path: torch.nn.Module = CodedPath(wrapper, channel, channel.bit_depth, rate_model)
     if where.active:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -203,7 +213,9 @@ def _train(
             if where.is_main:
                 _append_log(config.log_path, row)
                 if (step + 1) % config.save_every == 0 and step + 1 < end:
-                    _save(config, identity, step + 1, wrapper, optimizer, sampler, wall_before + _since(began))
+                    _save(
+                        config, identity, step + 1, wrapper, rate_model, optimizer, sampler, wall_before + _since(began)
+                    )
             bar.update(1, f"loss {row['loss']:.4g}, qp {row['qp']}")
         step = end
         bar.close()
@@ -213,7 +225,7 @@ def _train(
     finished = step >= config.steps
     checkpoint = None
     if where.is_main:
-        _save(config, identity, step, wrapper, optimizer, sampler, wall)
+        _save(config, identity, step, wrapper, rate_model, optimizer, sampler, wall)
         if finished:
             checkpoint = config.checkpoint
             save_wrapper(checkpoint, wrapper, model, training=_provenance(config, wall))
@@ -241,12 +253,14 @@ def _step(
     task = _task(config.loss, model, out.restored, features, teacher)
     rate = rate_per_pixel(out.rate_bits, cache.input_pixels)
     loss = task + config.lam * rate if config.lam > 0 else task
+    fit = None if out.fit_bits is None else rate_per_pixel(out.fit_bits, cache.input_pixels)
+    if fit is not None:  # the rate model's own fit: its gradient reaches the rate model alone (detached frames)
+        loss = loss + fit
     if not torch.isfinite(loss):
         raise ConfigError(f"training diverged at step {step}: the loss is {loss.item()} (lower lr?)")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    for group in optimizer.param_groups:
-        group["lr"] = config.lr_at(step)
+    optimizer.param_groups[0]["lr"] = config.lr_at(step)  # the wrapper's; a rate model's (group 1) is constant
     optimizer.step()
 
     real_bytes = None if out.real_bytes is None else int(out.real_bytes.sum())
@@ -257,6 +271,7 @@ def _step(
         "loss": float(loss.detach()),
         "task_loss": float(task.detach()),
         "rate_bpp": float(rate.detach()),
+        "rate_fit_bpp": "" if fit is None else float(fit.detach()),
         "real_bytes": "" if real_bytes is None else real_bytes,
         "real_bpp": "" if real_bytes is None else 8 * real_bytes / (items * cache.input_pixels),
         "temperature": "" if out.temperature is None else out.temperature,
@@ -295,6 +310,15 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "name"}
 
 
+def _rate_model(config: TrainConfig) -> RateModel:
+    """The config's rate model, its initial parameters drawn from a stream of their own (so that naming a learned
+    model does not move the wrapper's start or the surrogates' noise)."""
+    seed = int(np.random.default_rng([config.seed, _RATE_MODEL_STREAM]).integers(2**62))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_rate_model(config.rate_model, config.codec_bit_depth, config.steps)
+
+
 def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
     from fcm import __version__
     from fcm.numerics import numerics_record, package_versions
@@ -304,6 +328,11 @@ def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
         "steps": config.steps,
         "qps": list(config.qps),
         "lam": config.lam,
+        **(
+            {}
+            if config.rate_model_is_default
+            else {"rate_model": config.rate_model, "rate_model_lr": config.rate_model_lr}
+        ),
         "loss": config.loss,
         "init": config.init,
         "seed": config.seed,
@@ -328,10 +357,12 @@ def _save(
     identity: str,
     step: int,
     wrapper: WrapperPair,
+    rate_model: RateModel,
     optimizer: torch.optim.Optimizer,
     sampler: np.random.Generator,
     wall: float,
 ) -> None:
+    rate_state = {k: v.detach().cpu() for k, v in rate_model.state_dict().items()}
     state = TrainerState(
         identity,
         step,
@@ -339,6 +370,7 @@ def _save(
         optimizer.state_dict(),
         capture_rng(sampler),
         wall,
+        rate_state or None,
     )
     save_state(config.state_path, state)
 

@@ -3,7 +3,8 @@
 A ``torch.save``'d mapping, written atomically (temporary file, then rename): ``format`` (``"fcm-train-state"``),
 ``config`` (:meth:`fcm.train.config.TrainConfig.identity`), ``step`` (steps completed), ``wrapper`` and
 ``optimizer`` state dicts, ``rng`` (torch's CPU generator state, the CUDA generators' states when CUDA is used, the
-batch sampler's numpy ``Generator`` state and Python's ``random`` state) and ``wall_seconds`` (training time so far).
+batch sampler's numpy ``Generator`` state and Python's ``random`` state), ``wall_seconds`` (training time so far)
+and ``rate_model`` (a learned rate model's state dict; absent or ``None`` when the rate model has no parameters).
 Read back with ``weights_only=True``: loading runs no pickled code.
 """
 
@@ -33,6 +34,7 @@ class TrainerState:
     optimizer: dict[str, Any]
     rng: dict[str, Any]
     wall_seconds: float
+    rate_model: dict[str, Any] | None = None
 
 
 def capture_rng(sampler: np.random.Generator) -> dict[str, Any]:
@@ -69,7 +71,10 @@ def _plain(value: Any) -> Any:
 
 
 def save_state(path: Path, state: TrainerState) -> None:
-    save_mapping(path, FORMAT, dict(state.__dict__))
+    data = dict(state.__dict__)
+    if data["rate_model"] is None:  # the states of runs without a learned rate model are as before
+        del data["rate_model"]
+    save_mapping(path, FORMAT, data)
 
 
 def load_state(path: Path, identity: str) -> TrainerState:
@@ -82,7 +87,13 @@ def load_state(path: Path, identity: str) -> TrainerState:
         )
     _check_fields(data, path)
     return TrainerState(
-        data["config"], data["step"], data["wrapper"], data["optimizer"], data["rng"], float(data["wall_seconds"])
+        data["config"],
+        data["step"],
+        data["wrapper"],
+        data["optimizer"],
+        data["rng"],
+        float(data["wall_seconds"]),
+        data.get("rate_model"),
     )
 
 
@@ -107,6 +118,9 @@ def _check_fields(data: dict[str, Any], path: Path) -> None:
             raise bad(field, "a mapping")
     if not all(isinstance(v, torch.Tensor) for v in data["wrapper"].values()):
         raise WeightsError(f"{path}: trainer state field 'wrapper' must map names to tensors")
+    rate = data.get("rate_model")
+    if rate is not None and not (isinstance(rate, dict) and all(isinstance(v, torch.Tensor) for v in rate.values())):
+        raise WeightsError(f"{path}: trainer state field 'rate_model' must map names to tensors (or be absent)")
     rng = data["rng"]
     if not isinstance(rng.get("torch"), torch.Tensor) or rng["torch"].dtype != torch.uint8:
         raise WeightsError(f"{path}: trainer state rng 'torch' must be a uint8 tensor (torch.get_rng_state())")
