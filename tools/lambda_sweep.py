@@ -2,9 +2,10 @@
 """The rate term at work: train one wrapper config at several λ, sweep them on validation data, plot where they land.
 
     python tools/lambda_sweep.py [--config CONFIG] [--lams 0,1,4] [--steps N] [--dataset embedded|validation]
-        [--out runs/lambda_sweep] [--figure docs/img/lambda_sweep.png]
+        [--rate-model '{name: factorized, quantizer: ste}'] [--out runs/lambda_sweep] [--figure FIGURE]
 
-Each λ trains ``--config`` with only ``lam`` (and ``--steps``) changed, in processes run two at a time (one torch
+Each λ trains ``--config`` with only ``lam`` (and ``--steps``, and ``--rate-model``: a YAML mapping or name, the
+config's ``rate_model``) changed, in processes run two at a time (one torch
 thread each); one sweep (``feature/x265`` and ``wrapped[lamX]/x265`` on the same QPs) on validation data — the
 embedded set or the photos' validation split, never the test split — measures them. The figure draws kl_db against
 bpp per λ, each point labelled with its QP; the JSON printed gives, per λ and QP, bpp and kl_db and the bpp relative
@@ -29,10 +30,14 @@ QPS = [22, 27, 32, 37, 42, 47]
 TUNING = ("embedded", "validation")
 
 
-def _train(config: str, lam: float, steps: int | None, out: Path) -> tuple[subprocess.Popen[bytes], Any]:
+def _train(
+    config: str, lam: float, steps: int | None, rate_model: Any, out: Path
+) -> tuple[subprocess.Popen[bytes], Any]:
     overrides: dict[str, Any] = {"lam": lam, "checkpoint": str(out / f"wrapper_lam{lam:g}.pt"), "torch_threads": 1}
     if steps is not None:
         overrides["steps"] = steps
+    if rate_model is not None:
+        overrides["rate_model"] = rate_model
     code = (
         "import json, sys; from fcm.train.config import TrainConfig; from fcm.train.loop import train; "
         f"r = train(TrainConfig.from_yaml({config!r}, {overrides!r}), progress=False); "
@@ -51,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "runs" / "lambda_sweep"))
     ap.add_argument("--figure", default=None, help="where to write the figure (default: OUT/lambda_sweep.png)")
     ap.add_argument("--parallel", type=int, default=2, help="trainings at once")
+    ap.add_argument("--rate-model", default=None, help="the configs' rate_model (YAML: a name or a mapping)")
     args = ap.parse_args(argv)
+    import yaml
+
+    rate_model = None if args.rate_model is None else yaml.safe_load(args.rate_model)
     lams = [float(x) for x in args.lams.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     while pending or running:
         while pending and len(running) < args.parallel:
             lam = pending.pop(0)
-            running.append((lam, _train(args.config, lam, args.steps, out)))
+            running.append((lam, _train(args.config, lam, args.steps, rate_model, out)))
         lam, (proc, log) = running.pop(0)
         stdout, _ = proc.communicate()
         log.close()
@@ -97,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_xscale("log")
     ax.set_xlabel("bpp (log)")
     ax.set_ylabel("kl_db (dB, higher is closer to uncompressed)")
-    ax.set_title(f"λ moves the wrapper along the rate axis ({args.dataset}; labels: QP)")
+    rate_name = "log_magnitude" if rate_model is None else str(rate_model)
+    ax.set_title(f"λ moves the wrapper along the rate axis ({args.dataset}; rate: {rate_name}; labels: QP)", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     figure = Path(args.figure) if args.figure else out / "lambda_sweep.png"
@@ -108,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     base = curves[f"wrapped[lam{lams[0]:g}]"]
     summary = {
         "dataset": args.dataset,
+        "rate_model": rate_model,
         "figure": str(figure),
         "training_wall_s": {f"{lam:g}": trained[lam]["wall_seconds"] for lam in lams},
         "points": {
