@@ -106,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_xscale("log")
     ax.set_xlabel("bpp (log)")
     ax.set_ylabel("kl_db (dB, higher is closer to uncompressed)")
-    rate_name = "log_magnitude" if rate_model is None else str(rate_model)
+    if isinstance(rate_model, dict):
+        options = ", ".join(f"{k}={v}" for k, v in rate_model.items() if k != "name")
+        rate_name = f"{rate_model.get('name')}({options})"
+    else:
+        rate_name = rate_model or "log_magnitude"
     ax.set_title(f"λ moves the wrapper along the rate axis ({args.dataset}; rate: {rate_name}; labels: QP)", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
