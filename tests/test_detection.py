@@ -69,7 +69,40 @@ def test_train_and_validation_backgrounds_share_no_pixel():
         assert np.array_equal(a, full[:, :cut]) and np.array_equal(b, full[:, cut:])  # complementary columns
         assert not np.shares_memory(a, b)
     with pytest.raises(ConfigError, match="split must be"):
-        generate_split("/nonexistent", "test", 1)
+        generate_split("/nonexistent", "holdout", 1)
+
+
+def _photos_fetched() -> bool:
+    from fcm.data import photos
+
+    return all(photos.cached_path(p, f).is_file() for p in photos.CATALOGUE for f in p.photos)
+
+
+@pytest.mark.skipif(not _photos_fetched(), reason="the photos are not fetched here: run python tools/fetch_photos.py")
+def test_the_test_split_is_drawn_over_the_test_photos_alone(tmp_path):
+    """Held out from everything the detector and its wrappers were trained or chosen on: its backgrounds are the
+    photo test split (no training source, no val strip), and its images are not val's."""
+    from fcm.data.photos import CATALOGUE, load_photo, split_photos
+    from fcm.data.shapes import TEST_BACKGROUND_SIDE, _Backgrounds
+
+    test = _Backgrounds("test")
+    photos = split_photos("test")
+    assert len(test.parts) == len(photos) >= 10
+    assert all(pid.split("/")[0] in {p.name for p in CATALOGUE if p.split == "test"} for pid, _ in photos)
+    assert np.array_equal(test.parts[0], load_photo(photos[0][1], TEST_BACKGROUND_SIDE))
+    settings = ShapesSettings(size=96, min_object=12, max_object=48)
+    a = generate_split(tmp_path / "a", "test", 3, seed=7, settings=settings).parent
+    b = generate_split(tmp_path / "b", "test", 3, seed=7, settings=settings).parent
+    val = generate_split(tmp_path / "v", "val", 3, seed=7, settings=settings).parent
+    assert _digest(a) == _digest(b) != _digest(val)
+    coco = json.loads((a / ANNOTATIONS).read_text())
+    assert coco["info"]["description"] == "fcm shapes, test split" and coco["annotations"]
+
+
+def test_a_missing_test_photo_is_named_with_the_command_that_fetches_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCM_PHOTOS", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"run python tools/fetch_photos\.py"):
+        generate_split(tmp_path / "out", "test", 1)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,10 @@ Backgrounds are crops of the pictures fcm trains on (:data:`BACKGROUND_SOURCES`,
 scikit-image and matplotlib ship, none an evaluation photo), flipped and colour-jittered. Each source picture is cut
 once into a left part (train crops) and a right part (validation crops), so the splits share no background pixel.
 The validation strips are narrower, so validation backgrounds are more often upscaled (blurrier) than training ones:
-a mild shift that makes validation harder, not easier.
+a mild shift that makes validation harder, not easier. The **test** split is held out from both: its backgrounds (and
+textures) are the test photographs of :mod:`fcm.data.photos` (Debian's ``lomiri-wallpapers-16.04``, at 512 px on
+the short side; fetched by ``tools/fetch_photos.py``), a source no training, tuning or architecture choice ever
+saw, drawn from a random stream of its own: report there what was chosen on val.
 
 Deterministic: image ``i`` of a split depends only on ``(seed, split, i)``, the settings and
 :data:`GENERATOR_VERSION` (numpy ``Generator``s, integer rasterisation, lossless PNG): the same call draws the same
@@ -53,7 +56,9 @@ BACKGROUND_SOURCES: tuple[str, ...] = (
     "skimage:text",
     "matplotlib:grace_hopper",
 )
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
+#: the short side of the test split's background photos
+TEST_BACKGROUND_SIDE = 512
 #: where each background source is cut: train crops left of this fraction of the width, validation crops right of it
 SPLIT_AT = 0.7
 ANNOTATIONS = "annotations.json"
@@ -99,7 +104,7 @@ class ShapesSettings:
 def generate_split(
     out: str | Path, split: str, num_images: int, seed: int = 0, settings: ShapesSettings | None = None
 ) -> Path:
-    """Write ``num_images`` images of ``split`` (``train`` or ``val``) under ``out/split`` with their COCO
+    """Write ``num_images`` images of ``split`` (``train``, ``val`` or ``test``) under ``out/split`` with their COCO
     annotations (``annotations.json``); returns the annotation file."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
@@ -185,12 +190,17 @@ def _annotation(ann_id: int, image_id: int, category: int, mask: np.ndarray) -> 
 
 
 class _Backgrounds:
-    """The split's part of every training source, loaded once."""
+    """The split's part of every training source (train, val), or the test photos (test), loaded once."""
 
     def __init__(self, split: str) -> None:
         from fcm.train.data import load_source
 
         self.parts = []
+        if split == "test":
+            from fcm.data.photos import load_photo, split_photos
+
+            self.parts = [load_photo(path, TEST_BACKGROUND_SIDE) for _, path in split_photos("test")]
+            return
         for name in BACKGROUND_SOURCES:
             picture = load_source(name)
             cut = int(picture.shape[1] * SPLIT_AT)
