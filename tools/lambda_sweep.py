@@ -2,10 +2,10 @@
 """The rate term at work: train one wrapper config at several λ, sweep them on validation data, plot where they land.
 
     python tools/lambda_sweep.py [--config CONFIG] [--lams 0,1,4] [--steps N] [--dataset embedded|validation]
-        [--rate-model '{name: factorized, quantizer: ste}'] [--out runs/lambda_sweep] [--figure FIGURE]
+        [--rate-model '{name: factorized, quantizer: ste}'] [--seed S] [--out runs/lambda_sweep] [--figure FIGURE]
 
-Each λ trains ``--config`` with only ``lam`` (and ``--steps``, and ``--rate-model``: a YAML mapping or name, the
-config's ``rate_model``) changed, in processes run two at a time (one torch
+Each λ trains ``--config`` with only ``lam`` (and ``--steps``, ``--seed``, and ``--rate-model``: a YAML mapping or
+name, the config's ``rate_model``) changed, in processes run two at a time (one torch
 thread each); one sweep (``feature/x265`` and ``wrapped[lamX]/x265`` on the same QPs) on validation data — the
 embedded set or the photos' validation split, never the test split — measures them. The figure draws kl_db against
 bpp per λ, each point labelled with its QP; the JSON printed gives, per λ and QP, bpp and kl_db and the bpp relative
@@ -31,11 +31,13 @@ TUNING = ("embedded", "validation")
 
 
 def _train(
-    config: str, lam: float, steps: int | None, rate_model: Any, out: Path
+    config: str, lam: float, steps: int | None, seed: int | None, rate_model: Any, out: Path
 ) -> tuple[subprocess.Popen[bytes], Any]:
     overrides: dict[str, Any] = {"lam": lam, "checkpoint": str(out / f"wrapper_lam{lam:g}.pt"), "torch_threads": 1}
     if steps is not None:
         overrides["steps"] = steps
+    if seed is not None:
+        overrides["seed"] = seed
     if rate_model is not None:
         overrides["rate_model"] = rate_model
     code = (
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(ROOT / "configs" / "train_photos.yaml"))
     ap.add_argument("--lams", default="0,1,4", help="comma-separated λ values")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="the configs' training seed")
     ap.add_argument("--dataset", default="embedded", choices=TUNING)
     ap.add_argument("--out", default=str(ROOT / "runs" / "lambda_sweep"))
     ap.add_argument("--figure", default=None, help="where to write the figure (default: OUT/lambda_sweep.png)")
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     while pending or running:
         while pending and len(running) < args.parallel:
             lam = pending.pop(0)
-            running.append((lam, _train(args.config, lam, args.steps, rate_model, out)))
+            running.append((lam, _train(args.config, lam, args.steps, args.seed, rate_model, out)))
         lam, (proc, log) = running.pop(0)
         stdout, _ = proc.communicate()
         log.close()
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "dataset": args.dataset,
         "rate_model": rate_model,
+        "seed": args.seed,
         "figure": str(figure),
         "training_wall_s": {f"{lam:g}": trained[lam]["wall_seconds"] for lam in lams},
         "points": {
