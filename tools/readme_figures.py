@@ -367,6 +367,9 @@ SECTIONS: dict[str, Section] = {
     "detection_wrapped": Section(
         ("sweep", "configs/detection_shapes_wrapped.yaml", "--jobs", "2"), detection_wrapped, timed=("wall_s",)
     ),
+    "detection_test": Section(
+        ("sweep", "configs/detection_shapes_test.yaml", "--jobs", "2"), detection_wrapped, timed=("wall_s",)
+    ),
     "video": Section(
         ("video-sweep", "configs/video_sweep.yaml", "--jobs", "2"), video, {"rd_kbps.png": "docs/img/video_rd.png"}
     ),
