@@ -91,7 +91,7 @@ def test_the_ste_quantizer_counts_the_bits_of_the_levels() -> None:
     flat = torch.full_like(y, 512.0)  # all coefficients zero
     tiny = flat + 0.01 * torch.randn_like(flat)  # rounds to zero at QP 37 (Δ ≫ 0.01)
     torch.testing.assert_close(model(tiny, 37), model(flat, 37))
-    assert float(model(y, 37)) > float(model(flat, 37))
+    assert float(model(y, 37).detach()) > float(model(flat, 37).detach())
 
 
 def test_likelihood_bound_caps_the_bits_of_one_coefficient() -> None:
@@ -157,10 +157,15 @@ def test_wrong_shapes_and_dtypes_are_refused() -> None:
     "options",
     [
         {"filters": [100000, 100000]},
+        {"filters": [64] * 8},
+        {"init_scale": 10**400},
+        {"init_scale": 1e-300},
+        {"likelihood_bound": 0.0},
         {"filters": [3] * 50},
         {"filters": ["3"]},
         {"filters": 3},
         {"block_size": 4096},
+        {"block_size": 32},
         {"block_size": True},
         {"init_scale": "wide"},
         {"likelihood_bound": "small"},
@@ -170,3 +175,20 @@ def test_wrong_shapes_and_dtypes_are_refused() -> None:
 def test_hostile_options_are_refused_before_anything_is_allocated(options: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         build_rate_model({"name": "factorized", **options}, bit_depth=10)
+
+
+@pytest.mark.parametrize("zero_center", [False, True])
+def test_in_eval_mode_a_noisy_quantizer_counts_the_rounded_levels(zero_center: bool) -> None:
+    """Scoring must not depend on noise: eval mode rounds, whatever the training surrogate."""
+    torch.manual_seed(0)
+    noisy = FactorizedRate(bit_depth=10, quantizer="noise", zero_center=zero_center)
+    rounded = FactorizedRate(bit_depth=10, quantizer="ste", zero_center=zero_center)
+    rounded.load_state_dict(noisy.state_dict())
+    y = frames()
+    noisy.eval()
+    with torch.no_grad():
+        first, again = noisy(y, 32), noisy(y, 32)
+        torch.testing.assert_close(first, again)
+        torch.testing.assert_close(first, rounded(y, 32))
+        noisy.train()
+        assert not torch.equal(noisy(y, 32), first)

@@ -244,6 +244,11 @@ def test_default_images_are_every_training_source(tmp_path):
         ({"rate_model": {"name": "factorized", "quantizer": "dither"}}, "rate_model"),
         ({"rate_model": ["factorized"]}, "rate_model"),
         ({"rate_model_lr": 0}, "rate_model_lr"),
+        ({"rate_model_lr": 10**400}, "rate_model_lr"),
+        ({"lr": 10**400}, "lr"),
+        ({"rate_model": {"name": "factorized", "init_scale": 10**400}}, "rate_model"),
+        ({"rate_model": {"name": "factorized", "init_scale": 1e-300}}, "rate_model"),
+        ({"rate_model": {"name": "factorized", "block_size": 32, "filters": [64] * 8}}, "rate_model"),
     ],
 )
 def test_bad_config_values_are_one_line_config_errors(tmp_path, change, key):
@@ -421,6 +426,9 @@ FACTORIZED = {"name": "factorized", "quantizer": "ste"}
 def test_default_rate_model_keeps_the_identity_and_a_learned_one_changes_it(tmp_path):
     default = _config(tmp_path)
     assert default.rate_model == {"name": "log_magnitude"} and default.rate_model_is_default
+    # the identities these configs had before rate models were selectable (resumable states and shipped tags)
+    assert default.identity() == "8369f612d780ea73"
+    assert _config(tmp_path, surrogate="noise", lam=0.1).identity() == "7dd75f0b45b310f2"
     assert _config(tmp_path, rate_model="log_magnitude").identity() == default.identity()
     assert _config(tmp_path, rate_model_lr=0.5).identity() == default.identity()  # unused without a learned model
     learned = _config(tmp_path, rate_model=FACTORIZED)
@@ -429,9 +437,10 @@ def test_default_rate_model_keeps_the_identity_and_a_learned_one_changes_it(tmp_
 
 
 def test_a_learned_rate_model_is_fitted_without_touching_the_wrapper_at_lam_zero(tmp_path, model):
-    """Its fit runs on detached frames: at λ = 0 with a deterministic surrogate and quantizer, the wrapper's weights
-    are those of a run with the default rate model, while the rate model's bits fall as it fits."""
-    steps = {"steps": 12, "surrogate": "ste"}
+    """Its fit runs on detached frames and its initial weights come from a stream of their own: at λ = 0 with a
+    quantizer that draws no noise, the wrapper's weights are those of a run with the default rate model (the noise
+    surrogate's draws unmoved), while the rate model's bits fall as it fits in an Adam group of its own."""
+    steps = {"steps": 12, "surrogate": "noise"}
     plain = train(_config(tmp_path, "plain", **steps), progress=False, model=model)
     config = _config(tmp_path, "fitted", rate_model=FACTORIZED, rate_model_lr=0.05, **steps)
     fitted = train(config, progress=False, model=model)
@@ -444,7 +453,9 @@ def test_a_learned_rate_model_is_fitted_without_touching_the_wrapper_at_lam_zero
     assert all(r["rate_fit_bpp"] == "" for r in read_log(plain.log))
     state = torch.load(config.state_path, weights_only=True)
     assert state["rate_model"] and all(isinstance(v, torch.Tensor) for v in state["rate_model"].values())
-    assert "rate_model" not in torch.load(_config(tmp_path, "plain").state_path, weights_only=True)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]][1:] == [0.05]
+    plain_state = torch.load(_config(tmp_path, "plain", **steps).state_path, weights_only=True)
+    assert "rate_model" not in plain_state and len(plain_state["optimizer"]["param_groups"]) == 1
     training = read_checkpoint(config.checkpoint)["training"]
     assert training["rate_model"] == FACTORIZED and training["rate_model_lr"] == 0.05
 

@@ -29,7 +29,12 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--split", default="test", choices=["validation", "test"], help="photo split")
+    ap.add_argument(
+        "--split",
+        default="test",
+        choices=["validation", "test"],
+        help="photo split (choose a rate model on validation)",
+    )
     ap.add_argument("--qps", default="22,27,32,37,42,47", help="comma-separated QPs")
     ap.add_argument("--wrapper", action="append", default=[], help="also the coded tensors of this wrapper checkpoint")
     ap.add_argument("--codec", default="x265")
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rate-model",
         action="append",
         default=[],
-        help="NAME[,option=value...], e.g. factorized,quantizer=ste (repeatable)",
+        help="NAME[,option=value...] or a YAML mapping, e.g. factorized,quantizer=ste (repeatable)",
     )
     ap.add_argument("--fit-steps", type=int, default=600, help="Adam steps fitting a learned rate model")
     ap.add_argument("--fit-lr", type=float, default=1e-2)
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     out: dict[str, object] = {
+        "split": args.split,
+        "embedded": not args.no_embedded,
         "codec": args.codec,
         "preset": args.preset,
         "inputs": len(inputs),
@@ -142,9 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _spec(text: str) -> dict[str, Any]:
-    """``NAME[,option=value...]`` → a rate model spec (values read as YAML scalars: numbers, true/false, lists)."""
+    """``NAME[,option=value...]`` (values read as YAML scalars: numbers, true/false) or a YAML mapping
+    ``{name: …, filters: [3, 3]}`` → a rate model spec."""
     import yaml
 
+    if text.lstrip().startswith("{"):
+        spec = yaml.safe_load(text)
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise SystemExit(f"--rate-model {text!r}: a mapping needs a name")
+        return spec
     name, *options = text.split(",")
     spec: dict[str, Any] = {"name": name}
     for option in options:

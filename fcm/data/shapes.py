@@ -121,10 +121,10 @@ def generate_split(
     final = Path(out) / split
     # drawn into a private folder and moved into place at the end: a reader never sees half a split, and an
     # interrupted run leaves the previous split (or nothing) behind, never a mixture
+    backgrounds = _Backgrounds(split)  # first: a missing background photo leaves no folder behind
     root = Path(out) / f".{split}.tmp-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
     (root / IMAGES).mkdir(parents=True)
-    backgrounds = _Backgrounds(split)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for i in range(num_images):

@@ -27,8 +27,11 @@ from fcm.surrogates.lower_bound import lower_bound
 
 #: CompressAI's likelihood bound: no interval carries more than ``−log2(1e-9) ≈ 29.9`` bits
 LIKELIHOOD_BOUND = 1e-9
-#: bounds on a density's size (a config names them: no option may make it unboundedly large)
-MAX_CHANNELS, MAX_LINKS, MAX_FILTER_WIDTH = 4096, 8, 64
+#: bounds on a density's size (a config names them: no option may make it unboundedly large). Each sample of ``x``
+#: costs about ``Σ filters`` activations per link evaluation, so these keep a density within ~10× the default's
+MAX_CHANNELS, MAX_LINKS, MAX_FILTER_WIDTH = 1024, 4, 16
+#: the initial width a density may be given (in the units of ``x``)
+INIT_SCALE_RANGE = (1e-3, 1e6)
 
 
 def _is_number(value: object) -> bool:
@@ -63,16 +66,17 @@ class FactorizedDensity(nn.Module):
             raise ConfigError(
                 f"filters must be a list of 1 to {MAX_LINKS} integer widths in [1, {MAX_FILTER_WIDTH}], got {filters!r}"
             )
-        if not (_is_number(init_scale) and math.isfinite(init_scale) and init_scale > 0):
-            raise ConfigError(f"init_scale must be a finite number > 0, got {init_scale!r}")
-        if not (_is_number(likelihood_bound) and 0 < likelihood_bound < 1):
-            raise ConfigError(f"likelihood_bound must be a number in (0, 1), got {likelihood_bound!r}")
+        low, high = INIT_SCALE_RANGE
+        if not (_is_number(init_scale) and low <= init_scale <= high):  # comparisons: no overflow, NaN fails
+            raise ConfigError(f"init_scale must be a number in [{low:g}, {high:g}], got {init_scale!r}")
+        if not (_is_number(likelihood_bound) and 1e-30 <= likelihood_bound < 1):
+            raise ConfigError(f"likelihood_bound must be a number in [1e-30, 1), got {likelihood_bound!r}")
         self.channels = int(channels)
         self.filters = tuple(int(f) for f in filters)
         self.likelihood_bound = float(likelihood_bound)
         widths = (1, *self.filters, 1)
         # the chain's slopes multiply to about 1/init_scale at the start: F begins as a step of that width
-        scale = init_scale ** (1.0 / (len(self.filters) + 1))
+        scale = float(init_scale) ** (1.0 / (len(self.filters) + 1))
         self.matrices = nn.ParameterList()
         self.biases = nn.ParameterList()
         self.factors = nn.ParameterList()

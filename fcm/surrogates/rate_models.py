@@ -21,7 +21,9 @@ and quantizer step ``Δ(QP)`` of :class:`fcm.surrogates.ProxyCodec`:
   surrogate), ``ste`` (``Δ·round(c/Δ)``, identity gradient: the levels the codec codes), ``sua`` (stochastic
   uniform annealing from noise to rounding over the run); ``zero_center: true`` quantizes around a learned offset
   per frequency, ``Q(c − sg(μ)) + μ`` (:class:`fcm.surrogates.ZeroCenterQuantizer`, partial stop-gradient);
-  ``likelihood_bound`` caps the bits of one coefficient (the scale lower bound of a factorized model).
+  ``likelihood_bound`` caps the bits of one coefficient (the scale lower bound of a factorized model). In eval mode
+  (``.eval()``) every quantizer is plain rounding (around the offset, with ``zero_center``): the bits of the levels
+  the codec codes, with no noise.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ class FactorizedRate(RateModel):
             raise ConfigError(f"rate model quantizer must be one of {', '.join(RATE_QUANTIZERS)}; got {quantizer!r}")
         if not isinstance(zero_center, bool):
             raise ConfigError(f"zero_center must be true or false, got {zero_center!r}")
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= 32:
-            raise ConfigError(f"block_size must be an integer in [1, 32], got {block_size!r}")
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= 16:
+            raise ConfigError(f"block_size must be an integer in [1, 16], got {block_size!r}")
         if not 1 <= bit_depth <= 16:
             raise ConfigError(f"bit depth must lie in [1, 16], got {bit_depth}")
         self.bit_depth = int(bit_depth)
@@ -136,6 +138,9 @@ class FactorizedRate(RateModel):
         return bits.reshape(b * b, n, -1).sum(dim=(0, 2))
 
     def _quantize(self, levels: torch.Tensor, delta: float, step: int) -> torch.Tensor:
+        if not self.training:  # evaluation counts the levels a codec would code: rounding, no noise
+            mu = torch.zeros(()) if self.offset is None else self.offset.detach() / delta
+            return quantize_surrogate(levels - mu, "ste", 1.0) + mu
         temperature = self._schedule(step)
         if self._zero_center is not None and self.offset is not None:
             self._zero_center.temperature = temperature

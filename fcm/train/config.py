@@ -186,10 +186,13 @@ class TrainConfig:
 
     def _check_rate_model(self) -> None:
         """The rate model's options, checked by building it (a few small tensors)."""
+        import torch
+
         from fcm.surrogates.rate_models import build_rate_model
 
         try:
-            build_rate_model(self.rate_model, self.codec_bit_depth, self.steps)
+            with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream be
+                build_rate_model(self.rate_model, self.codec_bit_depth, self.steps)
         except FcmError as e:
             raise ConfigError(f"rate_model: {e}") from e
 
@@ -308,9 +311,15 @@ def _integer(value: Any, key: str, low: int) -> int:
 
 
 def _number(value: Any, key: str, low: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low or value == float("inf"):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
         raise ConfigError(f"{key} must be a finite number ≥ {low}, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)  # an integer of hundreds of digits overflows
+    except OverflowError:
+        number = math.inf
+    if number == math.inf:
+        raise ConfigError(f"{key} must be a finite number ≥ {low}, got {value!r}")
+    return number
 
 
 def _int_list(value: Any, key: str, low: int) -> tuple[int, ...]:

@@ -4,8 +4,10 @@ Per step ``k``: draw a batch of cached crops and one QP of ``qps`` (numpy ``Gene
 :class:`fcm.train.channel.CodedPath` (encode → pack → surrogate → unpack → decode), the frozen back half, and
 minimise ``task loss + lam · rate (bits per input pixel)`` (:mod:`fcm.train.objective`), plus, for a learned rate
 model, its bits of the detached frames per input pixel (its maximum-likelihood fit, Adam at ``rate_model_lr``; the
-rate it reports then tracks the frames the wrapper makes). The model's own parameters never require gradients:
-gradients reach the wrapper (and a learned rate model) only.
+rate it reports then tracks the frames the wrapper makes). The fit's gradient reaches the rate model alone; the λ
+term's reaches both the wrapper and the rate model, where it is the same likelihood gradient scaled by λ (Adam's
+steps hardly depend on the scale). The logged ``loss`` is the whole sum, fit included. The model's own parameters
+never require gradients: gradients reach the wrapper (and a learned rate model) only.
 
 Reproducibility: everything random is seeded from ``seed`` (the crops, the wrapper's initial weights, the batches
 and QPs, the surrogates' noise), ``torch.use_deterministic_algorithms(True)`` is on while training, and the real
@@ -311,11 +313,13 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rate_model(config: TrainConfig) -> RateModel:
-    """The config's rate model, its initial parameters drawn from a stream of their own (so that naming a learned
-    model does not move the wrapper's start or the surrogates' noise)."""
+    """The config's rate model, its initial parameters drawn (on the CPU) from a stream of their own, so that naming
+    a learned model does not move the wrapper's start and the default leaves every generator as it was. (A learned
+    model with a ``noise`` or ``sua`` quantizer then draws its noise from torch's generator at each step, like the
+    surrogates.)"""
     seed = int(np.random.default_rng([config.seed, _RATE_MODEL_STREAM]).integers(2**62))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU generator alone: torch.manual_seed reseeds CUDA's too
         return build_rate_model(config.rate_model, config.codec_bit_depth, config.steps)
 
 
