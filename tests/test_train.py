@@ -310,25 +310,28 @@ def _json_objects(text: str) -> list[dict[str, Any]]:
     return objects
 
 
-def _torchrun(tmp_path: Path, procs: int, config: TrainConfig) -> subprocess.CompletedProcess[str]:
+def _torchrun(tmp_path: Path, procs: int, config: TrainConfig, **changes: Any) -> subprocess.CompletedProcess[str]:
     yaml_path = tmp_path / f"ddp{procs}.yaml"
-    yaml_path.write_text(
-        json.dumps(
-            {**TINY, "surrogate": "noise", "torch_threads": config.torch_threads, "checkpoint": str(config.checkpoint)}
-        )
-    )
+    settings = {"surrogate": "noise", "torch_threads": config.torch_threads, "checkpoint": str(config.checkpoint)}
+    yaml_path.write_text(json.dumps({**TINY, **settings, **changes}))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
     command += ["-m", "fcm.cli", "train", str(yaml_path), "--no-progress"]
     return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
 
 
-def test_torchrun_single_process_trains_the_same_weights(tmp_path, model):
+@pytest.mark.parametrize(
+    "changes", [{}, {"rate_model": {"name": "factorized", "quantizer": "ste"}, "lam": 0.05}], ids=["plain", "learned"]
+)
+def test_torchrun_single_process_trains_the_same_weights(tmp_path, model, changes):
+    """Under DistributedDataParallel (with a learned rate model too: a second submodule of the coded path)."""
     # the child runs with OMP_NUM_THREADS=1; torch_threads fixes the float summation order in both runs
-    config = _config(tmp_path, "ddp", surrogate="noise", torch_threads=2)
-    proc = _torchrun(tmp_path, 1, config)
+    config = _config(tmp_path, "ddp", surrogate="noise", torch_threads=2, **changes)
+    proc = _torchrun(tmp_path, 1, config, **changes)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    plain = train(_config(tmp_path, "plain", surrogate="noise", torch_threads=2), progress=False, model=model)
+    plain = train(
+        _config(tmp_path, "plain", surrogate="noise", torch_threads=2, **changes), progress=False, model=model
+    )
     assert json.loads(proc.stdout)["weights_tag"] == plain.weights_tag
     assert read_checkpoint(config.checkpoint)["weights_tag"] == plain.weights_tag
 
