@@ -17,8 +17,8 @@ Rate term (the same for every surrogate, so λ means the same whichever is used)
 (:mod:`fcm.surrogates.rate_models`) of ``y`` at the step's QP. The default, ``log_magnitude``, is
 ``R = Σ log2(1 + |q|)`` of the ProxyCodec's levels in ``ste`` mode (``q = round(c/Δ)`` in value, identity gradient:
 deterministic, it is the proxy of the frames the codec actually gets, and levels rounded to 0 cost and pull
-nothing). A learned model (``factorized``) also returns its fitting term: its bits of the *detached* frames, which
-train its density alone, so it tracks the frames the wrapper makes whatever λ is.
+nothing). A learned model (``factorized``) also returns its fitting term: its bits of the *detached* frames, whose
+gradient reaches its density alone, so it tracks the frames the wrapper makes whatever λ is.
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ from fcm.surrogates.rate_models import SUA_TEMPERATURE, RateModel, build_rate_mo
 from fcm.surrogates.real_codec import CodecSurrogate, RealCodec
 from fcm.train.config import TrainConfig
 from fcm.wrappers.base import WrapperPair
-
-#: SUA temperatures of the ``proxy`` surrogate, from start to end of a run (those of the rate models' SUA).
-PROXY_TEMPERATURE = SUA_TEMPERATURE
 
 
 class ChannelOutput(NamedTuple):
@@ -72,7 +69,7 @@ class CodecChannel:
             )
             self._real = CodecSurrogate(codec, "scaled" if self.kind == "scaled" else "ste")
         self._proxy = ProxyCodec(bit_depth=self.bit_depth, mode="sua")
-        start, end = PROXY_TEMPERATURE
+        start, end = SUA_TEMPERATURE  # the rate models' SUA schedule too
         self._schedule = TemperatureSchedule("exponential", start, end, max(1, config.steps))
 
     def __call__(self, y: torch.Tensor, qp: int, step: int) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
