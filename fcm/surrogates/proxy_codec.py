@@ -64,6 +64,16 @@ def inverse_block_dct(coefficients: torch.Tensor, matrix: torch.Tensor) -> torch
     return blocks.reshape(n, hb * b, wb * b)
 
 
+def sample_planes(x: torch.Tensor, what: str) -> torch.Tensor:
+    """``N×H×W`` float sample planes of ``N×H×W`` or ``N×1×H×W`` frames; :class:`ShapeError` naming ``what``."""
+    if not x.is_floating_point():
+        raise ShapeError(f"{what} must be a float tensor, got {x.dtype}")
+    planes = x[:, 0] if x.dim() == 4 and x.shape[1] == 1 else x
+    if planes.dim() != 3:
+        raise ShapeError(f"{what} must be N×H×W or N×1×H×W frames, got shape {tuple(x.shape)}")
+    return planes
+
+
 def centred_block_dct(planes: torch.Tensor, bit_depth: int, matrix: torch.Tensor) -> torch.Tensor:
     """:func:`block_dct` of ``N×H×W`` sample planes centred on mid-grey, padded bottom/right by edge replication to
     multiples of the block size (steps 1–2 of the module doc)."""
@@ -117,11 +127,7 @@ class ProxyCodec(nn.Module):
         self.temperature = _check_temperature(temperature)
 
     def forward(self, x: torch.Tensor, qp: float | torch.Tensor | None = None) -> ProxyCoded:
-        if not x.is_floating_point():
-            raise ShapeError(f"proxy codec input must be a float tensor, got {x.dtype}")
-        planes = x[:, 0] if x.dim() == 4 and x.shape[1] == 1 else x
-        if planes.dim() != 3:
-            raise ShapeError(f"proxy codec input must be N×H×W or N×1×H×W frames, got shape {tuple(x.shape)}")
+        planes = sample_planes(x, "proxy codec input")
         _, h, w = planes.shape
         b = self.block_size
         mid_grey = float(1 << (self.bit_depth - 1))

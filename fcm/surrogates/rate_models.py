@@ -31,11 +31,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcm.errors import ConfigError, ShapeError
+from fcm.errors import ConfigError
 from fcm.registry import Registry
 from fcm.surrogates.annealing import TemperatureSchedule
 from fcm.surrogates.entropy_model import LIKELIHOOD_BOUND, FactorizedDensity
-from fcm.surrogates.proxy_codec import ProxyCodec, centred_block_dct, dct_matrix, quantizer_step
+from fcm.surrogates.proxy_codec import ProxyCodec, centred_block_dct, dct_matrix, quantizer_step, sample_planes
 from fcm.surrogates.quantization import quantize_surrogate
 from fcm.surrogates.zero_center import ZeroCenterQuantizer
 
@@ -55,15 +55,6 @@ class RateModel(nn.Module):
         raise NotImplementedError
 
 
-def _planes(y: torch.Tensor) -> torch.Tensor:
-    if not y.is_floating_point():
-        raise ShapeError(f"a rate model takes float frames, got {y.dtype}")
-    planes = y[:, 0] if y.dim() == 4 and y.shape[1] == 1 else y
-    if planes.dim() != 3:
-        raise ShapeError(f"a rate model takes N×H×W or N×1×H×W frames, got shape {tuple(y.shape)}")
-    return planes
-
-
 @RATE_MODELS.register("log_magnitude")
 class LogMagnitudeRate(RateModel):
     """``Σ log2(1 + |round(c/Δ)|)`` over the block-DCT levels, straight-through (module doc)."""
@@ -73,7 +64,7 @@ class LogMagnitudeRate(RateModel):
         self._proxy = ProxyCodec(bit_depth=bit_depth, mode="ste")
 
     def forward(self, y: torch.Tensor, qp: float, step: int = 0) -> torch.Tensor:
-        return self._proxy(_planes(y), qp).rate
+        return self._proxy(sample_planes(y, "a rate model's input"), qp).rate
 
 
 @RATE_MODELS.register("factorized")
@@ -125,11 +116,11 @@ class FactorizedRate(RateModel):
         self._schedule = TemperatureSchedule("exponential", start, end, max(1, steps))
 
     def forward(self, y: torch.Tensor, qp: float, step: int = 0) -> torch.Tensor:
-        planes = _planes(y)
+        planes = sample_planes(y, "a rate model's input")
         n = planes.shape[0]
         b = self.block_size
         # coefficients in 8-bit units, one row per frequency: (B², N·blocks)
-        unit = float(1 << (self.bit_depth - 8)) if self.bit_depth >= 8 else 1.0 / (1 << (8 - self.bit_depth))
+        unit = 2.0 ** (self.bit_depth - 8)
         c = centred_block_dct(planes, self.bit_depth, dct_matrix(b, dtype=y.dtype, device=y.device)) / unit
         c = c.permute(2, 4, 0, 1, 3).reshape(b * b, -1)
         delta = float(quantizer_step(qp, self.bit_depth)) / unit
