@@ -145,6 +145,14 @@ def test_training_takes_train_photos_and_refuses_the_others(tmp_path, monkeypatc
         resolve_sources(["photos:validation"])
     with pytest.raises(ConfigError, match=r"run python tools/fetch_photos\.py"):
         resolve_sources(["photos:train"])  # refused before any training when the photos are not fetched
+    with pytest.raises(ConfigError, match=r"opencv-doc/aero1 is not in the photo cache"):
+        resolve_sources(["photos:train:opencv-doc"])
+    with pytest.raises(ConfigError, match="lomiri-wallpapers-20.04 is a validation package; only train packages"):
+        resolve_sources(["photos:train:lomiri-wallpapers-20.04"])
+    with pytest.raises(ConfigError, match="unknown photo package 'nope'"):
+        resolve_sources(["photos:train:nope"])
+    with pytest.raises(ConfigError, match="reserved for validation outside fcm"):
+        resolve_sources(["photos:train:mate-backgrounds"])
     folder = tmp_path / "mine"
     (folder / "sub").mkdir(parents=True)
     (folder / "a.jpg").write_bytes(_jpeg(0))
@@ -203,6 +211,23 @@ def test_the_fetched_test_split_gives_every_view_of_every_photo():
     whole, centre = test[0].image(), test[1].image()
     assert min(whole.shape[:2]) == 512 and min(centre.shape[:2]) == 512 and whole.dtype == np.uint8
     assert not np.array_equal(whole[:100, :100], centre[:100, :100])
+
+
+@pytest.mark.skipif(
+    not all(photos.cached_path(p, f).is_file() for p in CATALOGUE for f in p.photos),
+    reason="the photos are not fetched here: run python tools/fetch_photos.py",
+)
+def test_a_training_config_takes_the_train_split_or_one_of_its_packages():
+    from fcm.train.data import load_source, resolve_sources
+
+    plasma = resolve_sources(["photos:train:plasma-workspace-wallpapers"])
+    opencv = resolve_sources(["photos:train:opencv-doc"])
+    assert len(plasma) == 11 and all(s.startswith("photo:plasma-workspace-wallpapers/") for s in plasma)
+    assert len(opencv) == 21 and all(s.startswith("photo:opencv-doc/") for s in opencv)
+    assert resolve_sources(["photos:train"]) == plasma + opencv  # the split, in catalogue order
+    for source in (opencv[0], "photo:opencv-doc/graf1", "photo:opencv-doc/home"):  # jpg, png, a 384-px photo
+        image = load_source(source)
+        assert image.dtype == np.uint8 and image.shape[2] == 3 and min(image.shape[:2]) == photos.SHORT_SIDE
 
 
 def test_the_fetch_script_reads_packages_without_dpkg(tmp_path, monkeypatch):

@@ -8,7 +8,10 @@ Each package lies in exactly one split (:data:`SPLITS`), so a model trained on `
 is reported on pictures from another source, taken by other photographers:
 
 * ``train`` — ``plasma-workspace-wallpapers`` (KDE Plasma 5.27): its 11 photographs (the other wallpapers are
-  renders and drawings), each at its largest size;
+  renders and drawings), each at its largest size; and ``opencv-doc`` (OpenCV 4.6's sample data): its 21 colour
+  photographs (aerial views, fruit, a circuit board, buildings, animals, a football match, objects on a desk; the
+  others are renders, drawings, logos, paintings, greyscale calibration shots or have transparency), most 480–600 px
+  on the short side and so enlarged to :data:`SHORT_SIDE`;
 * ``validation`` — ``lomiri-wallpapers-20.04`` (Ubuntu Touch): its 2 photographs;
 * ``test`` — ``lomiri-wallpapers-16.04`` (Ubuntu Touch's wallpaper contest photos): 14 photographs.
 
@@ -81,6 +84,10 @@ def _backgrounds(name: str, sha256: str) -> PhotoFile:
     return PhotoFile(f"usr/share/backgrounds/{name}.jpg", sha256)
 
 
+def _opencv(file: str, sha256: str) -> PhotoFile:
+    return PhotoFile(f"usr/share/doc/opencv-doc/examples/data/{file}", sha256)
+
+
 #: the photo packages, one split each (module doc)
 CATALOGUE: tuple[PhotoPackage, ...] = (
     PhotoPackage(
@@ -100,6 +107,35 @@ CATALOGUE: tuple[PhotoPackage, ...] = (
             _plasma("Path", "7477457d7f17b736259f1b021864778ad4ba802cf3214e6728181ff29126bba8"),
             _plasma("summer_1am", "c868b50789591dd42910153c768053f1ba0a98cb36bbfc2b7a96a1045d0477f8"),
             _plasma("Volna", "abc30b4fc6f6a83b6156e6b59ac283c067de40af820aafac8ac7c4fd83a9607c", "5120x2880"),
+        ),
+    ),
+    PhotoPackage(
+        "opencv-doc",
+        "4.6.0+dfsg-12",
+        "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
+        "train",
+        (
+            _opencv("aero1.jpg", "d9a69191f6e3642ea361bc3c62e677b2f40fe6534b78da540f4155e0734b59ef"),
+            _opencv("aero3.jpg", "1c407146f8762b3b14a7953ff9bc4c01ed64c467d7277122e769bf7e816017a4"),
+            _opencv("aloeL.jpg", "cce5736808efe80d9f04b118dbb978c344d4345672b332718c3e039a3eeb8eee"),
+            _opencv("apple.jpg", "e86879de3d9a807dedc742a8f464f39e6b74bbb531a1fba3583155d94997d1cd"),
+            _opencv("baboon.jpg", "1a1dd18d78eec44420af3b0b7f08ee3d41c982916cae3ce203d7ff35d754cc0f"),
+            _opencv("board.jpg", "4c9a24ba67138ad5486d550f586cc5dd1161be112f1c1bea336d6c550cdf255f"),
+            _opencv("building.jpg", "742a1baad62ac82e91e718e77eedf7e85c2eddc4badfb8c87c6cbc86c45a8b07"),
+            _opencv("butterfly.jpg", "34a99716b78ded10eae87b4880de739d3e68cc7dd1a96812bb28f469d5eeaea8"),
+            _opencv("ela_original.jpg", "b55798b35e2dcb24675f0865a2442d0e4887eeb6aff322ecb1968d936cc23e7f"),
+            _opencv("fruits.jpg", "9c031d80a1c52da5eca790db896baffec6a7e52bf786cdb7bbfca5c7f880e6a1"),
+            _opencv("graf1.png", "1504b769303c7bde00fa578eeaad3c68e02aceabeb1242e556f1f8d19e4bdea5"),
+            _opencv("home.jpg", "23b8cf46a1965d0ec33459b875aed43187802834db49e0daa9fa2cc842e9d8d2"),
+            _opencv("left.jpg", "fb314330c3eb0a81651c682803e73b348898157267fbc37c4c2c07d1b3a8e321"),
+            _opencv("leuvenA.jpg", "b2977cdbd9fb3f94dadd6f76cf586d145676deb8a22b5f0f42149d21c058c09f"),
+            _opencv("licenseplate_motion.jpg", "ea6fa9cea75df91bec656d1d3b903111a9c0708c6a3b88f405a5156de38ff9d6"),
+            _opencv("messi5.jpg", "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9"),
+            _opencv("orange.jpg", "152c20d2f380ac985de25e474e1a5f06ed34b932191342099b8272a63a15a079"),
+            _opencv("rubberwhale1.png", "eb312435369dac9efcc92f7e098edbd9ed8d7e6dfede8b3b4d8e3702cd80b796"),
+            _opencv("smarties.png", "ad3f751c053fdcf432687c1bc0e56a61a9119d2bb2ae29365f8aa6534fc77417"),
+            _opencv("squirrel_cls.jpg", "20bb6e8ae96918a36c9886b6d48e54eedeb3948591e1485c206bc1dc60c8dc8b"),
+            _opencv("stuff.jpg", "21cd00afbdd0727f445dd91c0a09633e6345ed5b05a3d2355453a1f3c314c6c5"),
         ),
     ),
     PhotoPackage(

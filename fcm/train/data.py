@@ -98,6 +98,7 @@ TRAINING_SOURCES: OrderedDict[str, Callable[[], np.ndarray]] = OrderedDict(
 #: how a config names sources beyond the built-in ones (:func:`resolve_sources` expands them)
 SOURCE_FORMS = (
     "photos:train (every photograph of the train split, fcm.data.photos; fetch them with tools/fetch_photos.py)",
+    "photos:train:PACKAGE (the train photographs of one package, e.g. photos:train:opencv-doc)",
     "photo:PACKAGE/NAME (one of them)",
     "folder:PATH (every image in a folder of your own, e.g. an ImageNet or COCO train set)",
     "file:PATH (one image)",
@@ -110,17 +111,25 @@ def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
     validation or test photo is refused (those splits are for tuning and reporting), so is a missing file. A
     catalogued photo is identified by its checksum, a user's file by its absolute path (a training run's identity
     names each)."""
-    from fcm.data.photos import check_photo, find_photo, split_photos
+    from fcm.data.photos import check_photo, find_photo, package, split_photos
 
     out: list[str] = []
     for name in names:
         if name in TRAINING_SOURCES:
             out.append(name)
         elif name.startswith("photos:"):
-            split = name.removeprefix("photos:")
+            split, _, package_name = name.removeprefix("photos:").partition(":")
             if split != "train":
                 raise ConfigError(f"{name}: only the train split is for training (validation tunes, test reports)")
-            out += [f"photo:{pid}" for pid, _ in split_photos("train")]
+            if package_name:
+                pkg = package(package_name)
+                if pkg.split != "train":
+                    raise ConfigError(f"{name}: {pkg.name} is a {pkg.split} package; only train packages train")
+                for photo in pkg.photos:
+                    check_photo(pkg, photo)
+                out += [f"photo:{pid}" for pid in pkg.photo_ids()]
+            else:
+                out += [f"photo:{pid}" for pid, _ in split_photos("train")]
         elif name.startswith("photo:"):
             pkg, photo = find_photo(name.removeprefix("photo:"))
             if pkg.split != "train":
