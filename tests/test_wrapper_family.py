@@ -203,3 +203,73 @@ def test_a_sweep_codes_each_qp_with_its_band_s_variant(tmp_path, lite0, family, 
     # QP 40: the 24-channel variant, a smaller frame
     assert records[("wrapped[family]", 40)]["bits"] < records[("feature", 40)]["bits"]
     assert records[("wrapped[family]", 40)]["times"]["wrap"] > 0
+
+
+def test_test_split_figures_are_recorded_only_from_a_test_sweep_of_that_very_file(tmp_path, lite0, narrow, wide):
+    """tools/record_evaluation.py writes a test sweep's BD figures into the family file, keeping its weights tag,
+    and refuses a sweep on other data, of other weights, or unfinished."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from fcm.eval.config import SweepConfig
+    from fcm.eval.run import run_and_report
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("record_evaluation", root / "tools" / "record_evaluation.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    # plain coding up to QP 43, so the curves overlap and both BD figures exist
+    family = WrapperFamily([FamilyVariant("plain", 0, 43, None), FamilyVariant("cr24", 44, 51, narrow)])
+    path = tmp_path / "family.pt"
+    save_family(path, family, lite0)
+    raw = {
+        "name": "family",
+        "dataset": {"kind": "embedded", "photos": ["chelsea", "coffee", "astronaut", "rocket"], "variants": 2},
+        "model": "efficientnet_lite0",
+        "split": "stage4",
+        "codecs": ["x265"],
+        "qps": [18, 24, 30, 36, 40, 44, 48, 51],
+        "pipelines": {"feature": {}, "wrapped[family]": {"checkpoint": str(path)}},
+        "evaluator": "fidelity",
+        "preset": "ultrafast",
+        "anchor": "feature/x265",
+        "bootstrap": 50,
+        "output": str(tmp_path / "run"),
+    }
+    run_and_report(SweepConfig.from_config(raw), progress=False)
+    folder = tmp_path / "run"
+    argv = [str(path), "--sweep", str(folder), "--label", "wrapped[family]"]
+    with pytest.raises(ConfigError, match=r"not the photo test split"):
+        tool.main(argv)
+    # the same results as if they had been measured on the test photos (the recorder reads only the folder)
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["config"]["dataset"] = {"kind": "photos", "split": "test"}
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"has no pipeline 'wrapped\[x\]'"):
+        tool.main([str(path), "--sweep", str(folder), "--label", "wrapped[x]"])
+    other = tmp_path / "other.pt"
+    save_family(other, WrapperFamily([FamilyVariant("plain", 0, 43, None), FamilyVariant("cr64", 44, 51, wide)]), lite0)
+    with pytest.raises(ConfigError, match=r"ran weights .*, not this file's"):
+        tool.main([str(other), "--sweep", str(folder), "--label", "wrapped[family]"])
+    assert tool.main(argv) == 0
+    data = torch.load(path, weights_only=True)
+    entry = data["evaluation"]["test"]
+    report = json.loads((folder / "report.json").read_text())
+    (row,) = [r for r in report["bd"] if r["test"] == "wrapped[family]/x265"]
+    (kl_row,) = [r for r in report["bd_smooth"]["kl_db"]["bd"] if r["test"] == "wrapped[family]/x265"]
+    for name, bd in (("top1_agreement", row), ("kl_db", kl_row)):
+        assert bd["bd_rate"] is not None
+        assert entry[name] == {"bd_rate": bd["bd_rate"], "ci95": [bd["bd_rate_ci"]["lo"], bd["bd_rate_ci"]["hi"]]}
+    assert entry["inputs"] == 8 and entry["anchor"] == "feature/x265"
+    assert entry["dataset"] == {"kind": "photos", "split": "test"}
+    points = [p for p in report["points"] if p["pipeline"] == "wrapped[family]"]
+    assert entry["best_top1_agreement"] == max(p["metrics"]["top1_agreement"] for p in points)
+    assert load_family(path, lite0).weights_tag == family.weights_tag  # the weights and their tag are untouched
+    manifest["finished"] = None
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="is not finished"):
+        tool.main(argv)
