@@ -581,3 +581,40 @@ def test_rdo_settings_round_trip_through_config():
     settings = RdoSettings.from_config({"mode": "wa-gop", "gop": 4, "tau": 0.5, "smooth": 1, "block": 8})
     assert settings.precondition == Preconditioning(99.5, 1, 0.5)
     assert RdoSettings.from_config(settings.to_config()) == settings
+
+
+def test_coded_channel_weights_are_the_channel_means_of_the_exact_diagonal(lite0, chelsea):
+    """Through a wrapper's post and the back half: the probe estimate over many probes matches the mean per channel
+    of diag(JᵀMJ) formed exactly, and channels the decoder ignores weigh nothing."""
+    from collections import OrderedDict
+
+    from fcm.models.base import Features
+    from fcm.rdo.sensitivity import coded_channel_weights
+    from fcm.wrappers import build_wrapper
+
+    # a 2×2 window of chelsea's stage4 map (the back half pools globally), so the exact diagonal stays cheap
+    features = OrderedDict(
+        (k, v[:, :, 6:8, 6:8]) for k, v in pipeline.run_front(chelsea, lite0).features.tensors.items()
+    )
+    torch.manual_seed(0)
+    wrapper = build_wrapper("channel_reduction", lite0.spec, channels=6, hidden=0).eval()
+    wrapper.init_from_features(features)
+    with torch.no_grad():  # coded channel 5 never reaches the decoder's output
+        wrapper.post[lite0.spec.names[0]][-1].weight[:, 5] = 0
+    (name,) = wrapper.coded_spec.names
+    coded = wrapper.encode(features)[name]
+
+    def back(z: torch.Tensor) -> torch.Tensor:
+        return lite0.back(Features(wrapper.decode(OrderedDict([(name, z)])), {}))
+
+    # J by forward mode (24 coded samples, 1000 logits), then diag(JᵀMJ) with M = diag(p) − ppᵀ
+    jac = torch.autograd.functional.jacobian(back, coded, vectorize=True, strategy="forward-mode")
+    j = jac.reshape(1000, -1).double()
+    p = torch.softmax(back(coded).double(), dim=-1).reshape(1000, 1)
+    exact = ((p * j.square()).sum(0) - (p * j).sum(0).square()).reshape(coded.shape).mean(dim=(0, 2, 3)).detach()
+    estimate = coded_channel_weights(lite0, wrapper, features, "kl", probes=512, seed=0)[name]
+    assert estimate.shape == (6,) and exact[5] == 0 and estimate[5] == 0
+    np.testing.assert_allclose(estimate[:5].numpy(), exact[:5].numpy(), rtol=0.25)
+    assert torch.equal(estimate, coded_channel_weights(lite0, wrapper, features, "kl", probes=512, seed=0)[name])
+    with pytest.raises(ConfigError, match="need the back half"):
+        coded_channel_weights(lite0, wrapper, features, "features")

@@ -475,3 +475,34 @@ def test_a_run_with_a_learned_rate_model_resumes_to_the_uninterrupted_weights(tm
     full_log, cut_log = read_log(uninterrupted.log), read_log(config.log_path)
     assert [r["rate_fit_bpp"] for r in cut_log] == [r["rate_fit_bpp"] for r in full_log]
     assert [r["rate_bpp"] for r in cut_log] == [r["rate_bpp"] for r in full_log]
+
+
+def test_fisher_pca_scales_each_coded_channel_by_its_task_weight(tmp_path, model):
+    """init: fisher_pca is the PCA start with coded channel k scaled by w_k^(β/2) (geometric mean 1): the pair still
+    restores what the PCA start did, the codec sees the heavier channels larger, and a larger β spreads the gains."""
+    from fcm.train.loop import crop_cache, fisher_gains
+
+    linear = {"name": "channel_reduction", "channels": 8, "hidden": 0}
+    plain = train(_config(tmp_path, "pca", wrapper=linear, steps=0), progress=False, model=model)
+    config = _config(tmp_path, "fisher", wrapper=linear, steps=0, init="fisher_pca", fisher_exponent=1.0)
+    fisher = train(config, progress=False, model=model)
+    pca_pair, fisher_pair = load_wrapper(plain.checkpoint, model), load_wrapper(fisher.checkpoint, model)
+    features = crop_cache(config, model).features
+    with torch.no_grad():
+        restored_pca, restored_fisher = pca_pair(features), fisher_pair(features)
+        (coded_pca,), (coded_fisher,) = pca_pair.encode(features).values(), fisher_pair.encode(features).values()
+    for name in features:
+        torch.testing.assert_close(restored_fisher[name], restored_pca[name], rtol=1e-4, atol=1e-4)
+    ratio = coded_fisher.std(dim=(0, 2, 3)) / coded_pca.std(dim=(0, 2, 3))
+    gains = fisher_gains(pca_pair, model, features, 1.0, config.seed)
+    torch.testing.assert_close(ratio.double(), next(iter(gains.values())), rtol=1e-3, atol=1e-6)
+    assert float(ratio.log().mean().exp()) == pytest.approx(1.0, rel=1e-3) and float(ratio.max() / ratio.min()) > 1.5
+    half = next(iter(fisher_gains(pca_pair, model, features, 0.5, config.seed).values()))
+    torch.testing.assert_close(half.square(), next(iter(gains.values())), rtol=1e-6, atol=1e-9)  # g(β) = w^(β/2)
+    assert config.identity() != _config(tmp_path, "fisher", wrapper=linear, steps=0, init="fisher_pca").identity()
+    with pytest.raises(ConfigError, match=r"fisher_exponent applies to init: fisher_pca only"):
+        _config(tmp_path, fisher_exponent=1.0)
+    with pytest.raises(ConfigError, match=r"fisher_exponent must be in \(0, 2\]"):
+        _config(tmp_path, init="fisher_pca", fisher_exponent=3)
+    with pytest.raises(ConfigError, match="not of identity"):
+        fisher_gains(build_wrapper("identity", model.spec), model, features, 1.0, 0)

@@ -304,3 +304,28 @@ def test_fpn_fusion_through_a_detector_and_the_codec():
     assert fused_area * 50 < plain.header.layout.frame_height * plain.header.layout.frame_width
     dec = pipeline.decode(enc.bitstream, model, wrapper=wrapper)
     assert isinstance(dec.output, list) and set(dec.output[0]) >= {"boxes", "scores", "labels"}
+
+
+def test_channel_gains_keep_the_pca_start_and_are_refused_on_trained_blocks(lite0, chelsea):
+    from fcm import pipeline
+
+    features = pipeline.run_front(chelsea, lite0).features.tensors
+    w = build_wrapper("channel_reduction", lite0.spec, channels=16, hidden=8).eval()
+    w.init_from_features(features)
+    (coded,) = w.coded_spec.names
+    with torch.no_grad():
+        before, z_before = w(features), w.encode(features)[coded]
+        gains = torch.linspace(0.5, 2.0, 16, dtype=torch.float64)
+        w.scale_coded_channels({coded: gains})
+        after, z_after = w(features), w.encode(features)[coded]
+    for name in features:
+        torch.testing.assert_close(after[name], before[name], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(z_after, z_before * gains.view(1, -1, 1, 1).float(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="must be 16 finite positive numbers"):
+        w.scale_coded_channels({coded: torch.zeros(16)})
+    with pytest.raises(ConfigError, match="no gains for coded tensor"):
+        w.scale_coded_channels({})
+    with torch.no_grad():
+        w.post[lite0.spec.names[0]][0].body[-1].weight.add_(0.01)  # a trained residual block
+    with pytest.raises(ConfigError, match="not trained blocks"):
+        w.scale_coded_channels({coded: gains})

@@ -182,3 +182,55 @@ def _one_frame(packed: PackedFrames, i: int) -> PackedFrames:
     return PackedFrames(
         packed.frames[i : i + 1], packed.layout, packed.bit_depth, packed.range_mode, packed.ranges[i : i + 1]
     )
+
+
+def coded_channel_weights(
+    model: SplitModel,
+    wrapper: WrapperPair,
+    features: OrderedDict[str, torch.Tensor],
+    target: Target = "kl",
+    probes: int = 8,
+    seed: int = 0,
+    chunk: int = 32,
+) -> OrderedDict[str, torch.Tensor]:
+    """The mean of ``w = diag(JᵀMJ)`` over the samples of each channel of each coded tensor, for the chain coded
+    tensors → post-wrapper → back half, over the items of ``features`` (uncompressed split tensors, ``N×C×H×W``).
+
+    Returns ``{coded name: float64 tensor of its channels}``, each ≥ 0, in the wrapper's coded order. A channel's
+    weight says how much a unit of coding error spread over it costs the task (target ``kl``: twice the KL to second
+    order), which the sample position does not enter; this is what a per-channel gain can act on when a codec's
+    block map cannot follow channel tiles. Probes are drawn from ``seed`` (reproducible for a given chunking)."""
+    from fcm.models.base import Features
+
+    if target == "features":
+        raise ConfigError("coded channel weights need the back half: use target 'kl' or 'output'")
+    if probes < 1:
+        raise ConfigError(f"probes must be >= 1, got {probes}")
+    n = next(iter(features.values())).shape[0]
+    if n == 0:
+        raise ShapeError("coded channel weights need at least one item")
+    generator = torch.Generator().manual_seed(seed)
+    totals: OrderedDict[str, torch.Tensor] = OrderedDict()
+    samples: dict[str, int] = {}
+    for start in range(0, n, chunk):
+        with torch.no_grad():
+            coded = wrapper.encode(OrderedDict((k, v[start : start + chunk]) for k, v in features.items()))
+        for name, z in coded.items():
+
+            def output(
+                x: torch.Tensor, name: str = name, coded: OrderedDict[str, torch.Tensor] = coded
+            ) -> torch.Tensor:
+                y = model.back(Features(wrapper.decode({**coded, name: x}), {}))
+                if not isinstance(y, torch.Tensor) or (target == "kl" and y.ndim != 2):
+                    raise ConfigError(
+                        f"target {target!r} needs the back half to return N×K logits; {model.name}'s does not"
+                    )
+                return y
+
+            w = probe_diagonal(output, z, probes, generator, fisher_mixer if target == "kl" else identity_mixer)
+            if not bool(torch.isfinite(w).all()):
+                raise ShapeError("coded channel weights are not finite (the back half gave NaN or infinite gradients)")
+            per_channel = w.double().sum(dim=(0, 2, 3))
+            totals[name] = per_channel if name not in totals else totals[name] + per_channel
+            samples[name] = samples.get(name, 0) + w.shape[0] * w.shape[2] * w.shape[3]
+    return OrderedDict((name, total / samples[name]) for name, total in totals.items())

@@ -16,7 +16,7 @@ SURROGATES: tuple[str, ...] = ("scaled", "ste", "noise", "proxy")
 Loss = Literal["output", "features", "mix"]
 LOSSES: tuple[str, ...] = ("output", "features", "mix")
 #: how the wrapper starts: ``pca`` (from the training features, see WrapperPair.init_from_features) or as built
-INITS: tuple[str, ...] = ("pca", "random")
+INITS: tuple[str, ...] = ("pca", "fisher_pca", "random")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: Fields that do not change what training computes: they are left out of :meth:`TrainConfig.identity`, so a run
@@ -50,7 +50,11 @@ class TrainConfig:
         rate_model_lr: Adam step size of a learned rate model's parameters (constant; default 0.01: the density
             must track frames that move while the wrapper trains).
         init: ``pca`` (default: the wrapper starts from the training features' principal components, where its
-            architecture supports it) or ``random`` (as built).
+            architecture supports it), ``fisher_pca`` (that start, then each coded channel scaled by its task
+            weight to the power ``fisher_exponent / 2``: see :func:`fcm.train.loop.fisher_gains`; classifiers with
+            ``channel_reduction``) or ``random`` (as built).
+        fisher_exponent: β of ``fisher_pca``, in (0, 2] (default 0.5; 1 is the high-rate optimum for a weighted
+            squared error, smaller values hedge for the low rates where weak channels are quantized away).
         loss: ``output`` (distillation, no labels: the model's ``distill_loss`` of its ``distill_outputs`` against
             the uncompressed model's — a classifier's class-distribution KL, a detector's per-anchor RPN objectness
             KL), ``features`` (MSE of the restored split tensors to the uncompressed ones) or ``mix`` (the
@@ -88,6 +92,7 @@ class TrainConfig:
     rate_model_lr: float = 1e-2
     loss: Loss = "output"
     init: str = "pca"
+    fisher_exponent: float = 0.5
     steps: int = 300
     batch_size: int = 8
     lr: float = 1e-3
@@ -149,6 +154,12 @@ class TrainConfig:
             values["rate_model_lr"] = _number(raw["rate_model_lr"], "rate_model_lr", 0.0)
             if values["rate_model_lr"] <= 0:
                 raise ConfigError(f"rate_model_lr must be > 0, got {raw['rate_model_lr']!r}")
+        if "fisher_exponent" in raw:
+            values["fisher_exponent"] = _number(raw["fisher_exponent"], "fisher_exponent", 0.0)
+            if not 0 < values["fisher_exponent"] <= 2:
+                raise ConfigError(f"fisher_exponent must be in (0, 2], got {raw['fisher_exponent']!r}")
+            if values["init"] != "fisher_pca":
+                raise ConfigError("fisher_exponent applies to init: fisher_pca only")
         if "lr" in raw:
             values["lr"] = _number(raw["lr"], "lr", 0.0)
             if values["lr"] <= 0:
@@ -282,6 +293,8 @@ class TrainConfig:
             data.pop("color_jitter")
         if self.lr_schedule == "constant":  # likewise for configs from before the schedule
             data.pop("lr_schedule")
+        if self.init != "fisher_pca":  # configs from before Fisher gains keep their identity (it is unused then)
+            data.pop("fisher_exponent")
         if self.rate_model_is_default:  # likewise for configs from before rate models (its lr is then unused)
             data.pop("rate_model")
             data.pop("rate_model_lr")

@@ -114,6 +114,33 @@ def crop_cache(
         bar.close()
 
 
+def fisher_gains(
+    wrapper: WrapperPair,
+    model: SplitModel,
+    features: OrderedDict[str, torch.Tensor],
+    exponent: float,
+    seed: int,
+    probes: int = 8,
+) -> OrderedDict[str, torch.Tensor]:
+    """Per coded channel k, the gain ``g_k ∝ w_k^(exponent/2)`` (geometric mean 1 over each tensor's channels) where
+    ``w_k`` is the channel's mean task weight (:func:`fcm.rdo.sensitivity.coded_channel_weights`, target ``kl``) on
+    ``features``. With one quantizer step for the whole frame, channel k's restored error then scales as ``1/g_k²``:
+    at ``exponent`` 1 the weighted error ``Σ w_k e_k²`` is spread evenly, the high-rate optimum of weighted reverse
+    water-filling; below 1 the weak channels keep more of their samples at low rates."""
+    from fcm.rdo.sensitivity import coded_channel_weights
+    from fcm.wrappers.architectures import ChannelReduction
+
+    if not isinstance(wrapper, ChannelReduction):
+        raise ConfigError(f"init: fisher_pca scales the channels of channel_reduction, not of {wrapper.name}")
+    weights = coded_channel_weights(model, wrapper, features, "kl", probes=probes, seed=seed)
+    gains: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for name, w in weights.items():
+        w = w.clamp_min(float(w.max()) * 1e-6 + 1e-300)  # a channel the task ignores keeps a finite gain
+        g = w.pow(exponent / 2)
+        gains[name] = g / g.log().mean().exp()
+    return gains
+
+
 def held_out_cache(config: TrainConfig, model: SplitModel) -> FeatureCache:
     """Crops of the same sources drawn from a stream training never uses: for measuring generalisation."""
     return crop_cache(config, model, _HELD_OUT_STREAM)
@@ -168,8 +195,10 @@ def _train(
     random.seed(config.seed)
     sampler = np.random.default_rng([config.seed, _BATCH_STREAM])
     wrapper = build_wrapper(config.wrapper["name"], model.spec, **_options(config.wrapper)).to(where.device)
-    if config.init == "pca":  # a resumed run overwrites this start with its saved weights below
+    if config.init in ("pca", "fisher_pca"):  # a resumed run overwrites this start with its saved weights below
         wrapper.init_from_features(cache.features)
+    if config.init == "fisher_pca" and not config.state_path.is_file():
+        wrapper.scale_coded_channels(fisher_gains(wrapper, model, cache.features, config.fisher_exponent, config.seed))
     wrapper.train()
     rate_model = _rate_model(config).to(where.device)
     groups: list[dict[str, Any]] = [{"params": list(wrapper.parameters())}]

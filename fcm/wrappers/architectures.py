@@ -117,6 +117,32 @@ class ChannelReduction(WrapperPair):
             restore.weight.copy_(basis.T.reshape(ts.channels, cs.channels, 1, 1).to(restore.weight.dtype))
             restore.bias.copy_(mean.to(restore.bias.dtype))
 
+    @torch.no_grad()
+    def scale_coded_channels(self, gains: Mapping[str, torch.Tensor]) -> None:
+        """Multiply coded channel k of each tensor by ``gains[coded name][k]`` (> 0) in the pre-wrapper's projection
+        and divide by it in the post-wrapper's, so the pair restores what it did while the codec sees each channel
+        at its own scale: one quantizer step then puts less relative error on the channels with larger gains. Exact
+        for the linear pair (``hidden: 0``) and for the PCA start (its residual blocks are still zero); on trained
+        residual blocks it would change their inputs, so it is refused there."""
+        for ts, cs in zip(self.input_spec.tensors, self.coded_spec.tensors, strict=True):
+            if cs.name not in gains:
+                raise ConfigError(f"no gains for coded tensor {cs.name!r}")
+            g = gains[cs.name].detach().to(torch.float64).flatten()
+            if g.numel() != cs.channels or not bool(torch.isfinite(g).all()) or not bool((g > 0).all()):
+                raise ConfigError(f"gains of {cs.name!r} must be {cs.channels} finite positive numbers")
+            pre, post = self.pre[ts.name], self.post[ts.name]
+            assert isinstance(pre, nn.Sequential) and isinstance(post, nn.Sequential)
+            for block in (*pre[1:], *post[:-1]):
+                assert isinstance(block, _Residual)
+                if any(bool(p.any()) for p in block.body[-1].parameters()):
+                    raise ConfigError("channel gains apply to the linear pair or the PCA start, not trained blocks")
+            project, restore = pre[0], post[-1]
+            assert isinstance(project, nn.Conv2d) and isinstance(restore, nn.Conv2d)
+            assert project.bias is not None
+            project.weight.copy_((project.weight.double() * g.view(-1, 1, 1, 1)).to(project.weight.dtype))
+            project.bias.copy_((project.bias.double() * g).to(project.bias.dtype))
+            restore.weight.copy_((restore.weight.double() / g.view(1, -1, 1, 1)).to(restore.weight.dtype))
+
     def build(self, ts: TensorSpec, coded: TensorSpec) -> tuple[nn.Module, nn.Module]:
         # hidden 0: the 1×1 projections alone (the PCA start finds them first in pre, last in post either way)
         def refine() -> list[nn.Module]:
