@@ -42,6 +42,7 @@ from fcm.train.data import FeatureCache, build_cache, plan_crops
 from fcm.train.objective import feature_error, rate_per_pixel, relative_feature_error
 from fcm.train.state import TrainerState, capture_rng, load_state, restore_rng, save_state
 from fcm.wrappers import WrapperPair, build_wrapper, save_wrapper
+from fcm.wrappers.architectures import ChannelReduction
 
 LOG_COLUMNS = (
     "step",
@@ -128,7 +129,6 @@ def fisher_gains(
     at ``exponent`` 1 the weighted error ``Σ w_k e_k²`` is spread evenly, the high-rate optimum of weighted reverse
     water-filling; below 1 the weak channels keep more of their samples at low rates."""
     from fcm.rdo.sensitivity import coded_channel_weights
-    from fcm.wrappers.architectures import ChannelReduction
 
     if not isinstance(wrapper, ChannelReduction):
         raise ConfigError(f"init: fisher_pca scales the channels of channel_reduction, not of {wrapper.name}")
@@ -198,7 +198,9 @@ def _train(
     if config.init in ("pca", "fisher_pca"):  # a resumed run overwrites this start with its saved weights below
         wrapper.init_from_features(cache.features)
     if config.init == "fisher_pca" and not config.state_path.is_file():
-        wrapper.scale_coded_channels(fisher_gains(wrapper, model, cache.features, config.fisher_exponent, config.seed))
+        gains = fisher_gains(wrapper, model, cache.features, config.fisher_exponent, config.seed)
+        assert isinstance(wrapper, ChannelReduction)  # fisher_gains refuses any other wrapper
+        wrapper.scale_coded_channels(gains)
     wrapper.train()
     rate_model = _rate_model(config).to(where.device)
     groups: list[dict[str, Any]] = [{"params": list(wrapper.parameters())}]
