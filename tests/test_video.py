@@ -414,7 +414,7 @@ def test_a_video_sweep_codes_through_a_wrapper_or_a_family(tmp_path):
         run_video_sweep(_video_sweep_config(tmp_path, wrapper=family, **small), progress=False)
     fam = run_video_sweep(_video_sweep_config(tmp_path / "fam", wrapper=family, **small), progress=False)
     by_family = {(r["pipeline"], r["qp"]): r for r in fam.records}
-    # the shipped family codes QP 0–24 plainly, QP 25–39 with its KLT variant and 40–51 with its linear-mix one
+    # the shipped family codes QP 0–24 plainly, QP 25–39 with its Fisher-weighted KLT and 40–51 with its linear-mix one
     assert all(by_family[("wrapped", q)]["bytes"] != by_family[("feature", q)]["bytes"] for q in (27, 42))
 
 
