@@ -77,7 +77,10 @@ def probe_diagonal(
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         y = fn(x)
-        r = torch.randint(0, 2, (probes, *y.shape), generator=generator, dtype=torch.int64).to(y.dtype) * 2 - 1
+        r = (
+            torch.randint(0, 2, (probes, *y.shape), generator=generator, dtype=torch.int64).to(y.device, y.dtype) * 2
+            - 1
+        )
         v = mixer(y, r)
         try:
             # keep the graph: if an op has no batching rule the per-probe loop below reuses it
