@@ -149,6 +149,8 @@ def test_training_takes_train_photos_and_refuses_the_others(tmp_path, monkeypatc
         resolve_sources(["photos:train:opencv-doc"])
     with pytest.raises(ConfigError, match=r"lomiri-wallpapers-20\.04 is a validation package; only train packages"):
         resolve_sources(["photos:train:lomiri-wallpapers-20.04"])
+    with pytest.raises(ConfigError, match="name a train package after 'photos:train:'"):
+        resolve_sources(["photos:train:"])
     with pytest.raises(ConfigError, match="unknown photo package 'nope'"):
         resolve_sources(["photos:train:nope"])
     with pytest.raises(ConfigError, match="reserved for validation outside fcm"):

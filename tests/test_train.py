@@ -497,6 +497,13 @@ def test_fisher_pca_scales_each_coded_channel_by_its_task_weight(tmp_path, model
     gains = fisher_gains(pca_pair, model, features, 1.0, config.seed)
     torch.testing.assert_close(ratio.double(), next(iter(gains.values())), rtol=1e-3, atol=1e-6)
     assert float(ratio.log().mean().exp()) == pytest.approx(1.0, rel=1e-3) and float(ratio.max() / ratio.min()) > 1.5
+    # the direction: the channel the classifier is most sensitive to gets the largest gain, g = w^(β/2) / geomean
+    from fcm.rdo.sensitivity import coded_channel_weights
+
+    (w,) = coded_channel_weights(model, pca_pair, features, "kl", probes=8, seed=config.seed).values()
+    expected = w.sqrt() / w.sqrt().log().mean().exp()
+    torch.testing.assert_close(next(iter(gains.values())), expected, rtol=1e-9, atol=1e-12)
+    assert int(ratio.argmax()) == int(w.argmax()) and int(ratio.argmin()) == int(w.argmin())
     half = next(iter(fisher_gains(pca_pair, model, features, 0.5, config.seed).values()))
     torch.testing.assert_close(half.square(), next(iter(gains.values())), rtol=1e-6, atol=1e-9)  # g(β) = w^(β/2)
     assert config.identity() != _config(tmp_path, "fisher", wrapper=linear, steps=0, init="fisher_pca").identity()
@@ -506,3 +513,5 @@ def test_fisher_pca_scales_each_coded_channel_by_its_task_weight(tmp_path, model
         _config(tmp_path, init="fisher_pca", fisher_exponent=3)
     with pytest.raises(ConfigError, match="not of identity"):
         fisher_gains(build_wrapper("identity", model.spec), model, features, 1.0, 0)
+    with pytest.raises(ConfigError, match="scales the channels of channel_reduction"):
+        _config(tmp_path, wrapper={"name": "identity"}, init="fisher_pca")

@@ -273,3 +273,22 @@ def test_test_split_figures_are_recorded_only_from_a_test_sweep_of_that_very_fil
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="is not finished"):
         tool.main(argv)
+    # malformed files give a clear error, not a traceback
+    for broken in (
+        {"config": []},
+        {"config": {"dataset": "photos"}},
+        {**manifest, "config": {**manifest["config"], "pipelines": []}},
+    ):
+        manifest_path.write_text(json.dumps(broken))
+        with pytest.raises(ConfigError):
+            tool.main(argv)
+    manifest["finished"] = "yes"
+    manifest_path.write_text(json.dumps(manifest))
+    report_path = folder / "report.json"
+    good = report_path.read_text()
+    for broken_report in ({**report, "points": [1, 2]}, {**report, "bd": ["x"]}, {**report, "bd_smooth": []}):
+        report_path.write_text(json.dumps(broken_report))
+        with pytest.raises(ConfigError, match="not what fcm sweep writes|no .* BD row"):
+            tool.main(argv)
+    report_path.write_text(good)
+    assert tool.main(argv) == 0

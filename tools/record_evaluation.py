@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fcm.errors import ConfigError, WeightsError  # noqa: E402
+from fcm.errors import ConfigError, FcmError, WeightsError  # noqa: E402
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -42,15 +42,28 @@ def _bd_entry(rows: list[dict[str, Any]], test: str, anchor: str, what: str) -> 
             if row.get("bd_rate") is None:  # the report's reason is recorded, not a made-up figure
                 return {"bd_rate": None, "reason": row.get("rate_error") or row.get("note") or "not computed"}
             ci = row.get("bd_rate_ci") or {}
-            return {"bd_rate": row["bd_rate"], "ci95": [ci.get("lo"), ci.get("hi")]}
+            if ci.get("lo") is None or ci.get("hi") is None:
+                return {"bd_rate": float(row["bd_rate"]), "ci95": None, "reason": "the report has no interval"}
+            return {"bd_rate": float(row["bd_rate"]), "ci95": [float(ci["lo"]), float(ci["hi"])]}
     raise ConfigError(f"the sweep's report has no {what} BD row of {test} against {anchor}")
 
 
-def test_entry(folder: Path, label: str, weights_tag: str) -> dict[str, Any]:
+def evaluation_entry(folder: Path, label: str, weights_tag: str) -> dict[str, Any]:
     """The ``evaluation["test"]`` entry of the curve ``label`` of the sweep in ``folder``, whose wrapper file must
-    hash to ``weights_tag``; a :class:`ConfigError` says what is wrong with the folder."""
+    hash to ``weights_tag``; a :class:`ConfigError` says what is wrong with the folder (a malformed file too)."""
     manifest = _read_json(folder / "manifest.json")
     report = _read_json(folder / "report.json")
+    try:
+        return _entry(folder, manifest, report, label, weights_tag)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(
+            f"{folder}: manifest.json or report.json is not what fcm sweep writes ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _entry(
+    folder: Path, manifest: dict[str, Any], report: dict[str, Any], label: str, weights_tag: str
+) -> dict[str, Any]:
     config = manifest.get("config") or {}
     dataset = config.get("dataset") or {}
     if dataset.get("kind") != "photos" or dataset.get("split") != "test":
@@ -68,12 +81,17 @@ def test_entry(folder: Path, label: str, weights_tag: str) -> dict[str, Any]:
     if not manifest.get("finished"):
         raise ConfigError(f"{folder} is not finished (rerun its fcm sweep to complete it)")
     codecs = config.get("codecs") or []
-    if len(codecs) != 1:
+    if not isinstance(codecs, list) or len(codecs) != 1:
         raise ConfigError(f"{folder} ran {len(codecs)} codecs; record from a sweep of one")
     anchor = str(config.get("anchor") or report.get("anchor"))
     test = f"{label}/{codecs[0]}"
     points = report.get("points") or []
-    curve = [p["metrics"]["top1_agreement"] for p in points if p.get("pipeline") == label]
+    if "top1_agreement" not in str(report.get("metric")) and not any(
+        "top1_agreement" in (p.get("metrics") or {}) for p in points
+    ):
+        raise ConfigError(f"{folder} is not a classifier's fidelity sweep (no top-1 agreement)")
+    own = [p for p in points if p.get("pipeline") == label]
+    curve = [p["metrics"]["top1_agreement"] for p in own]
     anchor_curve = [p["metrics"]["top1_agreement"] for p in points if f"{p.get('pipeline')}/{p.get('codec')}" == anchor]
     if not curve or not anchor_curve:
         raise ConfigError(f"{folder}'s report lacks top-1 agreement points of {test} or {anchor}")
@@ -81,7 +99,7 @@ def test_entry(folder: Path, label: str, weights_tag: str) -> dict[str, Any]:
     return {
         "sweep": config.get("name"),
         "dataset": dataset,
-        "inputs": max(int(p["num_inputs"]) for p in points),
+        "inputs": max(int(p["num_inputs"]) for p in own),
         "codec": codecs[0],
         "preset": config.get("preset"),
         "git_revision": manifest.get("git_revision"),
@@ -111,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         raise WeightsError(f"{path} is not a readable fcm file: {type(e).__name__}: {e}") from e
     if not isinstance(data, dict) or data.get("format") not in ("fcm-wrapper", "fcm-wrapper-family"):
         raise WeightsError(f"{path} is neither an fcm wrapper checkpoint nor a wrapper family")
-    entry = test_entry(Path(args.sweep), args.label, str(data.get("weights_tag")))
+    from fcm.models import get_model
+    from fcm.wrappers import load_wrapper_or_family
+
+    # the file's weights must hash to the tag it states before the sweep's tag is compared with it
+    load_wrapper_or_family(path, get_model(str(data.get("model")), split=str(data.get("split"))))
+    entry = evaluation_entry(Path(args.sweep), args.label, str(data.get("weights_tag")))
     fmt = data.pop("format")
     data["evaluation"] = {**dict(data.get("evaluation") or {}), "test": entry}
     save_mapping(path, fmt, data)
@@ -122,6 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (ConfigError, WeightsError) as e:
+    except FcmError as e:
         print(f"record_evaluation: error: {e}", file=sys.stderr)
         sys.exit(2)

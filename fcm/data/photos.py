@@ -10,8 +10,8 @@ is reported on pictures from another source, taken by other photographers:
 * ``train`` — ``plasma-workspace-wallpapers`` (KDE Plasma 5.27): its 11 photographs (the other wallpapers are
   renders and drawings), each at its largest size; and ``opencv-doc`` (OpenCV 4.6's sample data): its 21 colour
   photographs (aerial views, fruit, a circuit board, buildings, animals, a football match, objects on a desk; the
-  others are renders, drawings, logos, paintings, greyscale calibration shots or have transparency), most 480–600 px
-  on the short side and so enlarged to :data:`SHORT_SIDE`;
+  others are renders, drawings, logos, paintings, greyscale calibration shots or have transparency), 342–1110 px
+  on the short side (13 of them enlarged to :data:`SHORT_SIDE`, by up to 1.5×);
 * ``validation`` — ``lomiri-wallpapers-20.04`` (Ubuntu Touch): its 2 photographs;
 * ``test`` — ``lomiri-wallpapers-16.04`` (Ubuntu Touch's wallpaper contest photos): 14 photographs.
 

@@ -209,7 +209,9 @@ def coded_channel_weights(
         raise ConfigError("coded channel weights need the back half: use target 'kl' or 'output'")
     if probes < 1:
         raise ConfigError(f"probes must be >= 1, got {probes}")
-    n = next(iter(features.values())).shape[0]
+    if chunk < 1:
+        raise ConfigError(f"chunk must be >= 1, got {chunk}")
+    n = next(iter(features.values())).shape[0] if features else 0
     if n == 0:
         raise ShapeError("coded channel weights need at least one item")
     generator = torch.Generator().manual_seed(seed)

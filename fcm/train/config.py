@@ -15,7 +15,8 @@ Surrogate = Literal["scaled", "ste", "noise", "proxy"]
 SURROGATES: tuple[str, ...] = ("scaled", "ste", "noise", "proxy")
 Loss = Literal["output", "features", "mix"]
 LOSSES: tuple[str, ...] = ("output", "features", "mix")
-#: how the wrapper starts: ``pca`` (from the training features, see WrapperPair.init_from_features) or as built
+#: how the wrapper starts: ``pca`` (from the training features, see WrapperPair.init_from_features), ``fisher_pca``
+#: (that start with task-weighted channel gains, see fcm.train.loop.fisher_gains) or ``random`` (as built)
 INITS: tuple[str, ...] = ("pca", "fisher_pca", "random")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
@@ -230,6 +231,10 @@ class TrainConfig:
             raise ConfigError(f"wrapper {self.wrapper['name']!r}: {e}") from None
         except FcmError as e:
             raise ConfigError(f"wrapper: {e}") from e
+        from fcm.wrappers.architectures import ChannelReduction
+
+        if self.init == "fisher_pca" and not isinstance(wrapper, ChannelReduction):
+            raise ConfigError(f"init: fisher_pca scales the channels of channel_reduction, not {self.wrapper['name']}")
         if not any(p.requires_grad for p in wrapper.parameters()):
             raise ConfigError(f"wrapper {self.wrapper['name']!r} has no parameters to train")
 

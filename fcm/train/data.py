@@ -118,9 +118,11 @@ def resolve_sources(names: Sequence[str]) -> tuple[str, ...]:
         if name in TRAINING_SOURCES:
             out.append(name)
         elif name.startswith("photos:"):
-            split, _, package_name = name.removeprefix("photos:").partition(":")
+            split, colon, package_name = name.removeprefix("photos:").partition(":")
             if split != "train":
                 raise ConfigError(f"{name}: only the train split is for training (validation tunes, test reports)")
+            if colon and not package_name:
+                raise ConfigError(f"{name}: name a train package after 'photos:train:' (or write photos:train)")
             if package_name:
                 pkg = package(package_name)
                 if pkg.split != "train":

@@ -115,6 +115,10 @@ def crop_cache(
         bar.close()
 
 
+#: the smallest gain fisher_gains gives a channel, relative to the largest
+MIN_RELATIVE_GAIN = 1e-3
+
+
 def fisher_gains(
     wrapper: WrapperPair,
     model: SplitModel,
@@ -135,8 +139,10 @@ def fisher_gains(
     weights = coded_channel_weights(model, wrapper, features, "kl", probes=probes, seed=seed)
     gains: OrderedDict[str, torch.Tensor] = OrderedDict()
     for name, w in weights.items():
-        w = w.clamp_min(float(w.max()) * 1e-6 + 1e-300)  # a channel the task ignores keeps a finite gain
+        # a channel the task ignores keeps a gain ≥ 1/1000 of the largest: the second-order weight says nothing
+        # about how far the post-wrapper may amplify the codec's error on it
         g = w.pow(exponent / 2)
+        g = g.clamp_min(float(g.max()) * MIN_RELATIVE_GAIN)
         gains[name] = g / g.log().mean().exp()
     return gains
 
@@ -370,6 +376,7 @@ def _provenance(config: TrainConfig, wall: float) -> dict[str, Any]:
         ),
         "loss": config.loss,
         "init": config.init,
+        **({"fisher_exponent": config.fisher_exponent} if config.init == "fisher_pca" else {}),
         "seed": config.seed,
         "codec": config.codec,
         "preset": config.preset,

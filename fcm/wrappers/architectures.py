@@ -124,7 +124,8 @@ class ChannelReduction(WrapperPair):
         at its own scale: one quantizer step then puts less relative error on the channels with larger gains. Exact
         for the linear pair (``hidden: 0``) and for the PCA start (its residual blocks are still zero); on trained
         residual blocks it would change their inputs, so it is refused there."""
-        for ts, cs in zip(self.input_spec.tensors, self.coded_spec.tensors, strict=True):
+        checked = {}
+        for ts, cs in zip(self.input_spec.tensors, self.coded_spec.tensors, strict=True):  # check all, then scale
             if cs.name not in gains:
                 raise ConfigError(f"no gains for coded tensor {cs.name!r}")
             g = gains[cs.name].detach().to(torch.float64).flatten()
@@ -136,6 +137,8 @@ class ChannelReduction(WrapperPair):
                 assert isinstance(block, _Residual)
                 if any(bool(p.any()) for p in block.body[-1].parameters()):
                     raise ConfigError("channel gains apply to the linear pair or the PCA start, not trained blocks")
+            checked[ts.name] = (g, pre, post)
+        for g, pre, post in checked.values():
             project, restore = pre[0], post[-1]
             assert isinstance(project, nn.Conv2d) and isinstance(restore, nn.Conv2d)
             assert project.bias is not None
