@@ -288,7 +288,7 @@ def test_test_split_figures_are_recorded_only_from_a_test_sweep_of_that_very_fil
     good = report_path.read_text()
     for broken_report in ({**report, "points": [1, 2]}, {**report, "bd": ["x"]}, {**report, "bd_smooth": []}):
         report_path.write_text(json.dumps(broken_report))
-        with pytest.raises(ConfigError, match="not what fcm sweep writes|no .* BD row"):
+        with pytest.raises(ConfigError, match=r"not what fcm sweep writes|no .* BD row"):
             tool.main(argv)
     report_path.write_text(good)
     assert tool.main(argv) == 0
