@@ -370,6 +370,9 @@ SECTIONS: dict[str, Section] = {
     "detection_test": Section(
         ("sweep", "configs/detection_shapes_test.yaml", "--jobs", "2"), detection_wrapped, timed=("wall_s",)
     ),
+    "detection_test_512": Section(
+        ("sweep", "configs/detection_shapes_test_512.yaml", "--jobs", "2"), detection_wrapped, timed=("wall_s",)
+    ),
     "video": Section(
         ("video-sweep", "configs/video_sweep.yaml", "--jobs", "2"), video, {"rd_kbps.png": "docs/img/video_rd.png"}
     ),
