@@ -5,8 +5,8 @@
 
 The sweep folder (``fcm sweep``) must be finished, on the photo **test** split (a source no training or tuning
 touched, :mod:`fcm.data.photos`), and its curve ``--label`` must have run this very file (the weights tag is
-checked). The file's ``evaluation`` gains a ``test`` entry: the sweep's name, dataset, inputs, git revision and
-command, the curve's BD-rate against the anchor on top-1 agreement and on ``kl_db`` with their 95 % intervals, and
+checked). The file's ``evaluation`` gains a ``test`` entry: the sweep's name, dataset, inputs, codec, preset and git
+revision, the curve's BD-rate against the anchor on top-1 agreement and on ``kl_db`` with their 95 % intervals, and
 the best top-1 agreement of the curve and of the anchor (a BD figure the report could not compute is recorded as
 ``null`` with the report's reason). Nothing else in the file changes, so its weights tag stays.
 Prints the entry as JSON.
@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fcm.errors import ConfigError, FcmError, WeightsError  # noqa: E402
+from fcm.errors import ConfigError, FcmError  # noqa: E402
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -118,19 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", required=True, help="its pipeline label in that sweep, e.g. 'wrapped[family]'")
     args = ap.parse_args(argv)
 
-    import torch
-
+    from fcm.models import get_model
     from fcm.torch_files import save_mapping
+    from fcm.wrappers import is_family_file, load_wrapper_or_family, read_checkpoint
+    from fcm.wrappers.family import read_family
 
     path = Path(args.checkpoint)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path} is not a readable fcm file: {type(e).__name__}: {e}") from e
-    if not isinstance(data, dict) or data.get("format") not in ("fcm-wrapper", "fcm-wrapper-family"):
-        raise WeightsError(f"{path} is neither an fcm wrapper checkpoint nor a wrapper family")
-    from fcm.models import get_model
-    from fcm.wrappers import load_wrapper_or_family
+    data = read_family(path) if is_family_file(path) else read_checkpoint(path)  # format and keys checked
 
     # the file's weights must hash to the tag it states before the sweep's tag is compared with it
     load_wrapper_or_family(path, get_model(str(data.get("model")), split=str(data.get("split"))))
