@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -226,8 +228,16 @@ def test_a_training_config_takes_the_train_split_or_one_of_its_packages():
     opencv = resolve_sources(["photos:train:opencv-doc"])
     assert len(plasma) == 11 and all(s.startswith("photo:plasma-workspace-wallpapers/") for s in plasma)
     assert len(opencv) == 21 and all(s.startswith("photo:opencv-doc/") for s in opencv)
-    assert resolve_sources(["photos:train"]) == plasma + opencv  # the split, in catalogue order
-    for source in (opencv[0], "photo:opencv-doc/graf1", "photo:opencv-doc/home"):  # jpg, png, a 384-px photo
+    gcompris = resolve_sources(["photos:train:gcompris-qt-data"])
+    assert len(gcompris) == 122 and "photo:gcompris-qt-data/erase-alpaca" in gcompris
+    assert resolve_sources(["photos:train"]) == plasma + opencv + gcompris  # the split, in catalogue order
+    # jpg, png, a 384-px photo, a webp from a resource bundle
+    for source in (
+        opencv[0],
+        "photo:opencv-doc/graf1",
+        "photo:opencv-doc/home",
+        "photo:gcompris-qt-data/details-TajMahal_background",
+    ):
         image = load_source(source)
         assert image.dtype == np.uint8 and image.shape[2] == 3 and min(image.shape[:2]) == photos.SHORT_SIDE
 
@@ -243,3 +253,96 @@ def test_the_fetch_script_reads_packages_without_dpkg(tmp_path, monkeypatch):
     (debs / "not-a-deb_1_all.deb").write_bytes(b"garbage")
     with pytest.raises(SystemExit, match="not a Debian package"):
         tool._data_tar(debs / "not-a-deb_1_all.deb")
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A Qt binary resource bundle (format 3, as ``rcc -binary`` writes it) of ``{path: (bytes, compressed)}``:
+    folders breadth first, each folder's children contiguous, compressed files in qCompress form."""
+    root: dict = {}
+    for path, entry in files.items():
+        node = root
+        *folders, leaf = path.split("/")
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[leaf] = entry
+    names, data, records = bytearray(), bytearray(), []
+    entries: list[tuple[str, object]] = [("", root)]
+    for index, (name, node) in enumerate(entries):  # grows while walked: breadth first
+        name_offset = len(names) if index else 0
+        if index:
+            names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        if isinstance(node, dict):
+            records.append(struct.pack(">IHII", name_offset, 0x02, len(node), len(entries)) + bytes(8))
+            entries.extend(node.items())
+        else:
+            blob, compressed = node  # type: ignore[misc]
+            body = struct.pack(">I", len(blob)) + zlib.compress(blob) if compressed else blob
+            records.append(struct.pack(">IHHHI", name_offset, int(compressed), 0, 0, len(data)) + bytes(8))
+            data += struct.pack(">I", len(body)) + body
+    tree = b"".join(records)
+    offsets = (24, 24 + len(tree), 24 + len(tree) + len(data))
+    return b"qres" + struct.pack(">IIIII", 3, *offsets, 0) + tree + bytes(data) + bytes(names)
+
+
+def test_the_fetch_script_takes_photos_out_of_qt_resource_bundles(tmp_path):
+    """GCompris ships its photos inside .rcc bundles: the script reads the bundle format itself, plain and
+    zlib-compressed entries alike, and the photos land in the cache under BUNDLE-STEM names."""
+    tool = _tool()
+    inner = {"app/act/resource/p0.jpg": (_jpeg(0), False), "app/act/resource/deep/p1.jpg": (_jpeg(1), True)}
+    bundle = _rcc({**inner, "app/act/notes.txt": (b"x" * 999, True)})
+    assert tool.read_qt_resources(bundle) == {**{k: v for k, (v, _) in inner.items()}, "app/act/notes.txt": b"x" * 999}
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    deb = debs / "fake-photos_1_all.deb"
+    _deb(deb, {"usr/share/app/rcc/act.rcc": bundle})
+    archive = "usr/share/app/rcc/act.rcc"
+    pkg = PhotoPackage(
+        "fake-photos",
+        "1",
+        hashlib.sha256(deb.read_bytes()).hexdigest(),
+        "train",
+        tuple(PhotoFile(path, hashlib.sha256(data).hexdigest(), archive) for path, (data, _) in inner.items()),
+    )
+    assert [p.name for p in pkg.photos] == ["act-p0", "act-p1"]
+    cache = tmp_path / "cache"
+    assert tool.fetch(pkg, cache, debs) == 2
+    assert photos.check_photo(pkg, pkg.photos[1], cache) == cache / "fake-photos" / "act-p1.jpg"
+    assert photos.load_photo(cache / "fake-photos" / "act-p1.jpg", 40).shape == (40, 60, 3)
+    absent = PhotoPackage(
+        pkg.name, pkg.version, pkg.deb_sha256, "train", (PhotoFile("app/none.jpg", "0" * 64, archive),)
+    )
+    with pytest.raises(SystemExit, match=r"act\.rcc has no app/none\.jpg"):
+        tool.fetch(absent, tmp_path / "cache2", debs)
+
+
+def test_a_damaged_or_hostile_resource_bundle_is_refused_naming_it():
+    tool = _tool()
+    good = _rcc({"a/p.jpg": (b"photo bytes" * 10, True)})
+    refused = "act.rcc is not a readable Qt resource bundle"
+    with pytest.raises(SystemExit, match=f"{refused}: no qres header"):
+        tool.read_qt_resources(b"PK\x03\x04" + good[4:], "act.rcc")
+    with pytest.raises(SystemExit, match=f"{refused}: format version 9"):
+        tool.read_qt_resources(good[:4] + struct.pack(">I", 9) + good[8:], "act.rcc")
+    for cut in (10, 30, len(good) - 20, len(good) - 3):  # truncated anywhere: header, tree, data, names
+        with pytest.raises(SystemExit, match=refused):
+            tool.read_qt_resources(good[:cut], "act.rcc")
+    # a folder listing itself as its own child would loop for ever: refused
+    tree = 24
+    cyclic = bytearray(good)
+    struct.pack_into(">II", cyclic, tree + 22 + 6, 1, 1)  # folder "a" (entry 1): one child, entry 1
+    with pytest.raises(SystemExit, match=f"{refused}: tree entry 1 is reached twice"):
+        tool.read_qt_resources(bytes(cyclic), "act.rcc")
+    # a compressed entry claiming a huge size (a zip bomb) is refused before it is inflated
+    data = struct.unpack_from(">I", good, 12)[0]
+    bomb = bytearray(good)
+    struct.pack_into(">I", bomb, data + 4, 1 << 31)
+    with pytest.raises(SystemExit, match=f"{refused}: a/p.jpg claims 2147483648 bytes uncompressed"):
+        tool.read_qt_resources(bytes(bomb), "act.rcc")
+    lying = bytearray(good)
+    struct.pack_into(">I", lying, data + 4, 5)
+    with pytest.raises(SystemExit, match=f"{refused}: a/p.jpg decompresses to more than the 5 bytes it claims"):
+        tool.read_qt_resources(bytes(lying), "act.rcc")
+    zstd = bytearray(good)
+    struct.pack_into(">H", zstd, tree + 2 * 22 + 4, 0x04)
+    with pytest.raises(SystemExit, match=f"{refused}: a/p.jpg is zstd-compressed"):
+        tool.read_qt_resources(bytes(zstd), "act.rcc")

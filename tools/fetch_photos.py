@@ -15,9 +15,11 @@ import argparse
 import io
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,97 @@ def _data_tar(deb: Path) -> tarfile.TarFile:
     raise SystemExit(f"{deb} holds no data.tar")
 
 
+#: Qt resource-bundle entry flags (qtbase src/corelib/io/qresource.cpp)
+_QRC_COMPRESSED, _QRC_DIRECTORY, _QRC_COMPRESSED_ZSTD = 0x01, 0x02, 0x04
+#: the most bytes one compressed bundle entry may expand to (a photo is a few MB; a zip bomb is refused)
+_QRC_MAX_FILE = 256 << 20
+
+
+def read_qt_resources(blob: bytes, origin: str = "resource bundle") -> dict[str, bytes]:
+    """The files of a Qt binary resource bundle (``rcc -binary``, format versions 1–3) as ``{path: bytes}``.
+
+    Layout: ``qres``, then big-endian version, tree, data and names offsets (and, from version 3, a flags word). Each
+    tree entry (14 bytes, 22 from version 2 with a modification time) holds a name offset and flags, then either a
+    child count and first child (a folder) or locale and a data offset (a file). A file's data is its 4-byte size,
+    then its bytes, zlib-compressed behind a 4-byte length when flagged. Every offset is bounds-checked, so a
+    truncated or hostile bundle is a ``SystemExit`` naming ``origin``, never a wrong file or a hang."""
+
+    def fail(why: str) -> SystemExit:
+        return SystemExit(f"{origin} is not a readable Qt resource bundle: {why}")
+
+    def u32(at: int) -> int:
+        if at < 0 or at + 4 > len(blob):
+            raise fail(f"offset {at} lies outside its {len(blob)} bytes")
+        return int(struct.unpack_from(">I", blob, at)[0])
+
+    def u16(at: int) -> int:
+        if at < 0 or at + 2 > len(blob):
+            raise fail(f"offset {at} lies outside its {len(blob)} bytes")
+        return int(struct.unpack_from(">H", blob, at)[0])
+
+    if blob[:4] != b"qres":
+        raise fail("no qres header")
+    version, tree, data, names = u32(4), u32(8), u32(12), u32(16)
+    if version not in (1, 2, 3):
+        raise fail(f"format version {version} (known: 1, 2, 3)")
+    entry_size = 14 if version == 1 else 22
+
+    def name_at(offset: int) -> str:
+        length = u16(names + offset)
+        start = names + offset + 6  # length, then a 4-byte hash, then UTF-16 code units
+        if start + 2 * length > len(blob):
+            raise fail(f"a name at {offset} runs past the end")
+        return blob[start : start + 2 * length].decode("utf-16-be")
+
+    files: dict[str, bytes] = {}
+    seen: set[int] = set()
+    pending = [(0, "")]
+    while pending:
+        index, prefix = pending.pop()
+        if index in seen:  # each entry once: a cyclic tree cannot loop
+            raise fail(f"tree entry {index} is reached twice")
+        seen.add(index)
+        at = tree + index * entry_size
+        name = name_at(u32(at)) if index else ""
+        flags = u16(at + 4)
+        path = f"{prefix}/{name}" if prefix else name
+        if flags & _QRC_DIRECTORY:
+            count, first = u32(at + 6), u32(at + 10)
+            if first + count > (len(blob) - tree) // entry_size:
+                raise fail(f"folder {path or '/'} lists {count} entries past the end of its tree")
+            pending.extend((child, path) for child in range(first, first + count))
+            continue
+        start = data + u32(at + 10)
+        size = u32(start)
+        if start + 4 + size > len(blob):
+            raise fail(f"{path} runs past the end")
+        body = blob[start + 4 : start + 4 + size]
+        if flags & _QRC_COMPRESSED_ZSTD:
+            raise fail(f"{path} is zstd-compressed, which this reader does not decode")
+        if flags & _QRC_COMPRESSED:  # qCompress: a 4-byte uncompressed length, then a zlib stream
+            expected = u32(start + 4) if size >= 4 else -1
+            if not 0 <= expected <= _QRC_MAX_FILE:
+                raise fail(f"{path} claims {expected} bytes uncompressed (at most {_QRC_MAX_FILE} are read)")
+            try:
+                body = zlib.decompressobj().decompress(body[4:], expected + 1)
+            except zlib.error as e:
+                raise fail(f"{path} does not decompress ({e})") from None
+            if len(body) != expected:
+                more = "more than" if len(body) > expected else f"{len(body)} bytes, not"
+                raise fail(f"{path} decompresses to {more} the {expected} bytes it claims")
+        files[path] = body
+    return files
+
+
+def _member_bytes(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], where: str, deb: Path) -> bytes:
+    member = members.get(where)
+    if member is None:
+        raise SystemExit(f"{deb.name} has no {where}")
+    source = tar.extractfile(member)
+    assert source is not None
+    return source.read()
+
+
 def fetch(pkg: PhotoPackage, cache: Path, debs: Path) -> int:
     """Extract ``pkg``'s catalogued photos into ``cache``; returns how many were (re)written."""
     todo = [p for p in pkg.photos if not _ok(cached_path(pkg, p, cache), p.sha256)]
@@ -77,16 +170,22 @@ def fetch(pkg: PhotoPackage, cache: Path, debs: Path) -> int:
     deb = _deb_for(pkg, debs)
     with _data_tar(deb) as tar:
         members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+        bundles: dict[str, dict[str, bytes]] = {}  # a bundle is parsed once, however many photos it holds
         for photo in todo:
-            member = members.get(photo.path)
-            if member is None:
-                raise SystemExit(f"{deb.name} has no {photo.path}")
-            source = tar.extractfile(member)
-            assert source is not None
+            if photo.archive is None:
+                blob = _member_bytes(tar, members, photo.path, deb)
+            else:
+                if photo.archive not in bundles:
+                    bundle = _member_bytes(tar, members, photo.archive, deb)
+                    bundles[photo.archive] = read_qt_resources(bundle, f"{deb.name}: {photo.archive}")
+                found = bundles[photo.archive].get(photo.path)
+                if found is None:
+                    raise SystemExit(f"{deb.name}: {photo.archive} has no {photo.path}")
+                blob = found
             target = cached_path(pkg, photo, cache)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(target.suffix + ".part")
-            tmp.write_bytes(source.read())
+            tmp.write_bytes(blob)
             if sha256_of(tmp) != photo.sha256:
                 tmp.unlink()
                 raise SystemExit(f"{deb.name}: {photo.path} is not the catalogued photo (sha256 differs)")
