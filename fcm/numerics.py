@@ -102,6 +102,34 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """The processor's name with its vendor's family, model and stepping (``/proc/cpuinfo``), e.g. ``AMD EPYC
+    (family 26, model 2, stepping 1)``: two CPUs sold under one name can be generations apart, and oneDNN picks
+    its kernels by generation, so trained weights can differ in their last bits between them."""
+    from pathlib import Path
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return cpu_name()
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or cpu_name()
+    parts = [
+        f"{what} {fields[key]}"
+        for key, what in (("cpu family", "family"), ("model", "model"), ("stepping", "stepping"))
+        if key in fields
+    ]
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
 def numerics_record(threads: int | None) -> dict[str, Any]:
     """The settings that decide float results on this machine: torch's threads, its CPU kernels, their overrides."""
     import torch
@@ -110,5 +138,6 @@ def numerics_record(threads: int | None) -> dict[str, Any]:
         "torch_threads": threads,
         "torch_version": str(torch.__version__),  # a plain string: checkpoints hold no pickled classes
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": cpu_identity(),
         "environment": {name: os.environ.get(name) for name in KERNEL_ENV},
     }

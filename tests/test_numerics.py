@@ -85,3 +85,15 @@ def test_numerics_record_names_threads_kernels_and_overrides(monkeypatch):
     assert type(rec["torch_version"]) is str
     assert rec["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert rec["environment"]["ATEN_CPU_CAPABILITY"] == "avx2" and "ONEDNN_MAX_CPU_ISA" in rec["environment"]
+    assert isinstance(rec["cpu"], str) and rec["cpu"]
+
+
+def test_the_cpu_identity_names_the_generation_not_only_the_brand():
+    from fcm.numerics import cpu_identity
+
+    two_cores = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+        "stepping\t: 1\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: Other\n"
+    )
+    assert cpu_identity(two_cores) == "AMD EPYC (family 26, model 2, stepping 1)"  # the first processor's block
+    assert cpu_identity("model name\t: Some ARM core\n") == "Some ARM core"
