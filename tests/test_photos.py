@@ -291,6 +291,7 @@ def test_the_fetch_script_takes_photos_out_of_qt_resource_bundles(tmp_path):
     inner = {"app/act/resource/p0.jpg": (_jpeg(0), False), "app/act/resource/deep/p1.jpg": (_jpeg(1), True)}
     bundle = _rcc({**inner, "app/act/notes.txt": (b"x" * 999, True)})
     assert tool.read_qt_resources(bundle) == {**{k: v for k, (v, _) in inner.items()}, "app/act/notes.txt": b"x" * 999}
+    assert tool.read_qt_resources(bundle, only=frozenset({"app/act/notes.txt"})) == {"app/act/notes.txt": b"x" * 999}
     debs = tmp_path / "debs"
     debs.mkdir()
     deb = debs / "fake-photos_1_all.deb"
@@ -346,3 +347,8 @@ def test_a_damaged_or_hostile_resource_bundle_is_refused_naming_it():
     struct.pack_into(">H", zstd, tree + 2 * 22 + 4, 0x04)
     with pytest.raises(SystemExit, match=f"{refused}: a/p.jpg is zstd-compressed"):
         tool.read_qt_resources(bytes(zstd), "act.rcc")
+    names = struct.unpack_from(">I", good, 16)[0]
+    odd = bytearray(good)
+    odd[names + 6 : names + 8] = b"\xdc\x00"  # a lone low surrogate as the first name's first code unit
+    with pytest.raises(SystemExit, match=f"{refused}: the name at 0 is not UTF-16"):
+        tool.read_qt_resources(bytes(odd), "act.rcc")

@@ -77,8 +77,11 @@ _QRC_COMPRESSED, _QRC_DIRECTORY, _QRC_COMPRESSED_ZSTD = 0x01, 0x02, 0x04
 _QRC_MAX_FILE = 256 << 20
 
 
-def read_qt_resources(blob: bytes, origin: str = "resource bundle") -> dict[str, bytes]:
-    """The files of a Qt binary resource bundle (``rcc -binary``, format versions 1–3) as ``{path: bytes}``.
+def read_qt_resources(
+    blob: bytes, origin: str = "resource bundle", only: frozenset[str] | None = None
+) -> dict[str, bytes]:
+    """The files of a Qt binary resource bundle (``rcc -binary``, format versions 1–3) as ``{path: bytes}``; with
+    ``only``, just those paths are read out (the rest of the tree is still walked and checked).
 
     Layout: ``qres``, then big-endian version, tree, data and names offsets (and, from version 3, a flags word). Each
     tree entry (14 bytes, 22 from version 2 with a modification time) holds a name offset and flags, then either a
@@ -111,7 +114,10 @@ def read_qt_resources(blob: bytes, origin: str = "resource bundle") -> dict[str,
         start = names + offset + 6  # length, then a 4-byte hash, then UTF-16 code units
         if start + 2 * length > len(blob):
             raise fail(f"a name at {offset} runs past the end")
-        return blob[start : start + 2 * length].decode("utf-16-be")
+        try:
+            return blob[start : start + 2 * length].decode("utf-16-be")
+        except UnicodeDecodeError:
+            raise fail(f"the name at {offset} is not UTF-16") from None
 
     files: dict[str, bytes] = {}
     seen: set[int] = set()
@@ -135,6 +141,8 @@ def read_qt_resources(blob: bytes, origin: str = "resource bundle") -> dict[str,
         size = u32(start)
         if start + 4 + size > len(blob):
             raise fail(f"{path} runs past the end")
+        if only is not None and path not in only:
+            continue
         body = blob[start + 4 : start + 4 + size]
         if flags & _QRC_COMPRESSED_ZSTD:
             raise fail(f"{path} is zstd-compressed, which this reader does not decode")
@@ -177,7 +185,8 @@ def fetch(pkg: PhotoPackage, cache: Path, debs: Path) -> int:
             else:
                 if photo.archive not in bundles:
                     bundle = _member_bytes(tar, members, photo.archive, deb)
-                    bundles[photo.archive] = read_qt_resources(bundle, f"{deb.name}: {photo.archive}")
+                    wanted = frozenset(p.path for p in todo if p.archive == photo.archive)
+                    bundles[photo.archive] = read_qt_resources(bundle, f"{deb.name}: {photo.archive}", wanted)
                 found = bundles[photo.archive].get(photo.path)
                 if found is None:
                     raise SystemExit(f"{deb.name}: {photo.archive} has no {photo.path}")
@@ -188,7 +197,8 @@ def fetch(pkg: PhotoPackage, cache: Path, debs: Path) -> int:
             tmp.write_bytes(blob)
             if sha256_of(tmp) != photo.sha256:
                 tmp.unlink()
-                raise SystemExit(f"{deb.name}: {photo.path} is not the catalogued photo (sha256 differs)")
+                where = f"{photo.archive}: {photo.path}" if photo.archive else photo.path
+                raise SystemExit(f"{deb.name}: {where} is not the catalogued photo (sha256 differs)")
             tmp.replace(target)
     return len(todo)
 
