@@ -24,6 +24,7 @@ import torch
 from fcm import bitstream
 from fcm.bitstream import Header, WrapperRef
 from fcm.codecs import Codec, CodecParams, EncodedFrames, get_codec
+from fcm.edge import EdgeFeatures, run_front
 from fcm.errors import BitstreamError, CodecError, ShapeError
 from fcm.models import Features, SplitModel, get_model
 from fcm.numerics import DEFAULT_TORCH_THREADS
@@ -79,25 +80,6 @@ class DecodeResult:
 
 def resolve_codec(codec: str | Codec) -> Codec:
     return get_codec(codec) if isinstance(codec, str) else codec
-
-
-@dataclass(frozen=True)
-class EdgeFeatures:
-    """The edge half's output for one image, computed once and codable at any number of operating points."""
-
-    features: Features
-    input_size: tuple[int, int]
-    front_s: float
-
-
-def run_front(image: np.ndarray, model: SplitModel, torch_threads: int | None = DEFAULT_TORCH_THREADS) -> EdgeFeatures:
-    """Run the edge half (preprocessing and front) on one RGB ``uint8`` image with ``torch_threads`` threads."""
-    t0 = time.perf_counter()
-    # inference: the models' halves are differentiable, coding needs no graph
-    with torch.no_grad(), pinned_threads(torch_threads):
-        features = model.front(model.prepare(image))
-    features.check(model.spec)
-    return EdgeFeatures(features, (int(image.shape[0]), int(image.shape[1])), time.perf_counter() - t0)
 
 
 def encode(

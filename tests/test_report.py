@@ -347,8 +347,22 @@ def test_non_finite_values_are_null(tmp_path):
 
 
 def test_linear_axis_for_narrow_rate_range(tmp_path):
-    curves = {"remote/x265": ([0.3, 0.4, 0.5, 0.6, 0.7], [80.0, 85.0, 88.0, 90.0, 91.0])}
-    files = write_report(_points(curves), tmp_path)
+    """Rates within a decade keep a linear axis; wider ones get a log axis (what the x label then says)."""
+    from matplotlib.figure import Figure
+
+    from fcm.eval.plots import log_x_if_wide
+
+    narrow = [0.3, 0.4, 0.5, 0.6, 0.7]
+    ax = Figure().add_subplot()
+    assert log_x_if_wide(ax, narrow) == "linear scale"
+    assert ax.get_xscale() == "linear"
+    ax = Figure().add_subplot()
+    assert log_x_if_wide(ax, [0.01, 0.5, 2.0]) == "log scale"
+    assert ax.get_xscale() == "log"
+    ax = Figure().add_subplot()
+    assert log_x_if_wide(ax, [0.0, 0.0]) == "linear scale"  # no positive rate: nothing to take a log of
+    assert ax.get_xscale() == "linear"
+    files = write_report(_points({"remote/x265": (narrow, [80.0, 85.0, 88.0, 90.0, 91.0])}), tmp_path)
     _png_ok(files.rd_plot)
 
 

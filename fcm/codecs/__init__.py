@@ -19,13 +19,14 @@ module that defines a codec must stay cheap: import heavy libraries (``av``) ins
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.external import ExternalCodec, external_codec, x265_cli
 from fcm.codecs.pyav_codecs import X264, X265, Ffv1, SvtAv1, Vp9
-from fcm.registry import Registry
+from fcm.codecs.registry import CODECS as _CODECS
+from fcm.codecs.registry import register_codec
 
 __all__ = [
     "Codec",
@@ -39,19 +40,6 @@ __all__ = [
     "register_codec",
     "set_codec_threads",
 ]
-
-CodecFactory = Callable[[], Codec]
-
-_CODECS: Registry[CodecFactory] = Registry("codec")
-
-
-def register_codec(name: str, factory: CodecFactory) -> None:
-    """Register ``factory`` (a zero-argument callable returning a :class:`Codec` named ``name``).
-
-    Raises ValueError if ``name`` is taken.
-    """
-    _CODECS.add(name, factory)
-
 
 #: encoder threads per codec name in this process (:func:`set_codec_threads`); absent: the codec's own default
 _THREADS: dict[str, int] = {}

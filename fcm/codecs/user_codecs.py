@@ -96,8 +96,8 @@ def load_codec_file(path: str | Path) -> list[str]:
 
     All declarations are checked and built before any is registered, so a bad file registers nothing.
     """
-    from fcm.codecs import _CODECS, register_codec
     from fcm.codecs.external import external_codec
+    from fcm.codecs.registry import CODECS, register_codec
     from fcm.yaml_files import read_mapping
 
     p = Path(path).resolve()
@@ -105,7 +105,7 @@ def load_codec_file(path: str | Path) -> list[str]:
         return []
     raw = read_mapping(p, "codec file")
     specs = {str(name): _spec(str(name), value) for name, value in raw.items()}
-    taken = sorted(set(specs) & set(_CODECS.names()))
+    taken = sorted(set(specs) & set(CODECS.names()))
     if taken:
         raise ConfigError(f"{p} declares codec names that are already registered: {taken}; choose other names")
     factories = {}

@@ -193,7 +193,7 @@ class _Backgrounds:
     """The split's part of every training source (train, val), or the test photos (test), loaded once."""
 
     def __init__(self, split: str) -> None:
-        from fcm.train.data import load_source
+        from fcm.data.sources import load_source
 
         self.parts = []
         if split == "test":

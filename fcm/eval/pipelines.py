@@ -29,9 +29,9 @@ from fcm.errors import ConfigError, FcmError
 from fcm.registry import Registry
 
 if TYPE_CHECKING:
+    from fcm.edge import EdgeFeatures
     from fcm.models.base import SplitModel
     from fcm.models.cost import ComputeCost
-    from fcm.pipeline import EdgeFeatures
     from fcm.rdo.allocation import BitAllocation, RdoSettings
     from fcm.wrappers import WrapperFamily
     from fcm.wrappers.base import WrapperPair
@@ -83,7 +83,7 @@ class InputContext:
     def edge(self) -> EdgeFeatures:
         """The front half's output on this input (computed on first use, then shared)."""
         if self._edge is None:
-            from fcm.pipeline import run_front
+            from fcm.edge import run_front
 
             self._edge = run_front(self.image, self.model, torch_threads=None)
         return self._edge

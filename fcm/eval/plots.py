@@ -72,7 +72,7 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=150)
 
 
-def _log_x_if_wide(ax: Any, values: list[float]) -> str:
+def log_x_if_wide(ax: Any, values: list[float]) -> str:
     """A log x axis when the values span more than a decade; returns the scale's name for the label."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -143,7 +143,7 @@ def plot_rd(path: Path, analysis: Analysis, reference: dict[str, float] | None, 
             label=f"uncompressed reference ({float(ref):.2f})",
         )
         accs.append(float(ref))
-    scale = _log_x_if_wide(ax, rates)
+    scale = log_x_if_wide(ax, rates)
     if accs:
         lo, hi = min(accs), max(accs)
         pad = max(0.06 * (hi - lo), 0.5)
@@ -225,7 +225,7 @@ def plot_edge_cost(path: Path, analysis: Analysis, reference: dict[str, float] |
     ref = None if reference is None else reference.get(analysis.metric_name)
     if ref is not None and _finite(float(ref)):
         ax.axhline(float(ref), color="0.25", linestyle="--", linewidth=1.2, label="uncompressed reference")
-    scale = _log_x_if_wide(ax, times)
+    scale = log_x_if_wide(ax, times)
     ax.set_xlabel(f"edge time per input: {' + '.join(EDGE_STAGES)} (ms; {scale})", fontsize=11)
     ax.set_ylabel(f"{analysis.metric_name} (%)", fontsize=11)
     ax.set_title(f"{analysis.dataset} — accuracy against edge time", fontsize=12)

@@ -20,7 +20,7 @@ from fcm.errors import ConfigError, FcmError
 
 if TYPE_CHECKING:
     from fcm.eval.config import SweepConfig
-    from fcm.eval.sweep import PointKey
+    from fcm.eval.worker import PointKey
 
 
 #: times an actor is restarted (on its node or another) after its process or node dies; its input is retried
@@ -36,7 +36,7 @@ def _actor_class() -> Any:
     class SweepActor:
         def __init__(self, cfg: SweepConfig, codec_files: list[str]) -> None:
             from fcm.codecs.user_codecs import load_codec_file
-            from fcm.eval.sweep import Worker
+            from fcm.eval.worker import Worker
 
             for path in codec_files:
                 load_codec_file(path)

@@ -149,8 +149,8 @@ def make_fixed_map(
     """Average the per-frame normalised weights (mean 1 each) of ``images`` coded as the edge would code them."""
     import torch
 
+    from fcm.edge import run_front
     from fcm.packing import Packer
-    from fcm.pipeline import run_front
     from fcm.rdo.maps import normalise
     from fcm.rdo.sensitivity import as_target, frame_sensitivity
 

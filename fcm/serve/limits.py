@@ -48,9 +48,9 @@ def measure_back_half(model: SplitModel, wrapper: WrapperPair | None) -> BackHal
     import numpy as np
     import torch
 
+    from fcm.edge import run_front
     from fcm.models.base import Features
     from fcm.models.cost import measure_cost
-    from fcm.pipeline import run_front
 
     picture = np.random.default_rng(0).integers(0, 256, (REFERENCE_SIDE, REFERENCE_SIDE, 3), dtype=np.uint8)
     edge = run_front(picture, model, torch_threads=None)

@@ -129,7 +129,7 @@ def wrapper_from_checkpoint(data: dict[str, Any], model: SplitModel, source: str
     """Rebuild the wrapper of a checkpoint mapping (as :func:`read_checkpoint` returns; ``source`` names it in
     errors) for ``model``, in eval mode: refused for another model, split or model weights, an unknown architecture,
     or weights that do not hash to the tag it states."""
-    from fcm.wrappers import WRAPPERS
+    from fcm.wrappers.registry import WRAPPERS
 
     path = source
     if (data["model"], data["split"]) != (model.name, model.split):
