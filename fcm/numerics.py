@@ -6,7 +6,7 @@ torch's default is the number of cores, so without a fixed setting the same comm
 machine (or under ``taskset``). Every fcm entry point therefore runs torch with a fixed thread count:
 :data:`DEFAULT_TORCH_THREADS` unless told otherwise (``--torch-threads`` on the command line, ``torch_threads`` in
 sweep, video-sweep, training and rdo-weights configs, :class:`fcm.serve.app.ServeConfig`), and the library's edge
-functions (:func:`fcm.pipeline.encode`, :func:`fcm.pipeline.run_front`, :func:`fcm.pipeline.encode_features`,
+functions (:func:`fcm.pipeline.encode`, :func:`fcm.edge.run_front`, :func:`fcm.pipeline.encode_features`,
 :func:`fcm.video.pipeline.encode_video`) take the same ``torch_threads`` argument with the same default (``None``
 inside a caller that pinned its own count). Bytes are then the same on any core count and load; what still differs
 between CPU *types* (the vector instructions PyTorch, oneDNN and MKL pick) is recorded by :func:`numerics_record`.
