@@ -604,6 +604,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from fcm import __version__
+    from fcm.rdo.policies import rdo_modes
 
     parser = _Parser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
     parser.add_argument("--version", action="version", version=f"fcm {__version__}")
@@ -627,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_codec_args(p)
     g = p.add_argument_group("wrapper-aware bit allocation (fcm.rdo)")
-    g.add_argument("--rdo", choices=("sse", "wa-frame", "wa-gop", "wa-fixed"), default="sse", help="default sse")
+    g.add_argument("--rdo", choices=rdo_modes(), default="sse", help="default sse")
     g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
     g.add_argument("--rdo-route", choices=("qp", "scale"), default="qp", help="QP offsets (crf) or sample scaling")
     g.add_argument("--rdo-target", choices=("kl", "output", "features"), default=None, help="what the weights protect")
@@ -662,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_args(p)
     p.set_defaults(gop="lowdelay")
     g = p.add_argument_group("wrapper-aware bit allocation (QP route; wa-gop: per intra period)")
-    g.add_argument("--rdo", choices=("sse", "wa-frame", "wa-gop", "wa-fixed"), default="sse", help="default sse")
+    g.add_argument("--rdo", choices=rdo_modes(), default="sse", help="default sse")
     g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
     g.add_argument("--rdo-target", choices=("kl", "output", "features"), default=None, help="what the weights protect")
     g.add_argument("--rdo-probes", type=int, default=8, help="Rademacher probes (0: exact); default 8")

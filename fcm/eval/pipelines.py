@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from fcm.edge import EdgeFeatures
     from fcm.models.base import SplitModel
     from fcm.models.cost import ComputeCost
-    from fcm.rdo.allocation import BitAllocation, RdoSettings
+    from fcm.rdo.allocation import BitAllocation
+    from fcm.rdo.policies import KeyMap, RdoPolicy
+    from fcm.rdo.settings import RdoSettings
     from fcm.wrappers import WrapperFamily
     from fcm.wrappers.base import WrapperPair
 
@@ -164,14 +166,13 @@ class CodedPipeline(Pipeline):
     options: ClassVar[tuple[str, ...]] = ("rdo",)
 
     def __init__(self, label: str, qps: tuple[int, ...], rdo: RdoSettings | None = None) -> None:
-        from fcm.rdo.allocation import RdoSettings
+        from fcm.rdo.settings import RdoSettings
 
         super().__init__(label, qps)
         self.rdo = rdo if rdo is not None else RdoSettings()
         self.map_tag = _file_tag(self.rdo.map_path) if self.rdo.map_path else None
-        self._allocation: BitAllocation | None = None
-        #: wa-gop key maps this process computed: (label, key input, bit depth, wrapper tag) → (map, layout, seconds)
-        self._key_maps: dict[Any, tuple[np.ndarray, Any, float]] = {}
+        #: the rdo policy, built in the process that measures (it keeps maps: a GOP's key, a fixed map)
+        self._policy: RdoPolicy | None = None
 
     @classmethod
     def _rdo_from(cls, label: str, section: dict[str, Any], variant_sets_mode: bool) -> RdoSettings:
@@ -179,7 +180,8 @@ class CodedPipeline(Pipeline):
         (the variant sets the mode) or ``wrapped[scaled+wa-gop]`` (a ``+``-part names it)."""
         from pathlib import Path
 
-        from fcm.rdo.allocation import RDO_MODES, RdoSettings
+        from fcm.rdo.policies import rdo_modes
+        from fcm.rdo.settings import RdoSettings
 
         given = section.get("rdo")
         if isinstance(given, str):
@@ -189,10 +191,11 @@ class CodedPipeline(Pipeline):
         else:
             raise ConfigError(f"pipeline {label!r}: rdo must be a mode name or a mapping, got {given!r}")
         _, variant = parse_label(label)
-        named = [part for part in (variant or "").split("+") if part in RDO_MODES]
+        modes = rdo_modes()
+        named = [part for part in (variant or "").split("+") if part in modes]
         if variant_sets_mode and variant is not None and not named and "mode" not in raw:
             raise ConfigError(
-                f"pipeline {label!r}: a feature pipeline's variant is its rdo mode ({', '.join(RDO_MODES)}), or "
+                f"pipeline {label!r}: a feature pipeline's variant is its rdo mode ({', '.join(modes)}), or "
                 "any name when its section sets rdo: {mode: ...}"
             )
         if named:
@@ -205,19 +208,19 @@ class CodedPipeline(Pipeline):
 
     def section(self) -> dict[str, Any]:
         out = super().section()
-        if self.rdo.mode != "sse":
+        if self.rdo.makes_map:
             out["rdo"] = self.rdo.to_config()
         return out
 
     def identity(self) -> dict[str, Any]:
         out = {k: v for k, v in self.section().items() if k not in ("qps", "rdo")}
-        if self.rdo.mode != "sse":  # what the allocation does, and the map by content wherever the file lies
+        if self.rdo.makes_map:  # what the allocation does, and the map by content wherever the file lies
             out["rdo"] = self.rdo.identity() | ({"map": self.map_tag} if self.map_tag is not None else {})
         return out
 
     def rdo_description(self) -> str:
         """``""`` for the codec's own RDO, else ``"; wrapper-aware bit allocation …"`` for :meth:`describe`."""
-        if self.rdo.mode == "sse":
+        if not self.rdo.makes_map:
             return ""
         how = "per-block QP offsets" if self.rdo.route == "qp" else "per-block sample scaling (map in the stream)"
         b = self.rdo.block
@@ -225,7 +228,7 @@ class CodedPipeline(Pipeline):
 
     def check_codec(self, codec: Codec, bit_depth: int, params: CodecParams) -> None:
         super().check_codec(codec, bit_depth, params)
-        if self.rdo.mode == "sse" or self.rdo.route != "qp":
+        if not self.rdo.makes_map or self.rdo.route != "qp":
             return
         if not codec.supports_block_qp_offsets:
             raise ConfigError(
@@ -244,73 +247,68 @@ class CodedPipeline(Pipeline):
             )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_allocation": None, "_key_maps": {}}
+        return {**self.__dict__, "_policy": None}
 
     def setup(self, model: SplitModel) -> None:
-        from fcm.rdo.allocation import build_allocation
+        self._build_policy()
 
-        self._allocation = build_allocation(self.rdo)
+    def _build_policy(self) -> RdoPolicy:
+        from fcm.rdo.policies import build_policy
+
         if self.map_tag is not None and _file_tag(self.rdo.map_path) != self.map_tag:
             raise ConfigError(f"{self.rdo.map_path} changed since the sweep started")
+        self._policy = build_policy(self.rdo)
+        self._policy.prepare()
+        return self._policy
 
     def allocation_for(
         self, ctx: InputContext, wrapper: WrapperPair | None, bit_depth: int
     ) -> tuple[BitAllocation | None, float]:
-        """The allocation for ``ctx``'s input and the seconds its map costs per encode.
+        """The allocation for ``ctx``'s input and the seconds its map costs per encode, as the rdo policy says
+        (:mod:`fcm.rdo.policies`: e.g. ``wa-gop`` charges a GOP's followers ``1/gop`` of their key's map)."""
+        policy = self._policy or self._build_policy()
+        return policy.sweep_allocation(_PipelineInput(self, ctx, wrapper, bit_depth))
 
-        ``wa-frame``: the input's own weights, estimated once per input (they do not depend on the QP or codec) and
-        charged in full to every encode. ``wa-gop``: consecutive inputs ``[k·gop, (k+1)·gop)`` of the dataset form a
-        GOP (as frames of a video would) and use the map of its first input, charged ``1/gop`` of its weights time
-        (what a stream pays per frame). The key map depends only on the key input, so results do not depend on
-        ``--jobs`` or on the order workers take inputs; a worker keeps the last few key maps. A follower whose key
-        input cannot be read or packs to another layout starts its own GOP (its own map, charged in full).
-        """
-        from fcm.rdo.allocation import FixedAllocation, PrecomputedAllocation
 
-        mode = self.rdo.mode
-        if mode == "sse":
-            return None, 0.0
-        if mode == "wa-fixed":
-            if self._allocation is None:
-                self.setup(ctx.model)
-            assert isinstance(self._allocation, FixedAllocation)
-            return self._allocation, 0.0
-        tag = None if wrapper is None else wrapper.weights_tag
-        own = ("rdo", self.label, ctx.index, bit_depth, tag)
-        if own not in ctx.memo:
-            ctx.memo[own] = _key_frame_map(self.rdo, ctx.edge(), ctx.model, wrapper, bit_depth)
-        if mode == "wa-frame":
-            offsets, layout, seconds = ctx.memo[own]
-            return PrecomputedAllocation(self.rdo, offsets, layout), seconds
-        key_index = ctx.index - ctx.index % self.rdo.gop
-        key = ("rdo", self.label, key_index, bit_depth, tag)
-        if key_index == ctx.index:
-            self._key_maps[key] = ctx.memo[own]
-        elif key not in self._key_maps and ctx.load_edge is not None:
-            try:
-                edge = ctx.load_edge(key_index)
-            except (OSError, ValueError):  # an unreadable key input (skip_unreadable): this input starts a GOP
-                edge = None
-            if edge is not None:
-                self._key_maps[key] = _key_frame_map(self.rdo, edge, ctx.model, wrapper, bit_depth)
-        found = self._key_maps.get(key)
-        if found is None or found[1] != ctx.memo[own][1]:  # no key map, or another layout: a GOP of its own
-            offsets, layout, seconds = ctx.memo[own]
-            return PrecomputedAllocation(self.rdo, offsets, layout), seconds
-        while len(self._key_maps) > 4:
-            self._key_maps.pop(next(iter(self._key_maps)))
-        offsets, layout, seconds = found
-        return PrecomputedAllocation(self.rdo, offsets, layout), seconds / self.rdo.gop
+class _PipelineInput:
+    """One input of a sweep as an rdo policy sees it (:class:`fcm.rdo.policies.SweepInput`): its own block map,
+    computed once per input, bit depth and wrapper across QPs and codecs, and a GOP key's map on request."""
+
+    def __init__(self, pipeline: CodedPipeline, ctx: InputContext, wrapper: WrapperPair | None, bit_depth: int) -> None:
+        self.index = ctx.index
+        self.variant = (bit_depth, None if wrapper is None else wrapper.weights_tag)
+        self._pipeline = pipeline
+        self._ctx = ctx
+        self._wrapper = wrapper
+        self._bit_depth = bit_depth
+
+    def own_map(self) -> KeyMap:
+        key = ("rdo", self._pipeline.label, self.index, *self.variant)
+        ctx = self._ctx
+        if key not in ctx.memo:
+            ctx.memo[key] = _key_frame_map(self._pipeline.rdo, ctx.edge(), ctx.model, self._wrapper, self._bit_depth)
+        return ctx.memo[key]
+
+    def map_of(self, index: int) -> KeyMap | None:
+        ctx = self._ctx
+        if ctx.load_edge is None:
+            return None
+        try:
+            edge = ctx.load_edge(index)
+        except (OSError, ValueError):  # an unreadable input (skip_unreadable): the caller starts a GOP of its own
+            return None
+        return _key_frame_map(self._pipeline.rdo, edge, ctx.model, self._wrapper, self._bit_depth)
 
 
 def _key_frame_map(
     rdo: RdoSettings, edge: EdgeFeatures, model: SplitModel, wrapper: WrapperPair | None, bit_depth: int
-) -> tuple[np.ndarray, Any, float]:
+) -> KeyMap:
     """The block map of one input's frame (as the edge packs it) and the seconds the weights and map took."""
     import torch
 
     from fcm.packing import Packer
     from fcm.rdo.allocation import PerFrameAllocation
+    from fcm.rdo.policies import KeyMap
 
     tensors = edge.features.tensors
     if wrapper is not None:
@@ -318,9 +316,9 @@ def _key_frame_map(
             tensors = wrapper.encode(tensors)
     packed = Packer(bit_depth).pack(tensors)
     t0 = time.perf_counter()
-    offsets = PerFrameAllocation(rdo).weights(packed, model, edge.features.meta, wrapper)
-    offsets = rdo.offsets_from_weights(offsets)
-    return offsets, packed.layout, time.perf_counter() - t0
+    weights = PerFrameAllocation(rdo).weights(packed, model, edge.features.meta, wrapper)
+    offsets = rdo.offsets_from_weights(weights)
+    return KeyMap(offsets, packed.layout, time.perf_counter() - t0)
 
 
 def _file_tag(path: str | None) -> str | None:
@@ -542,11 +540,11 @@ class WrappedPipeline(CodedPipeline):
 
     def section(self) -> dict[str, Any]:
         out = {"qps": list(self.qps), "checkpoint": self.checkpoint, "weights_tag": self.weights_tag}
-        return out | ({"rdo": self.rdo.to_config()} if self.rdo.mode != "sse" else {})
+        return out | ({"rdo": self.rdo.to_config()} if self.rdo.makes_map else {})
 
     def identity(self) -> dict[str, Any]:
         out: dict[str, Any] = {"checkpoint_weights_tag": self.weights_tag}  # the weights, wherever the file lies
-        if self.rdo.mode != "sse":
+        if self.rdo.makes_map:
             out["rdo"] = super().identity()["rdo"]
         return out
 

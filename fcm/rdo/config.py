@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from fcm.errors import ConfigError
-from fcm.rdo.allocation import RdoSettings
 from fcm.rdo.fixed_map import FixedMap, make_fixed_map
+from fcm.rdo.settings import RdoSettings
 
 _TRAINING_KEYS = ("kind", "crops_per_image", "crop_size", "seed")
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from fcm.models.base import SplitModel
     from fcm.packing.layout import Layout
     from fcm.packing.packer import RangeMode
-    from fcm.rdo.allocation import RdoSettings
+    from fcm.rdo.settings import RdoSettings
     from fcm.wrappers.base import WrapperPair
 
 FORMAT = "fcm-rdo-map/1"

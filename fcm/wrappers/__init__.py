@@ -32,6 +32,7 @@ __all__ = [
     "state_dict_tag",
 ]
 
+
 def load_wrapper_or_family(path: str | Path, model: SplitModel) -> WrapperPair | WrapperFamily:
     """The wrapper checkpoint or the wrapper family (:mod:`fcm.wrappers.family`) at ``path``, for ``model``."""
     return load_family(path, model) if is_family_file(path) else load_wrapper(path, model)
