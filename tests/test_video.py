@@ -554,6 +554,6 @@ def test_labelled_shapes_clips_and_a_detection_video_sweep(tmp_path):
             _video_sweep_config(tmp_path / "x", model="faster_rcnn_lite0_fpn", split="fpn", evaluator="coco"),
             progress=False,
         )
-    with pytest.raises(ConfigError, match="scores detections"):
+    with pytest.raises(ConfigError, match="scores detection models, but the model does classification"):
         run_video_sweep(_video_sweep_config(tmp_path / "y", sequences=["shapes:3:4"], evaluator="coco"), progress=False)
     assert not (tmp_path / "y" / "vs" / SWEEP_FILE).exists() and not (tmp_path / "x" / "vs" / SWEEP_FILE).exists()

@@ -23,6 +23,7 @@ from fcm.data import Sample
 from fcm.errors import ConfigError
 from fcm.eval.coco_resample import ImageWeightedAP, evaluate_coco
 from fcm.registry import Registry
+from fcm.tasks import TaskType, get_task
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,20 @@ class Evaluator(ABC):
     description: str = ""
     #: whether ``process`` needs the uncompressed model's output on the same input
     needs_reference: bool = False
-    #: the dataset task this evaluator applies to
-    task: str = "classification"
+    #: the kinds of ground truth (:attr:`fcm.tasks.TaskType.labels`) whose tasks this evaluator scores
+    scores: tuple[str, ...] = ("classification",)
+    #: whether it reads a COCO annotation file (the dataset's, or a labelled clip's)
+    needs_annotations: bool = False
     #: measures besides the primary metric that reports rank curves on (:class:`SmoothMeasure`)
     smooth_measures: tuple[SmoothMeasure, ...] = (FEATURE_PSNR,)
 
     def __init__(self) -> None:
         self._records: list[dict[str, Any]] = []
+
+    @classmethod
+    def for_task(cls, task: TaskType, annotations: str | Path | None, **options: Any) -> Evaluator:
+        """Built for a model doing ``task``, with the ground truth the caller holds; ``options`` from a config."""
+        return cls(**options)
 
     def reset(self) -> None:
         self._records = []
@@ -231,7 +239,8 @@ class CocoMAP(Evaluator):
     kind = "labels"
     primary = "mAP"
     description = "COCO box mAP@[.5:.95] / AP50 / AP75 against ground-truth annotations (%)"
-    task = "detection"
+    scores = ("detection",)
+    needs_annotations = True
 
     def __init__(self, annotations: str | Path, masks: bool = False) -> None:
         super().__init__()
@@ -242,6 +251,11 @@ class CocoMAP(Evaluator):
         self.masks = masks
         if masks and not all("segmentation" in a for a in self.gt.get("annotations", [])):
             raise ConfigError(f"{path}: mask AP needs a 'segmentation' in every annotation")
+
+    @classmethod
+    def for_task(cls, task: TaskType, annotations: str | Path | None, **options: Any) -> Evaluator:
+        assert annotations is not None  # build_evaluator refused the call without them
+        return cls(annotations, masks=task.masks, **options)  # a task with masks is judged on its masks too
 
     def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
         if sample.image_id is None:
@@ -287,7 +301,7 @@ class DetectionFidelity(Evaluator):
     primary = "mAP"
     description = "box mAP (%) against the uncompressed model's own detections (score ≥ 0.5) as pseudo ground truth"
     needs_reference = True
-    task = "detection"
+    scores = ("detection",)
 
     def __init__(self, score_threshold: float = 0.5) -> None:
         super().__init__()
@@ -332,18 +346,39 @@ class DetectionFidelity(Evaluator):
         return _map_statistic(gt, dets, list(range(1, len(records) + 1)))
 
 
-def build_evaluator(name: str, dataset_task: str, model_task: str, **options: Any) -> Evaluator:
-    """The evaluator ``name`` (``accuracy``, ``fidelity``, ``coco``, ``detection_fidelity``), checked against the
-    dataset and model. ``fidelity`` on a detector means ``detection_fidelity``."""
-    if name == "fidelity" and model_task != "classification":
-        name = "detection_fidelity"
+def evaluator_class(name: str, model_task: str) -> type[Evaluator]:
+    """The evaluator ``name`` means for a model doing ``model_task`` (``fidelity``: the task's label-free evaluator),
+    refused (ConfigError) if it does not score that task."""
+    task = get_task(model_task)
+    if name == "fidelity":
+        name = task.fidelity_evaluator
     cls = EVALUATORS.get(name)
-    wanted = "classification" if model_task == "classification" else "detection"
-    if cls.task != wanted:
-        raise ConfigError(f"evaluator {name!r} is for {cls.task} models, but the model does {model_task}")
+    if task.labels not in cls.scores:
+        raise ConfigError(
+            f"evaluator {name!r} scores {' or '.join(cls.scores)} models, but the model does {model_task}"
+        )
+    return cls
+
+
+def build_evaluator(
+    name: str,
+    model_task: str,
+    dataset_task: str = "unlabeled",
+    annotations: str | Path | None = None,
+    where: str = "the dataset",
+    **options: Any,
+) -> Evaluator:
+    """The evaluator ``name`` (:data:`EVALUATORS`; ``fidelity`` on a detector means ``detection_fidelity``) for a
+    model doing ``model_task`` on data of ``dataset_task`` with ``annotations`` (a COCO file, or ``None``), checked
+    against both; ``where`` names the data in errors."""
+    cls = evaluator_class(name, model_task)
     if cls.kind == "labels" and dataset_task == "unlabeled":
-        raise ConfigError(f"evaluator {name!r} needs labels, but the dataset has none; use 'fidelity'")
+        raise ConfigError(f"evaluator {cls.name!r} needs labels, but {where} has none; use 'fidelity'")
+    if cls.needs_annotations and annotations is None:
+        raise ConfigError(
+            f"evaluator {cls.name!r} needs COCO annotations (a dataset of kind: coco or shapes), but {where} has none"
+        )
     try:
-        return cls(**options)
+        return cls.for_task(get_task(model_task), annotations, **options)
     except TypeError as e:
-        raise ConfigError(f"bad options for evaluator {name!r}: {e}") from e
+        raise ConfigError(f"bad options for evaluator {cls.name!r}: {e}") from e

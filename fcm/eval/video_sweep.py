@@ -313,7 +313,7 @@ def run_video_sweep(
     """Measure every (sequence, pipeline, codec, QP) not yet in the output folder (in ``jobs`` worker processes),
     then write the report. A folder made by a video sweep of another name is refused unless ``merge``."""
 
-    from fcm.eval.evaluators import build_evaluator
+    from fcm.eval.evaluators import build_evaluator, evaluator_class
     from fcm.models import get_model
     from fcm.video.sources import open_source
 
@@ -333,14 +333,15 @@ def run_video_sweep(
     with torch_threads(cfg.torch_threads):
         model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256)
         sources = {s: open_source(s, cfg.max_frames, cfg.fps) for s in cfg.sequences}
-        if cfg.evaluator == "coco":  # labels needed: every sequence must carry its ground truth
+        evaluator = evaluator_class(cfg.evaluator, model.task)  # checked before any work
+        if evaluator.needs_annotations:  # every sequence must carry its ground truth
             unlabelled = [s for s, src in sources.items() if not src.labelled]
             if unlabelled:
-                raise ConfigError(f"evaluator 'coco' needs labelled sequences (shapes:SEED…); not: {unlabelled}")
-            if model.task != "detection":
-                raise ConfigError(f"evaluator 'coco' scores detections, but {cfg.model} does {model.task}")
+                raise ConfigError(
+                    f"evaluator {evaluator.name!r} needs labelled sequences (shapes:SEED…); not: {unlabelled}"
+                )
         else:
-            build_evaluator(cfg.evaluator, "unlabeled", model.task)  # checked before any work
+            build_evaluator(cfg.evaluator, model.task)
         cfg.output.mkdir(parents=True, exist_ok=True)
         with exclusive_folder(cfg.output):
             wrapper_tag = _wrapper_tag(_load_wrapper(cfg, model))
@@ -416,7 +417,7 @@ class _PointMeasurer:
         src = self.sources[sequence]
         if sequence not in self._references:
             self._references = {sequence: _reference_outputs(cfg, src, self.model)}
-            if cfg.evaluator == "coco":
+            if _needs_ground_truth(cfg, self.model):
                 self._ground_truth = {sequence: _ground_truth_file(cfg, src)}
         evaluator = _evaluator(cfg, self.model, self._ground_truth.get(sequence))
         references = self._references[sequence]
@@ -490,14 +491,21 @@ def _measure_in_workers(cfg: VideoSweepConfig, todo: list[tuple[str, str, str, i
     pool.shutdown(wait=True)
 
 
+def _needs_ground_truth(cfg: VideoSweepConfig, model: Any) -> bool:
+    """Whether the sweep's evaluator scores against each clip's ground truth (else against uncompressed inference)."""
+    from fcm.eval.evaluators import evaluator_class
+
+    return evaluator_class(cfg.evaluator, model.task).needs_annotations
+
+
 def _evaluator(cfg: VideoSweepConfig, model: Any, ground_truth: Path | None) -> Any:
     """A fresh evaluator for one point: COCO mAP against a labelled clip's ``ground_truth`` file, or fidelity to
     uncompressed inference."""
     from fcm.eval.evaluators import build_evaluator
 
-    if cfg.evaluator != "coco":
-        return build_evaluator(cfg.evaluator, "unlabeled", model.task)
-    return build_evaluator("coco", "detection", model.task, annotations=ground_truth)
+    if not _needs_ground_truth(cfg, model):
+        return build_evaluator(cfg.evaluator, model.task)
+    return build_evaluator(cfg.evaluator, model.task, "detection", annotations=ground_truth, where="the clip")
 
 
 def _ground_truth_file(cfg: VideoSweepConfig, src: Any) -> Path:
@@ -517,7 +525,7 @@ def _ground_truth_file(cfg: VideoSweepConfig, src: Any) -> Path:
 def _reference_outputs(cfg: VideoSweepConfig, src: Any, model: Any) -> list[Any]:
     """The uncompressed model's output on every frame (what fidelity compares with); with ground truth instead
     (``coco``), one ``None`` per frame: only the count matters."""
-    if cfg.evaluator == "coco":
+    if _needs_ground_truth(cfg, model):
         return [None] * src.num_frames if src.num_frames is not None else [None for _ in src.frames()]
     outputs = []
     with torch.no_grad():

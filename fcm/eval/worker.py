@@ -43,17 +43,13 @@ class Worker:
         self.cfg = cfg
         self.model = get_model(cfg.model, cfg.split, cfg.weights, cfg.sha256, **cfg.model_options)
         self.dataset = build_dataset(cfg.dataset, self.model.categories)
-        options: dict[str, Any] = {}
-        if cfg.evaluator == "coco":
-            annotations = self.dataset.annotations
-            if annotations is None:
-                raise ConfigError(
-                    f"evaluator 'coco' needs a dataset with COCO annotations (kind: coco), but dataset "
-                    f"{self.dataset.name!r} has none"
-                )
-            # Mask R-CNN is judged on its masks too
-            options = {"annotations": annotations, "masks": self.model.task == "instance_segmentation"}
-        self.evaluator = build_evaluator(cfg.evaluator, self.dataset.task, self.model.task, **options)
+        self.evaluator = build_evaluator(
+            cfg.evaluator,
+            self.model.task,
+            self.dataset.task,
+            annotations=self.dataset.annotations,
+            where=f"dataset {self.dataset.name!r}",
+        )
         self.pipelines = {p.label: p for p in cfg.pipelines}
         #: MACs and parameters counted once per (what, input size): they depend on nothing else
         self._costs: dict[Any, ComputeCost] = {}

@@ -27,15 +27,13 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from fcm.errors import ShapeError
-
-Task = Literal["classification", "detection", "instance_segmentation"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,8 @@ class SplitModel(nn.Module, metaclass=ABCMeta):
 
     #: registry name of the model
     name: str = ""
-    task: Task = "classification"
+    #: a task registered in :mod:`fcm.tasks` (what the back half returns, how it is scored)
+    task: str = "classification"
     #: class names indexed by label id (ImageNet, COCO, ...), for human-readable output
     categories: tuple[str, ...] = ()
     #: the side-information keys :meth:`back` reads (``None``: any); streams whose features differ only in other

@@ -151,7 +151,11 @@ class RdoSettings:
     def target_for(self, model: SplitModel | None) -> str:
         if self.target is not None:
             return self.target
-        return "kl" if model is not None and model.task == "classification" else "features"
+        if model is None:
+            return "features"
+        from fcm.tasks import get_task
+
+        return get_task(model.task).rdo_target
 
     def offsets_from_weights(self, weights: np.ndarray) -> np.ndarray:
         """Raw (or normalised) sample weights → the int32 block QP-offset map."""
