@@ -602,9 +602,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+def _add_rdo_args(g: Any, with_route: bool) -> None:
+    """The ``--rdo*`` options; choices from the policy registry and the targets, defaults from :class:`RdoSettings`
+    (so the CLI and a config mean the same when neither says)."""
+    from fcm.rdo.policies import rdo_modes
+    from fcm.rdo.settings import ROUTES, RdoSettings
+    from fcm.rdo.targets import TARGETS
+
+    d = RdoSettings()
+    g.add_argument("--rdo", choices=rdo_modes(), default=d.mode, help=f"default {d.mode}")
+    g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
+    if with_route:
+        g.add_argument("--rdo-route", choices=ROUTES, default=d.route, help="QP offsets (crf) or sample scaling")
+    g.add_argument("--rdo-target", choices=TARGETS, default=d.target, help="what the weights protect")
+    g.add_argument("--rdo-probes", type=int, default=d.probes, help=f"Rademacher probes (0: exact); default {d.probes}")
+    g.add_argument(
+        "--rdo-block", type=_positive, default=d.block, help=f"map block side; default {d.block} (x265 also 8)"
+    )
+    g.add_argument(
+        "--rdo-max-offset", type=int, default=d.max_offset, help=f"QP offset clip ±N; default {d.max_offset}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fcm import __version__
-    from fcm.rdo.policies import rdo_modes
 
     parser = _Parser(prog="fcm", description="Feature coding for machines: split inference over real codecs.")
     parser.add_argument("--version", action="version", version=f"fcm {__version__}")
@@ -627,14 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     _add_codec_args(p)
-    g = p.add_argument_group("wrapper-aware bit allocation (fcm.rdo)")
-    g.add_argument("--rdo", choices=rdo_modes(), default="sse", help="default sse")
-    g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
-    g.add_argument("--rdo-route", choices=("qp", "scale"), default="qp", help="QP offsets (crf) or sample scaling")
-    g.add_argument("--rdo-target", choices=("kl", "output", "features"), default=None, help="what the weights protect")
-    g.add_argument("--rdo-probes", type=int, default=8, help="Rademacher probes (0: exact); default 8")
-    g.add_argument("--rdo-block", type=_positive, default=16, help="map block side; default 16 (x265 also 8)")
-    g.add_argument("--rdo-max-offset", type=int, default=6, help="QP offset clip ±N; default 6")
+    _add_rdo_args(p.add_argument_group("wrapper-aware bit allocation (fcm.rdo)"), with_route=True)
     _add_threads_arg(p)
     p.set_defaults(func=_encode)
 
@@ -663,15 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_args(p)
     p.set_defaults(gop="lowdelay")
     g = p.add_argument_group("wrapper-aware bit allocation (QP route; wa-gop: per intra period)")
-    g.add_argument("--rdo", choices=rdo_modes(), default="sse", help="default sse")
-    g.add_argument("--rdo-map", default=None, metavar="NPZ", help="fixed map for wa-fixed (fcm rdo-weights)")
-    g.add_argument("--rdo-target", choices=("kl", "output", "features"), default=None, help="what the weights protect")
-    g.add_argument("--rdo-probes", type=int, default=8, help="Rademacher probes (0: exact); default 8")
-    g.add_argument("--rdo-block", type=_positive, default=16, help="map block side; default 16 (x265 also 8)")
-    g.add_argument("--rdo-max-offset", type=int, default=6, help="QP offset clip ±N; default 6")
+    _add_rdo_args(g, with_route=False)
     g.add_argument("--rdo-gop", type=_positive, default=None, help="wa-gop group length (default: the intra period)")
     _add_threads_arg(p)
-    p.set_defaults(func=_encode_video, rdo_route="qp")
+    p.set_defaults(func=_encode_video, rdo_route="qp")  # video takes maps through the codec's QP map only
 
     p = sub.add_parser("decode-video", help="decode an .fcmv stream frame by frame; one JSON line per frame")
     p.add_argument("stream", help="an .fcmv file (fcm encode-video)")

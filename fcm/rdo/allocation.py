@@ -65,7 +65,8 @@ class PerFrameAllocation(BitAllocation):
         meta: dict[str, tuple[int, ...]],
         wrapper: WrapperPair | None,
     ) -> np.ndarray:
-        from fcm.rdo.sensitivity import as_target, frame_sensitivity
+        from fcm.rdo.sensitivity import frame_sensitivity
+        from fcm.rdo.targets import as_target
 
         s = self.settings
         return frame_sensitivity(packed, model, meta, wrapper, as_target(s.target_for(model)), s.probes, s.seed)

@@ -152,7 +152,8 @@ def make_fixed_map(
     from fcm.edge import run_front
     from fcm.packing import Packer
     from fcm.rdo.maps import normalise
-    from fcm.rdo.sensitivity import as_target, frame_sensitivity
+    from fcm.rdo.sensitivity import frame_sensitivity
+    from fcm.rdo.targets import as_target
 
     target = as_target(settings.target_for(model))
     total: np.ndarray | None = None

@@ -27,30 +27,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fcm.errors import ConfigError, ShapeError
+from fcm.rdo.targets import Target
 
 if TYPE_CHECKING:
     from fcm.models.base import SplitModel
     from fcm.packing.packer import PackedFrames
     from fcm.wrappers.base import WrapperPair
 
-Target = Literal["kl", "output", "features"]
-TARGETS: tuple[Target, ...] = ("kl", "output", "features")
-
 #: maps the output ``y`` (detached) and raw probe directions ``r`` (``m × y.shape``) to ``A r`` with ``A Aᵀ = M``
 Mixer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def as_target(value: str) -> Target:
-    for target in TARGETS:
-        if value == target:
-            return target
-    raise ConfigError(f"unknown sensitivity target {value!r}; known: {', '.join(TARGETS)}")
 
 
 def identity_mixer(y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import numpy as np
 
 from fcm.errors import ConfigError
 from fcm.rdo.maps import Preconditioning, block_means, precondition, qp_offsets
+from fcm.rdo.targets import as_target
 
 if TYPE_CHECKING:
     from fcm.models.base import SplitModel
@@ -72,8 +73,6 @@ class RdoSettings:
         as_rdo_mode(self.mode)
         as_route(self.route)
         if self.target is not None:
-            from fcm.rdo.sensitivity import as_target  # torch: not imported to build the CLI's parser
-
             as_target(self.target)
         for name, lo in (("probes", 0), ("seed", 0), ("block", 1), ("gop", 1)):
             value = getattr(self, name)
