@@ -18,7 +18,7 @@ import pytest
 
 from fcm.codecs import CodecParams, EncodedFrames, codec_names, external_codec, get_codec
 from fcm.codecs.external import ExternalCodec
-from fcm.codecs.pyav_codecs import frame_types
+from fcm.codecs.ffmpeg import frame_types
 from fcm.errors import CodecError, ConfigError, ShapeError, UnknownNameError
 
 LOSSY = ["x265", "x264", "svtav1", "vp9"]

@@ -53,7 +53,7 @@ def test_streaming_sessions_make_the_one_shot_bytes_and_frames(codec_name, gop):
 @pytest.mark.parametrize("codec_name", ["x265", "x264", "svtav1", "vp9"])
 def test_intra_period_sets_key_frames(codec_name):
     from fcm.codecs import EncodedFrames
-    from fcm.codecs.pyav_codecs import frame_types
+    from fcm.codecs.ffmpeg import frame_types
 
     codec = get_codec(codec_name)
     frames = _frames(9) >> 2

@@ -3,7 +3,7 @@
 Registry of codecs by name (``get_codec("x265")``). Registered here:
 
 * ``x265``, ``x264``, ``svtav1``, ``vp9``, ``ffv1``: in-process FFmpeg encoders via PyAV
-  (:mod:`fcm.codecs.pyav_codecs`);
+  (:mod:`fcm.codecs.ffmpeg`: one module per encoder);
 * ``x265-cli``: Debian's ``x265`` binary driven by :class:`fcm.codecs.external.ExternalCodec`; templates for VTM,
   VVenC and HM are built with :func:`fcm.codecs.external.external_codec`, and can be registered with
   :func:`register_codec`.
@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames
 from fcm.codecs.external import ExternalCodec, external_codec, x265_cli
-from fcm.codecs.pyav_codecs import X264, X265, Ffv1, SvtAv1, Vp9
+from fcm.codecs.ffmpeg import X264, X265, Ffv1, SvtAv1, Vp9
 from fcm.codecs.registry import CODECS as _CODECS
 from fcm.codecs.registry import register_codec
 

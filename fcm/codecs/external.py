@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 import numpy as np
 
 from fcm.codecs.base import Codec, CodecParams, EncodedFrames, GopStructure
-from fcm.codecs.pyav_codecs import _check_frames, _check_payload_bounds, decode_bitstream
+from fcm.codecs.ffmpeg import check_frames, check_payload_bounds, decode_bitstream
 from fcm.errors import CodecError, ConfigError, ShapeError
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ class ExternalCodec(Codec):
                 f"per-block QP offsets are not supported yet by codec {self.name!r} (its encoder template has no "
                 "{qp_map} placeholder)"
             )
-        frames = _check_frames(frames, bit_depth)
+        frames = check_frames(frames, bit_depth)
         n, h, w = frames.shape
         block = self.qp_block_sizes[0]
         grid = (n, -(-h // block), -(-w // block))
@@ -370,7 +370,7 @@ class ExternalCodec(Codec):
                 f"{self.name}: payload must be one packet without extradata, got {len(encoded.packets)} packet(s)"
             )
         w, h, bd, n = encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames
-        _check_payload_bounds(encoded.packets, b"", w, h, bd, n, self.name)
+        check_payload_bounds(encoded.packets, b"", w, h, bd, n, self.name)
         if self.pyav_decoder is not None:
             return decode_bitstream(self.pyav_decoder, encoded.packets[0], w, h, bd, n, who=self.name)
         assert self.decoder_cmd is not None
