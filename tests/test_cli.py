@@ -111,13 +111,13 @@ def test_warnings_are_one_line_each(tmp_path, capsys, monkeypatch):
     """A library warning reaches the user as ``fcm COMMAND: warning: …``, never Python's source-path form."""
     import warnings
 
-    import fcm.cli as cli
+    from fcm.cli import catalog
 
     def warn(args):
         warnings.warn("optional codec 'vtm' is not declared here: left out of the sweep", stacklevel=2)
         return {"ok": True}
 
-    monkeypatch.setattr(cli, "_codecs", warn)
+    monkeypatch.setattr(catalog, "cmd_codecs", warn)
     code, out, err = _run(capsys, "codecs")
     assert code == 0 and json.loads(out) == {"ok": True}
     assert err == "fcm codecs: warning: optional codec 'vtm' is not declared here: left out of the sweep\n"
@@ -125,12 +125,16 @@ def test_warnings_are_one_line_each(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("command, resumable", [("sweep", True), ("train", True), ("codecs", False)])
 def test_an_interrupt_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch, command, resumable):
-    import fcm.cli as cli
+    import importlib
+
+    module = importlib.import_module(
+        {"sweep": "fcm.cli.evaluation", "train": "fcm.cli.training"}.get(command, "fcm.cli.catalog")
+    )
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, f"_{command}", interrupted)
+    monkeypatch.setattr(module, f"cmd_{command}", interrupted)
     code, _, err = _run(capsys, command, *(["c.yaml"] if command != "codecs" else []))
     assert code == 130 and err.startswith(f"fcm {command}: interrupted")
     assert ("rerun the same command to resume" in err) == resumable

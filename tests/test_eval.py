@@ -902,6 +902,6 @@ def test_worker_death_message_names_the_main_guard(monkeypatch):
     message = worker_death_message("sweep")
     assert message.startswith("a sweep worker process died") and 'if __name__ == "__main__":' in message
     cli = types.ModuleType("__main__")
-    cli.__file__ = "/site-packages/fcm/cli.py"
+    cli.__file__ = "/site-packages/fcm/cli/__main__.py"
     monkeypatch.setitem(sys.modules, "__main__", cli)
     assert "__name__" not in worker_death_message("sweep")
