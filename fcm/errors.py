@@ -60,7 +60,8 @@ def worker_death_message(what: str) -> str:
     message = f"a {what} worker process died (crashed or ran out of memory)"
     main = sys.modules.get("__main__")
     script = getattr(main, "__file__", None)
-    if script and not str(script).endswith(("fcm/cli/__main__.py", "fcm/__main__.py", "bin/fcm")) and "pytest" not in str(script):
+    ours = ("fcm/cli/__main__.py", "fcm/__main__.py", "bin/fcm")  # python -m fcm.cli, python -m fcm, the fcm command
+    if script and not str(script).endswith(ours) and "pytest" not in str(script):
         message += (
             f'; if it was started from a script ({script}), put that call under `if __name__ == "__main__":` '
             "(spawned workers import the main module, and must not start work of their own)"
