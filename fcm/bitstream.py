@@ -8,6 +8,9 @@ output (extradata and packets) are all inside.
 Every problem with the input — truncation, corruption (CRC-32 mismatch), a wrong magic, a future version, fields out
 of range — raises :class:`fcm.errors.BitstreamError` naming it. Lengths and counts are checked against the bytes
 that remain before anything is allocated, so garbage can neither exhaust memory nor loop.
+
+Over 500 lines on purpose: every field, version rule and check of the container in one module, read against
+``docs/bitstream.md`` (a writer and its reader side by side, so a format change cannot touch one alone).
 """
 
 from __future__ import annotations

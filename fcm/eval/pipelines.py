@@ -10,6 +10,9 @@ Config, worker and report code never name a pipeline.
 Registry contract (:data:`PIPELINES`): a :class:`Pipeline` subclass whose ``kind`` equals its registered name, whose
 ``from_config(label, section)`` raises :class:`~fcm.errors.ConfigError` naming any unknown or bad key, and whose
 instances pickle (they travel to worker processes before ``setup``).
+
+Over 500 lines: the pipeline contract and its three registered kinds (remote, feature, wrapped) share the coded
+path and the RDO hand-off; what varies by policy lives in :mod:`fcm.rdo.policies`, codecs in :mod:`fcm.codecs`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ writes into a folder:
 BD values come from :func:`fcm.eval.bd.compare` (pchip); a pair of curves that cannot be compared is reported as
 ``n/a — <reason>`` rather than failing the report. Plots are drawn by :mod:`fcm.eval.plots`, which imports matplotlib
 only when called.
+
+Over 500 lines: one report in four forms (CSV, JSON, markdown, plots through :mod:`fcm.eval.plots`) written from
+one analysis, so the forms cannot disagree; most of the length is the markdown's tables and their notes.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Records depend only on the config and the software: model inference runs with th
 every process, whatever ``--jobs`` and the core count, and a folder refuses to resume with another value. An input
 whose image cannot be read stops the sweep, or with ``skip_unreadable`` is recorded by one ``pipeline = "skipped"``
 line (its id and the reason), so every later run, with any ``--jobs``, leaves the same inputs out.
+
+Just over 500 lines: the results store (records, crash repair, lock, identity) and the two local schedulers share
+the store's invariants; the worker's measuring is :mod:`fcm.eval.worker`, Ray :mod:`fcm.eval.ray_backend`.
 """
 
 from __future__ import annotations

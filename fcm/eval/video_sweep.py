@@ -20,6 +20,9 @@ total duration.
 Records go to ``results.jsonl`` one per (sequence, pipeline, codec, QP) as each is measured; a rerun resumes, and a
 folder holding another sweep's records is refused. Nothing here depends on thread counts: ``torch_threads`` is part
 of the config, and the codecs are deterministic.
+
+Over 500 lines until issue #23's single evaluation engine folds video sweeps into the image sweep's engine (its
+config, results store and report would then be shared, not repeated here).
 """
 
 from __future__ import annotations

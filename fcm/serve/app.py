@@ -19,6 +19,10 @@ This module imports FastAPI: import it only to serve (``fcm`` itself never does)
 and kept; decoding runs in worker threads, at most ``concurrency`` at a time, so the event loop keeps answering
 health checks and refusing bad requests while models work. With a token configured (:mod:`fcm.serve.auth`), every
 ``/v1`` endpoint needs ``Authorization: Bearer <token>`` (``401`` otherwise).
+
+Over 500 lines: the app and the limits that make it safe to expose (body size, buffered bytes, claimed work,
+admission, micro-batching) are one request path; batching's queue is :mod:`fcm.serve.batching`, the pre-flight
+cost estimate :mod:`fcm.serve.limits`.
 """
 
 from __future__ import annotations

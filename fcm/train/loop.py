@@ -16,6 +16,9 @@ codec is deterministic and run in submission order — so a config gives the sam
 trainer state (:mod:`fcm.train.state`) is saved every ``save_every`` steps and at the end; running the same
 config again resumes from it and ends with the weights of an uninterrupted run (another config is refused).
 The per-step CSV log is trimmed back to the resumed step.
+
+Just over 500 lines: the loop, its resumable checkpoints and its log are one state machine (a resumed run must
+continue the same draws); configs are :mod:`fcm.train.config`, data :mod:`fcm.train.data`.
 """
 
 from __future__ import annotations
