@@ -43,8 +43,9 @@ decoder) and, through :func:`external_codec`, templates for VTM (``EncoderApp``/
 ``x265-cli`` with Debian's binary, the others when ``$FCM_CODECS`` declares them (``tools/build_codecs.py`` builds
 VTM-23.13, VVenC 1.9.1 and HM 16.23 from source folders and writes that file; ``tests/test_external_codecs.py``).
 
-Over 500 lines: one adapter — templates, raw YUV in and out, the bounded subprocess (a time limit, the output size checked), QP-map
-files and the identity of a binary — that every external encoder (VTM, VVenC, HM, the x265 CLI) goes through.
+Over 500 lines: one adapter — templates, raw YUV in and out, the bounded subprocess (a time limit, the output size
+checked), QP-map files and the identity of a binary — that every external encoder (VTM, VVenC, HM, the x265 CLI)
+goes through.
 """
 
 from __future__ import annotations
