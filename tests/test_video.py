@@ -385,6 +385,9 @@ def test_video_sweep_configs_are_checked(tmp_path):
         _video_sweep_config(tmp_path, wrapper="checkpoints/efficientnet_lite0_stage4_cr40_scaled.pt")
     with pytest.raises(ConfigError, match="needs 'qps'"):
         VideoSweepConfig.from_config({"sequences": ["clip:coffee"], "codecs": ["x265"]})
+    for qp in (27.9, True, "27"):  # a QP is an integer: never truncated or coerced (as the image sweep's config)
+        with pytest.raises(ConfigError, match="each of qps must be an integer"):
+            _video_sweep_config(tmp_path, qps=[22, qp])
     with pytest.raises(ConfigError, match="cannot code yuv420p10 pictures"):
         run_video_sweep(
             _video_sweep_config(tmp_path, codecs=["vp9"], preset="4"), progress=False

@@ -148,7 +148,7 @@ class VideoSweepConfig:
             for key in ("sequences", "codecs", "pipelines"):
                 if key in values:
                     values[key] = tuple(str(v) for v in _as_list(values[key], key))
-            values["qps"] = tuple(int(v) for v in _as_list(values["qps"], "qps"))
+            values["qps"] = tuple(_as_int(v, "each of qps") for v in _as_list(values["qps"], "qps"))
             for key in ("max_frames", "intra_period", "bit_depth", "torch_threads"):
                 if values.get(key) is not None:
                     values[key] = _as_int(values[key], key)
