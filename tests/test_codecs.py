@@ -660,3 +660,21 @@ def test_log_capture_leaves_pyav_repeat_setting_alone():
     with pytest.raises(CodecError):
         get_codec("x264").decode(_damaged_for_verdict("x264"))
     assert av.logging.get_skip_repeated() == before
+
+
+@pytest.mark.parametrize("name", ["x265", "x264"])
+def test_a_block_qp_map_the_encoder_would_ignore_is_refused(name):
+    """libx264/libx265 drop ROI maps when their adaptive quantization is off (the ultrafast preset): that is an
+    error naming the preset, never a map that silently does nothing; with AQ on the map changes the bytes."""
+    codec = get_codec(name)
+    rng = np.random.default_rng(0)
+    frames = np.kron(rng.integers(0, 1024, (2, 8, 8)), np.ones((1, 8, 8))).astype(np.uint16)
+    offsets = np.zeros((2, 4, 4), np.int32)
+    offsets[:, :2] = 6
+    with pytest.raises(CodecError, match=r"ignores the per-block QP map.*use preset veryfast or slower"):
+        codec.encode(frames, 10, CodecParams(32, "crf", "intra", "ultrafast"), block_qp_offsets=offsets)
+    params = CodecParams(32, "crf", "intra", "veryfast")
+    plain = codec.encode(frames, 10, params)
+    mapped = codec.encode(frames, 10, params, block_qp_offsets=offsets)
+    assert mapped.packets != plain.packets
+    assert codec.encode(frames, 10, params, block_qp_offsets=np.zeros_like(offsets)).packets == plain.packets

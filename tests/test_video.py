@@ -175,7 +175,7 @@ def test_wa_gop_weights_are_computed_on_each_groups_first_frame(lite0, clip, mon
 
     monkeypatch.setattr(GopAllocation, "weights", counted)
     allocation = build_allocation(RdoSettings(mode="wa-gop", gop=4, probes=1))
-    params = CodecParams(30, rate_control="crf", gop="lowdelay", preset="ultrafast")
+    params = CodecParams(30, rate_control="crf", gop="lowdelay", preset="veryfast")  # ultrafast: no AQ, no maps
     sink = io.BytesIO()
     frames = (f for i, f in enumerate(clip.frames()) if i < 9)
     stats = encode_video(frames, lite0, "x265", params, sink, clip.fps, intra_period=4, allocation=allocation)
@@ -560,3 +560,47 @@ def test_labelled_shapes_clips_and_a_detection_video_sweep(tmp_path):
     with pytest.raises(ConfigError, match="scores detection models, but the model does classification"):
         run_video_sweep(_video_sweep_config(tmp_path / "y", sequences=["shapes:3:4"], evaluator="coco"), progress=False)
     assert not (tmp_path / "y" / "vs" / SWEEP_FILE).exists() and not (tmp_path / "x" / "vs" / SWEEP_FILE).exists()
+
+
+def test_a_video_sweep_runs_rdo_policies_as_variants(tmp_path):
+    """``feature[MODE]`` codes the stream with that RDO policy's block QP maps (one strategy per stream): the control
+    ``wa-uniform`` gives exactly the plain stream's bytes, ``wa-gop`` other bytes; the folder's identity names each
+    policy's settings."""
+    import json
+
+    from fcm.eval.video_sweep import SWEEP_FILE, run_video_sweep
+
+    pipelines = ["feature", "feature[wa-uniform]", "feature[wa-gop]"]
+    cfg = _video_sweep_config(
+        tmp_path,
+        sequences=["clip:coffee:8:96x64"],
+        qps=[32],
+        rate_control="crf",
+        preset="veryfast",  # x265's ultrafast has no adaptive quantization, so it takes no maps (a test in test_codecs)
+        pipelines=pipelines,
+        rdo={"probes": 2},
+    )
+    outcome = run_video_sweep(cfg, progress=False)
+    size = {r["pipeline"]: r["bytes"] for r in outcome.records}
+    assert set(size) == set(pipelines)
+    assert size["feature[wa-uniform]"] == size["feature"] and size["feature[wa-gop]"] != size["feature"]
+    identity = json.loads((cfg.output / SWEEP_FILE).read_text())
+    assert "rdo" in json.dumps(identity) and cfg.identity()["rdo"]["feature[wa-gop]"]["gop"] == 4  # the intra period
+    assert cfg.identity()["rdo"]["feature[wa-gop]"]["probes"] == 2
+    assert "rdo" not in _video_sweep_config(tmp_path).identity()  # folders from before keep their identity
+
+
+def test_video_rdo_variants_are_checked(tmp_path):
+    from fcm.eval.video_sweep import run_video_sweep
+
+    with pytest.raises(ConfigError, match="remote takes none"):
+        _video_sweep_config(tmp_path, pipelines=["feature", "remote[wa-gop]"])
+    with pytest.raises(ConfigError, match="variant is an rdo mode"):
+        _video_sweep_config(tmp_path, pipelines=["feature[wa-magic]"])
+    with pytest.raises(ConfigError, match="'rdo' is read only by wrapper-aware pipelines"):
+        _video_sweep_config(tmp_path, rdo={"probes": 2})
+    with pytest.raises(ConfigError, match="needs map"):
+        _video_sweep_config(tmp_path, pipelines=["feature[wa-fixed]"])
+    with pytest.raises(ConfigError, match="per-block QP offsets only with rate_control"):  # x265 maps need crf
+        run_video_sweep(_video_sweep_config(tmp_path, pipelines=["feature[wa-gop]"]), progress=False)
+    assert not (tmp_path / "vs").exists()

@@ -173,7 +173,7 @@ class CodedPipeline(Pipeline):
 
         super().__init__(label, qps)
         self.rdo = rdo if rdo is not None else RdoSettings()
-        self.map_tag = _file_tag(self.rdo.map_path) if self.rdo.map_path else None
+        self.map_tag = file_tag(self.rdo.map_path) if self.rdo.map_path else None
         #: the rdo policy, built in the process that measures (it keeps maps: a GOP's key, a fixed map)
         self._policy: RdoPolicy | None = None
 
@@ -258,7 +258,7 @@ class CodedPipeline(Pipeline):
     def _build_policy(self) -> RdoPolicy:
         from fcm.rdo.policies import build_policy
 
-        if self.map_tag is not None and _file_tag(self.rdo.map_path) != self.map_tag:
+        if self.map_tag is not None and file_tag(self.rdo.map_path) != self.map_tag:
             raise ConfigError(f"{self.rdo.map_path} changed since the sweep started")
         self._policy = build_policy(self.rdo)
         self._policy.prepare()
@@ -324,7 +324,7 @@ def _key_frame_map(
     return KeyMap(offsets, packed.layout, time.perf_counter() - t0)
 
 
-def _file_tag(path: str | None) -> str | None:
+def file_tag(path: str | None) -> str | None:
     import hashlib
     from pathlib import Path
 

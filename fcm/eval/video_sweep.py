@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,8 +44,12 @@ from fcm.codecs.base import as_gop_structure, as_rate_control
 from fcm.codecs.color import PICTURE_FORMATS, PictureFormat
 from fcm.errors import CodecError, ConfigError, FcmError, worker_death_message
 from fcm.eval.manifest import finish, run_manifest
+from fcm.eval.pipelines import parse_label
 from fcm.eval.sweep import exclusive_folder, exit_with_parent, stop_pool
 from fcm.numerics import torch_threads
+
+if TYPE_CHECKING:
+    from fcm.rdo.settings import RdoSettings
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "video_sweep.json"
@@ -66,6 +70,7 @@ _KEYS = {
     "qps",
     "pipelines",
     "wrapper",
+    "rdo",
     "gop",
     "intra_period",
     "preset",
@@ -96,6 +101,10 @@ class VideoSweepConfig:
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES
     #: the wrapper checkpoint or family file the ``wrapped`` pipeline codes with (a family: its variant for each QP)
     wrapper: str | None = None
+    #: options of every wrapper-aware pipeline (``feature[wa-gop]``, ``wrapped[wa-fixed]``: the variant names the
+    #: RDO policy, :mod:`fcm.rdo.policies`), as a config's ``rdo`` mapping (probes, target, block, max_offset, map,
+    #: gop — by default the intra period); the QP route only (the codec's per-block QP map)
+    rdo: dict[str, Any] | None = None
     gop: str = "lowdelay"
     intra_period: int = 32
     preset: str | None = None
@@ -109,10 +118,18 @@ class VideoSweepConfig:
     def __post_init__(self) -> None:
         if not self.sequences or not self.codecs or not self.qps or not self.pipelines:
             raise ConfigError("a video sweep needs sequences, codecs, qps and pipelines")
-        unknown = [p for p in self.pipelines if p not in VIDEO_PIPELINES]
+        unknown = [p for p in self.pipelines if pipeline_kind(p) not in VIDEO_PIPELINES]
         if unknown:
             raise ConfigError(f"unknown video pipeline(s) {unknown}; known: {', '.join(VIDEO_PIPELINES)}")
-        if ("wrapped" in self.pipelines) != (self.wrapper is not None):
+        if self.rdo is not None and not isinstance(self.rdo, dict):
+            raise ConfigError(f"rdo must be a mapping of RDO options, got {self.rdo!r}")
+        for label in self.pipelines:
+            self.rdo_settings(label)  # checks the variant and the options
+        if self.rdo is not None and not any(self.rdo_settings(p) for p in self.pipelines):
+            raise ConfigError(
+                "'rdo' is read only by wrapper-aware pipelines (e.g. feature[wa-gop]): add one or drop it"
+            )
+        if any(pipeline_kind(p) == "wrapped" for p in self.pipelines) != (self.wrapper is not None):
             raise ConfigError(
                 "the 'wrapped' pipeline needs 'wrapper: CHECKPOINT'"
                 if self.wrapper is None
@@ -156,6 +173,8 @@ class VideoSweepConfig:
                 values["fps"] = float(values["fps"])
             if values.get("wrapper") is not None:
                 values["wrapper"] = str(values["wrapper"])
+            if values.get("rdo") is not None and not isinstance(values["rdo"], dict):
+                raise TypeError(f"rdo must be a mapping, got {values['rdo']!r}")
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad video sweep value: {e}") from None
         name = str(values.pop("name", "video"))
@@ -171,6 +190,24 @@ class VideoSweepConfig:
         path = Path(path)
         return cls.from_config(read_mapping(path, "video sweep config"), Path.cwd())
 
+    def rdo_settings(self, label: str) -> RdoSettings | None:
+        """The RDO settings of pipeline ``label`` (``None``: the codec's own RDO): its variant names the policy."""
+        from fcm.rdo.policies import rdo_modes
+        from fcm.rdo.settings import RdoSettings
+
+        kind, variant = parse_label(label)
+        if variant is None:
+            return None
+        if kind == "remote" or variant not in rdo_modes():
+            raise ConfigError(
+                f"video pipeline {label!r}: a feature or wrapped pipeline's variant is an rdo mode "
+                f"({', '.join(rdo_modes())}); remote takes none"
+            )
+        raw = {"gop": self.intra_period or 8, **(self.rdo or {}), "mode": variant, "route": "qp"}
+        if isinstance(raw.get("map"), str):
+            raw["map"] = str(Path(raw["map"]).resolve())
+        return RdoSettings.from_config(raw, f"video pipeline {label!r}: rdo")
+
     def params(self, qp: int) -> CodecParams:
         return CodecParams(qp, as_rate_control(self.rate_control), as_gop_structure(self.gop), self.preset)
 
@@ -180,11 +217,27 @@ class VideoSweepConfig:
         d = asdict(self)
         d.pop("name")
         d.pop("output")
+        if d["rdo"] is None:  # folders written before video sweeps took rdo variants keep their identity
+            d.pop("rdo")
+        else:  # what the policies code with, the map by content wherever the file lies
+            d["rdo"] = {p: _rdo_identity(s) for p in self.pipelines if (s := self.rdo_settings(p)) is not None}
         if any(s.startswith("shapes:") for s in self.sequences):
             from fcm.data.shapes import CLIP_VERSION, GENERATOR_VERSION
 
             d["clip_generator"] = [GENERATOR_VERSION, CLIP_VERSION]
         return json.loads(json.dumps(d))
+
+
+def pipeline_kind(label: str) -> str:
+    """``"feature[wa-gop]"`` → ``"feature"``."""
+    return parse_label(label)[0]
+
+
+def _rdo_identity(settings: RdoSettings) -> dict[str, Any]:
+    from fcm.eval.pipelines import file_tag
+
+    tag = file_tag(settings.map_path) if settings.map_path else None
+    return settings.identity() | ({"map": tag} if tag is not None else {})
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -318,6 +371,8 @@ def run_video_sweep(
 
     from fcm.eval.evaluators import build_evaluator, evaluator_class
     from fcm.models import get_model
+    from fcm.pipeline import check_allocation
+    from fcm.rdo.policies import build_allocation
     from fcm.video.sources import open_source
 
     try:  # every codec setting checked before any folder is made
@@ -327,6 +382,10 @@ def run_video_sweep(
                 raise ConfigError(f"codec {name!r} cannot code video frame by frame")
             for qp in cfg.qps:
                 chosen.check_params(cfg.bit_depth or chosen.default_bit_depth, cfg.params(qp))
+                for label in cfg.pipelines:  # a wrapper-aware pipeline needs the codec's per-block QP map
+                    settings = cfg.rdo_settings(label)
+                    if settings is not None:
+                        check_allocation(build_allocation(settings), chosen, cfg.params(qp))
                 if "remote" in cfg.pipelines:
                     fmt = PictureFormat.parse(cfg.picture)
                     chosen.check_image_format(fmt)
@@ -427,8 +486,14 @@ class _PointMeasurer:
         if pipeline == "remote":
             record = _measure_remote(cfg, src, self.model, codec, qp, references, evaluator)
         else:
-            wrapper = None if pipeline == "feature" else self.wrapper
-            record = _measure_feature(cfg, src, self.model, codec, qp, references, evaluator, wrapper, pipeline)
+            from fcm.rdo.policies import build_allocation
+
+            wrapper = self.wrapper if pipeline_kind(pipeline) == "wrapped" else None
+            settings = cfg.rdo_settings(pipeline)
+            allocation = None if settings is None else build_allocation(settings)  # one per stream: a GOP's map
+            record = _measure_feature(
+                cfg, src, self.model, codec, qp, references, evaluator, wrapper, pipeline, allocation
+            )
         return {"sequence": sequence, **record}
 
 
@@ -570,9 +635,11 @@ def _measure_feature(
     evaluator: Any,
     wrapper: Any = None,
     pipeline: str = "feature",
+    allocation: Any = None,
 ) -> dict[str, Any]:
-    """Code ``src`` as one feature video (through ``wrapper``, a checkpoint or family, where given), decode it and
-    score every frame; the record is labelled ``pipeline``."""
+    """Code ``src`` as one feature video (through ``wrapper``, a checkpoint or family, where given; with
+    ``allocation``'s block QP maps, where given), decode it and score every frame; the record is labelled
+    ``pipeline``."""
     from fcm.pipeline import variant_for
     from fcm.video.pipeline import decode_video, encode_video
 
@@ -592,6 +659,7 @@ def _measure_feature(
                 bit_depth=cfg.bit_depth,
                 range_mode=cfg.range_mode,  # type: ignore[arg-type]
                 wrapper=wrapper,
+                allocation=allocation,
                 torch_threads=cfg.torch_threads,
             )
         t0 = time.perf_counter()

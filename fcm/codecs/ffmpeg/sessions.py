@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 #: Warnings with which libx264/libx265/libsvtav1 report a ``*-params`` entry they ignored.
 _REJECTED_PARAM = re.compile(r"unknown option|invalid value|error parsing option", re.IGNORECASE)
+#: The warning with which libx264/libx265 drop a frame's ROI map (their adaptive quantization is off: the
+#: ultrafast and superfast presets turn it off); without this check a wrapper-aware map would silently do nothing.
+_SKIPPED_ROI = re.compile(r"skipping ROI", re.IGNORECASE)
 
 
 class AvEncoder:
@@ -100,6 +103,13 @@ class AvEncoder:
                     raise CodecError(
                         f"{codec.name}: encoder {codec.encoder} has no option(s) {', '.join(sorted(leftover))}"
                     )
+        skipped = [msg.strip() for _, _, msg in logs if _SKIPPED_ROI.search(msg)]
+        if skipped:
+            raise CodecError(
+                f"{codec.name}: encoder {codec.encoder} ignores the per-block QP map ({skipped[0]}): its adaptive "
+                "quantization is off in this preset (ultrafast and superfast turn it off); use preset veryfast or "
+                "slower"
+            )
         rejected = [msg.strip() for _, _, msg in logs if _REJECTED_PARAM.search(msg)]
         if rejected:
             self._rejected = rejected
