@@ -148,6 +148,11 @@ def check_allocation(
                 f"codec {codec.name!r} takes QP maps of {list(codec.qp_block_sizes)}-sample blocks, not "
                 f"{allocation.settings.block}"
             )
+        if params.preset in codec.qp_offset_ignoring_presets:
+            raise CodecError(
+                f"codec {codec.name!r} ignores per-block QP maps in preset {params.preset!r} (its adaptive "
+                "quantization is off there); use preset veryfast or slower"
+            )
 
 
 def encode_features(

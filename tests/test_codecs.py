@@ -673,6 +673,17 @@ def test_a_block_qp_map_the_encoder_would_ignore_is_refused(name):
     offsets[:, :2] = 6
     with pytest.raises(CodecError, match=r"ignores the per-block QP map.*use preset veryfast or slower"):
         codec.encode(frames, 10, CodecParams(32, "crf", "intra", "ultrafast"), block_qp_offsets=offsets)
+    session = codec.open_encoder(64, 64, 10, CodecParams(32, "crf", "lowdelay", "ultrafast"), 0, 16)
+    for frame in frames:  # libx26x warn once per encoder: the refusal must not fade after the first frame
+        with pytest.raises(CodecError, match="ignores the per-block QP map"):
+            session.push(frame, offsets[0])
+    from fcm import pipeline
+    from fcm.rdo import RdoSettings, build_allocation
+
+    with pytest.raises(CodecError, match="ignores per-block QP maps in preset 'ultrafast'"):  # before any encode
+        pipeline.check_allocation(
+            build_allocation(RdoSettings("wa-uniform")), codec, CodecParams(32, "crf", preset="ultrafast")
+        )
     params = CodecParams(32, "crf", "intra", "veryfast")
     plain = codec.encode(frames, 10, params)
     mapped = codec.encode(frames, 10, params, block_qp_offsets=offsets)

@@ -60,9 +60,11 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}
+    tree_of: dict[str, ast.AST] = {}
     for mod, path in modules.items():
         is_pkg = path.name == "__init__.py"
-        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        tree_of[mod] = tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in _imports(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names if a.name == PACKAGE or a.name.startswith(PACKAGE + ".")]
@@ -87,8 +89,42 @@ def import_graph() -> dict[str, set[str]]:
                 # the packages initialised on the way to the target, then the target itself
                 implicit = {".".join(parts[:i]) for i in range(1, len(parts))} - ancestors
                 graph[mod] |= {m for m in implicit if m in modules} | {resolved}
+            for target in _dynamic_targets(tree_of[mod], mod, modules):  # importlib.import_module(f"fcm.x.{name}")
+                graph[mod].add(target)
             graph[mod].discard(mod)
     return graph
+
+
+def _dynamic_targets(tree: ast.AST, mod: str, modules: dict[str, Path]) -> set[str]:
+    """Modules an ``importlib.import_module(...)`` call in ``tree`` may load: a constant name, or every module under
+    the constant prefix of an f-string (``f"{__name__}.{m}"`` inside a package: all of its submodules)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name != "import_module":
+            continue
+        arg = node.args[0]
+        prefix = ""
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            prefix = arg.value
+        elif isinstance(arg, ast.JoinedStr):
+            for part in arg.values:
+                if isinstance(part, ast.Constant):
+                    prefix += str(part.value)
+                elif isinstance(part.value, ast.Name) and part.value.id == "__name__":
+                    prefix += mod
+                else:
+                    break
+        if prefix == PACKAGE or prefix.startswith(PACKAGE + "."):
+            found |= {
+                m
+                for m in modules
+                if m == prefix or (prefix.endswith(".") and m.startswith(prefix) and not m.endswith(".__main__"))
+            }  # a __main__ module is run, never imported
+    return found
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -135,12 +171,20 @@ def test_the_scan_sees_deferred_and_relative_imports(tmp_path: Path, monkeypatch
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fcm.sub.d import x\n"
     )
     (pkg / "sub" / "d.py").write_text("from .c import y\n")
+    (pkg / "plug").mkdir()
+    (pkg / "plug" / "__init__.py").write_text(
+        "import importlib\nfor m in ('p',):\n    importlib.import_module(f'{__name__}.{m}')\n"
+    )
+    (pkg / "plug" / "p.py").write_text("import fcm.plug\n")
     monkeypatch.setitem(globals(), "ROOT", pkg)
     graph = import_graph()
     assert graph["fcm.a"] == {"fcm.b"}
     assert graph["fcm.b"] == {"fcm.a"}
     assert graph["fcm.sub.c"] == set()
     assert graph["fcm.sub.d"] == {"fcm.sub.c"}
+    assert graph["fcm.plug"] == {"fcm.plug.p"}  # a registry filling itself by import_module is seen
+    assert graph["fcm.plug.p"] == {"fcm.plug"}
+    del graph["fcm.plug"], graph["fcm.plug.p"]
     assert find_cycle(graph) in (["fcm.a", "fcm.b", "fcm.a"], ["fcm.b", "fcm.a", "fcm.b"])
     del graph["fcm.a"], graph["fcm.b"]
     assert find_cycle(graph) is None

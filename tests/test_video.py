@@ -562,24 +562,27 @@ def test_labelled_shapes_clips_and_a_detection_video_sweep(tmp_path):
     assert not (tmp_path / "y" / "vs" / SWEEP_FILE).exists() and not (tmp_path / "x" / "vs" / SWEEP_FILE).exists()
 
 
+def _rdo_sweep(pipelines):
+    # x265's ultrafast has no adaptive quantization, so it takes no maps (tests/test_codecs.py)
+    return {
+        "sequences": ["clip:coffee:8:96x64"],
+        "qps": [32],
+        "rate_control": "crf",
+        "preset": "veryfast",
+        "pipelines": pipelines,
+    }
+
+
 def test_a_video_sweep_runs_rdo_policies_as_variants(tmp_path):
     """``feature[MODE]`` codes the stream with that RDO policy's block QP maps (one strategy per stream): the control
     ``wa-uniform`` gives exactly the plain stream's bytes, ``wa-gop`` other bytes; the folder's identity names each
     policy's settings."""
     import json
 
-    from fcm.eval.video_sweep import SWEEP_FILE, run_video_sweep
+    from fcm.eval.video_sweep import SWEEP_FILE, check_folder_read_only, run_video_sweep
 
     pipelines = ["feature", "feature[wa-uniform]", "feature[wa-gop]"]
-    cfg = _video_sweep_config(
-        tmp_path,
-        sequences=["clip:coffee:8:96x64"],
-        qps=[32],
-        rate_control="crf",
-        preset="veryfast",  # x265's ultrafast has no adaptive quantization, so it takes no maps (a test in test_codecs)
-        pipelines=pipelines,
-        rdo={"probes": 2},
-    )
+    cfg = _video_sweep_config(tmp_path, **_rdo_sweep(pipelines), rdo={"probes": 2})
     outcome = run_video_sweep(cfg, progress=False)
     size = {r["pipeline"]: r["bytes"] for r in outcome.records}
     assert set(size) == set(pipelines)
@@ -588,6 +591,12 @@ def test_a_video_sweep_runs_rdo_policies_as_variants(tmp_path):
     assert "rdo" in json.dumps(identity) and cfg.identity()["rdo"]["feature[wa-gop]"]["gop"] == 4  # the intra period
     assert cfg.identity()["rdo"]["feature[wa-gop]"]["probes"] == 2
     assert "rdo" not in _video_sweep_config(tmp_path).identity()  # folders from before keep their identity
+    # the pipeline list may grow and shrink; each pipeline's rdo settings must stay what they were
+    more = _video_sweep_config(tmp_path, **{**_rdo_sweep(pipelines + ["feature[wa-frame]"]), "rdo": {"probes": 2}})
+    check_folder_read_only(more)
+    check_folder_read_only(_video_sweep_config(tmp_path, **{**_rdo_sweep(["feature"]), "rdo": None}))
+    with pytest.raises(ConfigError, match="differs in rdo of 'feature\\[wa-gop\\]'"):
+        check_folder_read_only(_video_sweep_config(tmp_path, **{**_rdo_sweep(pipelines), "rdo": {"probes": 3}}))
 
 
 def test_video_rdo_variants_are_checked(tmp_path):
@@ -597,8 +606,18 @@ def test_video_rdo_variants_are_checked(tmp_path):
         _video_sweep_config(tmp_path, pipelines=["feature", "remote[wa-gop]"])
     with pytest.raises(ConfigError, match="variant is an rdo mode"):
         _video_sweep_config(tmp_path, pipelines=["feature[wa-magic]"])
-    with pytest.raises(ConfigError, match="'rdo' is read only by wrapper-aware pipelines"):
+    with pytest.raises(ConfigError, match=r"\['probes'\] is read by none of this sweep's wrapper-aware pipelines"):
         _video_sweep_config(tmp_path, rdo={"probes": 2})
+    with pytest.raises(ConfigError, match="read by none"):  # sse makes no map: its options would be ignored
+        _video_sweep_config(tmp_path, pipelines=["feature[sse]"], rdo={"probes": 2})
+    with pytest.raises(ConfigError, match="'route' is not an option here"):
+        _video_sweep_config(tmp_path, pipelines=["feature[wa-gop]"], rdo={"route": "scale"})
+    # each policy takes the options it reads: a map for wa-fixed beside estimator options for wa-gop
+    both = _video_sweep_config(
+        tmp_path, pipelines=["feature[wa-gop]", "feature[wa-fixed]"], rdo={"map": "m.npz", "probes": 2, "gop": 3}
+    )
+    gop, fixed = both.rdo_settings("feature[wa-gop]"), both.rdo_settings("feature[wa-fixed]")
+    assert (gop.probes, gop.gop, gop.map_path) == (2, 3, None) and fixed.map_path.endswith("m.npz")
     with pytest.raises(ConfigError, match="needs map"):
         _video_sweep_config(tmp_path, pipelines=["feature[wa-fixed]"])
     with pytest.raises(ConfigError, match="per-block QP offsets only with rate_control"):  # x265 maps need crf

@@ -110,6 +110,8 @@ class Codec(ABC):
     qp_block_sizes: tuple[int, ...] = (16,)
     #: the rate-control modes in which ``block_qp_offsets`` take effect
     qp_offset_rate_controls: tuple[RateControl, ...] = ("crf",)
+    #: presets in which the encoder ignores ``block_qp_offsets`` (libx264/libx265 with adaptive quantization off)
+    qp_offset_ignoring_presets: tuple[str, ...] = ()
 
     @property
     def qp_block_size(self) -> int:

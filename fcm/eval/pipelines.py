@@ -248,6 +248,11 @@ class CodedPipeline(Pipeline):
                 f"pipeline {self.label!r}: codec {codec.name!r} takes QP maps of {list(codec.qp_block_sizes)}-sample "
                 f"blocks, not {self.rdo.block}"
             )
+        if params.preset in codec.qp_offset_ignoring_presets:
+            raise ConfigError(
+                f"pipeline {self.label!r}: codec {codec.name!r} ignores per-block QP maps in preset "
+                f"{params.preset!r} (its adaptive quantization is off there); use preset veryfast or slower"
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_policy": None}

@@ -123,11 +123,17 @@ class VideoSweepConfig:
             raise ConfigError(f"unknown video pipeline(s) {unknown}; known: {', '.join(VIDEO_PIPELINES)}")
         if self.rdo is not None and not isinstance(self.rdo, dict):
             raise ConfigError(f"rdo must be a mapping of RDO options, got {self.rdo!r}")
-        for label in self.pipelines:
-            self.rdo_settings(label)  # checks the variant and the options
-        if self.rdo is not None and not any(self.rdo_settings(p) for p in self.pipelines):
+        policies = [s.policy_class for p in self.pipelines if (s := self.rdo_settings(p)) is not None and s.makes_map]
+        given = set(self.rdo or {})
+        for key in sorted(given & {"mode", "route"}):
             raise ConfigError(
-                "'rdo' is read only by wrapper-aware pipelines (e.g. feature[wa-gop]): add one or drop it"
+                f"rdo: {key!r} is not an option here (the pipeline's variant is its mode; video takes the QP route)"
+            )
+        unread = sorted(given - set().union(*(c.option_keys() for c in policies)))
+        if unread:
+            raise ConfigError(
+                f"rdo: {unread} {'is' if len(unread) == 1 else 'are'} read by none of this sweep's wrapper-aware "
+                "pipelines (e.g. feature[wa-gop]): add one that reads it, or drop it"
             )
         if any(pipeline_kind(p) == "wrapped" for p in self.pipelines) != (self.wrapper is not None):
             raise ConfigError(
@@ -192,7 +198,7 @@ class VideoSweepConfig:
 
     def rdo_settings(self, label: str) -> RdoSettings | None:
         """The RDO settings of pipeline ``label`` (``None``: the codec's own RDO): its variant names the policy."""
-        from fcm.rdo.policies import rdo_modes
+        from fcm.rdo.policies import RDO_POLICIES, rdo_modes
         from fcm.rdo.settings import RdoSettings
 
         kind, variant = parse_label(label)
@@ -203,7 +209,9 @@ class VideoSweepConfig:
                 f"video pipeline {label!r}: a feature or wrapped pipeline's variant is an rdo mode "
                 f"({', '.join(rdo_modes())}); remote takes none"
             )
-        raw = {"gop": self.intra_period or 8, **(self.rdo or {}), "mode": variant, "route": "qp"}
+        reads = RDO_POLICIES.get(variant).option_keys()
+        options = {k: v for k, v in (self.rdo or {}).items() if k in reads}  # each policy takes what it reads
+        raw = {"gop": self.intra_period or 8, **options, "mode": variant, "route": "qp"}
         if isinstance(raw.get("map"), str):
             raw["map"] = str(Path(raw["map"]).resolve())
         return RdoSettings.from_config(raw, f"video pipeline {label!r}: rdo")
@@ -217,10 +225,12 @@ class VideoSweepConfig:
         d = asdict(self)
         d.pop("name")
         d.pop("output")
-        if d["rdo"] is None:  # folders written before video sweeps took rdo variants keep their identity
-            d.pop("rdo")
-        else:  # what the policies code with, the map by content wherever the file lies
-            d["rdo"] = {p: _rdo_identity(s) for p in self.pipelines if (s := self.rdo_settings(p)) is not None}
+        # what each wrapper-aware pipeline codes with (the map by content wherever the file lies); absent where none
+        # is, so folders written before video sweeps took rdo variants keep their identity
+        rdo = {p: _rdo_identity(s) for p in self.pipelines if (s := self.rdo_settings(p)) is not None and s.makes_map}
+        d.pop("rdo")
+        if rdo:
+            d["rdo"] = rdo
         if any(s.startswith("shapes:") for s in self.sequences):
             from fcm.data.shapes import CLIP_VERSION, GENERATOR_VERSION
 
@@ -307,9 +317,12 @@ def _check_folder(
         stored = json.loads(path.read_text())
         stored_name = stored.pop("name", None)
         other_name = stored_name is not None and stored_name != cfg.name
-        changed = sorted(k for k in set(stored) | set(identity) if k not in lists and stored.get(k) != identity.get(k))
+        merged = lists + ("rdo",)  # per-name identities: the names may come and go, each must stay the same
+        changed = sorted(k for k in set(stored) | set(identity) if k not in merged and stored.get(k) != identity.get(k))
         before, now = stored.get("codec_identity") or {}, identity["codec_identity"]
         changed += [f"codec_identity of {k!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
+        rdo_before, rdo_now = stored.get("rdo") or {}, identity.get("rdo") or {}
+        changed += [f"rdo of {k!r}" for k in sorted(set(rdo_before) & set(rdo_now)) if rdo_before[k] != rdo_now[k]]
         if changed:
             whose = f"of video sweep {stored_name!r}" if other_name else "of a different video sweep"
             raise ConfigError(
@@ -322,6 +335,8 @@ def _check_folder(
                 f"{cfg.name!r}: choose another --output, or pass --merge to add this sweep's points to that folder"
             )
         identity["codec_identity"] = {**before, **now}
+        if rdo_before or rdo_now:
+            identity["rdo"] = {**rdo_before, **rdo_now}
         if merge and stored_name is not None:  # the folder stays the sweep that made it
             name = stored_name
     if write:

@@ -78,6 +78,7 @@ class AvEncoder:
         self.ctx = ctx
         self._opened = False
         self._rejected: list[str] = []
+        self._roi_skipped = ""
 
     def guarded(self, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
         """``make()``'s frames, with any PyAV/FFmpeg failure while building them (e.g. ROI side data through a
@@ -104,12 +105,14 @@ class AvEncoder:
                         f"{codec.name}: encoder {codec.encoder} has no option(s) {', '.join(sorted(leftover))}"
                     )
         skipped = [msg.strip() for _, _, msg in logs if _SKIPPED_ROI.search(msg)]
-        if skipped:
-            raise CodecError(
+        if skipped:  # logged once per context: kept, so every later call is refused too
+            self._roi_skipped = (
                 f"{codec.name}: encoder {codec.encoder} ignores the per-block QP map ({skipped[0]}): its adaptive "
-                "quantization is off in this preset (ultrafast and superfast turn it off); use preset veryfast or "
-                "slower"
+                "quantization is off (the ultrafast preset, superfast for x265, or aq-mode=0); use preset veryfast "
+                "or slower"
             )
+        if self._roi_skipped:
+            raise CodecError(self._roi_skipped)
         rejected = [msg.strip() for _, _, msg in logs if _REJECTED_PARAM.search(msg)]
         if rejected:
             self._rejected = rejected

@@ -24,6 +24,8 @@ class X264(PyAVCodec):
     bit_depths = (8, 10)
     qp_range = (0, 51)
     supports_block_qp_offsets = True
+    #: measured: these presets turn adaptive quantization off, and libx26x then drops every ROI map (with a warning)
+    qp_offset_ignoring_presets = ("ultrafast",)
     default_preset = "medium"
     param_list_keys = ("x264-params",)
 

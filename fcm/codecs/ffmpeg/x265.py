@@ -22,6 +22,8 @@ class X265(PyAVCodec):
     bit_depths = (8, 10)
     qp_range = (0, 51)
     supports_block_qp_offsets = True
+    #: measured: these presets turn adaptive quantization off, and libx26x then drops every ROI map (with a warning)
+    qp_offset_ignoring_presets = ("ultrafast", "superfast")
     qp_block_sizes = (16, 8)
     default_preset = "medium"
     min_size = 16  # libx265 refuses smaller pictures ("Image size is too small")

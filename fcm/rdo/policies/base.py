@@ -74,6 +74,18 @@ class RdoPolicy(ABC):
             raise ConfigError(f"rdo mode {cls.name!r} takes its target from the map; drop target")
 
     @classmethod
+    def option_keys(cls) -> frozenset[str]:
+        """The config keys (:data:`fcm.rdo.settings.RdoSettings.KEYS`) this policy reads besides ``mode``."""
+        if not cls.makes_map:
+            return frozenset()
+        keys = {"route", "block", "max_offset", "clip_percentile", "smooth", "tau"}
+        if cls.estimates_weights:
+            keys |= {"target", "probes", "seed"}
+        if cls.takes_map:
+            keys.add("map")
+        return frozenset(keys)
+
+    @classmethod
     def identity(cls, settings: RdoSettings) -> dict[str, Any]:
         """The settings that change what this policy codes (the map file is identified by its content elsewhere)."""
         if not cls.makes_map:

@@ -29,6 +29,10 @@ class GopRdo(RdoPolicy):
         self._key_maps: dict[Any, KeyMap] = {}
 
     @classmethod
+    def option_keys(cls) -> frozenset[str]:
+        return super().option_keys() | {"gop"}
+
+    @classmethod
     def identity(cls, settings: Any) -> dict[str, Any]:
         return super().identity(settings) | {"gop": settings.gop}
 
