@@ -194,7 +194,7 @@ def test_codec_threads_reach_the_encoders():
     try:
         set_codec_threads({"x265": 3})
         assert get_codec("x265").threads == 3 and get_codec("x264").threads is None
-        assert "pools=3" in get_codec("x265")._encoder_options(10, CodecParams(30))["x265-params"]
+        assert "pools=3" in get_codec("x265").encoder_options(10, CodecParams(30))["x265-params"]
         with pytest.raises(ValueError, match="positive integer"):
             set_codec_threads({"x265": 0})
     finally:

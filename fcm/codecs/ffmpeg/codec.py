@@ -54,17 +54,17 @@ class PyAVCodec(Codec):
 
     # -- hooks --------------------------------------------------------------------------------------------------------
 
-    def _layout(self, bit_depth: int) -> PlaneLayout:  # pragma: no cover - abstract in spirit
+    def plane_layout(self, bit_depth: int) -> PlaneLayout:  # pragma: no cover - abstract in spirit
         raise NotImplementedError
 
-    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:  # pragma: no cover
+    def encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:  # pragma: no cover
         raise NotImplementedError
 
-    def _gop_size(self, params: CodecParams) -> int:
+    def gop_size(self, params: CodecParams) -> int:
         """AVCodecContext.gop_size: 1 for all-intra; otherwise large enough that only the first frame is a key."""
         return 1 if params.gop == "intra" else 1 << 30
 
-    def _prepare_environment(self) -> None:
+    def prepare_environment(self) -> None:
         """Process-wide settings an encoder library reads at start (only SVT-AV1 needs one)."""
 
     # -- helpers ------------------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ class PyAVCodec(Codec):
     def _preset(self, params: CodecParams) -> str | None:
         return params.preset if params.preset is not None else self.default_preset
 
-    def _merged_options(self, base: dict[str, str], extra: Sequence[tuple[str, str]]) -> dict[str, str]:
+    def merged_options(self, base: dict[str, str], extra: Sequence[tuple[str, str]]) -> dict[str, str]:
         """User options override ours; for ``param_list_keys`` their entries are appended (later entries win)."""
         opts = dict(base)
         for key, value in extra:
@@ -87,11 +87,11 @@ class PyAVCodec(Codec):
                 opts[key] = str(value)
         return opts
 
-    def _check_rate_control(self, params: CodecParams) -> None:
+    def check_rate_control(self, params: CodecParams) -> None:
         if params.rate_control == "crf" and not self.supports_crf:
             raise CodecError(f"codec {self.name!r} does not support rate_control='crf'")
 
-    def _roi_plan(
+    def roi_plan(
         self, offsets: np.ndarray | None, shape: tuple[int, int, int], bit_depth: int, params: CodecParams
     ) -> tuple[list[np.ndarray], int] | None:
         """The ROI regions of each frame and the block size the map's shape selects (one of ``qp_block_sizes``)."""
@@ -119,11 +119,11 @@ class PyAVCodec(Codec):
             raise CodecError(f"block_qp_offsets must lie in [-{qp_range}, {qp_range}] at {bit_depth} bits")
         return [cached_block_regions(frame_offsets, b, qp_range) for frame_offsets in offsets], b
 
-    def _block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
+    def block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
         """Encoder options that make the encoder's quantizer groups ``block`` samples wide (default: none)."""
         return ()
 
-    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+    def intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
         """Encoder options for a key frame every ``period`` frames in low delay (appended to the user's options;
         the context's ``gop_size`` is set to ``period`` as well)."""
         return ()
@@ -144,16 +144,16 @@ class PyAVCodec(Codec):
         """
         self.check_params(bit_depth, params)
         frames = check_frames(frames, bit_depth)
-        self._check_rate_control(params)
-        plan = self._roi_plan(block_qp_offsets, frames.shape, bit_depth, params)
+        self.check_rate_control(params)
+        plan = self.roi_plan(block_qp_offsets, frames.shape, bit_depth, params)
         rois = None
         if plan is not None:
             rois, block = plan
-            params = replace(params, options=self._block_size_options(block) + params.options)
+            params = replace(params, options=self.block_size_options(block) + params.options)
         n, h, w = frames.shape
         coded_w, coded_h = self.coded_size(w, h)
         padded = pad_edge(frames, coded_h, coded_w)
-        layout = self._layout(bit_depth)
+        layout = self.plane_layout(bit_depth)
 
         def make_frames(av: Any) -> Iterator[Any]:
             for i in range(n):
@@ -189,7 +189,7 @@ class PyAVCodec(Codec):
         Unknown options, parameters the encoder logs as rejected, failures and a packet count other than ``n`` all
         raise :class:`CodecError`.
         """
-        encoder = AvEncoder(self, coded_w, coded_h, pix_fmt, bit_depth, params, self._gop_size(params), configure)
+        encoder = AvEncoder(self, coded_w, coded_h, pix_fmt, bit_depth, params, self.gop_size(params), configure)
         packets: list[bytes] = []
         for frame in encoder.guarded(lambda: make_frames(encoder.av)):
             packets.extend(encoder.encode(frame))
@@ -246,7 +246,7 @@ class PyAVCodec(Codec):
             known = ", ".join(f for f in PICTURE_FORMATS if PictureFormat.parse(f).pix_fmt in supported)
             raise CodecError(f"codec {self.name!r} cannot code {fmt.name} pictures; it takes: {known or 'none'}")
 
-    def _image_coded_size(self, width: int, height: int) -> tuple[int, int]:
+    def image_coded_size(self, width: int, height: int) -> tuple[int, int]:
         w, h = self.coded_size(width + width % 2, height + height % 2)  # 4:2:0 needs even sizes
         return w + w % 2, h + h % 2
 
@@ -263,9 +263,9 @@ class PyAVCodec(Codec):
             raise ShapeError(f"expected an H×W×3 uint8 RGB image, got {image.shape} {image.dtype}")
         self.check_params(fmt.bit_depth, params)
         self.check_image_format(fmt)
-        self._check_rate_control(params)
+        self.check_rate_control(params)
         h, w = image.shape[:2]
-        coded_w, coded_h = self._image_coded_size(w, h)
+        coded_w, coded_h = self.image_coded_size(w, h)
 
         def make_frames(av: Any) -> Iterator[Any]:
             yield picture_frame(av, image, coded_w, coded_h, fmt, pts=0)
@@ -287,7 +287,7 @@ class PyAVCodec(Codec):
             raise CodecError(f"{self.name}: not a one-picture 8/10-bit image payload of this codec")
         if len(encoded.packets) != 1:
             raise CodecError(f"{self.name}: an image payload holds one packet, this one {len(encoded.packets)}")
-        coded_w, coded_h = self._image_coded_size(encoded.width, encoded.height)
+        coded_w, coded_h = self.image_coded_size(encoded.width, encoded.height)
         check_payload_bounds(encoded.packets, encoded.extradata, coded_w, coded_h, encoded.bit_depth, 1, self.name)
         frames = decode_av_frames(
             self.decoder, encoded.packets, encoded.extradata, coded_w, coded_h, parse=False, who=f"{self.name} (image)"
@@ -302,10 +302,10 @@ class PyAVCodec(Codec):
             )
         return rgb_of(frame, fmt, coded_w, coded_h, encoded.width, encoded.height)
 
-    def _thread_count(self) -> int:
+    def thread_count(self) -> int:
         return 1
 
-    def _decode_frames(self, encoded: EncodedFrames) -> list[Any]:
+    def decode_frames(self, encoded: EncodedFrames) -> list[Any]:
         who = f"{self.name}"
         if not isinstance(encoded, EncodedFrames):
             raise CodecError(f"{who}: expected EncodedFrames, got {type(encoded).__name__}")
@@ -334,7 +334,7 @@ class PyAVCodec(Codec):
 
         Raises :class:`CodecError` for any payload problem (see the module docstring).
         """
-        frames = self._decode_frames(encoded)
+        frames = self.decode_frames(encoded)
         coded = self.coded_size(encoded.width, encoded.height)
         return frames_to_array(
             frames, encoded.width, encoded.height, encoded.bit_depth, encoded.num_frames, coded, self.name

@@ -132,5 +132,5 @@ def frame_types(codec: PyAVCodec, encoded: EncodedFrames) -> tuple[str, ...]:
 
     A diagnostic for GOP structure; AV1 and VP9 report key frames as ``"I"`` and inter frames as ``"P"``.
     """
-    frames = codec._decode_frames(encoded)
+    frames = codec.decode_frames(encoded)
     return tuple(_PICTURE_TYPES.get(int(f.pict_type), "?") for f in frames)

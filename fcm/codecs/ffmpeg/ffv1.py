@@ -23,9 +23,9 @@ class Ffv1(PyAVCodec):
     lossless = True
     supports_crf = False
 
-    def _layout(self, bit_depth: int) -> PlaneLayout:
+    def plane_layout(self, bit_depth: int) -> PlaneLayout:
         return PlaneLayout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
 
-    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+    def encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         # Everything explicit so that a change of FFmpeg defaults cannot change the bytes.
         return {"level": "3", "coder": "1", "context": "0", "slices": "4", "slicecrc": "1"}

@@ -59,8 +59,8 @@ class AvEncoder:
     ) -> None:
         self.codec = codec
         self.av = av = import_av()
-        options = codec._merged_options(codec._encoder_options(bit_depth, params), params.options)
-        codec._prepare_environment()
+        options = codec.merged_options(codec.encoder_options(bit_depth, params), params.options)
+        codec.prepare_environment()
         with captured_ffmpeg_log(warnings=True) as logs:
             try:
                 ctx = av.CodecContext.create(codec.encoder, "w")
@@ -69,7 +69,7 @@ class AvEncoder:
                 ctx.framerate = Fraction(NOMINAL_FPS, 1)
                 ctx.gop_size = gop_size
                 ctx.max_b_frames = 0
-                ctx.thread_count = codec._thread_count()
+                ctx.thread_count = codec.thread_count()
                 if configure is not None:
                     configure(ctx)
                 ctx.options = options
@@ -185,7 +185,7 @@ class EncoderSession(_StreamingEncoder):
         qp_block: int | None = None,
     ) -> None:
         codec.check_params(bit_depth, params)
-        codec._check_rate_control(params)
+        codec.check_rate_control(params)
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             raise ShapeError(f"frames of {width}x{height} are out of range (1–{MAX_SIDE} per side)")
         if qp_block is not None:
@@ -193,11 +193,11 @@ class EncoderSession(_StreamingEncoder):
                 raise CodecError(f"codec {codec.name!r} takes no per-block QP offsets on {qp_block}x{qp_block} blocks")
             if params.rate_control != "crf":
                 raise CodecError(f"codec {codec.name!r} applies per-block QP offsets only with rate_control='crf'")
-            params = replace(params, options=codec._block_size_options(qp_block) + params.options)
+            params = replace(params, options=codec.block_size_options(qp_block) + params.options)
         self.codec, self.width, self.height, self.bit_depth = codec, width, height, bit_depth
         self.params, self.qp_block = params, qp_block
         self.coded_w, self.coded_h = codec.coded_size(width, height)
-        self.layout = codec._layout(bit_depth)
+        self.layout = codec.plane_layout(bit_depth)
         gop, params = _with_intra_period(codec, params, intra_period)
         self._encoder = AvEncoder(codec, self.coded_w, self.coded_h, self.layout.pix_fmt, bit_depth, params, gop)
         self.frames_in = 0
@@ -219,7 +219,7 @@ class EncoderSession(_StreamingEncoder):
             grid = (-(-self.height // self.qp_block), -(-self.width // self.qp_block))
             if offsets.shape not in (grid, (1, *grid)):
                 raise ShapeError(f"block_qp_offsets must have shape {grid}, got {offsets.shape}")
-            plan = self.codec._roi_plan(offsets.reshape(1, *grid), samples.shape, self.bit_depth, self.params)
+            plan = self.codec.roi_plan(offsets.reshape(1, *grid), samples.shape, self.bit_depth, self.params)
             assert plan is not None
             regions = plan[0][0]
         padded = pad_edge(samples, self.coded_h, self.coded_w)[0]
@@ -304,8 +304,8 @@ def _with_intra_period(codec: PyAVCodec, params: CodecParams, intra_period: int)
     if intra_period < 0:
         raise ValueError(f"intra_period must be >= 0 (0: only the first frame is a key frame), got {intra_period}")
     if params.gop == "lowdelay" and intra_period:
-        return intra_period, replace(params, options=params.options + codec._intra_period_options(intra_period))
-    return codec._gop_size(params), params
+        return intra_period, replace(params, options=params.options + codec.intra_period_options(intra_period))
+    return codec.gop_size(params), params
 
 
 class PictureEncoderSession(_StreamingEncoder):
@@ -318,11 +318,11 @@ class PictureEncoderSession(_StreamingEncoder):
     ) -> None:
         codec.check_params(fmt.bit_depth, params)
         codec.check_image_format(fmt)
-        codec._check_rate_control(params)
+        codec.check_rate_control(params)
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             raise ShapeError(f"pictures of {width}x{height} are out of range (1–{MAX_SIDE} per side)")
         self.codec, self.width, self.height, self.fmt = codec, width, height, fmt
-        self.coded_w, self.coded_h = codec._image_coded_size(width, height)
+        self.coded_w, self.coded_h = codec.image_coded_size(width, height)
         gop, params = _with_intra_period(codec, params, intra_period)
         self._encoder = AvEncoder(
             codec, self.coded_w, self.coded_h, fmt.pix_fmt, fmt.bit_depth, params, gop, describer(fmt)
@@ -347,7 +347,7 @@ class PictureDecoderSession(DecoderSession):
     def __init__(self, codec: PyAVCodec, width: int, height: int, fmt: PictureFormat, extradata: bytes = b"") -> None:
         self.fmt = fmt
         super().__init__(codec, width, height, fmt.bit_depth, extradata)
-        self.coded = codec._image_coded_size(width, height)
+        self.coded = codec.image_coded_size(width, height)
         coded_w, coded_h = self.coded
         self._max_packet = MAX_EXPANSION * coded_w * coded_h * 3 * (1 if fmt.bit_depth <= 8 else 2) + SLACK_BYTES
 

@@ -28,20 +28,20 @@ class SvtAv1(PyAVCodec):
     min_size = 4  # "Source Width must be at least 4"
     param_list_keys = ("svtav1-params",)
 
-    def _layout(self, bit_depth: int) -> PlaneLayout:
+    def plane_layout(self, bit_depth: int) -> PlaneLayout:
         return PlaneLayout("yuv420p" if bit_depth == 8 else "yuv420p10le", neutral_chroma=True)
 
-    def _prepare_environment(self) -> None:
+    def prepare_environment(self) -> None:
         # SVT-AV1 prints its configuration banner to stderr unless told otherwise; 1 keeps errors only.
         os.environ.setdefault("SVT_LOG", "1")
 
-    def _thread_count(self) -> int:
+    def thread_count(self) -> int:
         return 0  # SVT-AV1 ignores it; its output does not depend on its thread pool
 
-    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+    def intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
         return (("svtav1-params", f"keyint={period}"),)
 
-    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+    def encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         opts = {"qp" if params.rate_control == "cqp" else "crf": str(params.qp)}
         # gop_size=1 makes FFmpeg send every frame as a key picture; low delay: one key frame, P frames only.
         svt = {} if params.gop == "intra" else {"keyint": "-1", "pred-struct": "1"}

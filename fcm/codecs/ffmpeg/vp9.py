@@ -24,13 +24,13 @@ class Vp9(PyAVCodec):
     default_preset = "4"
     presets = tuple(str(p) for p in range(9))  # cpu-used
 
-    def _layout(self, bit_depth: int) -> PlaneLayout:
+    def plane_layout(self, bit_depth: int) -> PlaneLayout:
         return PlaneLayout("yuv420p", neutral_chroma=True)
 
-    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+    def intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
         return (("keyint_min", str(period)),)
 
-    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+    def encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         opts = {
             "deadline": "good",
             "cpu-used": self._preset(params) or "4",
@@ -44,5 +44,5 @@ class Vp9(PyAVCodec):
         else:
             opts |= {"aq-mode": "1"}
         if params.gop == "lowdelay":
-            opts["keyint_min"] = str(self._gop_size(params))  # = gop size: no automatic key frames
+            opts["keyint_min"] = str(self.gop_size(params))  # = gop size: no automatic key frames
         return opts

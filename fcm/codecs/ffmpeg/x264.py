@@ -29,13 +29,13 @@ class X264(PyAVCodec):
     default_preset = "medium"
     param_list_keys = ("x264-params",)
 
-    def _layout(self, bit_depth: int) -> PlaneLayout:
+    def plane_layout(self, bit_depth: int) -> PlaneLayout:
         return PlaneLayout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
 
-    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+    def intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
         return (("x264-params", f"keyint={period}:min-keyint={period}"),)
 
-    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+    def encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         keyint = "1" if params.gop == "intra" else "infinite"
         x264: dict[str, str] = {
             "keyint": keyint,

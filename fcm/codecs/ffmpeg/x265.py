@@ -29,16 +29,16 @@ class X265(PyAVCodec):
     min_size = 16  # libx265 refuses smaller pictures ("Image size is too small")
     param_list_keys = ("x265-params",)
 
-    def _layout(self, bit_depth: int) -> PlaneLayout:
+    def plane_layout(self, bit_depth: int) -> PlaneLayout:
         return PlaneLayout("gray" if bit_depth == 8 else "gray10le", neutral_chroma=False)
 
-    def _block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
+    def block_size_options(self, block: int) -> tuple[tuple[str, str], ...]:
         return (("x265-params", f"qg-size={block}"),) if block != 16 else ()
 
-    def _intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
+    def intra_period_options(self, period: int) -> tuple[tuple[str, str], ...]:
         return (("x265-params", f"keyint={period}:min-keyint={period}"),)
 
-    def _encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
+    def encoder_options(self, bit_depth: int, params: CodecParams) -> dict[str, str]:
         x265: dict[str, str] = {
             "log-level": "error",
             "info": "0",
