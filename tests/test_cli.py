@@ -154,3 +154,21 @@ def test_every_argument_has_help():
         if a.help is None and not isinstance(a, argparse._HelpAction)
     ]
     assert not missing
+
+
+def test_cli_choices_are_the_librarys_enumerations():
+    """The CLI offers exactly what the library accepts (the range modes are written out there: fcm.packing imports
+    torch, which building the parser must not)."""
+    from fcm.cli import build_parser
+    from fcm.codecs.base import GOP_STRUCTURES, RATE_CONTROLS
+    from fcm.packing import RANGE_MODES
+    from fcm.rdo import rdo_modes
+    from fcm.rdo.settings import ROUTES
+    from fcm.rdo.targets import TARGETS
+
+    encode = build_parser()._subparsers._group_actions[0].choices["encode"]
+    choices = {a.dest: tuple(a.choices) for a in encode._actions if a.choices is not None}
+    assert choices["rate_control"] == RATE_CONTROLS and choices["gop"] == GOP_STRUCTURES
+    assert choices["range_mode"] == RANGE_MODES
+    assert set(choices["rdo"]) == set(rdo_modes()) and choices["rdo_route"] == ROUTES
+    assert choices["rdo_target"] == TARGETS

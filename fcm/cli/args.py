@@ -20,10 +20,12 @@ def codec_params(args: argparse.Namespace) -> Any:
 def add_codec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="x265", help="inner codec (see `fcm codecs`); default x265")
     p.add_argument("--qp", type=int, default=32, help="codec quantizer (x264/x265 0–51); default 32")
-    p.add_argument("--rate-control", choices=("cqp", "crf"), default="cqp", help="constant QP (default) or CRF+AQ")
+    from fcm.codecs.base import GOP_STRUCTURES, RATE_CONTROLS
+
+    p.add_argument("--rate-control", choices=RATE_CONTROLS, default="cqp", help="constant QP (default) or CRF+AQ")
     p.add_argument(
         "--gop",
-        choices=("intra", "lowdelay"),
+        choices=GOP_STRUCTURES,
         default="intra",
         help="intra: every frame a key frame; lowdelay: I then P frames (default intra; encode-video: lowdelay)",
     )

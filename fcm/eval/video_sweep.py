@@ -152,8 +152,10 @@ class VideoSweepConfig:
             as_rate_control(self.rate_control)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if self.range_mode not in ("frame", "tensor"):
-            raise ConfigError(f"range_mode must be 'frame' or 'tensor', got {self.range_mode!r}")
+        from fcm.packing.packer import RANGE_MODES
+
+        if self.range_mode not in RANGE_MODES:
+            raise ConfigError(f"range_mode must be one of {', '.join(RANGE_MODES)}, got {self.range_mode!r}")
 
     @classmethod
     def from_config(cls, raw: dict[str, Any], base: Path | None = None) -> VideoSweepConfig:

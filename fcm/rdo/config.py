@@ -81,8 +81,10 @@ class RdoWeightsConfig:
             raise ConfigError(f"dataset must be 'training' or a dataset mapping with a kind, got {dataset!r}")
         if dataset["kind"] == "training" and set(dataset) - set(_TRAINING_KEYS):
             raise ConfigError(f"dataset 'training' takes {', '.join(_TRAINING_KEYS[1:])}, got {sorted(dataset)}")
-        if raw.get("range_mode", "frame") not in ("frame", "tensor"):
-            raise ConfigError(f"range_mode must be 'frame' or 'tensor', got {raw['range_mode']!r}")
+        from fcm.packing.packer import RANGE_MODES
+
+        if raw.get("range_mode", "frame") not in RANGE_MODES:
+            raise ConfigError(f"range_mode must be one of {', '.join(RANGE_MODES)}, got {raw['range_mode']!r}")
         for key in ("limit", "torch_threads"):
             if raw.get(key) is not None and raw[key] < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {raw[key]}")
