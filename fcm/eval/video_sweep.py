@@ -125,9 +125,10 @@ class VideoSweepConfig:
             raise ConfigError(f"rdo must be a mapping of RDO options, got {self.rdo!r}")
         policies = [s.policy_class for p in self.pipelines if (s := self.rdo_settings(p)) is not None and s.makes_map]
         given = set(self.rdo or {})
-        for key in sorted(given & {"mode", "route"}):
+        if fixed := sorted(given & {"mode", "route"}):
             raise ConfigError(
-                f"rdo: {key!r} is not an option here (the pipeline's variant is its mode; video takes the QP route)"
+                f"rdo: {fixed[0]!r} is not an option here (the pipeline's variant is its mode; video takes the QP "
+                "route)"
             )
         unread = sorted(given - set().union(*(c.option_keys() for c in policies)))
         if unread:
@@ -393,16 +394,16 @@ def run_video_sweep(
     from fcm.video.sources import open_source
 
     try:  # every codec setting checked before any folder is made
+        # a wrapper-aware pipeline needs the codec's per-block QP map (a wa-fixed map file is read once, here)
+        allocations = [build_allocation(s) for p in cfg.pipelines if (s := cfg.rdo_settings(p)) is not None]
         for name in cfg.codecs:
             chosen = get_codec(name)
             if not chosen.supports_streaming:
                 raise ConfigError(f"codec {name!r} cannot code video frame by frame")
             for qp in cfg.qps:
                 chosen.check_params(cfg.bit_depth or chosen.default_bit_depth, cfg.params(qp))
-                for label in cfg.pipelines:  # a wrapper-aware pipeline needs the codec's per-block QP map
-                    settings = cfg.rdo_settings(label)
-                    if settings is not None:
-                        check_allocation(build_allocation(settings), chosen, cfg.params(qp))
+                for allocation in allocations:
+                    check_allocation(allocation, chosen, cfg.params(qp))
                 if "remote" in cfg.pipelines:
                     fmt = PictureFormat.parse(cfg.picture)
                     chosen.check_image_format(fmt)
