@@ -623,3 +623,22 @@ def test_video_rdo_variants_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="per-block QP offsets only with rate_control"):  # x265 maps need crf
         run_video_sweep(_video_sweep_config(tmp_path, pipelines=["feature[wa-gop]"]), progress=False)
     assert not (tmp_path / "vs").exists()
+
+
+def test_a_video_sweep_refuses_a_fixed_map_changed_under_it(tmp_path, lite0):
+    """A wa-fixed video pipeline codes with the map the folder's identity names (by content): a map file rewritten
+    after the sweep started is refused at the next point, so a folder's records never mix two maps."""
+    from fcm.eval.video_sweep import _PointMeasurer, run_video_sweep
+    from fcm.rdo import RdoSettings
+    from fcm.rdo.fixed_map import make_fixed_map
+    from fcm.video.sources import open_source
+
+    frames = list(open_source("clip:coffee:8:96x64", None, None).frames())
+    path = make_fixed_map(lite0, frames[:1], RdoSettings(mode="wa-frame", probes=1), 10).save(tmp_path / "m.npz")
+    cfg = _video_sweep_config(tmp_path, **_rdo_sweep(["feature", "feature[wa-fixed]"]), rdo={"map": str(path)})
+    outcome = run_video_sweep(cfg, progress=False)
+    assert {r["pipeline"] for r in outcome.records} == {"feature", "feature[wa-fixed]"}
+    measurer = _PointMeasurer(cfg, lite0)
+    make_fixed_map(lite0, frames[4:5], RdoSettings(mode="wa-frame", probes=1, seed=1), 10).save(path)
+    with pytest.raises(ConfigError, match="changed since the sweep started"):
+        measurer.measure("clip:coffee:8:96x64", "feature[wa-fixed]", "x265", 32)

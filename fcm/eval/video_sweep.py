@@ -487,6 +487,10 @@ class _PointMeasurer:
         self._references: dict[str, list[Any]] = {}
         self._ground_truth: dict[str, Path] = {}
         self.wrapper = _load_wrapper(cfg, model)
+        #: each wa-fixed pipeline's map as the folder's identity names it (by content, written when the sweep started)
+        folder = cfg.output / SWEEP_FILE
+        rdo = (json.loads(folder.read_text()) if folder.is_file() else cfg.identity()).get("rdo", {})
+        self._map_tags = {p: rdo.get(p, {}).get("map") for p in cfg.pipelines}
 
     def measure(self, sequence: str, pipeline: str, codec: str, qp: int) -> dict[str, Any]:
         from fcm.video.sources import open_source
@@ -508,6 +512,12 @@ class _PointMeasurer:
 
             wrapper = self.wrapper if pipeline_kind(pipeline) == "wrapped" else None
             settings = cfg.rdo_settings(pipeline)
+            if (
+                settings is not None
+                and settings.map_path
+                and _rdo_identity(settings).get("map") != self._map_tags[pipeline]
+            ):
+                raise ConfigError(f"{settings.map_path} changed since the sweep started")  # its records would mix maps
             allocation = None if settings is None else build_allocation(settings)  # one per stream: a GOP's map
             record = _measure_feature(
                 cfg, src, self.model, codec, qp, references, evaluator, wrapper, pipeline, allocation
