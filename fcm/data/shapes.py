@@ -377,10 +377,11 @@ CLIP_MIN_VISIBLE = 0.25
 
 def draw_clip(
     seed: int, frames: int, settings: ShapesSettings | None = None
-) -> Iterator[tuple[np.ndarray, list[tuple[int, np.ndarray, bool]]]]:
+) -> Iterator[tuple[np.ndarray, list[tuple[int, np.ndarray, bool, int]]]]:
     """A labelled video: ``frames`` frames of shapes moving (bouncing off the borders, 0.5–3 px per frame) over a
     background a virtual camera pans across; per frame the RGB image and its objects (category index, visible mask,
-    whether it is only a sliver: see :data:`CLIP_MIN_VISIBLE`). Backgrounds come from the validation parts of the
+    whether it is only a sliver: see :data:`CLIP_MIN_VISIBLE`, and its track id: the object's index in the clip, the
+    same in every frame it shows in). Backgrounds come from the validation parts of the
     pictures (never a training pixel). Objects keep their shape, size, rotation, fill and outline from frame to
     frame, the fill moving rigidly with the object. Frame ``t`` depends only on ``(seed, t)`` and the settings, not
     on the clip's length."""
@@ -418,7 +419,7 @@ def draw_clip(
         canvas = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR)).astype(np.float32)
         canvas = np.clip(canvas * jitter[0] + jitter[1], 0, 255)
         drawn = []
-        for category, extent, start, speed, obj_seed, fill, outlined in objects:
+        for track, (category, extent, start, speed, obj_seed, fill, outlined) in enumerate(objects):
             centre = _bounce(start + speed * t, extent / 2, size - extent / 2)
             cy, cx = round(float(centre[0])), round(float(centre[1]))
             shape_rng = np.random.default_rng([*obj_seed, 1])  # the same draw every frame: same shape and angle
@@ -428,17 +429,17 @@ def draw_clip(
             colours = fill[size - dy : 2 * size - dy, size - dx : 2 * size - dx].copy()
             if outlined:
                 colours[mask & ~binary_erosion(mask, iterations=2)] *= 0.35
-            drawn.append((category, mask, colours))
+            drawn.append((category, mask, colours, track))
         covered = np.zeros((size, size), dtype=bool)
         labels = []
-        for category, mask, _ in reversed(drawn):  # top object first: what stays visible of each
+        for category, mask, _, track in reversed(drawn):  # top object first: what stays visible of each
             visible = mask & ~covered
             covered |= mask
             if visible.sum():
                 sliver = bool(visible.sum() < max(16, CLIP_MIN_VISIBLE * mask.sum()))
-                labels.append((category, visible, sliver))
+                labels.append((category, visible, sliver, track))
         labels.reverse()  # drawing order
-        for _, mask, colours in drawn:
+        for _, mask, colours, _ in drawn:
             alpha = _soft(mask)[..., None]
             canvas = canvas * (1 - alpha) + colours * alpha
         yield np.clip(np.rint(canvas), 0, 255).astype(np.uint8), labels
@@ -451,11 +452,15 @@ def _bounce(position: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return lo + np.where(x > span, 2 * span - x, x)
 
 
-def clip_annotations(labels: list[tuple[int, np.ndarray, bool]], image_id: int, first_id: int) -> list[dict[str, Any]]:
-    """COCO annotations of one clip frame's objects (ids from ``first_id``; slivers as ``iscrowd`` regions)."""
+def clip_annotations(
+    labels: list[tuple[int, np.ndarray, bool, int]], image_id: int, first_id: int
+) -> list[dict[str, Any]]:
+    """COCO annotations of one clip frame's objects (ids from ``first_id``; slivers as ``iscrowd`` regions), each
+    with its object's ``track_id`` (MOT ground truth: the same object keeps its id from frame to frame)."""
     out = []
-    for k, (category, mask, sliver) in enumerate(labels):
+    for k, (category, mask, sliver, track) in enumerate(labels):
         ann = _annotation(first_id + k, image_id, category, mask)
         ann["iscrowd"] = int(sliver)
+        ann["track_id"] = int(track) + 1
         out.append(ann)
     return out

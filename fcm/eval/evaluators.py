@@ -69,8 +69,10 @@ class Evaluator(ABC):
 
     @classmethod
     def for_task(cls, task: TaskType, annotations: str | Path | None, **options: Any) -> Evaluator:
-        """Built for a model doing ``task``, with the ground truth the caller holds; ``options`` from a config."""
-        return cls(**options)
+        """Built for a model doing ``task``, with the ground truth the caller holds (the first argument of an
+        evaluator that :attr:`needs_annotations`); ``options`` from a config."""
+        make: Callable[..., Evaluator] = cls  # subclasses take their own arguments
+        return make(annotations, **options) if cls.needs_annotations else make(**options)
 
     def reset(self) -> None:
         self._records = []
@@ -290,6 +292,58 @@ class CocoMAP(Evaluator):
     def input_statistic(self, records: list[dict[str, Any]]) -> Callable[[np.ndarray], np.ndarray] | None:
         gt, dets = self._ground_truth(records)
         return _map_statistic(gt, dets, [r["image_id"] for r in records])
+
+
+@EVALUATORS.register("mot")
+class MultiObjectTracking(Evaluator):
+    """MOTA (primary), IDF1, MOTP, identity switches, misses and false positives of the detector's per-frame output
+    tracked by :class:`fcm.eval.tracking.IouTracker`, against the ground-truth tracks (``track_id`` of each COCO
+    annotation, as labelled shapes clips carry them). Frames are tracked in image-id order when evaluated, so it
+    scores one sequence (a video sweep builds one per clip and point, and a point over several clips is the
+    frame-weighted mean of their MOTA, as for every video metric; the MOT benchmarks pool the error counts
+    instead); ``iscrowd`` slivers are ignore regions."""
+
+    name = "mot"
+    kind = "labels"
+    primary = "MOTA"
+    description = "MOTA / IDF1 (%) of IoU-tracked detections against ground-truth tracks (motmetrics)"
+    scores = ("detection",)
+    needs_annotations = True
+    smooth_measures = ()
+
+    def __init__(self, annotations: str | Path, score_threshold: float = 0.5) -> None:
+        super().__init__()
+        path = Path(annotations)
+        if not path.is_file():
+            raise ConfigError(f"annotation file not found: {path}")
+        gt = json.loads(path.read_text())
+        anns = gt.get("annotations", [])
+        if any("track_id" not in a for a in anns if not a.get("iscrowd")):
+            raise ConfigError(f"{path}: evaluator 'mot' needs a track_id in every annotation (labelled shapes clips)")
+        self.frames = sorted(im["id"] for im in gt.get("images", []))
+        self.tracks: dict[int, list[tuple[int, list[float]]]] = {i: [] for i in self.frames}
+        self.ignored: dict[int, list[list[float]]] = {i: [] for i in self.frames}
+        for a in anns:
+            if a["image_id"] in self.tracks:
+                if a.get("iscrowd"):
+                    self.ignored[a["image_id"]].append(a["bbox"])
+                else:
+                    self.tracks[a["image_id"]].append((int(a["track_id"]), a["bbox"]))
+        self.score_threshold = score_threshold
+
+    def record(self, sample: Sample, output: Any, reference: Any) -> dict[str, Any]:
+        if sample.image_id not in self.tracks:
+            raise ConfigError(f"sample {sample.id!r}: frame {sample.image_id} is not in the ground truth")
+        return {"image_id": sample.image_id, "detections": _coco_detections(output)}
+
+    def evaluate(self) -> dict[str, float]:
+        from fcm.eval.tracking import IouTracker, mot_metrics
+
+        by_frame = {r["image_id"]: r["detections"] for r in self._records}
+        frames = sorted(by_frame)
+        tracker = IouTracker(score_threshold=self.score_threshold)
+        hypotheses = [[(t, box) for t, box, _ in tracker.update(by_frame[i])] for i in frames]
+        return mot_metrics([self.tracks[i] for i in frames], hypotheses, [self.ignored[i] for i in frames])
 
 
 @EVALUATORS.register("detection_fidelity")

@@ -139,6 +139,17 @@ def write_report(cfg: VideoSweepConfig, records: list[dict[str, Any]]) -> dict[s
 
 
 def _primary(cfg: VideoSweepConfig, points: list[dict[str, Any]]) -> str:
+    """The sweep's evaluator's primary metric (as a folder's points hold it), else the first one they hold."""
+    from fcm.errors import FcmError
+    from fcm.eval.evaluators import evaluator_class
+    from fcm.models import MODELS
+
+    try:
+        primary = evaluator_class(cfg.evaluator, MODELS.get(cfg.model).task).primary
+    except FcmError:  # a model or evaluator no longer registered: read the folder as it is
+        primary = ""
+    if primary and any(primary in p["metrics"] for p in points):
+        return primary
     for name in ("top1_agreement", "mAP"):
         if any(name in p["metrics"] for p in points):
             return name
@@ -207,6 +218,7 @@ _MEASURE_AXES: dict[str, tuple[str, float | None]] = {
     "top5_agreement": ("top-5 agreement with uncompressed inference (%)", 100.0),
     "kl_db": ("KL to uncompressed (dB: −10·log10 mean KL)", None),
     "mAP": ("mAP@[.5:.95] (%)", None),
+    "MOTA": ("MOTA (%)", None),
 }
 
 
